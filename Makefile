@@ -1,0 +1,42 @@
+# `make demo` and `make test` do all set-up on a fresh machine; both are idempotent.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.edgekd-installed
+FMNIST := /usr/share/datasets/fashion-mnist
+RUN    ?= runs/demo
+
+.PHONY: demo test install data lint clean
+
+install: $(STAMP)
+
+# Reinstall only when the dependency list changes; torch is pinned through constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
+	@touch $(STAMP)
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package; nothing downloads at run time.
+data:
+	@if [ -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST present in $(FMNIST)"; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	elif command -v sudo >/dev/null; then \
+	  sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+	  echo "Fashion-MNIST is missing from $(FMNIST): run 'apt-get install dataset-fashion-mnist' as root" >&2; \
+	  exit 1; \
+	fi
+
+demo: install data
+	$(BIN)/edgekd run --out $(RUN)
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check toolkit export benchmarks tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

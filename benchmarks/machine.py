@@ -1,0 +1,120 @@
+"""Facts about the machine a benchmark ran on; anything unreadable is None."""
+
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["machine_facts"]
+
+# Distribution names, not import names: versions come from metadata so no runtime is imported.
+_PACKAGES = {
+    "numpy": "numpy",
+    "onnxruntime": "onnxruntime",
+    "ai_edge_litert": "ai-edge-litert",
+    "tflite_runtime": "tflite-runtime",
+}
+
+
+def _read(path: str) -> str | None:
+    """File text stripped, or None if it cannot be read."""
+    try:
+        return Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _cpuinfo_field(text: str | None, *keys: str) -> str | None:
+    """First value in /proc/cpuinfo for any of `keys`, in order of preference."""
+    if not text:
+        return None
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        key = key.strip()
+        if sep and key in keys and key not in found and value.strip():
+            found[key] = value.strip()
+    return next((found[k] for k in keys if k in found), None)
+
+
+def _cpu_model() -> str | None:
+    # x86 says "model name"; ARM boards often only say "Hardware" or "Model" (e.g. Raspberry Pi).
+    model = _cpuinfo_field(_read("/proc/cpuinfo"), "model name", "Model", "Hardware")
+    return model or platform.processor() or None
+
+
+def _total_ram_mb() -> float | None:
+    try:
+        import psutil
+
+        return psutil.virtual_memory().total / 2**20
+    except Exception:
+        pass
+    text = _read("/proc/meminfo")
+    for line in (text or "").splitlines():
+        if line.startswith("MemTotal:"):
+            try:
+                return int(line.split()[1]) / 1024  # value is in kB
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def _affinity_count() -> int | None:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _cpufreq() -> dict[str, Any]:
+    base = "/sys/devices/system/cpu/cpu0/cpufreq"
+    khz = _read(f"{base}/scaling_cur_freq")
+    try:
+        mhz = int(khz) / 1000 if khz is not None else None
+    except ValueError:
+        mhz = None
+    return {"governor": _read(f"{base}/scaling_governor"), "cur_freq_mhz": mhz}
+
+
+def _thermal() -> list[dict[str, Any]] | None:
+    zones = []
+    for zone in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
+        raw = _read(f"{zone}/temp")
+        try:
+            temp_c = int(raw) / 1000 if raw is not None else None  # millidegrees Celsius
+        except ValueError:
+            temp_c = None
+        zones.append({"zone": os.path.basename(zone), "type": _read(f"{zone}/type"), "temp_c": temp_c})
+    return zones or None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except Exception:
+        return None
+
+
+def machine_facts() -> dict[str, Any]:
+    """CPU, memory, OS, frequency, temperatures and runtime versions of this machine."""
+    facts: dict[str, Any] = {
+        "cpu_model": _cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "affinity_cores": _affinity_count(),
+        "total_ram_mb": _total_ram_mb(),
+        "os": platform.system() or None,
+        "kernel": platform.release() or None,
+        "platform": platform.platform(),
+        "arch": platform.machine() or None,
+        "python": sys.version.split()[0],
+    }
+    facts.update(_cpufreq())
+    facts["thermal"] = _thermal()
+    facts["versions"] = {name: _version(dist) for name, dist in _PACKAGES.items()}
+    return facts

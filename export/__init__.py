@@ -1,0 +1,1 @@
+"""Export: torch -> ONNX / TFLite, quantization, parity checks against torch, and the deployable bundle."""

@@ -1,0 +1,73 @@
+"""The deployable bundle: model files, test data and `manifest.json` describing each file."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from export._files import sha256_file
+
+__all__ = ["MANIFEST_VERSION", "file_entry", "write_test_data", "write_manifest", "library_versions"]
+
+MANIFEST_VERSION = 1
+_LIBS = ("edgekd", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy")
+
+
+def library_versions() -> dict[str, str | None]:
+    out = {}
+    for name in _LIBS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def file_entry(path: Path, bundle: Path, **fields) -> dict:
+    """Manifest entry for one model file: relative path, size and sha256 plus the given fields."""
+    return dict(
+        fields, file=str(path.relative_to(bundle)), size_bytes=path.stat().st_size, sha256=sha256_file(path)
+    )
+
+
+def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> dict:
+    """Store the held-out test split (raw uint8 images + labels) so a board can measure accuracy."""
+    dst = bundle / "data" / "test.npz"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(".test.partial.npz")
+    np.savez_compressed(tmp, x=x_uint8, y=y)
+    os.replace(tmp, dst)
+    return {"file": "data/test.npz", "n": int(len(y)), "sha256": sha256_file(dst)}
+
+
+def write_manifest(
+    bundle: Path,
+    *,
+    models: list[dict],
+    input_spec: dict,
+    labels: list[str],
+    test_data: dict,
+    failures: list[dict],
+) -> dict:
+    """Write `manifest.json` last and atomically: a bundle without it is incomplete by definition."""
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input": input_spec,
+        "labels": labels,
+        "test_data": test_data,
+        "models": models,
+        "failures": failures,
+        "exported_on": {"machine": platform.machine(), "python": platform.python_version()},
+        "versions": library_versions(),
+    }
+    tmp = bundle / ".manifest.partial.json"
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, bundle / "manifest.json")
+    return manifest

@@ -1,0 +1,40 @@
+"""Shared fixtures: small IDX data sets written by the tests themselves."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def write_idx(path: Path, arr: np.ndarray, *, gz: bool = True) -> Path:
+    """Write `arr` (uint8) in the IDX format MNIST uses."""
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    data = header + arr.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+@pytest.fixture
+def idx_folder(tmp_path: Path) -> Path:
+    """A tiny MNIST-style folder: 60 train / 20 test 8x8 images over 3 classes, class = brightest quadrant."""
+    rng = np.random.default_rng(0)
+
+    def make(n):
+        y = rng.integers(0, 3, n).astype(np.uint8)
+        x = rng.integers(0, 40, (n, 8, 8)).astype(np.uint8)
+        for i, c in enumerate(y):
+            x[i, (c // 2) * 4 : (c // 2) * 4 + 4, (c % 2) * 4 : (c % 2) * 4 + 4] += 200
+        return x, y
+
+    root = tmp_path / "idx"
+    root.mkdir()
+    for split, n in (("train", 60), ("t10k", 20)):
+        x, y = make(n)
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", y)
+    return root

@@ -1,0 +1,48 @@
+"""Config loading: the default validates, bad files give one line naming the file and the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from toolkit.config import DEFAULT_CONFIG, RunConfig, load_config, save_config
+from toolkit.errors import ConfigError
+
+
+def test_default_config_is_the_builtin_default():
+    cfg = load_config()
+    assert cfg.teacher.arch == "cnn_teacher" and cfg.student.arch == "cnn_student"
+    assert cfg.distill.temperature == 4.0 and cfg.distill.alpha == 0.9
+    assert load_config(DEFAULT_CONFIG) == cfg
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    cfg = RunConfig()
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+BAD_CONFIGS = [
+    ("distill: {alpha: 1.5}", "distill.alpha: Input should be less than or equal to 1"),
+    ("teacher: {arch: x, epochs: 0}", "teacher.epochs: Input should be greater than or equal to 1"),
+    ("bench: {threads: []}", "bench.threads: List should have at least 1 item"),
+    ("export: {formats: [coreml]}", "export.formats.0: Input should be 'onnx' or 'tflite'"),
+    ("distil: {}", "distil: Extra inputs are not permitted"),
+    ("- a\n- b", "expected a mapping at the top level, got list"),
+    ("a: [", "invalid YAML"),
+    ("seed: !!python/object/apply:os.system [ls]", "invalid YAML"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD_CONFIGS)
+def test_bad_config_is_one_line_naming_file_and_field(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_config(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")

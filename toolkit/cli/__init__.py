@@ -1,0 +1,1 @@
+"""The `edgekd` command line: one typer command per stage."""

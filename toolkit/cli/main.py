@@ -1,0 +1,173 @@
+"""`edgekd`: distill -> export -> bench -> report, each stage alone or all at once with `edgekd run`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toolkit.cli import output
+from toolkit.cli._progress import console, train_progress
+from toolkit.errors import EdgekdError
+
+app = typer.Typer(
+    name="edgekd",
+    help="Distill a compact student from a teacher, export it to ONNX/TFLite, benchmark every file and "
+    "report the trade-off.\n\nExample:\n\n  edgekd run --out runs/demo        # the whole pipeline, "
+    "built-in default\n\n  edgekd bench runs/demo/bundle     # on a board: only the bundle is needed",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+_state = {"debug": False}
+
+ConfigArg = Annotated[
+    Path | None,
+    typer.Argument(help="YAML config; the built-in default when omitted.", exists=True, dir_okay=False),
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")]
+RunArg = Annotated[
+    Path, typer.Argument(help="Run directory written by an earlier stage.", exists=True, file_okay=False)
+]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _prepare(config: Path | None, out: Path):
+    from toolkit.config import load_config, save_config
+    from toolkit.pipeline import RunDir
+
+    cfg = load_config(config)
+    run = RunDir(out)
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run.config)
+    return cfg, run
+
+
+@app.command("distill", epilog="Example: edgekd distill my.yaml --out runs/exp1")
+def distill_cli(config: ConfigArg = None, out: OutOpt = Path("runs/default")) -> None:
+    """Train (or reuse) the teacher, distill the student with KD, and train the scratch control."""
+    from toolkit.pipeline.distill_stage import run_distill
+
+    cfg, run = _prepare(config, out)
+    with train_progress() as on_step:
+        summary = run_distill(cfg, run, on_step=on_step)
+    output.distill_summary(summary)
+
+
+@app.command("export", epilog="Example: edgekd export runs/exp1")
+def export_cli(run_dir: RunArg) -> None:
+    """Export every checkpoint to ONNX and TFLite (+ int8 student), check parity, write the bundle."""
+    from toolkit.pipeline import RunDir
+    from toolkit.pipeline.export_stage import run_export
+
+    manifest = run_export(RunDir(run_dir), on_file=output.exported_file)
+    output.parity_table(manifest)
+    if manifest["failures"]:
+        raise EdgekdError(
+            f"{run_dir / 'bundle'}: {len(manifest['failures'])} file(s) failed to export "
+            f"(see above); the others are in the bundle"
+        )
+
+
+@app.command(
+    "bench", epilog="Example: edgekd bench runs/exp1   or, on a board:   edgekd bench bundle/ --threads 4"
+)
+def bench_cli(
+    path: Annotated[
+        Path, typer.Argument(help="Run directory or bundle folder.", exists=True, file_okay=False)
+    ],
+    threads: Annotated[list[int] | None, typer.Option("--threads", min=1, help="Repeat for several.")] = None,
+    results: Annotated[
+        Path | None, typer.Option(help="JSONL to append to (default: RUN/bench/results.jsonl).")
+    ] = None,
+    min_runs: Annotated[int | None, typer.Option(min=1)] = None,
+    min_time: Annotated[float | None, typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
+) -> None:
+    """Benchmark every file of a bundle on this CPU; one JSON record per file, appended as measured."""
+    from benchmarks.bundle import run_bundle
+    from toolkit.config import BenchSettings, load_config
+
+    is_run = (path / "bundle").is_dir()
+    bundle = path / "bundle" if is_run else path
+    settings = (
+        load_config(path / "config.yaml").bench
+        if is_run and (path / "config.yaml").exists()
+        else BenchSettings()
+    )
+    results = results or (path / "bench" / "results.jsonl" if is_run else Path("results.jsonl"))
+    records = run_bundle(
+        bundle,
+        results,
+        threads=threads or settings.threads,
+        accuracy=settings.accuracy,
+        warmup=settings.warmup,
+        min_runs=min_runs or settings.min_runs,
+        min_time_s=settings.min_time_s if min_time is None else min_time,
+        on_result=output.bench_row,
+    )
+    console.print(f"{len(records)} records appended to {results}")
+
+
+@app.command("report", epilog="Example: edgekd report runs/exp1")
+def report_cli(run_dir: RunArg) -> None:
+    """Write report.md, results.csv and the trade-off plot from the run's benchmark records."""
+    from toolkit.report import build_report
+
+    result = build_report(run_dir)
+    output.report_written(result)
+
+
+@app.command("run", epilog="Example: edgekd run --out runs/demo   (or: edgekd run my.yaml --out runs/exp1)")
+def run_cli(config: ConfigArg = None, out: OutOpt = Path("runs/default")) -> None:
+    """All four stages on one run directory: distill, export, bench, report."""
+    distill_cli(config, out)
+    export_failed = None
+    try:
+        export_cli(out)
+    except EdgekdError as e:  # files that did export are still benchmarked and reported
+        if not (out / "bundle" / "manifest.json").exists():
+            raise
+        export_failed = e
+    results = out / "bench" / "results.jsonl"
+    results.unlink(missing_ok=True)  # a fresh run measures afresh; `edgekd bench` alone appends
+    bench_cli(out, None, results, None, None)
+    report_cli(out)
+    if export_failed is not None:
+        raise export_failed
+
+
+def main() -> None:
+    """Entry point: edgekd errors become one line on stderr and exit 1; others propagate."""
+    try:
+        app(standalone_mode=False)
+    except EdgekdError as e:
+        if _state["debug"]:
+            raise
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except ValueError as e:  # benchmarks (torch-free, no toolkit import) reports bad input this way
+        if _state["debug"]:
+            raise
+        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click's usage errors carry their own exit code and message
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

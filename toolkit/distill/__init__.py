@@ -1,0 +1,1 @@
+"""Distillation: losses, the training loop, and evaluation."""

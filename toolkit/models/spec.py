@@ -1,0 +1,43 @@
+"""`ModelSpec`: what it takes to rebuild a model and to describe its input in a manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from toolkit.models.registry import MODELS
+
+__all__ = ["ModelSpec", "create_model", "count_params"]
+
+
+@dataclass
+class ModelSpec:
+    """Architecture name and kwargs, plus input shape (CHW), layout, normalization and class labels."""
+
+    arch: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    layout: str = "NCHW"
+    mean: float = 0.0
+    std: float = 1.0
+    labels: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        d = dict(d)
+        d["input_shape"], d["labels"] = tuple(d["input_shape"]), tuple(d.get("labels", ()))
+        return cls(**d)
+
+
+def create_model(spec: ModelSpec):
+    """Build the (untrained) `nn.Module` a spec describes."""
+    c, h, _ = spec.input_shape
+    kwargs = dict(in_chans=c, num_classes=len(spec.labels) or 10, input_size=h)
+    return MODELS.create(spec.arch, **dict(kwargs, **spec.kwargs))
+
+
+def count_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,129 @@
+"""Stage 2: export each checkpoint to ONNX/TFLite (+ int8 student), check parity, write the bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.config import load_config
+from toolkit.errors import ExportError
+from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
+from toolkit.pipeline.rundir import MODEL_NAMES, RunDir
+
+__all__ = ["run_export", "variants_for"]
+
+# on_file(name, format, precision, entry_or_error) lets the CLI report progress; the library never prints.
+FileCallback = Callable[[str, str, str, dict], None]
+
+
+def variants_for(name: str, formats: list[str], int8: bool) -> list[tuple[str, str]]:
+    """(format, precision) pairs to export: fp32 everywhere, int8 for the distilled student only."""
+    out = [(fmt, "fp32") for fmt in formats]
+    if int8 and name == "student_kd":
+        out += [(fmt, "int8") for fmt in formats]
+    return out
+
+
+def _export_one(model, fmt: str, precision: str, sample, dst: Path, calib: np.ndarray, cfg) -> dict | None:
+    """Write one file; returns its quantization settings (None for float files)."""
+    import torch
+
+    from export.onnx import export_onnx
+    from export.tflite import export_tflite, export_tflite_int8
+
+    if (fmt, precision) == ("onnx", "fp32"):
+        export_onnx(model, sample, dst, opset=cfg.export.opset)
+        return None
+    if (fmt, precision) == ("tflite", "fp32"):
+        export_tflite(model, sample, dst)
+        return None
+    if (fmt, precision) == ("onnx", "int8"):
+        from export.quantize import quantize_static
+        from toolkit.data import ArrayCalibrationReader
+
+        fp32 = dst.with_name(dst.name.replace("_int8", ""))
+        if not fp32.exists():
+            export_onnx(model, sample, fp32, opset=cfg.export.opset)
+        reader = ArrayCalibrationReader(calib, input_name="input", batch_size=32)
+        q = quantize_static(fp32, dst, reader, method=cfg.export.calibration_method)
+        return dict(q, calibration_samples=len(calib))
+    if (fmt, precision) == ("tflite", "int8"):
+        return export_tflite_int8(model, sample, dst, (torch.from_numpy(c[None]) for c in calib))
+    raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
+
+
+def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
+    """Export every checkpoint in `run.distill`, check each against torch, write the manifest."""
+    import torch
+
+    from export.bundle import file_entry, write_manifest, write_test_data
+    from export.parity import check_parity
+    from toolkit.distill.train import predict
+    from toolkit.models import count_params
+
+    cfg = load_config(run.require(run.config, "distill"))
+    names = [n for n in MODEL_NAMES if run.checkpoint(n).exists()]
+    if not names:
+        run.require(run.checkpoint("teacher"), "distill")
+    splits = load_splits(cfg)
+    x_test = splits.normalize(splits.test_x)
+    calib = splits.normalize(splits.train_x[: cfg.export.calibration_samples])
+    run.bundle.mkdir(parents=True, exist_ok=True)
+    (run.bundle / "manifest.json").unlink(missing_ok=True)  # the bundle is incomplete until rewritten
+    models, failures = [], []
+    for name in names:
+        model, spec, ckpt = load_checkpoint(run.checkpoint(name))
+        reference = predict(model, x_test)
+        sample = torch.from_numpy(x_test[:1])
+        for fmt, precision in variants_for(name, cfg.export.formats, cfg.export.int8):
+            suffix = "" if precision == "fp32" else f"_{precision}"
+            dst = run.bundle / f"{name}{suffix}.{fmt}"
+            try:
+                quant = _export_one(model, fmt, precision, sample, dst, calib, cfg)
+            except ExportError as e:
+                failures.append({"name": name, "format": fmt, "precision": precision, "error": str(e)})
+                if on_file:
+                    on_file(name, fmt, precision, failures[-1])
+                continue
+            parity = check_parity(dst, x_test, splits.test_y, reference, precision=precision)
+            entry = file_entry(
+                dst,
+                run.bundle,
+                name=name,
+                role="teacher" if name == "teacher" else "student",
+                arch=spec.arch,
+                params=count_params(model),
+                format=fmt,
+                precision=precision,
+                quantization=quant,
+                batch=None if fmt == "onnx" else 1,
+                source_checkpoint_sha256=_sha(run.checkpoint(name)),
+                parity=parity.to_dict(),
+            )
+            models.append(entry)
+            if on_file:
+                on_file(name, fmt, precision, entry)
+    input_spec = {
+        "name": "input",
+        "shape": [None, *spec.input_shape],
+        "dtype": "float32",
+        "layout": spec.layout,
+        "preprocessing": {"scale": 1 / 255, "mean": [spec.mean], "std": [spec.std]},
+    }
+    test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
+    return write_manifest(
+        run.bundle,
+        models=models,
+        input_spec=input_spec,
+        labels=list(spec.labels),
+        test_data=test_data,
+        failures=failures,
+    )
+
+
+def _sha(path: Path) -> str:
+    from export._files import sha256_file
+
+    return sha256_file(path)

@@ -1,0 +1,55 @@
+"""Where each stage reads and writes inside a run directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import RunDirError
+
+__all__ = ["RunDir", "MODEL_NAMES"]
+
+MODEL_NAMES = ("teacher", "student_kd", "student_scratch")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """`config.yaml`, `distill/` (checkpoints), `bundle/` (model files + manifest), `bench/`, `report/`."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def distill(self) -> Path:
+        return self.root / "distill"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "bundle"
+
+    @property
+    def manifest(self) -> Path:
+        return self.bundle / "manifest.json"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "bench" / "results.jsonl"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def checkpoint(self, name: str) -> Path:
+        return self.distill / f"{name}.pt"
+
+    def require(self, path: Path, stage: str) -> Path:
+        """Return `path` or raise naming the stage that writes it."""
+        if not path.exists():
+            raise RunDirError(f"{path}: not found; run `edgekd {stage}` on {self.root} first")
+        return path

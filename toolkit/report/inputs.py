@@ -1,0 +1,89 @@
+"""Readers for the files a report is built from: benchmark records, bundle manifest, training summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import DataError, RunDirError
+
+__all__ = ["ManifestKey", "read_results", "read_manifest", "read_summary"]
+
+ManifestKey = tuple[str, str, str]  # (name, format, precision), the join key between records and manifest
+
+_REQUIRED = {"model": str, "format": str, "precision": str, "backend": str, "target": dict, "latency": dict}
+_LATENCY_KEYS = ("p50", "p90", "p99")
+
+
+def _check_record(rec: Any) -> None:
+    """Raise ValueError when `rec` lacks a field the report needs or has it with the wrong type."""
+    if not isinstance(rec, dict):
+        raise ValueError(f"expected a JSON object, got {type(rec).__name__}")
+    for key, kind in _REQUIRED.items():
+        if not isinstance(rec.get(key), kind):
+            raise ValueError(f"field {key!r} must be {kind.__name__}, got {rec.get(key)!r}")
+    if not isinstance(rec.get("threads"), int) or isinstance(rec.get("threads"), bool):
+        raise ValueError(f"field 'threads' must be int, got {rec.get('threads')!r}")
+    for key in _LATENCY_KEYS:
+        value = rec["latency"].get(key)
+        if not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"latency.{key} must be positive (ms), got {value!r}")
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """Read benchmark records from a JSON-lines file; a bad line raises `DataError("path:line: ...")`."""
+    if not path.is_file():
+        raise RunDirError(f"{path}: benchmark results not found (run `edgekd bench` first)")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                _check_record(rec)
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                raise DataError(f"{path}:{lineno}: invalid benchmark record ({exc})") from exc
+            records.append(rec)
+    if not records:
+        raise DataError(f"{path}: no benchmark records")
+    return records
+
+
+def _read_json(path: Path) -> Any:
+    """Parse one JSON file, naming the file in any error."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise DataError(f"{path}: invalid JSON ({exc})") from exc
+
+
+def read_manifest(path: Path) -> dict[ManifestKey, dict[str, Any]]:
+    """Read the bundle manifest's model entries, keyed by (name, format, precision)."""
+    if not path.is_file():
+        raise RunDirError(f"{path}: bundle manifest not found (run `edgekd export` first)")
+    data = _read_json(path)
+    models = data.get("models") if isinstance(data, dict) else None
+    if not isinstance(models, list):
+        raise DataError(f"{path}: expected an object with a 'models' list")
+    entries: dict[ManifestKey, dict[str, Any]] = {}
+    for i, entry in enumerate(models):
+        try:
+            key = (str(entry["name"]), str(entry["format"]), str(entry["precision"]))
+        except (TypeError, KeyError) as exc:
+            raise DataError(f"{path}: models[{i}] needs name, format and precision, got {entry!r}") from exc
+        if key in entries:
+            raise DataError(f"{path}: models[{i}] duplicates {key}")
+        entries[key] = entry
+    return entries
+
+
+def read_summary(path: Path) -> dict[str, dict[str, Any]] | None:
+    """Read the optional training summary; return per-model entries (those with `test_accuracy`) or None."""
+    if not path.is_file():
+        return None
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return {k: v for k, v in data.items() if isinstance(v, dict) and "test_accuracy" in v}

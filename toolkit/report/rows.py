@@ -1,0 +1,130 @@
+"""Records → rows: one flat row per benchmark record, joined with the manifest and compared to the teacher."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from toolkit.report.inputs import ManifestKey
+
+__all__ = ["ReportRow", "build_rows", "baseline_key", "sort_key"]
+
+_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One benchmarked file with its measurements and its ratios to the teacher fp32 baseline."""
+
+    model: str
+    role: str
+    format: str
+    precision: str
+    backend: str
+    threads: int
+    batch_size: int | None
+    target_name: str
+    target_kind: str
+    target_label: str
+    params: int | None
+    size_bytes: int | None
+    accuracy: float | None
+    n_accuracy: int | None
+    top1_agreement: float | None
+    parity_passed: bool | None
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput_ips: float | None
+    peak_rss_mb: float | None
+    is_baseline: bool = False
+    speedup: float | None = None
+    size_ratio: float | None = None
+    accuracy_delta_pts: float | None = None
+
+
+def baseline_key(row: ReportRow) -> tuple[Any, ...]:
+    """What a teacher fp32 row must share to be `row`'s baseline: format, backend, threads, batch, target."""
+    return (row.format, row.backend, row.threads, row.batch_size, row.target_name)
+
+
+def sort_key(row: ReportRow) -> tuple[Any, ...]:
+    """Table order: format, backend, precision (fp32 first), teacher first, then model, threads, target."""
+    return (
+        row.format,
+        row.backend,
+        _PRECISION_ORDER.get(row.precision, len(_PRECISION_ORDER)),
+        row.precision,
+        row.role != "teacher",
+        row.model,
+        row.threads,
+        row.batch_size or 0,
+        row.target_name,
+    )
+
+
+def _row_from_record(rec: dict[str, Any], manifest: dict[ManifestKey, dict[str, Any]]) -> ReportRow:
+    """Flatten one record and join it with its manifest entry on (model, format, precision)."""
+    entry = manifest.get((rec["model"], rec["format"], rec["precision"]), {})
+    parity = entry.get("parity") or {}
+    target, latency = rec["target"], rec["latency"]
+    role = rec.get("role") or ("teacher" if rec["model"] == "teacher" else "student")
+    # The record's accuracy is measured on the benchmarked file; parity accuracy is the export-time fallback.
+    from_record = rec.get("accuracy") is not None
+    size = rec.get("file_size_bytes") or entry.get("size_bytes")
+    return ReportRow(
+        model=rec["model"],
+        role=role,
+        format=rec["format"],
+        precision=rec["precision"],
+        backend=rec["backend"],
+        threads=rec["threads"],
+        batch_size=rec.get("batch_size"),
+        target_name=str(target.get("name", "")),
+        target_kind=str(target.get("kind", "native")),
+        target_label=str(target.get("label") or target.get("name") or ""),
+        params=entry.get("params"),
+        size_bytes=int(size) if size is not None else None,
+        accuracy=rec["accuracy"] if from_record else parity.get("accuracy"),
+        n_accuracy=rec.get("n_accuracy") if from_record else parity.get("n"),
+        top1_agreement=parity.get("top1_agreement"),
+        parity_passed=parity.get("passed"),
+        p50_ms=float(latency["p50"]),
+        p90_ms=float(latency["p90"]),
+        p99_ms=float(latency["p99"]),
+        throughput_ips=rec.get("throughput_ips"),
+        peak_rss_mb=rec.get("peak_rss_mb"),
+    )
+
+
+def _compare(row: ReportRow, base: ReportRow | None) -> ReportRow:
+    """Fill speedup, size ratio and accuracy delta of `row` against `base` (None leaves them None)."""
+    if base is None:
+        return row
+    size_ratio = None
+    if base.size_bytes and row.size_bytes:
+        size_ratio = base.size_bytes / row.size_bytes
+    delta = None
+    if base.accuracy is not None and row.accuracy is not None:
+        # Rounded to hide float noise (0.90 - 0.91); a micro-point is far below any test set's resolution.
+        delta = round((row.accuracy - base.accuracy) * 100, 6)
+    return dataclasses.replace(
+        row,
+        is_baseline=row is base,
+        speedup=base.p50_ms / row.p50_ms,
+        size_ratio=size_ratio,
+        accuracy_delta_pts=delta,
+    )
+
+
+def build_rows(records: list[dict[str, Any]], manifest: dict[ManifestKey, dict[str, Any]]) -> list[ReportRow]:
+    """One row per record, sorted for the table, each compared to its teacher fp32 baseline if any."""
+    rows = [_row_from_record(rec, manifest) for rec in records]
+    baselines: dict[tuple[Any, ...], ReportRow] = {}
+    for row in rows:
+        if row.role == "teacher" and row.precision == "fp32":
+            # A repeated teacher run keeps the first record as the baseline, in file order.
+            baselines.setdefault(baseline_key(row), row)
+    compared = [_compare(row, baselines.get(baseline_key(row))) for row in rows]
+    return sorted(compared, key=sort_key)
