@@ -49,6 +49,7 @@ def export_tflite_int8(
     _litert_torch()
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
     from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
@@ -56,7 +57,8 @@ def export_tflite_int8(
         prepared = prepare_pt2e(torch.export.export(model.eval(), (sample,)).module(), quantizer)
         with torch.no_grad():
             n = sum(1 for x in calibration if prepared(x) is not None)
-        converted = convert_pt2e(prepared, fold_quantize=False)
+        converted = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
+        converted.training = False  # the flag litert-torch checks; the graph's ops are already in eval form
     except Exception as e:
         raise ExportError(f"{dst}: PT2E int8 quantization failed: {str(e).strip().splitlines()[0]}") from e
     _convert(converted, sample, Path(dst), "int8", quant_config=QuantConfig(pt2e_quantizer=quantizer))

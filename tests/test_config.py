@@ -11,8 +11,8 @@ from toolkit.errors import ConfigError
 def test_default_config_is_the_builtin_default():
     cfg = load_config()
     assert cfg.teacher.arch == "cnn_teacher" and cfg.student.arch == "cnn_student"
-    assert cfg.distill.temperature == 4.0 and cfg.distill.alpha == 0.9
-    assert load_config(DEFAULT_CONFIG) == cfg
+    assert cfg.distill.temperature == 2.0 and cfg.distill.alpha == 0.5
+    assert load_config(DEFAULT_CONFIG) == cfg == RunConfig()  # the YAML and the model defaults agree
 
 
 def test_save_and_load_roundtrip(tmp_path):

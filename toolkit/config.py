@@ -36,8 +36,8 @@ class TrainConfig(_Strict):
 
 
 class DistillConfig(_Strict):
-    temperature: float = Field(4.0, gt=0)
-    alpha: float = Field(0.9, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1)
     scratch_control: bool = True
 
 
@@ -61,8 +61,8 @@ class BenchSettings(_Strict):
 class RunConfig(_Strict):
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
-    teacher: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_teacher", epochs=2))
-    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=6))
+    teacher: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_teacher", epochs=2, lr=2e-3))
+    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=6, lr=5e-3))
     distill: DistillConfig = Field(default_factory=DistillConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     bench: BenchSettings = Field(default_factory=BenchSettings)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
-from benchmarks.backends.litert import TfliteModel, _load, input_spec, run
+from benchmarks.backends.litert import TfliteModel, _load, input_spec, invoke, prepare, run
 
-__all__ = ["load", "input_spec", "run", "version"]
+__all__ = ["load", "input_spec", "prepare", "invoke", "run", "version"]
 
 
 def load(path: str | Path, *, threads: int) -> TfliteModel:

@@ -86,11 +86,12 @@ def train_model(
             loss.backward()
             opt.step()
             sched.step()
-            total_loss += float(loss) * len(idx)
+            loss_value = loss.item()
+            total_loss += loss_value * len(idx)
             correct += int((logits.argmax(1) == yt[idx]).sum())
             if on_step is not None:
                 on_step(
-                    epoch * steps + b + 1, settings.epochs * steps, {"epoch": epoch + 1, "loss": float(loss)}
+                    epoch * steps + b + 1, settings.epochs * steps, {"epoch": epoch + 1, "loss": loss_value}
                 )
         row = {
             "epoch": epoch + 1,

@@ -58,6 +58,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
     """Export every checkpoint in `run.distill`, check each against torch, write the manifest."""
     import torch
 
+    from export._files import quiet_converters
     from export.bundle import file_entry, write_manifest, write_test_data
     from export.parity import check_parity
     from toolkit.distill.train import predict
@@ -81,7 +82,8 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
             suffix = "" if precision == "fp32" else f"_{precision}"
             dst = run.bundle / f"{name}{suffix}.{fmt}"
             try:
-                quant = _export_one(model, fmt, precision, sample, dst, calib, cfg)
+                with quiet_converters():
+                    quant = _export_one(model, fmt, precision, sample, dst, calib, cfg)
             except ExportError as e:
                 failures.append({"name": name, "format": fmt, "precision": precision, "error": str(e)})
                 if on_file:

@@ -45,8 +45,10 @@ def build_context(
     machines = []
     for rec in records:
         m = rec.get("machine") or {}
-        extras = ", ".join(f"{k} {m[k]}" for k in ("python", "numpy") if m.get(k))
-        desc = f"{m.get('cpu_model') or 'unknown CPU'} ({m.get('cores') or '?'} cores)"
+        versions = {"python": m.get("python"), "numpy": (m.get("versions") or {}).get("numpy")}
+        extras = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+        cores = m.get("affinity_cores") or m.get("logical_cores") or "?"
+        desc = f"{m.get('cpu_model') or 'unknown CPU'} ({cores} cores usable), {m.get('arch') or '?'}"
         machines.append(f"{desc}; {extras}" if extras else desc)
     runtimes = [f"{r['backend']} {r['runtime_version']}" for r in records if r.get("runtime_version")]
     return ReportContext(
