@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from benchmarks.harness import BenchConfig, run_benchmark
+from benchmarks.harness import BenchConfig, BenchmarkError, run_benchmark
 from benchmarks.machine import machine_facts
 from benchmarks.records import BenchRecord, LatencyStats, append_record, read_records
 
 __all__ = [
     "run_benchmark",
     "BenchConfig",
+    "BenchmarkError",
     "BenchRecord",
     "LatencyStats",
     "append_record",

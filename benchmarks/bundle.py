@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from benchmarks.harness import BenchConfig, run_benchmark
+from benchmarks.harness import BenchConfig, BenchmarkError, run_benchmark
 from benchmarks.records import BenchRecord, append_record
 
 __all__ = ["read_manifest", "bundle_configs", "run_bundle"]
@@ -58,13 +58,20 @@ def run_bundle(
     accuracy: bool = True,
     on_result: Callable[[BenchRecord], None] | None = None,
     **protocol,
-) -> list[BenchRecord]:
-    """Benchmark each file, appending each record to `results` (JSONL) as soon as it is measured."""
-    records = []
+) -> tuple[list[BenchRecord], list[str]]:
+    """Benchmark each file, appending each record to `results` (JSONL) as soon as it is measured.
+
+    A file that fails is reported in the returned error list and the others are still measured.
+    """
+    records, errors = [], []
     for config in list(bundle_configs(bundle, threads=threads, accuracy=accuracy, **protocol)):
-        record = run_benchmark(config)
+        try:
+            record = run_benchmark(config)
+        except BenchmarkError as e:
+            errors.append(str(e))
+            continue
         append_record(results, record)
         records.append(record)
         if on_result is not None:
             on_result(record)
-    return records
+    return records, errors

@@ -20,9 +20,13 @@ from benchmarks.backends import BACKENDS, backend_for, load_backend
 from benchmarks.machine import machine_facts
 from benchmarks.records import BenchRecord, LatencyStats
 
-__all__ = ["BenchConfig", "measure", "run_benchmark", "time_runs", "pin_cpus"]
+__all__ = ["BenchConfig", "BenchmarkError", "measure", "run_benchmark", "time_runs", "pin_cpus"]
 
 _DEFAULT_PREPROCESSING = {"scale": 1 / 255, "mean": [0.0], "std": [1.0]}
+
+
+class BenchmarkError(RuntimeError):
+    """A file could not be benchmarked (the worker crashed, timed out or printed no result)."""
 
 
 def _default_target() -> dict[str, Any]:
@@ -233,16 +237,16 @@ def _run_child(config: BenchConfig, python: str, timeout: float) -> dict[str, An
             env=_child_env(),
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"{config.model_path}: benchmark did not finish within {timeout} s") from exc
+        raise BenchmarkError(f"{config.model_path}: benchmark did not finish within {timeout} s") from exc
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         last = lines[-1] if lines else "no error output"
-        raise RuntimeError(f"{config.model_path}: benchmark worker exited with {proc.returncode}: {last}")
+        raise BenchmarkError(f"{config.model_path}: benchmark worker exited with {proc.returncode}: {last}")
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     try:
         return json.loads(lines[-1])
     except (IndexError, ValueError) as exc:
-        raise RuntimeError(f"{config.model_path}: benchmark worker printed no JSON result") from exc
+        raise BenchmarkError(f"{config.model_path}: benchmark worker printed no JSON result") from exc
 
 
 def _edgekd_version() -> str | None:

@@ -38,3 +38,25 @@ def idx_folder(tmp_path: Path) -> Path:
         write_idx(root / f"{split}-images-idx3-ubyte.gz", x)
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", y)
     return root
+
+
+def onnx_classifier(path: Path, weight: np.ndarray, side: int) -> Path:
+    """A Flatten+MatMul ONNX classifier with dynamic batch, built with onnx's helper API."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "weight"], ["output"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, side, side])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", weight.shape[1]])],
+        initializer=[numpy_helper.from_array(weight, "weight")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path

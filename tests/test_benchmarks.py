@@ -14,7 +14,8 @@ import pytest
 
 from benchmarks import BenchConfig, BenchRecord, LatencyStats, append_record, read_records, run_benchmark
 from benchmarks.backends import BACKENDS, available, backend_for, load_backend
-from benchmarks.harness import time_runs
+from benchmarks.harness import BenchmarkError, time_runs
+from tests.conftest import onnx_classifier
 
 # Column k of the classifier reads pixel k, so the brightest of the first three pixels is the class.
 N_CLASSES = 3
@@ -23,30 +24,9 @@ WEIGHT[np.arange(N_CLASSES), np.arange(N_CLASSES)] = 1.0
 FAST = {"warmup": 2, "min_runs": 20, "min_time_s": 0.2}
 
 
-def _onnx_classifier(path: Path, weight: np.ndarray, side: int) -> Path:
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = helper.make_graph(
-        [
-            helper.make_node("Flatten", ["input"], ["flat"], axis=1),
-            helper.make_node("MatMul", ["flat", "weight"], ["output"]),
-        ],
-        "tiny",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, side, side])],
-        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", weight.shape[1]])],
-        initializer=[numpy_helper.from_array(weight, "weight")],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory) -> Path:
-    return _onnx_classifier(tmp_path_factory.mktemp("onnx") / "tiny.onnx", WEIGHT, side=4)
+    return onnx_classifier(tmp_path_factory.mktemp("onnx") / "tiny.onnx", WEIGHT, side=4)
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +223,7 @@ def test_run_benchmark_end_to_end(fixture, request, labelled_npz, tmp_path):
 
 def test_bigger_model_uses_more_memory(tiny_onnx, tmp_path):
     weight = np.random.default_rng(0).standard_normal((4096, 4096), dtype=np.float32)  # 64 MiB
-    big = _onnx_classifier(tmp_path / "big.onnx", weight, side=64)
+    big = onnx_classifier(tmp_path / "big.onnx", weight, side=64)
     del weight
     protocol = {"warmup": 1, "min_runs": 3, "min_time_s": 0.0}
     small_rec = run_benchmark(BenchConfig(tiny_onnx, **protocol))
@@ -255,7 +235,7 @@ def test_bigger_model_uses_more_memory(tiny_onnx, tmp_path):
 def test_failing_child_names_the_file(tmp_path):
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"not a model")
-    with pytest.raises(RuntimeError, match=r"broken\.onnx: benchmark worker exited with 1: .+"):
+    with pytest.raises(BenchmarkError, match=r"broken\.onnx: benchmark worker exited with 1: .+"):
         run_benchmark(BenchConfig(broken, **FAST))
 
 

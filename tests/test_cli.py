@@ -46,3 +46,28 @@ def test_bench_on_a_folder_without_manifest(tmp_path):
     r = _edgekd("bench", str(tmp_path))
     assert r.returncode == 1 and "manifest.json: not found" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bench_keeps_measuring_past_a_broken_file_and_exits_1(tmp_path):
+    import json
+
+    import numpy as np
+
+    from tests.conftest import onnx_classifier
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    onnx_classifier(bundle / "good.onnx", np.eye(16, 3, dtype=np.float32), side=4)
+    (bundle / "broken.onnx").write_bytes(b"not an onnx file")
+    models = [
+        {"name": n, "role": "student", "file": f"{n}.onnx", "format": "onnx", "precision": "fp32"}
+        for n in ("broken", "good")
+    ]
+    (bundle / "manifest.json").write_text(json.dumps({"models": models, "input": {}}))
+    results = tmp_path / "results.jsonl"
+    r = _edgekd("bench", str(bundle), "--results", str(results), "--min-runs", "5", "--min-time", "0")
+    assert r.returncode == 1
+    assert "broken.onnx: benchmark worker exited with 1" in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"error: {bundle}: 1 of 2 files failed to benchmark"
+    kept = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [k["model"] for k in kept] == ["good"] and kept[0]["latency"]["p50"] > 0

@@ -54,59 +54,77 @@ def _export_one(model, fmt: str, precision: str, sample, dst: Path, calib: np.nd
     raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
 
 
-def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
-    """Export every checkpoint in `run.distill`, check each against torch, write the manifest."""
+def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback | None):
+    """Export and check every variant of one checkpoint; returns (manifest entries, failures, spec)."""
     import torch
 
-    from export._files import quiet_converters
-    from export.bundle import file_entry, write_manifest, write_test_data
+    from export._files import quiet_converters, sha256_file
+    from export.bundle import file_entry
     from export.parity import check_parity
     from toolkit.distill.train import predict
     from toolkit.models import count_params
+
+    model, spec, _ = load_checkpoint(run.checkpoint(name))
+    reference = predict(model, data["x_test"])
+    sample = torch.from_numpy(data["x_test"][:1])
+    common = dict(
+        name=name,
+        role="teacher" if name == "teacher" else "student",
+        arch=spec.arch,
+        params=count_params(model),
+        source_checkpoint_sha256=sha256_file(run.checkpoint(name)),
+    )
+    entries, failures = [], []
+    for fmt, precision in variants_for(name, cfg.export.formats, cfg.export.int8):
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        dst = run.bundle / f"{name}{suffix}.{fmt}"
+        try:
+            with quiet_converters():
+                quant = _export_one(model, fmt, precision, sample, dst, data["calib"], cfg)
+        except ExportError as e:
+            dst.unlink(missing_ok=True)  # never leave an older file under the name of one that failed
+            failures.append({"name": name, "format": fmt, "precision": precision, "error": str(e)})
+            if on_file:
+                on_file(name, fmt, precision, failures[-1])
+            continue
+        parity = check_parity(dst, data["x_test"], data["y_test"], reference, precision=precision)
+        entry = file_entry(
+            dst,
+            run.bundle,
+            **common,
+            format=fmt,
+            precision=precision,
+            quantization=quant,
+            batch=None if fmt == "onnx" else 1,
+            parity=parity.to_dict(),
+        )
+        entries.append(entry)
+        if on_file:
+            on_file(name, fmt, precision, entry)
+    return entries, failures, spec
+
+
+def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
+    """Export every checkpoint in `run.distill`, check each against torch, write the manifest."""
+    from export.bundle import write_manifest, write_test_data
 
     cfg = load_config(run.require(run.config, "distill"))
     names = [n for n in MODEL_NAMES if run.checkpoint(n).exists()]
     if not names:
         run.require(run.checkpoint("teacher"), "distill")
     splits = load_splits(cfg)
-    x_test = splits.normalize(splits.test_x)
-    calib = splits.normalize(splits.train_x[: cfg.export.calibration_samples])
+    data = {
+        "x_test": splits.normalize(splits.test_x),
+        "y_test": splits.test_y,
+        "calib": splits.normalize(splits.train_x[: cfg.export.calibration_samples]),
+    }
     run.bundle.mkdir(parents=True, exist_ok=True)
-    (run.bundle / "manifest.json").unlink(missing_ok=True)  # the bundle is incomplete until rewritten
+    run.manifest.unlink(missing_ok=True)  # the bundle is incomplete until the manifest is rewritten
     models, failures = [], []
     for name in names:
-        model, spec, ckpt = load_checkpoint(run.checkpoint(name))
-        reference = predict(model, x_test)
-        sample = torch.from_numpy(x_test[:1])
-        for fmt, precision in variants_for(name, cfg.export.formats, cfg.export.int8):
-            suffix = "" if precision == "fp32" else f"_{precision}"
-            dst = run.bundle / f"{name}{suffix}.{fmt}"
-            try:
-                with quiet_converters():
-                    quant = _export_one(model, fmt, precision, sample, dst, calib, cfg)
-            except ExportError as e:
-                failures.append({"name": name, "format": fmt, "precision": precision, "error": str(e)})
-                if on_file:
-                    on_file(name, fmt, precision, failures[-1])
-                continue
-            parity = check_parity(dst, x_test, splits.test_y, reference, precision=precision)
-            entry = file_entry(
-                dst,
-                run.bundle,
-                name=name,
-                role="teacher" if name == "teacher" else "student",
-                arch=spec.arch,
-                params=count_params(model),
-                format=fmt,
-                precision=precision,
-                quantization=quant,
-                batch=None if fmt == "onnx" else 1,
-                source_checkpoint_sha256=_sha(run.checkpoint(name)),
-                parity=parity.to_dict(),
-            )
-            models.append(entry)
-            if on_file:
-                on_file(name, fmt, precision, entry)
+        entries, failed, spec = _export_model(name, run, cfg, data, on_file)
+        models += entries
+        failures += failed
     input_spec = {
         "name": "input",
         "shape": [None, *spec.input_shape],
@@ -123,9 +141,3 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
         test_data=test_data,
         failures=failures,
     )
-
-
-def _sha(path: Path) -> str:
-    from export._files import sha256_file
-
-    return sha256_file(path)
