@@ -1,4 +1,4 @@
-"""Report: hand-made records and manifest → rows with exact ratios, Markdown, CSV and a PNG."""
+"""Report: hand-made records and manifest → rows with exact ratios, Markdown, CSV, PNGs; compare; CLI."""
 
 from __future__ import annotations
 
@@ -7,139 +7,16 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from tests.report_data import CONSTRAINED, MANIFEST, NATIVE, RECORDS, find, rows_of, write_run
+from toolkit.cli.main import app
 from toolkit.errors import DataError, RunDirError
-from toolkit.report import ReportRow, build_report, build_rows, read_manifest, read_results
+from toolkit.report import build_compare_report, build_report, read_manifest, read_results
 
-NATIVE = {"name": "host", "kind": "native", "label": "native"}
-CONSTRAINED = {"name": "host-1cpu", "kind": "constrained", "label": "constrained local CPU"}
-
-
-def record(model: str, fmt: str, precision: str, p50: float, size: int, acc: float | None, **kw: Any) -> dict:
-    """One benchmark record as `benchmarks` writes it (only the numbers a test checks vary)."""
-    rec = {
-        "model": model,
-        "role": "teacher" if model == "teacher" else "student",
-        "file": f"{model}.{fmt}",
-        "format": fmt,
-        "precision": precision,
-        "backend": "onnxruntime" if fmt == "onnx" else "litert",
-        "target": NATIVE,
-        "threads": 1,
-        "batch_size": 1,
-        "load_ms": 5.0,
-        "first_run_ms": 2 * p50,
-        "latency": {
-            "count": 100,
-            "mean": p50,
-            "p50": p50,
-            "p90": 1.2 * p50,
-            "p99": 1.5 * p50,
-            "stdev": 0.01,
-            "min": 0.9 * p50,
-            "max": 2 * p50,
-            "cv": 0.01,
-            "samples": [p50] * 3,
-        },
-        "throughput_ips": 1000.0 / p50,
-        "peak_rss_mb": 80.0,
-        "baseline_rss_mb": 60.0,
-        "rss_increase_mb": 20.0,
-        "file_size_bytes": size,
-        "accuracy": acc,
-        "n_accuracy": 1000 if acc is not None else None,
-        "machine": {
-            "cpu_model": "Test CPU 9000",
-            "logical_cores": 4,
-            "affinity_cores": 2,
-            "arch": "x86_64",
-            "python": "3.11.2",
-            "versions": {"numpy": "2.1.0"},
-        },
-        "runtime_version": "1.20.1" if fmt == "onnx" else "1.2.0",
-        "timestamp": "2025-01-01T00:00:00",
-        "edgekd_version": "0.1.0",
-        "warmup": 10,
-        "protocol": {"min_runs": 100, "min_time_s": 2.0},
-    }
-    return {**rec, **kw}
-
-
-def entry(name: str, fmt: str, precision: str, params: int, acc: float, *, passed: bool = True) -> dict:
-    """One manifest model entry with its parity record."""
-    return {
-        "name": name,
-        "role": "teacher" if name == "teacher" else "student",
-        "arch": "cnn",
-        "params": params,
-        "file": f"{name}.{fmt}",
-        "format": fmt,
-        "precision": precision,
-        "quantization": None,
-        "size_bytes": 1,
-        "sha256": "0" * 64,
-        "parity": {
-            "max_abs_diff": 1e-5,
-            "mean_abs_diff": 1e-6,
-            "top1_agreement": 0.995 if passed else 0.6,
-            "accuracy": acc,
-            "torch_accuracy": acc,
-            "passed": passed,
-            "n": 500,
-        },
-    }
-
-
-RECORDS = [
-    record("student_kd", "onnx", "int8", 0.08, 30_000, None),  # accuracy falls back to the manifest
-    record("student_kd", "onnx", "fp32", 0.1, 100_000, 0.90),
-    record("teacher", "onnx", "fp32", 1.0, 6_000_000, 0.91),
-    record("student_kd", "tflite", "fp32", 0.2, 110_000, 0.90),  # no teacher tflite: no baseline
-    record("student_kd", "onnx", "fp32", 0.3, 100_000, 0.90, target=CONSTRAINED),
-    record("student_scratch", "onnx", "fp32", 0.1, 100_000, 0.88),
-]
-MANIFEST = {
-    "models": [
-        entry("teacher", "onnx", "fp32", 1_500_000, 0.91),
-        entry("student_kd", "onnx", "fp32", 24_058, 0.90),
-        entry("student_kd", "onnx", "int8", 24_058, 0.895),
-        entry("student_kd", "tflite", "fp32", 24_058, 0.90),
-        entry("student_scratch", "onnx", "fp32", 24_058, 0.88, passed=False),
-    ],
-    "labels": [str(i) for i in range(10)],
-    "input": {"shape": [1, 1, 28, 28]},
-}
-SUMMARY = {
-    "teacher": {"test_accuracy": 0.912, "params": 1_500_000},
-    "student_kd": {"test_accuracy": 0.901, "params": 24_058},
-    "student_scratch": {"test_accuracy": 0.881, "params": 24_058},
-    "config": {"temperature": 4.0},
-}
-
-
-def write_run(run_dir: Path, records: list[dict] = RECORDS, *, summary: bool = True) -> Path:
-    """Lay out bench/results.jsonl, bundle/manifest.json and (optionally) distill/summary.json."""
-    for sub in ("bench", "bundle", "distill"):
-        (run_dir / sub).mkdir(parents=True, exist_ok=True)
-    (run_dir / "bench/results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (run_dir / "bundle/manifest.json").write_text(json.dumps(MANIFEST))
-    if summary:
-        (run_dir / "distill/summary.json").write_text(json.dumps(SUMMARY))
-    return run_dir
-
-
-def rows_of(tmp_path: Path) -> list[ReportRow]:
-    run = write_run(tmp_path)
-    return build_rows(read_results(run / "bench/results.jsonl"), read_manifest(run / "bundle/manifest.json"))
-
-
-def find(rows: list[ReportRow], model: str, fmt: str, precision: str, target: str = "host") -> ReportRow:
-    key = (model, fmt, precision, target)
-    (row,) = [r for r in rows if (r.model, r.format, r.precision, r.target_name) == key]
-    return row
+PLOT_KINDS = ("accuracy_latency", "accuracy_size", "latency")  # one PNG each per target, then tradeoff.png
 
 
 def test_ratios_against_teacher(tmp_path: Path) -> None:
@@ -174,25 +51,33 @@ def test_accuracy_falls_back_to_parity(tmp_path: Path) -> None:
     assert row.accuracy_delta_pts == -1.5
 
 
-def test_build_report_writes_markdown_csv_png(tmp_path: Path) -> None:
+def test_build_report_writes_markdown_html_csv_png(tmp_path: Path) -> None:
     result = build_report(write_run(tmp_path / "run"))
     out = tmp_path / "run/report"
-    assert (result.markdown_path, result.csv_path, result.plot_path) == (
+    assert (result.markdown_path, result.html_path, result.csv_path, result.plot_path) == (
         out / "report.md",
+        out / "report.html",
         out / "results.csv",
         out / "tradeoff.png",
     )
+    per_target = [f"{kind}_{slug}.png" for slug in ("host", "host-1cpu") for kind in PLOT_KINDS]
+    assert [p.name for p in result.plot_paths] == per_target + ["tradeoff.png"]
     md = result.markdown_path.read_text()
     kd_row = (
-        "| student_kd | onnx | fp32 | onnxruntime | 1 | native | 24,058 | 97.7 KiB | 90.00 | 99.50% "
-        "| 0.100 | 0.120 | 0.150 | 10,000 | 80.0 | 10.00× | 60.0× | -1.00 |"
+        "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | native | 24,058 | – | 97.7 KiB | 90.00 | 99.50% "
+        "| 0.100 | 0.120 | 0.150 | 10,000 | 80.0 | 10.00× | 60.0× | 1.00× | -1.00 | lat+size |"
     )
     assert kd_row in md
-    assert "| **teacher** | onnx | fp32 | onnxruntime | 1 | native | 1,500,000 | 5.72 MiB | 91.00 |" in md
+    assert (
+        "| **teacher** | onnx | fp32 | onnxruntime | 1 | 1 | native | 1,500,000 | – | 5.72 MiB | 91.00 |"
+        in md
+    )
     assert "| *constrained local CPU* |" in md
-    assert "| 0.300 | 0.360 | 0.450 | 3,333 | 80.0 | – | – | – |" in md
+    assert "Rows on *constrained local CPU* were measured on this machine under emulation or resource" in md
+    assert "| 0.300 | 0.360 | 0.450 | 3,333 | 80.0 | – | – | – | – | lat+size |" in md
     assert "**FAILED** (60.00%)" in md and "PARITY CHECK FAILED** for student_scratch onnx fp32" in md
-    assert "![](tradeoff.png)" in md
+    for path in result.plot_paths:
+        assert f"]({path.name})" in md and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "**Best student:** student_kd (ONNX fp32, onnxruntime, 1 thread, native) is 10.00× faster" in md
     for fact in (
         "10 warm-up runs",
@@ -213,6 +98,12 @@ def test_build_report_writes_markdown_csv_png(tmp_path: Path) -> None:
     key = ("student_kd", "onnx", "fp32", "host")
     (kd,) = [r for r in table if (r["model"], r["format"], r["precision"], r["target_name"]) == key]
     assert (kd["speedup"], kd["size_ratio"], kd["accuracy_delta_pts"]) == ("10.0", "60.0", "-1.0")
+    assert (kd["memory_ratio"], kd["pareto"], kd["macs"], kd["cpu_model"]) == (
+        "1.0",
+        "lat+size",
+        "",
+        "Test CPU 9000",
+    )
     assert table[-1]["speedup"] == ""  # tflite row: no baseline, empty cell
 
 
@@ -268,3 +159,64 @@ def test_duplicate_manifest_entry_raises(tmp_path: Path) -> None:
 def test_import_does_not_load_matplotlib() -> None:
     code = "import sys, toolkit.report; sys.exit('matplotlib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_macs_come_from_the_manifest(tmp_path: Path) -> None:
+    run = write_run(tmp_path)
+    manifest = json.loads((run / "bundle/manifest.json").read_text())
+    manifest["models"][1]["macs"] = 1_234_567
+    (run / "bundle/manifest.json").write_text(json.dumps(manifest))
+    md = build_report(run).markdown_path.read_text()
+    assert "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | native | 24,058 | 1,234,567 | 97.7 KiB |" in md
+
+
+def two_runs(tmp_path: Path) -> tuple[Path, Path]:
+    """Run 'pc' (native, Test CPU 9000) and run 'pi' (constrained, Pi CPU, slower, no tflite row)."""
+    pi_machine = {**RECORDS[0]["machine"], "cpu_model": "Pi CPU"}
+    slow = [
+        {**r, "latency": {**r["latency"], "p50": 4 * r["latency"]["p50"]}, "target": CONSTRAINED}
+        for r in RECORDS
+        if r["format"] == "onnx" and r["target"] == NATIVE
+    ]
+    slow = [{**r, "machine": pi_machine, "peak_rss_mb": 40.0} for r in slow]
+    return write_run(tmp_path / "pc", RECORDS[:4]), write_run(tmp_path / "pi", slow)
+
+
+def test_compare_puts_runs_side_by_side(tmp_path: Path) -> None:
+    pc, pi = two_runs(tmp_path)
+    path = build_compare_report([pc, pi], out_dir=tmp_path / "cmp")
+    assert path == tmp_path / "cmp/compare.md"
+    md = path.read_text()
+    header = (
+        "| Model | Format | Precision | Backend | pc · native · Test CPU 9000: p50 ms | "
+        "pc · native · Test CPU 9000: Acc % | pc · native · Test CPU 9000: Peak RSS MB | "
+        "pi · *constrained local CPU* · Pi CPU: p50 ms | pi · *constrained local CPU* · Pi CPU: Acc % | "
+        "pi · *constrained local CPU* · Pi CPU: Peak RSS MB |"
+    )
+    assert header in md
+    assert "| student_kd | onnx | fp32 | onnxruntime | 0.100 | 90.00 | 80.0 | 0.400 | 90.00 | 40.0 |" in md
+    assert "| **teacher** | onnx | fp32 | onnxruntime | 1.000 | 91.00 | 80.0 | 4.000 | 91.00 | 40.0 |" in md
+    assert "| student_kd | tflite | fp32 | litert | 0.200 | 90.00 | 80.0 | – | – | – |" in md  # pi lacks it
+    assert "**pi** (`" in md and "Pi CPU (2 cores usable)" in md and "`min_runs`=100" in md
+    assert "Column groups on *constrained local CPU* were measured under emulation" in md
+    page = (tmp_path / "cmp/compare.html").read_text()
+    assert page.count('<th colspan="3">') == 2 and "<em>constrained local CPU</em>" in page
+
+
+def test_compare_needs_two_runs(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least two run directories, got 1"):
+        build_compare_report([write_run(tmp_path / "a")], out_dir=tmp_path)
+
+
+def test_cli_report_one_run_and_compare(tmp_path: Path) -> None:
+    pc, pi = two_runs(tmp_path)
+    r = CliRunner().invoke(app, ["report", str(pc), "--max-accuracy-drop", "0"])
+    assert r.exit_code == 0, r.output
+    assert "report.md" in r.output and "no student qualifies" in (pc / "report/report.md").read_text()
+    r = CliRunner().invoke(app, ["report", str(pc), str(pi)])
+    assert r.exit_code == 0, r.output
+    assert (pc / "report/compare.md").is_file() and (pc / "report/compare.html").is_file()
+    r = CliRunner().invoke(app, ["report", str(pc), str(pi), "--out", str(tmp_path / "cmp")])
+    assert r.exit_code == 0 and (tmp_path / "cmp/compare.md").is_file()
+    r = CliRunner().invoke(app, ["report", str(pc), "--max-accuracy-drop", "-1"])
+    assert r.exit_code == 2 and "--max-accuracy-drop" in r.output

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from benchmarks.harness import BenchmarkError
 from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
 from toolkit.errors import EdgekdError
@@ -101,7 +103,7 @@ def bench_cli(
         else BenchSettings()
     )
     results = results or (path / "bench" / "results.jsonl" if is_run else Path("results.jsonl"))
-    records = run_bundle(
+    records, errors = run_bundle(
         bundle,
         results,
         threads=threads or settings.threads,
@@ -112,14 +114,43 @@ def bench_cli(
         on_result=output.bench_row,
     )
     console.print(f"{len(records)} records appended to {results}")
+    if errors:
+        for err in errors:
+            console.print(f"[red]FAILED[/red] {err}", highlight=False)
+        raise EdgekdError(
+            f"{bundle}: {len(errors)} of {len(errors) + len(records)} files failed to benchmark"
+        )
 
 
-@app.command("report", epilog="Example: edgekd report runs/exp1")
-def report_cli(run_dir: RunArg) -> None:
-    """Write report.md, results.csv and the trade-off plot from the run's benchmark records."""
-    from toolkit.report import build_report
+@app.command(
+    "report", epilog="Example: edgekd report runs/exp1   or, side by side:   edgekd report runs/pc runs/pi4"
+)
+def report_cli(
+    run_dir: RunArg,
+    more_runs: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="More run directories: compare all side by side.",
+            exists=True,
+            file_okay=False,
+            metavar="MORE_RUNS",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Folder to write (default: RUN/report).")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float, typer.Option(min=0.0, help="Accuracy points a recommended student may lose vs the teacher.")
+    ] = 1.0,
+) -> None:
+    """Write report.md/.html, results.csv and plots; with several runs, compare.md/.html side by side."""
+    from toolkit.report import build_compare_report, build_report
 
-    result = build_report(run_dir)
+    if more_runs:
+        path = build_compare_report([run_dir, *more_runs], out_dir=out or run_dir / "report")
+        output.compare_written(path)
+        return
+    result = build_report(run_dir, out_dir=out, max_accuracy_drop=max_accuracy_drop)
     output.report_written(result)
 
 
@@ -135,7 +166,9 @@ def run_cli(config: ConfigArg = None, out: OutOpt = Path("runs/default")) -> Non
             raise
         export_failed = e
     results = out / "bench" / "results.jsonl"
-    results.unlink(missing_ok=True)  # a fresh run measures afresh; `edgekd bench` alone appends
+    if results.exists():  # a fresh run measures afresh; earlier measurements are kept beside it
+        stamp = datetime.fromtimestamp(results.stat().st_mtime).strftime("%Y%m%dT%H%M%S")
+        results.rename(results.with_name(f"results-{stamp}.jsonl"))
     bench_cli(out, None, results, None, None)
     report_cli(out)
     if export_failed is not None:
@@ -146,12 +179,8 @@ def main() -> None:
     """Entry point: edgekd errors become one line on stderr and exit 1; others propagate."""
     try:
         app(standalone_mode=False)
-    except EdgekdError as e:
-        if _state["debug"]:
-            raise
-        console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except ValueError as e:  # benchmarks (torch-free, no toolkit import) reports bad input this way
+    except (EdgekdError, ValueError, BenchmarkError) as e:
+        # ValueError: benchmarks is torch- and toolkit-free, and reports bad input as "path: problem".
         if _state["debug"]:
             raise
         console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)

@@ -5,8 +5,16 @@ from __future__ import annotations
 from rich.table import Table
 
 from toolkit.cli._progress import console
+from toolkit.report.recommend import recommendation_text
 
-__all__ = ["distill_summary", "exported_file", "parity_table", "bench_row", "report_written"]
+__all__ = [
+    "distill_summary",
+    "exported_file",
+    "parity_table",
+    "bench_row",
+    "report_written",
+    "compare_written",
+]
 
 
 def _pct(x: float | None) -> str:
@@ -74,4 +82,14 @@ def bench_row(record) -> None:
 
 
 def report_written(result) -> None:
-    console.print(f"report: {result.markdown_path}", highlight=False)
+    console.print(
+        f"report: {result.markdown_path} (and {result.html_path.name}, "
+        f"{len(result.plot_paths)} plots, results.csv)",
+        highlight=False,
+    )
+    for rec in result.recommendations:
+        console.print(recommendation_text(rec).replace("**", ""), highlight=False)
+
+
+def compare_written(path) -> None:
+    console.print(f"compare: {path} (and {path.with_suffix('.html').name})", highlight=False)

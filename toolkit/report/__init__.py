@@ -1,56 +1,82 @@
-"""Report: benchmark records + bundle manifest → rows → Markdown, CSV and a trade-off plot."""
+"""Report: benchmark records + bundle manifest → rows → Markdown, HTML, CSV and trade-off plots."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.report.blocks import blocks_to_markdown
+from toolkit.report.compare import build_compare_report
 from toolkit.report.csv_out import save_csv
-from toolkit.report.inputs import read_manifest, read_results, read_summary
-from toolkit.report.markdown import ReportContext, build_context, to_markdown
+from toolkit.report.html_out import blocks_to_html
+from toolkit.report.inputs import latest_records, read_manifest, read_results, read_summary
+from toolkit.report.markdown import TITLE, ReportContext, build_context, report_blocks, to_markdown
+from toolkit.report.pareto import pareto_front
 from toolkit.report.plot import save_plot
+from toolkit.report.plot_target import save_target_plots
+from toolkit.report.recommend import Recommendation, recommend
 from toolkit.report.rows import ReportRow, build_rows
+from toolkit.report.run import load_run
 
 __all__ = [
     "ReportResult",
     "ReportRow",
     "ReportContext",
+    "Recommendation",
     "build_report",
+    "build_compare_report",
     "build_rows",
     "build_context",
+    "latest_records",
+    "pareto_front",
+    "recommend",
     "read_results",
     "read_manifest",
     "read_summary",
     "to_markdown",
     "save_csv",
     "save_plot",
+    "save_target_plots",
 ]
-
-RESULTS = Path("bench/results.jsonl")
-MANIFEST = Path("bundle/manifest.json")
-SUMMARY = Path("distill/summary.json")
 
 
 @dataclass(frozen=True)
 class ReportResult:
-    """What `build_report` wrote, and the rows it wrote them from."""
+    """What `build_report` wrote, and the rows and recommendations it wrote them from."""
 
     markdown_path: Path
     csv_path: Path
     plot_path: Path
     rows: list[ReportRow]
+    html_path: Path
+    plot_paths: list[Path]
+    recommendations: list[Recommendation]
+    superseded: int = 0
 
 
-def build_report(run_dir: Path, *, out_dir: Path | None = None) -> ReportResult:
-    """Read a run directory's records and write report.md, results.csv and tradeoff.png to `out_dir`."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "report"
-    records = read_results(run_dir / RESULTS)
-    rows = build_rows(records, read_manifest(run_dir / MANIFEST))
-    ctx = build_context(records, read_summary(run_dir / SUMMARY))
+def build_report(
+    run_dir: Path, *, out_dir: Path | None = None, max_accuracy_drop: float = 1.0
+) -> ReportResult:
+    """Write report.md, report.html, results.csv and the plots for `run_dir` into `out_dir` (RUN/report)."""
+    run = load_run(Path(run_dir))
+    out_dir = Path(out_dir) if out_dir is not None else run.run_dir / "report"
+    recs = recommend(run.rows, max_accuracy_drop=max_accuracy_drop)
     out_dir.mkdir(parents=True, exist_ok=True)
-    plot_path = save_plot(rows, out_dir / "tradeoff.png")
-    csv_path = save_csv(rows, out_dir / "results.csv")
+    plot_path = save_plot(run.rows, out_dir / "tradeoff.png")
+    plots = save_target_plots(run.rows, out_dir)
+    csv_path = save_csv(run.rows, out_dir / "results.csv")
+    blocks = report_blocks(run.rows, run.context, recommendations=recs, plots=plots, overview=plot_path)
     markdown_path = out_dir / "report.md"
-    markdown_path.write_text(to_markdown(rows, ctx, plot_name=plot_path.name), encoding="utf-8")
-    return ReportResult(markdown_path=markdown_path, csv_path=csv_path, plot_path=plot_path, rows=rows)
+    markdown_path.write_text(blocks_to_markdown(blocks), encoding="utf-8")
+    html_path = out_dir / "report.html"
+    html_path.write_text(blocks_to_html(blocks, title=TITLE), encoding="utf-8")
+    return ReportResult(
+        markdown_path=markdown_path,
+        csv_path=csv_path,
+        plot_path=plot_path,
+        rows=run.rows,
+        html_path=html_path,
+        plot_paths=[p for paths in plots.values() for p in paths] + [plot_path],
+        recommendations=recs,
+        superseded=run.superseded,
+    )

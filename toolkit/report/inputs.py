@@ -8,7 +8,7 @@ from typing import Any
 
 from toolkit.errors import DataError, RunDirError
 
-__all__ = ["ManifestKey", "read_results", "read_manifest", "read_summary"]
+__all__ = ["ManifestKey", "config_key", "latest_records", "read_results", "read_manifest", "read_summary"]
 
 ManifestKey = tuple[str, str, str]  # (name, format, precision), the join key between records and manifest
 
@@ -49,6 +49,27 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     if not records:
         raise DataError(f"{path}: no benchmark records")
     return records
+
+
+def config_key(rec: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two records one configuration: model, format, precision, backend, threads, batch, target."""
+    target = rec["target"]
+    return (
+        rec["model"],
+        rec["format"],
+        rec["precision"],
+        rec["backend"],
+        rec["threads"],
+        rec.get("batch_size"),
+        target.get("name", target.get("label")),
+    )
+
+
+def latest_records(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The last record of each `config_key` (`edgekd bench` appends), and how many older ones were dropped."""
+    latest = {config_key(rec): i for i, rec in enumerate(records)}
+    kept = [rec for i, rec in enumerate(records) if latest[config_key(rec)] == i]
+    return kept, len(records) - len(kept)
 
 
 def _read_json(path: Path) -> Any:

@@ -1,16 +1,20 @@
-"""Rows → Markdown: what was measured, the trade-off table, the plot, the best student and training."""
+"""Rows → the report's content as blocks (and as Markdown): how it was measured, picks, table, plots."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from toolkit.report.blocks import Block, blocks_to_markdown, heading, image, note, para, table
+from toolkit.report.plot_target import plot_caption
+from toolkit.report.recommend import Recommendation, recommendation_text
 from toolkit.report.rows import ReportRow
+from toolkit.report.table import Table, fmt_size, opt, results_table, target_cell
 
-__all__ = ["ReportContext", "build_context", "to_markdown", "fmt_size"]
+__all__ = ["ReportContext", "build_context", "machine_facts", "report_blocks", "to_markdown", "fmt_size"]
 
-_DASH = "–"
+TITLE = "edgekd report: compression trade-off"
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class ReportContext:
     machines: list[str] = field(default_factory=list)
     runtimes: list[str] = field(default_factory=list)
     training: dict[str, dict[str, Any]] | None = None
+    superseded: int = 0  # older records of a configuration measured again later, left out
 
 
 def _distinct(values: list[Any]) -> list[Any]:
@@ -33,8 +38,18 @@ def _distinct(values: list[Any]) -> list[Any]:
     return out
 
 
+def _machine(rec: dict[str, Any]) -> str:
+    """'CPU (N cores usable), arch; python X, numpy Y' from a record's machine facts."""
+    m = rec.get("machine") or {}
+    versions = {"python": m.get("python"), "numpy": (m.get("versions") or {}).get("numpy")}
+    extras = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+    cores = m.get("affinity_cores") or m.get("logical_cores") or "?"
+    desc = f"{m.get('cpu_model') or 'unknown CPU'} ({cores} cores usable), {m.get('arch') or '?'}"
+    return f"{desc}; {extras}" if extras else desc
+
+
 def build_context(
-    records: list[dict[str, Any]], training: dict[str, dict[str, Any]] | None = None
+    records: list[dict[str, Any]], training: dict[str, dict[str, Any]] | None = None, *, superseded: int = 0
 ) -> ReportContext:
     """Collect warm-up, protocol, machine and runtime facts from the records (distinct values, in order)."""
     protocol: dict[str, list[Any]] = {}
@@ -42,96 +57,61 @@ def build_context(
         for key, value in (rec.get("protocol") or {}).items():
             if value not in protocol.setdefault(key, []):
                 protocol[key].append(value)
-    machines = []
-    for rec in records:
-        m = rec.get("machine") or {}
-        versions = {"python": m.get("python"), "numpy": (m.get("versions") or {}).get("numpy")}
-        extras = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-        cores = m.get("affinity_cores") or m.get("logical_cores") or "?"
-        desc = f"{m.get('cpu_model') or 'unknown CPU'} ({cores} cores usable), {m.get('arch') or '?'}"
-        machines.append(f"{desc}; {extras}" if extras else desc)
     runtimes = [f"{r['backend']} {r['runtime_version']}" for r in records if r.get("runtime_version")]
     return ReportContext(
         warmup=_distinct([r.get("warmup") for r in records]),
         protocol=protocol,
-        machines=_distinct(machines),
+        machines=_distinct([_machine(r) for r in records]),
         runtimes=_distinct(runtimes),
         training=training,
+        superseded=superseded,
     )
 
 
-def fmt_size(n: int | None) -> str:
-    """Bytes as a readable size: MiB from 1 MiB up, KiB below."""
-    if n is None:
-        return _DASH
-    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
-
-
-def _fmt_ms(v: float) -> str:
-    """Milliseconds with about three significant digits."""
-    return f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
-
-
-def _opt(v: Any, fmt: Callable[[Any], str]) -> str:
-    """Format `v`, or a dash when it is missing."""
-    return _DASH if v is None else fmt(v)
-
-
-def _agreement(row: ReportRow) -> str:
-    """Top-1 agreement with torch; a failed parity check is shouted."""
-    text = _opt(row.top1_agreement, lambda a: f"{a * 100:.2f}%")
-    return f"**FAILED** ({text})" if row.parity_passed is False else text
-
-
-def _target(row: ReportRow) -> str:
-    """'native', or the target's label so emulated/constrained rows stand out."""
-    return "native" if row.target_kind == "native" else f"*{row.target_label or row.target_kind}*"
-
-
-_COLUMNS: list[tuple[str, Callable[[ReportRow], str]]] = [
-    ("Model", lambda r: f"**{r.model}**" if r.is_baseline else r.model),
-    ("Format", lambda r: r.format),
-    ("Precision", lambda r: r.precision),
-    ("Backend", lambda r: r.backend),
-    ("Threads", lambda r: str(r.threads)),
-    ("Target", _target),
-    ("Params", lambda r: _opt(r.params, lambda p: f"{p:,}")),
-    ("Size", lambda r: fmt_size(r.size_bytes)),
-    ("Acc %", lambda r: _opt(r.accuracy, lambda a: f"{a * 100:.2f}")),
-    ("Top-1 agr.", _agreement),
-    ("p50 ms", lambda r: _fmt_ms(r.p50_ms)),
-    ("p90 ms", lambda r: _fmt_ms(r.p90_ms)),
-    ("p99 ms", lambda r: _fmt_ms(r.p99_ms)),
-    ("img/s", lambda r: _opt(r.throughput_ips, lambda t: f"{t:,.0f}")),
-    ("Peak RSS MB", lambda r: _opt(r.peak_rss_mb, lambda m: f"{m:.1f}")),
-    ("Speedup", lambda r: _opt(r.speedup, lambda s: f"{s:.2f}×")),
-    ("Size ×", lambda r: _opt(r.size_ratio, lambda s: f"{s:.1f}×")),
-    ("Δ acc (pts)", lambda r: _opt(r.accuracy_delta_pts, lambda d: f"{d:+.2f}")),
-]
-
-
-def _table(rows: list[ReportRow]) -> list[str]:
-    """The Markdown table, one line per row, in the order given."""
-    lines = ["| " + " | ".join(name for name, _ in _COLUMNS) + " |"]
-    lines.append("|" + "|".join("---" if i < 6 else "---:" for i in range(len(_COLUMNS))) + "|")
-    lines += ["| " + " | ".join(cell(row) for _, cell in _COLUMNS) + " |" for row in rows]
-    return lines
+def machine_facts(ctx: ReportContext) -> str:
+    """Warm-up, protocol, machine and runtimes in one sentence group."""
+    warmup = "/".join(str(w) for w in ctx.warmup) or "?"
+    protocol = ", ".join(f"`{k}`={'/'.join(map(str, v))}" for k, v in ctx.protocol.items())
+    return (
+        f"{warmup} warm-up runs, then timed runs{f' ({protocol})' if protocol else ''}. "
+        f"Machine: {'; '.join(ctx.machines) or 'unknown'}. Runtimes: {', '.join(ctx.runtimes) or 'unknown'}."
+    )
 
 
 def _measured(rows: list[ReportRow], ctx: ReportContext) -> str:
     """The paragraph saying how the numbers were measured."""
-    warmup = "/".join(str(w) for w in ctx.warmup) or "?"
-    protocol = ", ".join(f"`{k}`={'/'.join(map(str, v))}" for k, v in ctx.protocol.items())
     n_images = "/".join(str(n) for n in _distinct([r.n_accuracy for r in rows])) or "?"
     return (
-        f"Each row is one exported file run by the benchmark harness: {warmup} warm-up runs, then timed runs"
-        f"{f' ({protocol})' if protocol else ''}. Latency is wall time per batch in ms (p50/p90/p99); "
-        f"throughput is images per second. Machine: {'; '.join(ctx.machines) or 'unknown'}. "
-        f"Runtimes: {', '.join(ctx.runtimes) or 'unknown'}. "
-        f"Accuracy measured on {n_images} held-out test images. Speedup, size × and Δ acc compare each "
-        "row with the teacher fp32 row (**bold**) of the same format, backend, threads and target; "
-        f"{_DASH} means no such row was benchmarked."
+        f"Each row is one exported file run by the benchmark harness: {machine_facts(ctx)} "
+        "Latency is wall time per batch in ms (p50/p90/p99); throughput is images per second. "
+        f"Accuracy measured on {n_images} held-out test images. Speedup, size ×, mem × (teacher peak RSS / "
+        "row peak RSS) and Δ acc compare each row with the teacher fp32 row (**bold**) of the same format, "
+        "backend, threads, batch and target; – means no such row was benchmarked."
     )
+
+
+def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
+    """Callouts: superseded duplicates, non-native targets, failed parity checks."""
+    blocks = []
+    if ctx.superseded:
+        blocks.append(
+            note(
+                f"{ctx.superseded} older benchmark record(s) superseded: the same configuration was measured "
+                "again later, and only the latest record of each configuration is reported."
+            )
+        )
+    labels = _distinct([target_cell(r) for r in rows if r.target_kind != "native"])
+    if labels:
+        blocks.append(
+            note(
+                f"Rows on {', '.join(labels)} were measured on this machine under emulation or resource "
+                "limits (Target column). Their numbers describe that setup, not the device it imitates."
+            )
+        )
+    failed = _distinct([f"{r.model} {r.format} {r.precision}" for r in rows if r.parity_passed is False])
+    if failed:
+        blocks.append(note(f"**PARITY CHECK FAILED** for {', '.join(failed)}: outputs differ from torch."))
+    return blocks
 
 
 def _best_student(rows: list[ReportRow]) -> str | None:
@@ -143,40 +123,90 @@ def _best_student(rows: list[ReportRow]) -> str | None:
     if not candidates:
         return None
     r = candidates[0]
-    size = _opt(r.size_ratio, lambda s: f"{s:.1f}×")
-    delta = _opt(r.accuracy_delta_pts, lambda d: f"{d:+.2f}")
+    size = opt(r.size_ratio, lambda s: f"{s:.1f}×")
+    delta = opt(r.accuracy_delta_pts, lambda d: f"{d:+.2f}")
     threads = f"{r.threads} thread{'s' if r.threads != 1 else ''}"
     return (
-        f"**Best student:** student_kd (ONNX fp32, {r.backend}, {threads}, {_target(r)}) is "
+        f"**Best student:** student_kd (ONNX fp32, {r.backend}, {threads}, {target_cell(r)}) is "
         f"{r.speedup:.2f}× faster at p50, {size} smaller and {delta} accuracy points vs the teacher."
     )
 
 
-def _training(training: dict[str, dict[str, Any]]) -> list[str]:
+def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
     """The Training section: torch test accuracy per model, and the KD gain over training from scratch."""
-    lines = ["## Training", "", "| Model | Params | Test accuracy (torch) % |", "|---|---:|---:|"]
-    for name, entry in training.items():
-        acc = _opt(entry.get("test_accuracy"), lambda a: f"{a * 100:.2f}")
-        lines.append(f"| {name} | {_opt(entry.get('params'), lambda p: f'{p:,}')} | {acc} |")
+    entries = list(training.items())
+    t = Table(
+        headers=["Model", "Params", "Test accuracy (torch) %"],
+        cells=[
+            [
+                name,
+                opt(e.get("params"), lambda p: f"{p:,}"),
+                opt(e.get("test_accuracy"), lambda a: f"{a * 100:.2f}"),
+            ]
+            for name, e in entries
+        ],
+        values=[[None, e.get("params"), e.get("test_accuracy")] for _, e in entries],
+        numeric=[False, True, True],
+    )
+    blocks = [heading("Training"), table(t)]
     kd, scratch = training.get("student_kd", {}), training.get("student_scratch", {})
     if kd.get("test_accuracy") is not None and scratch.get("test_accuracy") is not None:
         gain = (kd["test_accuracy"] - scratch["test_accuracy"]) * 100
-        lines += ["", f"Distillation gain over the same student trained from scratch: {gain:+.2f} points."]
-    return lines
+        blocks.append(
+            para(f"Distillation gain over the same student trained from scratch: {gain:+.2f} points.")
+        )
+    return blocks
 
 
-def to_markdown(rows: list[ReportRow], ctx: ReportContext, *, plot_name: str | None = "tradeoff.png") -> str:
-    """The whole report as Markdown; `plot_name` is embedded when given."""
-    lines = ["# edgekd report: compression trade-off", "", _measured(rows, ctx), ""]
-    failed = _distinct([f"{r.model} {r.format} {r.precision}" for r in rows if r.parity_passed is False])
-    if failed:
-        lines += [f"> **PARITY CHECK FAILED** for {', '.join(failed)}: outputs differ from torch.", ""]
-    lines += _table(rows) + [""]
-    if plot_name:
-        lines += [f"![]({plot_name})", ""]
+_PARETO = (
+    "Pareto: *lat* marks rows no other row on the same target beats on both accuracy and p50 latency "
+    "(at least as good on both, strictly better on one); *size* the same for accuracy and file size. "
+    "Rows without an accuracy are never on a front."
+)
+
+
+def _plots(plots: dict[str, list[Path]], rows: list[ReportRow], overview: str | Path | None) -> list[Block]:
+    """The Plots section: per target accuracy vs latency, vs size and latency bars, then the overview."""
+    labels = {r.target_name: target_cell(r) for r in rows}
+    blocks = [heading("Plots")] if plots or overview else []
+    for name, paths in plots.items():
+        blocks.append(heading(f"Target {name} ({labels.get(name, name)})", 3))
+        blocks += [image(p, f"{name}: {plot_caption(p)}") for p in paths]
+    if overview:
+        blocks.append(image(Path(overview), "accuracy vs p50 latency, all targets, marker area by file size"))
+    return blocks
+
+
+def report_blocks(
+    rows: list[ReportRow],
+    ctx: ReportContext,
+    *,
+    recommendations: list[Recommendation] | None = None,
+    plots: dict[str, list[Path]] | None = None,
+    overview: str | Path | None = "tradeoff.png",
+) -> list[Block]:
+    """The whole single-run report as blocks, in reading order; `overview` is the all-targets plot."""
+    blocks = [heading(TITLE, 1), para(_measured(rows, ctx)), *_notes(rows, ctx)]
+    if recommendations:
+        blocks += [heading("Recommendation")] + [para(recommendation_text(r)) for r in recommendations]
+    blocks += [heading("All variants"), table(results_table(rows)), para(_PARETO)]
+    blocks += _plots(plots or {}, rows, overview)
     best = _best_student(rows)
     if best:
-        lines += [best, ""]
+        blocks.append(para(best))
     if ctx.training:
-        lines += _training(ctx.training) + [""]
-    return "\n".join(lines)
+        blocks += _training(ctx.training)
+    return blocks
+
+
+def to_markdown(
+    rows: list[ReportRow],
+    ctx: ReportContext,
+    *,
+    plot_name: str | None = "tradeoff.png",
+    recommendations: list[Recommendation] | None = None,
+    plots: dict[str, list[Path]] | None = None,
+) -> str:
+    """The whole report as Markdown; `plot_name` (the overview plot) is linked when given."""
+    blocks = report_blocks(rows, ctx, recommendations=recommendations, plots=plots, overview=plot_name)
+    return blocks_to_markdown(blocks)

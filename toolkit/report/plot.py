@@ -8,26 +8,26 @@ from typing import Any
 
 from toolkit.report.rows import ReportRow
 
-__all__ = ["save_plot"]
+__all__ = ["save_plot", "pyplot", "log_axis", "model_colors", "format_markers", "TEACHER_COLOR"]
 
-_TEACHER_COLOR = "tab:red"
+TEACHER_COLOR = "tab:red"
 _STUDENT_COLORS = ["tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:cyan", "tab:olive"]
 _FORMAT_MARKERS = {"onnx": "o", "tflite": "s"}
 _OTHER_MARKERS = ["^", "D", "v", "P"]
 _MIN_AREA, _MAX_AREA = 40.0, 600.0  # pt², so the smallest file stays visible and the largest stays readable
 
 
-def _colors(rows: list[ReportRow]) -> dict[str, str]:
+def model_colors(rows: list[ReportRow]) -> dict[str, str]:
     """One color per model; teachers always get the teacher color."""
     colors: dict[str, str] = {}
     students = sorted({r.model for r in rows if r.role != "teacher"})
     for i, model in enumerate(students):
         colors[model] = _STUDENT_COLORS[i % len(_STUDENT_COLORS)]
-    colors.update({r.model: _TEACHER_COLOR for r in rows if r.role == "teacher"})
+    colors.update({r.model: TEACHER_COLOR for r in rows if r.role == "teacher"})
     return colors
 
 
-def _markers(rows: list[ReportRow]) -> dict[str, str]:
+def format_markers(rows: list[ReportRow]) -> dict[str, str]:
     """One marker shape per format."""
     others = sorted({r.format for r in rows} - _FORMAT_MARKERS.keys())
     extra = {fmt: _OTHER_MARKERS[i % len(_OTHER_MARKERS)] for i, fmt in enumerate(others)}
@@ -52,7 +52,7 @@ def _label(row: ReportRow, many_threads: bool) -> str:
 def _draw_points(ax: Any, rows: list[ReportRow]) -> list[ReportRow]:
     """Scatter and label every row that has an accuracy; return those rows."""
     points = [r for r in rows if r.accuracy is not None]
-    colors, markers = _colors(rows), _markers(rows)
+    colors, markers = model_colors(rows), format_markers(rows)
     largest = max((r.size_bytes or 0 for r in rows), default=0)
     many_threads = len({r.threads for r in points}) > 1
     for r in points:
@@ -69,7 +69,11 @@ def _draw_points(ax: Any, rows: list[ReportRow]) -> list[ReportRow]:
             linewidths=1.5,
             zorder=3,
         )
-        ax.annotate(_label(r, many_threads), xy, xytext=(6, 6), textcoords="offset points", fontsize=7)
+        if "lat" in r.pareto.split("+"):  # label the latency front only: the other labels would overlap
+            off = math.sqrt(_area(r.size_bytes, largest)) / 2 + 3  # clear of the marker, whatever its size
+            ax.annotate(
+                _label(r, many_threads), xy, xytext=(off, off), textcoords="offset points", fontsize=8
+            )
     if not points:
         ax.text(0.5, 0.5, "no row has an accuracy", ha="center", va="center", transform=ax.transAxes)
     return points
@@ -79,7 +83,7 @@ def _legend_handles(rows: list[ReportRow], points: list[ReportRow]) -> list[Any]
     """Legend entries: one color per model, one shape per format, hollow for non-native targets."""
     from matplotlib.lines import Line2D
 
-    colors, markers = _colors(rows), _markers(rows)
+    colors, markers = model_colors(rows), format_markers(rows)
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label=m) for m, c in colors.items()]
     handles += [
         Line2D([], [], marker=markers[f], linestyle="", color="gray", label=f)
@@ -100,22 +104,38 @@ def _legend_handles(rows: list[ReportRow], points: list[ReportRow]) -> list[Any]
     return handles
 
 
-def save_plot(rows: list[ReportRow], path: Path, *, dpi: int = 150) -> Path:
-    """Write accuracy (%) vs p50 latency (log x) as a PNG at `path`; rows without accuracy are left out."""
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend: files only, never a window, no display needed."""
     import matplotlib
 
-    matplotlib.use("Agg")  # files only: never open a window, work without a display
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
 
+    return plt
+
+
+def log_axis(axis: Any) -> None:
+    """Log scale ticked at 1-2-5 steps and labelled in plain numbers (0.05, not 5×10⁻²)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def save_plot(rows: list[ReportRow], path: Path, *, dpi: int = 150) -> Path:
+    """Write accuracy (%) vs p50 latency (log x) as a PNG at `path`; rows without accuracy are left out."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 6))
     try:
         points = _draw_points(ax, rows)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 0.1, not 10^-1
+        log_axis(ax.xaxis)
         ax.set_xlabel("p50 latency per batch (ms, log scale)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title("Accuracy vs latency (marker area ∝ √file size)")
+        ax.set_title(
+            "All targets: accuracy vs p50 latency (marker area ∝ √file size, latency front labelled)"
+        )
         ax.grid(True, which="both", alpha=0.3)
         handles = _legend_handles(rows, points)
         if handles:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit.report.inputs import ManifestKey
+from toolkit.report.pareto import pareto_front
 
-__all__ = ["ReportRow", "build_rows", "baseline_key", "sort_key"]
+__all__ = ["ReportRow", "build_rows", "baseline_key", "sort_key", "mark_pareto"]
 
 _PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
 
@@ -28,6 +29,7 @@ class ReportRow:
     target_kind: str
     target_label: str
     params: int | None
+    macs: int | None
     size_bytes: int | None
     accuracy: float | None
     n_accuracy: int | None
@@ -38,10 +40,13 @@ class ReportRow:
     p99_ms: float
     throughput_ips: float | None
     peak_rss_mb: float | None
+    cpu_model: str | None = None
     is_baseline: bool = False
     speedup: float | None = None
     size_ratio: float | None = None
     accuracy_delta_pts: float | None = None
+    memory_ratio: float | None = None
+    pareto: str = ""  # "lat", "size", "lat+size" or "": which accuracy fronts of its target the row is on
 
 
 def baseline_key(row: ReportRow) -> tuple[Any, ...]:
@@ -85,6 +90,7 @@ def _row_from_record(rec: dict[str, Any], manifest: dict[ManifestKey, dict[str, 
         target_kind=str(target.get("kind", "native")),
         target_label=str(target.get("label") or target.get("name") or ""),
         params=entry.get("params"),
+        macs=entry.get("macs"),
         size_bytes=int(size) if size is not None else None,
         accuracy=rec["accuracy"] if from_record else parity.get("accuracy"),
         n_accuracy=rec.get("n_accuracy") if from_record else parity.get("n"),
@@ -95,16 +101,19 @@ def _row_from_record(rec: dict[str, Any], manifest: dict[ManifestKey, dict[str, 
         p99_ms=float(latency["p99"]),
         throughput_ips=rec.get("throughput_ips"),
         peak_rss_mb=rec.get("peak_rss_mb"),
+        cpu_model=(rec.get("machine") or {}).get("cpu_model"),
     )
 
 
+def _ratio(base: float | None, value: float | None) -> float | None:
+    """`base / value`, or None when either is missing or zero."""
+    return base / value if base and value else None
+
+
 def _compare(row: ReportRow, base: ReportRow | None) -> ReportRow:
-    """Fill speedup, size ratio and accuracy delta of `row` against `base` (None leaves them None)."""
+    """Fill speedup, size, memory and accuracy comparisons of `row` against `base` (None leaves them None)."""
     if base is None:
         return row
-    size_ratio = None
-    if base.size_bytes and row.size_bytes:
-        size_ratio = base.size_bytes / row.size_bytes
     delta = None
     if base.accuracy is not None and row.accuracy is not None:
         # Rounded to hide float noise (0.90 - 0.91); a micro-point is far below any test set's resolution.
@@ -113,18 +122,43 @@ def _compare(row: ReportRow, base: ReportRow | None) -> ReportRow:
         row,
         is_baseline=row is base,
         speedup=base.p50_ms / row.p50_ms,
-        size_ratio=size_ratio,
+        size_ratio=_ratio(base.size_bytes, row.size_bytes),
         accuracy_delta_pts=delta,
+        memory_ratio=_ratio(base.peak_rss_mb, row.peak_rss_mb),
     )
 
 
+def _fronts(rows: list[ReportRow], cost: str) -> set[int]:
+    """Indices of `rows` on the (max accuracy, min `cost`) front of their own target."""
+    on: set[int] = set()
+    for target in {r.target_name for r in rows}:
+        idx = [
+            i
+            for i, r in enumerate(rows)
+            if r.target_name == target and r.accuracy is not None and getattr(r, cost) is not None
+        ]
+        flags = pareto_front([(rows[i].accuracy, getattr(rows[i], cost)) for i in idx])
+        on.update(i for i, flag in zip(idx, flags, strict=True) if flag)
+    return on
+
+
+def mark_pareto(rows: list[ReportRow]) -> list[ReportRow]:
+    """Set each row's `pareto` to its fronts: accuracy vs p50 latency ("lat"), vs file size ("size")."""
+    lat, size = _fronts(rows, "p50_ms"), _fronts(rows, "size_bytes")
+    names = [("lat" if i in lat else "", "size" if i in size else "") for i in range(len(rows))]
+    return [
+        dataclasses.replace(r, pareto="+".join(n for n in pair if n))
+        for r, pair in zip(rows, names, strict=True)
+    ]
+
+
 def build_rows(records: list[dict[str, Any]], manifest: dict[ManifestKey, dict[str, Any]]) -> list[ReportRow]:
-    """One row per record, sorted for the table, each compared to its teacher fp32 baseline if any."""
+    """One row per record, sorted for the table, compared to its teacher fp32 baseline, fronts marked."""
     rows = [_row_from_record(rec, manifest) for rec in records]
     baselines: dict[tuple[Any, ...], ReportRow] = {}
     for row in rows:
         if row.role == "teacher" and row.precision == "fp32":
-            # A repeated teacher run keeps the first record as the baseline, in file order.
-            baselines.setdefault(baseline_key(row), row)
+            # A repeated teacher run (when records were not passed through `latest_records`): the latest wins.
+            baselines[baseline_key(row)] = row
     compared = [_compare(row, baselines.get(baseline_key(row))) for row in rows]
-    return sorted(compared, key=sort_key)
+    return mark_pareto(sorted(compared, key=sort_key))

@@ -1,0 +1,125 @@
+"""Pareto fronts, ratios to the teacher, latest-duplicate-wins and the recommendation, on known answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.report_data import RECORDS, find, record, rows_of, write_run
+from toolkit.report import build_report, pareto_front, recommend
+from toolkit.report.recommend import recommendation_text
+
+# (points, maximize, expected front); default axes: (accuracy up, cost down)
+FRONTS = [
+    (
+        [(0.9, 1.0), (0.9, 1.0), (0.95, 2.0), (0.85, 0.5), (0.8, 1.5), (0.9, 1.2)],
+        (True, False),
+        [True, True, True, True, False, False],
+    ),
+    ([(0.9, 1.0), (0.8, 2.0), (0.95, 0.5)], (True, False), [False, False, True]),
+    ([(1.0, 1.0), (2.0, 2.0), (2.0, 1.0)], (True, True), [False, True, False]),
+    ([(1.0, 3.0, 5.0), (1.0, 3.0, 4.0)], (True, True, False), [False, True]),
+    ([], (True, False), []),
+]
+
+
+@pytest.mark.parametrize(
+    ("points", "maximize", "expected"),
+    FRONTS,
+    ids=["ties-and-dominated", "one-dominates-all", "both-maximized", "three-axes", "empty"],
+)
+def test_pareto_front_known_answers(points: list, maximize: tuple, expected: list[bool]) -> None:
+    assert pareto_front(points, maximize=maximize) == expected
+
+
+def test_pareto_front_rejects_a_point_of_the_wrong_length() -> None:
+    with pytest.raises(ValueError, match=r"points\[1\] has 3 values, expected 2"):
+        pareto_front([(1.0, 2.0), (1.0, 2.0, 3.0)])
+
+
+# RECORDS on target "host": (accuracy, p50 ms, bytes); host-1cpu has a single row, alone on both fronts.
+FRONT_MEMBERSHIP = {
+    ("student_kd", "onnx", "int8", "host"): "lat+size",  # 0.895, 0.08 ms, 30 kB: fastest and smallest
+    ("student_kd", "onnx", "fp32", "host"): "lat+size",  # 0.90, 0.1 ms, 100 kB
+    ("teacher", "onnx", "fp32", "host"): "lat+size",  # 0.91: the most accurate
+    ("student_kd", "tflite", "fp32", "host"): "",  # 0.90 at 0.2 ms and 110 kB: kd onnx fp32 beats it
+    ("student_scratch", "onnx", "fp32", "host"): "",  # 0.88 at 0.1 ms and 100 kB: tied cost, less accurate
+    ("student_kd", "onnx", "fp32", "host-1cpu"): "lat+size",
+}
+
+
+def test_front_membership_per_target(tmp_path: Path) -> None:
+    rows = rows_of(tmp_path)
+    assert {(r.model, r.format, r.precision, r.target_name): r.pareto for r in rows} == FRONT_MEMBERSHIP
+
+
+def test_row_without_accuracy_is_never_on_a_front(tmp_path: Path) -> None:
+    # Fastest and smallest of all, but not in the manifest and unmeasured: no accuracy at all.
+    ghost = record("ghost", "onnx", "fp32", 0.01, 1_000, None)
+    rows = rows_of(tmp_path, RECORDS + [ghost])
+    assert find(rows, "ghost", "onnx", "fp32").pareto == ""
+    assert find(rows, "student_kd", "onnx", "int8").pareto == "lat+size"
+
+
+def test_exact_ratios_to_the_teacher(tmp_path: Path) -> None:
+    records = [
+        record("teacher", "onnx", "fp32", 2.0, 8_000_000, 0.91, peak_rss_mb=120.0),
+        record("student_kd", "onnx", "fp32", 0.25, 100_000, 0.90, peak_rss_mb=48.0),
+    ]
+    row = find(rows_of(tmp_path, records), "student_kd", "onnx", "fp32")
+    assert (row.speedup, row.size_ratio, row.memory_ratio, row.accuracy_delta_pts) == (8.0, 80.0, 2.5, -1.0)
+
+
+def test_latest_duplicate_wins(tmp_path: Path) -> None:
+    records = RECORDS + [
+        record("student_kd", "onnx", "fp32", 0.05, 100_000, 0.90),  # re-run: faster
+        record("teacher", "onnx", "fp32", 2.0, 6_000_000, 0.91),  # re-run: slower baseline
+        record("student_kd", "onnx", "fp32", 0.1, 100_000, 0.90, threads=2),  # other config, not a duplicate
+    ]
+    result = build_report(write_run(tmp_path / "run", records))
+    assert result.superseded == 2 and len(result.rows) == len(RECORDS) + 1
+    one_thread = [r for r in result.rows if r.threads == 1]
+    row = find(one_thread, "student_kd", "onnx", "fp32")
+    assert (row.p50_ms, row.speedup) == (0.05, 40.0)
+    for text in (result.markdown_path.read_text(), result.html_path.read_text()):
+        assert "2 older benchmark record(s) superseded" in text
+
+
+# RECORDS plus a tflite int8 student: 0.905 at 0.3 ms, 20 kB (within 0.5 points, smallest, not fastest).
+WITH_SMALL = RECORDS + [record("student_kd", "tflite", "int8", 0.3, 20_000, 0.905)]
+
+
+def test_recommendation_under_budget(tmp_path: Path) -> None:
+    host, host_1cpu = recommend(rows_of(tmp_path, WITH_SMALL), max_accuracy_drop=1.0)
+    # Teacher 0.91: onnx int8 (0.895, -1.5) and scratch (0.88) are out; kd fp32 at exactly -1.00 is in.
+    assert host.teacher is not None and host.teacher.accuracy == 0.91
+    assert host.fastest is not None and (host.fastest.format, host.fastest.precision) == ("onnx", "fp32")
+    assert host.smallest is not None and (host.smallest.format, host.smallest.precision) == ("tflite", "int8")
+    assert recommendation_text(host) == (
+        "**host** (native): within 1 accuracy point(s) of the teacher (onnx fp32, 91.00%), the fastest is "
+        "**student_kd** onnx fp32 (onnxruntime, 1 thread, batch 1): 90.00% (-1.00 pts), p50 0.100 ms, "
+        "97.7 KiB; the smallest file is **student_kd** tflite int8 (litert, 1 thread, batch 1): "
+        "90.50% (-0.50 pts), p50 0.300 ms, 19.5 KiB."
+    )
+    assert host_1cpu.teacher is None and "no teacher row with an accuracy" in recommendation_text(host_1cpu)
+
+
+def test_a_wider_budget_admits_the_int8_student(tmp_path: Path) -> None:
+    (host, _) = recommend(rows_of(tmp_path, WITH_SMALL), max_accuracy_drop=1.5)
+    assert host.fastest is not None
+    assert (host.fastest.format, host.fastest.precision, host.fastest.p50_ms) == ("onnx", "int8", 0.08)
+
+
+def test_no_student_qualifies_under_a_zero_budget(tmp_path: Path) -> None:
+    result = build_report(write_run(tmp_path / "run", WITH_SMALL), max_accuracy_drop=0.0)
+    host = result.recommendations[0]
+    assert (host.fastest, host.smallest) == (None, None)
+    expected = "no student qualifies within 0 accuracy point(s) of the teacher (onnx fp32, 91.00%)"
+    assert expected in result.markdown_path.read_text()
+    assert expected in result.html_path.read_text()
+
+
+def test_negative_budget_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_accuracy_drop must be >= 0 accuracy points, got -0.5"):
+        recommend(rows_of(tmp_path), max_accuracy_drop=-0.5)

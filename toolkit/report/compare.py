@@ -1,0 +1,134 @@
+"""Several runs side by side: one p50 / accuracy / peak-memory column group per run, target and setup."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.report.blocks import Block, blocks_to_markdown, heading, note, para, table
+from toolkit.report.html_out import blocks_to_html
+from toolkit.report.markdown import machine_facts
+from toolkit.report.rows import ReportRow, sort_key
+from toolkit.report.run import RunData, load_run
+from toolkit.report.table import Table, fmt_ms, opt
+
+__all__ = ["build_compare_report", "compare_blocks", "compare_table"]
+
+RowKey = tuple[str, str, str, str]  # (model, format, precision, backend): the same file run the same way
+_METRICS = ["p50 ms", "Acc %", "Peak RSS MB"]
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The rows of one run measured on one target with one threads/batch setting: one column group."""
+
+    run: RunData
+    name: str
+    first: ReportRow
+    rows: dict[RowKey, ReportRow]
+
+
+def _key(row: ReportRow) -> RowKey:
+    return (row.model, row.format, row.precision, row.backend)
+
+
+def _names(runs: list[RunData]) -> list[str]:
+    """Run directory names, or whole paths when two runs share a name."""
+    names = [r.run_dir.name for r in runs]
+    return [str(r.run_dir) if names.count(n) > 1 else n for r, n in zip(runs, names, strict=True)]
+
+
+def _groups(runs: list[RunData]) -> list[_Group]:
+    """Split each run by (target, threads, batch), in row order."""
+    groups = []
+    for run, name in zip(runs, _names(runs), strict=True):
+        setups = dict.fromkeys((r.target_name, r.threads, r.batch_size) for r in run.rows)
+        for setup in setups:
+            rows = [r for r in run.rows if (r.target_name, r.threads, r.batch_size) == setup]
+            groups.append(_Group(run=run, name=name, first=rows[0], rows={_key(r): r for r in rows}))
+    return groups
+
+
+def _label(g: _Group, with_setup: bool) -> str:
+    """Column group header: run name · target label · CPU model (· threads, batch when they differ)."""
+    r = g.first
+    target = r.target_label if r.target_kind == "native" else f"*{r.target_label}*"
+    label = f"{g.name} · {target} · {r.cpu_model or 'unknown CPU'}"
+    return f"{label} · {r.threads}t b{r.batch_size}" if with_setup else label
+
+
+def _metrics(row: ReportRow | None) -> tuple[list[str], list[Any]]:
+    """Cells and sort values of one row in one group; dashes when the run lacks the row."""
+    if row is None:
+        return ["–"] * len(_METRICS), [None] * len(_METRICS)
+    cells = [
+        fmt_ms(row.p50_ms),
+        opt(row.accuracy, lambda a: f"{a * 100:.2f}"),
+        opt(row.peak_rss_mb, lambda m: f"{m:.1f}"),
+    ]
+    return cells, [row.p50_ms, row.accuracy, row.peak_rss_mb]
+
+
+def compare_table(runs: list[RunData]) -> Table:
+    """Rows matched on (model, format, precision, backend) across runs, one metric group per column group."""
+    groups = _groups(runs)
+    every = sorted((r for g in groups for r in g.rows.values()), key=sort_key)
+    keys = list(dict.fromkeys(_key(r) for r in every))
+    with_setup = len({(g.first.threads, g.first.batch_size) for g in groups}) > 1
+    cells, values = [], []
+    for key in keys:
+        row_cells = [f"**{key[0]}**" if key[0] == "teacher" else key[0], *key[1:]]
+        row_values: list[Any] = [None] * 4
+        for g in groups:
+            c, v = _metrics(g.rows.get(key))
+            row_cells, row_values = row_cells + c, row_values + v
+        cells.append(row_cells)
+        values.append(row_values)
+    return Table(
+        headers=["Model", "Format", "Precision", "Backend"] + _METRICS * len(groups),
+        cells=cells,
+        values=values,
+        numeric=[False] * 4 + [True] * len(_METRICS) * len(groups),
+        groups=[("", 4)] + [(_label(g, with_setup), len(_METRICS)) for g in groups],
+    )
+
+
+def compare_blocks(runs: list[RunData]) -> list[Block]:
+    """The compare report: what each column group measured, notes, then the matched table."""
+    groups = _groups(runs)
+    blocks = [
+        heading(f"edgekd compare: {len(runs)} runs", 1),
+        para(
+            "Rows are matched on model, format, precision and backend; each column group is one run on one "
+            "target (header: run · target · CPU). – means that run has no such row."
+        ),
+    ]
+    for run, name in zip(runs, _names(runs), strict=True):
+        dup = f" {run.superseded} older duplicate record(s) superseded." if run.superseded else ""
+        blocks.append(para(f"**{name}** (`{run.run_dir}`): {machine_facts(run.context)}{dup}"))
+    labels = list(
+        dict.fromkeys(f"*{g.first.target_label}*" for g in groups if g.first.target_kind != "native")
+    )
+    if labels:
+        blocks.append(
+            note(
+                f"Column groups on {', '.join(labels)} were measured under emulation or resource limits: "
+                "they describe that setup, not the device it imitates."
+            )
+        )
+    return blocks + [table(compare_table(runs))]
+
+
+def build_compare_report(run_dirs: list[Path], *, out_dir: Path) -> Path:
+    """Write compare.md and compare.html for `run_dirs` into `out_dir`; return the Markdown path."""
+    if len(run_dirs) < 2:
+        raise ValueError(f"compare needs at least two run directories, got {len(run_dirs)}")
+    blocks = compare_blocks([load_run(Path(d)) for d in run_dirs])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    md_path = out_dir / "compare.md"
+    md_path.write_text(blocks_to_markdown(blocks), encoding="utf-8")
+    title = blocks[0].text
+    (out_dir / "compare.html").write_text(blocks_to_html(blocks, title=title), encoding="utf-8")
+    return md_path

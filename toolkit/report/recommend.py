@@ -1,0 +1,111 @@
+"""Per target: the fastest and the smallest student whose accuracy stays within a budget of the teacher."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toolkit.report.rows import ReportRow
+from toolkit.report.table import fmt_ms, fmt_size
+
+__all__ = ["Recommendation", "recommend", "recommendation_text"]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """The picks for one target under an accuracy budget (points below the teacher); None when none fit."""
+
+    target_name: str
+    target_label: str
+    target_kind: str
+    max_accuracy_drop: float
+    teacher: ReportRow | None
+    fastest: ReportRow | None
+    smallest: ReportRow | None
+
+
+def _drop_pts(row: ReportRow, teacher: ReportRow) -> float:
+    """Accuracy points `row` loses against `teacher`, rounded to hide float noise."""
+    return round((teacher.accuracy - row.accuracy) * 100, 6)  # type: ignore[operator]
+
+
+def _reference(rows: list[ReportRow]) -> ReportRow | None:
+    """The most accurate teacher row (fp32 preferred) of one target: the accuracy the budget counts from."""
+    teachers = [r for r in rows if r.role == "teacher" and r.accuracy is not None]
+    fp32 = [r for r in teachers if r.precision == "fp32"] or teachers
+    return max(fp32, key=lambda r: r.accuracy or 0.0, default=None)
+
+
+def _pick(rows: list[ReportRow], *, max_accuracy_drop: float) -> Recommendation:
+    """The recommendation for the rows of a single target."""
+    first, teacher = rows[0], _reference(rows)
+    fits = []
+    if teacher is not None:
+        fits = [
+            r
+            for r in rows
+            if r.role != "teacher" and r.accuracy is not None and _drop_pts(r, teacher) <= max_accuracy_drop
+        ]
+    sized = [r for r in fits if r.size_bytes is not None]
+    return Recommendation(
+        target_name=first.target_name,
+        target_label=first.target_label,
+        target_kind=first.target_kind,
+        max_accuracy_drop=max_accuracy_drop,
+        teacher=teacher,
+        fastest=min(fits, key=lambda r: (r.p50_ms, r.size_bytes or 0), default=None),
+        smallest=min(sized, key=lambda r: (r.size_bytes, r.p50_ms), default=None),
+    )
+
+
+def recommend(rows: list[ReportRow], *, max_accuracy_drop: float = 1.0) -> list[Recommendation]:
+    """One recommendation per target, in the order targets first appear in `rows`."""
+    if max_accuracy_drop < 0:
+        raise ValueError(f"max_accuracy_drop must be >= 0 accuracy points, got {max_accuracy_drop}")
+    targets = list(dict.fromkeys(r.target_name for r in rows))
+    return [
+        _pick([r for r in rows if r.target_name == t], max_accuracy_drop=max_accuracy_drop) for t in targets
+    ]
+
+
+def _variant(row: ReportRow) -> str:
+    """'**student_kd** onnx int8 (onnxruntime, 1 thread, batch 1)'."""
+    threads = f"{row.threads} thread{'s' if row.threads != 1 else ''}"
+    batch = f", batch {row.batch_size}" if row.batch_size is not None else ""
+    return f"**{row.model}** {row.format} {row.precision} ({row.backend}, {threads}{batch})"
+
+
+def _facts(row: ReportRow, teacher: ReportRow) -> str:
+    """Accuracy, drop, p50 and size of a picked row."""
+    acc = (row.accuracy or 0.0) * 100
+    return (
+        f"{acc:.2f}% ({-_drop_pts(row, teacher):+.2f} pts), p50 {fmt_ms(row.p50_ms)} ms, "
+        f"{fmt_size(row.size_bytes)}"
+    )
+
+
+def _pick_text(fastest: ReportRow, smallest: ReportRow | None, teacher: ReportRow) -> str:
+    """'the fastest is X (facts); the smallest file is Y (facts)', merged when X is Y."""
+    if smallest is fastest:
+        return f"the fastest and smallest file is {_variant(fastest)}: {_facts(fastest, teacher)}"
+    tail = (
+        f"the smallest file is {_variant(smallest)}: {_facts(smallest, teacher)}"
+        if smallest is not None
+        else "no qualifying row has a file size"
+    )
+    return f"the fastest is {_variant(fastest)}: {_facts(fastest, teacher)}; {tail}"
+
+
+def recommendation_text(rec: Recommendation) -> str:
+    """One Markdown-inline line: target, teacher reference and the picks, or why there are none."""
+    where = rec.target_label if rec.target_kind == "native" else f"*{rec.target_label}*, {rec.target_kind}"
+    head = f"**{rec.target_name}** ({where})"
+    if rec.teacher is None:
+        return f"{head}: no teacher row with an accuracy on this target, so no reference to count from."
+    t = rec.teacher
+    budget = (
+        f"within {rec.max_accuracy_drop:g} accuracy point(s) of the teacher "
+        f"({t.format} {t.precision}, {(t.accuracy or 0.0) * 100:.2f}%)"
+    )
+    if rec.fastest is None:
+        return f"{head}: no student qualifies {budget}; every student with an accuracy loses more."
+    return f"{head}: {budget}, {_pick_text(rec.fastest, rec.smallest, t)}."

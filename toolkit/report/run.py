@@ -1,0 +1,37 @@
+"""One run directory → its latest records, rows and measurement context (shared by report and compare)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.report.inputs import latest_records, read_manifest, read_results, read_summary
+from toolkit.report.markdown import ReportContext, build_context
+from toolkit.report.rows import ReportRow, build_rows
+
+__all__ = ["RESULTS", "MANIFEST", "SUMMARY", "RunData", "load_run"]
+
+RESULTS = Path("bench/results.jsonl")
+MANIFEST = Path("bundle/manifest.json")
+SUMMARY = Path("distill/summary.json")
+
+
+@dataclass(frozen=True)
+class RunData:
+    """A run's latest record per configuration, its rows and context; `superseded` older records left out."""
+
+    run_dir: Path
+    records: list[dict[str, Any]]
+    rows: list[ReportRow]
+    context: ReportContext
+    superseded: int
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read results, manifest and (optional) training summary of `run_dir`; the latest duplicate wins."""
+    run_dir = Path(run_dir)
+    records, superseded = latest_records(read_results(run_dir / RESULTS))
+    rows = build_rows(records, read_manifest(run_dir / MANIFEST))
+    ctx = build_context(records, read_summary(run_dir / SUMMARY), superseded=superseded)
+    return RunData(run_dir=run_dir, records=records, rows=rows, context=ctx, superseded=superseded)
