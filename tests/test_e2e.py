@@ -59,6 +59,7 @@ def test_manifest_describes_and_checks_every_file(tiny_run):
     for m in manifest["models"]:
         assert sha256_file(tiny_run / "bundle" / m["file"]) == m["sha256"]
         assert m["parity"]["n"] == 300
+        assert m["macs"] == {"teacher": 30_537_728}.get(m["name"], 1_919_872) and m["params"] > 0
         if m["precision"] == "fp32":
             assert m["parity"]["top1_agreement"] >= 0.99 and m["parity"]["max_abs_diff"] < 1e-3, m
             assert m["parity"]["passed"]

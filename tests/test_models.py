@@ -40,3 +40,34 @@ def test_registry_errors():
     with pytest.raises(ValueError, match="unknown thing 'two'; known: one"):
         reg.create("two")
     assert reg.names("o*") == ["one"] and "one" in reg
+
+
+def test_count_macs_by_hand():
+    from toolkit.models import count_macs
+
+    # conv 1->4, 3x3, pad 1 on 8x8: 8*8*4 outputs x 9 MACs; linear 4->3 after GAP: 12 MACs.
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 3),
+    ).train()
+    assert count_macs(m, (1, 8, 8)) == 8 * 8 * 4 * 9 + 12
+    assert m.training  # the mode is restored
+
+
+def test_depthwise_conv_macs_count_groups():
+    from toolkit.models import count_macs
+
+    m = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    assert count_macs(m, (8, 4, 4)) == 4 * 4 * 8 * 9
+
+
+def test_student_and_teacher_macs():
+    from toolkit.models import count_macs
+
+    teacher, student = MODELS.create("cnn_teacher"), MODELS.create("cnn_student")
+    # 28x28x64x9 + 14x14x128x64x9 + 7x7x256x128x9 + 2304x512 + 512x10
+    assert count_macs(teacher, (1, 28, 28)) == 451_584 + 14_450_688 + 14_450_688 + 1_179_648 + 5_120
+    assert count_macs(student, (1, 28, 28)) * 15 < count_macs(teacher, (1, 28, 28))

@@ -50,7 +50,7 @@ def _train_one(
     import torch
 
     from toolkit.distill.train import TrainSettings, accuracy, predict, train_model
-    from toolkit.models import ModelSpec, count_params, create_model
+    from toolkit.models import ModelSpec, count_macs, count_params, create_model
 
     spec = ModelSpec(
         arch=tcfg.arch,
@@ -87,6 +87,7 @@ def _train_one(
     info = {
         "arch": spec.arch,
         "params": count_params(model),
+        "macs": count_macs(model, spec.input_shape),
         "epochs": tcfg.epochs,
         "train_seconds": round(time.perf_counter() - t0, 1),
         "alpha": alpha,

@@ -62,7 +62,7 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     from export.bundle import file_entry
     from export.parity import check_parity
     from toolkit.distill.train import predict
-    from toolkit.models import count_params
+    from toolkit.models import count_macs, count_params
 
     model, spec, _ = load_checkpoint(run.checkpoint(name))
     reference = predict(model, data["x_test"])
@@ -72,6 +72,7 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
         role="teacher" if name == "teacher" else "student",
         arch=spec.arch,
         params=count_params(model),
+        macs=count_macs(model, spec.input_shape),
         source_checkpoint_sha256=sha256_file(run.checkpoint(name)),
     )
     entries, failures = [], []
