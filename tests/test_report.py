@@ -220,3 +220,11 @@ def test_cli_report_one_run_and_compare(tmp_path: Path) -> None:
     assert r.exit_code == 0 and (tmp_path / "cmp/compare.md").is_file()
     r = CliRunner().invoke(app, ["report", str(pc), "--max-accuracy-drop", "-1"])
     assert r.exit_code == 2 and "--max-accuracy-drop" in r.output
+
+
+def test_cli_compare_flag(tmp_path: Path) -> None:
+    pc, pi = two_runs(tmp_path)
+    r = CliRunner().invoke(app, ["report", "--compare", str(pc), str(pi), "--out", str(tmp_path / "c2")])
+    assert r.exit_code == 0 and (tmp_path / "c2/compare.html").is_file()
+    r = CliRunner().invoke(app, ["report", "--compare", str(pc)])
+    assert r.exit_code == 1 and "--compare needs two or more run directories" in str(r.exception)

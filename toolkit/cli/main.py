@@ -123,7 +123,8 @@ def bench_cli(
 
 
 @app.command(
-    "report", epilog="Example: edgekd report runs/exp1   or, side by side:   edgekd report runs/pc runs/pi4"
+    "report",
+    epilog="Example: edgekd report runs/exp1   or, side by side:   edgekd report --compare runs/pc runs/pi4",
 )
 def report_cli(
     run_dir: RunArg,
@@ -142,10 +143,15 @@ def report_cli(
     max_accuracy_drop: Annotated[
         float, typer.Option(min=0.0, help="Accuracy points a recommended student may lose vs the teacher.")
     ] = 1.0,
+    compare: Annotated[
+        bool, typer.Option("--compare", help="Side by side across runs (implied by several runs).")
+    ] = False,
 ) -> None:
     """Write report.md/.html, results.csv and plots; with several runs, compare.md/.html side by side."""
     from toolkit.report import build_compare_report, build_report
 
+    if compare and not more_runs:
+        raise EdgekdError(f"{run_dir}: --compare needs two or more run directories")
     if more_runs:
         path = build_compare_report([run_dir, *more_runs], out_dir=out or run_dir / "report")
         output.compare_written(path)
