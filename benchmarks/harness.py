@@ -52,6 +52,8 @@ class BenchConfig:
     target: dict[str, Any] = field(default_factory=_default_target)
     data_path: str | None = None  # .npz with uint8 x (N, C, H, W) and int64 y
     preprocessing: dict[str, Any] | None = None  # {"scale", "mean", "std"}; float = (x*scale - mean)/std
+    # Passed to the backend's load() as keyword arguments (execution provider, XNNPACK, delegate, ...).
+    backend_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.model_path = str(self.model_path)
@@ -168,7 +170,7 @@ def measure(config: BenchConfig) -> dict[str, Any]:
     _, baseline_mb = _memory_mb()
 
     start = time.perf_counter_ns()
-    handle = backend.load(config.model_path, threads=config.threads)
+    handle = backend.load(config.model_path, threads=config.threads, **config.backend_options)
     load_ms = (time.perf_counter_ns() - start) / 1e6
     _, shape, dtype = backend.input_spec(handle)
     x = _timing_input(shape, config.batch_size)
