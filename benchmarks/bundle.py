@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.backends import available, backend_for
 from benchmarks.harness import BenchConfig, BenchmarkError, run_benchmark
 from benchmarks.records import BenchRecord, append_record
 
-__all__ = ["read_manifest", "bundle_configs", "run_bundle"]
+__all__ = ["BundleRun", "read_manifest", "bundle_configs", "run_bundle"]
 
 
 def read_manifest(bundle: str | Path) -> dict:
@@ -50,6 +52,15 @@ def bundle_configs(
             )
 
 
+@dataclass
+class BundleRun:
+    """What `run_bundle` did: records measured, files that failed, files skipped (runtime missing)."""
+
+    records: list[BenchRecord] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
 def run_bundle(
     bundle: str | Path,
     results: str | Path,
@@ -58,20 +69,25 @@ def run_bundle(
     accuracy: bool = True,
     on_result: Callable[[BenchRecord], None] | None = None,
     **protocol,
-) -> tuple[list[BenchRecord], list[str]]:
+) -> BundleRun:
     """Benchmark each file, appending each record to `results` (JSONL) as soon as it is measured.
 
-    A file that fails is reported in the returned error list and the others are still measured.
+    A file that fails is listed in `errors` and the others are still measured; a file whose runtime is
+    not installed here (say a .pt2 on a board without torch) is listed in `skipped`.
     """
-    records, errors = [], []
+    out = BundleRun()
     for config in list(bundle_configs(bundle, threads=threads, accuracy=accuracy, **protocol)):
+        backend = config.backend or backend_for(config.model_path)
+        if not available(backend):
+            out.skipped.append(f"{config.model_path}: skipped, the {backend} runtime is not installed")
+            continue
         try:
             record = run_benchmark(config)
         except BenchmarkError as e:
-            errors.append(str(e))
+            out.errors.append(str(e))
             continue
         append_record(results, record)
-        records.append(record)
+        out.records.append(record)
         if on_result is not None:
             on_result(record)
-    return records, errors
+    return out

@@ -25,7 +25,7 @@ BAD_CONFIGS = [
     ("distill: {alpha: 1.5}", "distill.alpha: Input should be less than or equal to 1"),
     ("teacher: {arch: x, epochs: 0}", "teacher.epochs: Input should be greater than or equal to 1"),
     ("bench: {threads: []}", "bench.threads: List should have at least 1 item"),
-    ("export: {formats: [coreml]}", "export.formats.0: Input should be 'onnx' or 'tflite'"),
+    ("export: {formats: [coreml]}", "export.formats.0: Input should be 'onnx', 'tflite' or 'torch'"),
     ("distil: {}", "distil: Extra inputs are not permitted"),
     ("- a\n- b", "expected a mapping at the top level, got list"),
     ("a: [", "invalid YAML"),

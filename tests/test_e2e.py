@@ -25,6 +25,9 @@ EXPECTED_FILES = {
     "student_kd_int8.tflite",
     "student_scratch.onnx",
     "student_scratch.tflite",
+    "teacher.pt2",
+    "student_kd.pt2",
+    "student_scratch.pt2",
 }
 
 
@@ -42,7 +45,7 @@ def test_stages_write_their_files(tiny_run):
     for name in ("teacher", "student_kd", "student_scratch"):
         assert (tiny_run / "distill" / f"{name}.pt").is_file()
     assert {
-        p.name for p in (tiny_run / "bundle").glob("*.*") if p.suffix in (".onnx", ".tflite")
+        p.name for p in (tiny_run / "bundle").glob("*.*") if p.suffix in (".onnx", ".tflite", ".pt2")
     } == EXPECTED_FILES
     assert not list(tiny_run.rglob("*partial*"))
     for f in ("report.md", "results.csv", "tradeoff.png"):
@@ -77,7 +80,7 @@ def test_results_jsonl_has_one_measured_record_per_file(tiny_run):
         assert r["latency"]["p50"] > 0 and r["latency"]["count"] >= 20 and r["load_ms"] > 0
         assert 0.0 <= r["accuracy"] <= 1.0 and r["n_accuracy"] == 300
         assert r["peak_rss_mb"] > 0 and r["file_size_bytes"] > 0
-        assert r["backend"] == {"onnx": "onnxruntime", "tflite": "litert"}[r["format"]]
+        assert r["backend"] == {"onnx": "onnxruntime", "tflite": "litert", "torch": "torch"}[r["format"]]
         assert r["target"]["kind"] == "native" and r["machine"]["cpu_model"]
     teacher = next(r for r in records if r["model"] == "teacher" and r["format"] == "onnx")
     student = next(r for r in records if r["model"] == "student_kd" and r["file"].endswith("student_kd.onnx"))

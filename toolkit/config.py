@@ -42,7 +42,10 @@ class DistillConfig(_Strict):
 
 
 class ExportConfig(_Strict):
-    formats: list[Literal["onnx", "tflite"]] = Field(default_factory=lambda: ["onnx", "tflite"])
+    # "torch" saves a .pt2 ExportedProgram: the teacher's own framework, benchmarked where torch exists.
+    formats: list[Literal["onnx", "tflite", "torch"]] = Field(
+        default_factory=lambda: ["onnx", "tflite", "torch"]
+    )
     int8: bool = True
     calibration_samples: int = Field(256, ge=1)
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"

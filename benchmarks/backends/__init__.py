@@ -9,10 +9,16 @@ from types import ModuleType
 
 __all__ = ["BACKENDS", "load_backend", "backend_for", "available"]
 
-BACKENDS = ("onnxruntime", "litert", "tflite_runtime")
+BACKENDS = ("onnxruntime", "litert", "tflite_runtime", "torch")
 
 # The package each backend needs, checked without importing it.
-_REQUIRES = {"onnxruntime": "onnxruntime", "litert": "ai_edge_litert", "tflite_runtime": "tflite_runtime"}
+_REQUIRES = {
+    "onnxruntime": "onnxruntime",
+    "litert": "ai_edge_litert",
+    "tflite_runtime": "tflite_runtime",
+    "torch": "torch",
+}
+_MODULES = {"torch": "torch_eager"}  # a module named torch.py would read as the library itself
 
 
 def _check(name: str) -> None:
@@ -23,7 +29,7 @@ def _check(name: str) -> None:
 def load_backend(name: str) -> ModuleType:
     """Import and return the backend module `name` (`load`, `input_spec`, `run`, `version`)."""
     _check(name)
-    return importlib.import_module(f"{__name__}.{name}")
+    return importlib.import_module(f"{__name__}.{_MODULES.get(name, name)}")
 
 
 def available(name: str) -> bool:
@@ -45,4 +51,6 @@ def backend_for(path: str | Path) -> str:
         if available("litert") or not available("tflite_runtime"):
             return "litert"
         return "tflite_runtime"
-    raise ValueError(f"{path}: cannot pick a backend for suffix {suffix!r}; expected .onnx or .tflite")
+    if suffix == ".pt2":
+        return "torch"
+    raise ValueError(f"{path}: cannot pick a backend for suffix {suffix!r}; expected .onnx, .tflite or .pt2")

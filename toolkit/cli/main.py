@@ -103,7 +103,7 @@ def bench_cli(
         else BenchSettings()
     )
     results = results or (path / "bench" / "results.jsonl" if is_run else Path("results.jsonl"))
-    records, errors = run_bundle(
+    done = run_bundle(
         bundle,
         results,
         threads=threads or settings.threads,
@@ -113,13 +113,10 @@ def bench_cli(
         min_time_s=settings.min_time_s if min_time is None else min_time,
         on_result=output.bench_row,
     )
-    console.print(f"{len(records)} records appended to {results}")
-    if errors:
-        for err in errors:
-            console.print(f"[red]FAILED[/red] {err}", highlight=False)
-        raise EdgekdError(
-            f"{bundle}: {len(errors)} of {len(errors) + len(records)} files failed to benchmark"
-        )
+    output.bench_done(done, results)
+    if done.errors:
+        n = len(done.errors) + len(done.records)
+        raise EdgekdError(f"{bundle}: {len(done.errors)} of {n} files failed to benchmark")
 
 
 @app.command(

@@ -81,6 +81,14 @@ def bench_row(record) -> None:
     )
 
 
+def bench_done(done, results) -> None:
+    for line in done.skipped:
+        console.print(f"[yellow]SKIPPED[/yellow] {line}", highlight=False)
+    for line in done.errors:
+        console.print(f"[red]FAILED[/red] {line}", highlight=False)
+    console.print(f"{len(done.records)} records appended to {results}", highlight=False)
+
+
 def report_written(result) -> None:
     console.print(
         f"report: {result.markdown_path} (and {result.html_path.name}, "

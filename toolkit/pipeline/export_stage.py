@@ -18,11 +18,14 @@ __all__ = ["run_export", "variants_for"]
 FileCallback = Callable[[str, str, str, dict], None]
 
 
+SUFFIXES = {"onnx": "onnx", "tflite": "tflite", "torch": "pt2"}
+
+
 def variants_for(name: str, formats: list[str], int8: bool) -> list[tuple[str, str]]:
-    """(format, precision) pairs to export: fp32 everywhere, int8 for the distilled student only."""
+    """(format, precision) pairs to export: fp32 everywhere, int8 (ONNX, TFLite) for the KD student only."""
     out = [(fmt, "fp32") for fmt in formats]
     if int8 and name == "student_kd":
-        out += [(fmt, "int8") for fmt in formats]
+        out += [(fmt, "int8") for fmt in formats if fmt != "torch"]
     return out
 
 
@@ -38,6 +41,11 @@ def _export_one(model, fmt: str, precision: str, sample, dst: Path, calib: np.nd
         return None
     if (fmt, precision) == ("tflite", "fp32"):
         export_tflite(model, sample, dst)
+        return None
+    if (fmt, precision) == ("torch", "fp32"):
+        from export.torch_program import export_program
+
+        export_program(model, sample, dst)
         return None
     if (fmt, precision) == ("onnx", "int8"):
         from export.quantize import quantize_static
@@ -78,7 +86,7 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     entries, failures = [], []
     for fmt, precision in variants_for(name, cfg.export.formats, cfg.export.int8):
         suffix = "" if precision == "fp32" else f"_{precision}"
-        dst = run.bundle / f"{name}{suffix}.{fmt}"
+        dst = run.bundle / f"{name}{suffix}.{SUFFIXES[fmt]}"
         try:
             with quiet_converters():
                 quant = _export_one(model, fmt, precision, sample, dst, data["calib"], cfg)
@@ -96,7 +104,7 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
             format=fmt,
             precision=precision,
             quantization=quant,
-            batch=None if fmt == "onnx" else 1,
+            batch=1 if fmt == "tflite" else None,
             parity=parity.to_dict(),
         )
         entries.append(entry)

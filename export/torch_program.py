@@ -1,0 +1,29 @@
+"""torch -> `.pt2` (a saved `torch.export` ExportedProgram): the teacher's own framework as a baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from export._files import atomic_path
+from toolkit.errors import ExportError
+
+__all__ = ["export_program"]
+
+
+def export_program(model, sample, dst: str | Path, *, dynamic_batch: bool = True) -> Path:
+    """Save `model` traced on `sample` as an ExportedProgram; `torch.export.load` runs it without edgekd."""
+    import torch
+
+    model = model.eval()
+    dynamic_shapes = None
+    if dynamic_batch:
+        dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+        # torch.export specializes a size-1 dimension to the constant 1, so trace with a batch of 2.
+        sample = torch.cat([sample[:1], sample[:1]])
+    with atomic_path(dst) as tmp:
+        try:
+            program = torch.export.export(model, (sample,), dynamic_shapes=dynamic_shapes)
+            torch.export.save(program, str(tmp))
+        except Exception as e:
+            raise ExportError(f"{dst}: torch.export failed: {str(e).strip().splitlines()[0]}") from e
+    return Path(dst)
