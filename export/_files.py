@@ -6,11 +6,12 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "sha256_file", "quiet_converters"]
+__all__ = ["atomic_path", "sha256_file", "quiet_converters", "failure_reason"]
 
 
 @contextlib.contextmanager
@@ -52,3 +53,25 @@ def quiet_converters() -> Iterator[None]:
             yield
     finally:
         onnx_log.setLevel(level)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# "op='aten.cummax', overload='default'" (torch.onnx) or "aten.cummax.default" (litert-torch lowering).
+_OP_OVERLOAD = re.compile(r"op='(aten\.\w+)', overload='(\w+)'")
+_OP_NAME = re.compile(r"\b(aten\.\w+(?:\.\w+)?)")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """One line for a converter exception: the unsupported op when one is named anywhere in the chain."""
+    texts, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        texts.append(_ANSI.sub("", str(exc)))
+        exc = exc.__cause__ or exc.__context__
+    full = "\n".join(texts)
+    first = next((line.strip() for line in full.splitlines() if line.strip()), "unknown error")
+    if m := _OP_OVERLOAD.search(full):
+        return f"unsupported op {m.group(1)}.{m.group(2)} ({first})"
+    if m := _OP_NAME.search(full):
+        return f"unsupported op {m.group(1)} ({first})"
+    return first

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from export._files import atomic_path
+from export._files import atomic_path, failure_reason
 from toolkit.errors import ExportError
 
 __all__ = ["export_onnx", "INPUT_NAME", "OUTPUT_NAME"]
@@ -37,5 +37,5 @@ def export_onnx(model, sample, dst: str | Path, *, opset: int = 18, dynamic_batc
                 verbose=False,
             )
         except Exception as e:  # the exporter raises many types; report the first line with the format
-            raise ExportError(f"{dst}: ONNX export failed: {str(e).strip().splitlines()[0]}") from e
+            raise ExportError(f"{dst}: ONNX export failed: {failure_reason(e)}") from e
     return Path(dst)

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from export._files import atomic_path
+from export._files import atomic_path, failure_reason
 from toolkit.errors import ExportError
 
 __all__ = ["cpu_has_vnni", "quantize_static"]
@@ -64,7 +64,7 @@ def quantize_static(
             )
         except Exception as e:
             raise ExportError(
-                f"{src}: ONNX static quantization failed: {str(e).strip().splitlines()[0]}"
+                f"{src}: ONNX static quantization failed: {failure_reason(e)}"
             ) from e
     return {
         "mode": "static",

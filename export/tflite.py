@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from export._files import atomic_path
+from export._files import atomic_path, failure_reason
 from toolkit.errors import ExportError
 
 __all__ = ["export_tflite", "export_tflite_int8"]
@@ -27,7 +27,7 @@ def _convert(model, sample, dst: Path, what: str, **kwargs) -> Path:
             litert_torch.convert(model, (sample,), **kwargs).export(str(tmp))
         except Exception as e:
             raise ExportError(
-                f"{dst}: TFLite {what} conversion failed: {str(e).strip().splitlines()[0]}"
+                f"{dst}: TFLite {what} conversion failed: {failure_reason(e)}"
             ) from e
     return Path(dst)
 
@@ -60,7 +60,7 @@ def export_tflite_int8(
         converted = move_exported_model_to_eval(convert_pt2e(prepared, fold_quantize=False))
         converted.training = False  # the flag litert-torch checks; the graph's ops are already in eval form
     except Exception as e:
-        raise ExportError(f"{dst}: PT2E int8 quantization failed: {str(e).strip().splitlines()[0]}") from e
+        raise ExportError(f"{dst}: PT2E int8 quantization failed: {failure_reason(e)}") from e
     _convert(converted, sample, Path(dst), "int8", quant_config=QuantConfig(pt2e_quantizer=quantizer))
     return {
         "mode": "static",

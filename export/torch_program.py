@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export._files import atomic_path
+from export._files import atomic_path, failure_reason
 from toolkit.errors import ExportError
 
 __all__ = ["export_program"]
@@ -25,5 +25,5 @@ def export_program(model, sample, dst: str | Path, *, dynamic_batch: bool = True
             program = torch.export.export(model, (sample,), dynamic_shapes=dynamic_shapes)
             torch.export.save(program, str(tmp))
         except Exception as e:
-            raise ExportError(f"{dst}: torch.export failed: {str(e).strip().splitlines()[0]}") from e
+            raise ExportError(f"{dst}: torch.export failed: {failure_reason(e)}") from e
     return Path(dst)

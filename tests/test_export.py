@@ -1,0 +1,136 @@
+"""Export of a model with the ops mobile nets use, to every format, checked against torch; unsupported ops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("litert_torch")
+
+from torch import nn  # noqa: E402
+
+from export.onnx import export_onnx  # noqa: E402
+from export.parity import check_parity, run_file  # noqa: E402
+from export.quantize import quantize_static  # noqa: E402
+from export.tflite import export_tflite, export_tflite_int8  # noqa: E402
+from export.torch_program import export_program  # noqa: E402
+from toolkit.data import ArrayCalibrationReader  # noqa: E402
+from toolkit.errors import ExportError  # noqa: E402
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int, r: int = 2) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(c, c // r, 1),
+            nn.ReLU(),
+            nn.Conv2d(c // r, c, 1),
+            nn.Hardsigmoid(),
+        )
+
+    def forward(self, x):
+        return x * self.fc(x)
+
+
+class MixedOps(nn.Module):
+    """Depthwise conv, hardswish, squeeze-excitation, LayerNorm and GELU in one small classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.Hardswish(),
+            nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.Hardswish(),
+            SqueezeExcite(8), nn.Conv2d(8, 16, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
+        )  # fmt: skip
+        self.head = nn.Sequential(nn.LayerNorm(16), nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    torch.manual_seed(0)
+    model = MixedOps().eval()
+    with torch.no_grad():  # non-trivial BN statistics, so folding them is exercised
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    x = np.random.default_rng(0).standard_normal((64, 1, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    return model, x, ref, tmp_path_factory.mktemp("mixed")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite", "pt2"])
+def test_fp32_formats_match_torch(mixed, fmt):
+    model, x, ref, tmp = mixed
+    dst = tmp / f"m.{fmt}"
+    sample = torch.from_numpy(x[:1])
+    {"onnx": export_onnx, "tflite": export_tflite, "pt2": export_program}[fmt](model, sample, dst)
+    out = run_file(dst, x)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    rec = check_parity(dst, x, ref.argmax(1), ref, precision="fp32")
+    assert rec.passed and rec.top1_agreement == 1.0 and rec.n == 64
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def test_int8_formats_track_torch(mixed):
+    model, x, ref, tmp = mixed
+    export_onnx(model, torch.from_numpy(x[:1]), tmp / "q.onnx")
+    settings = quantize_static(tmp / "q.onnx", tmp / "q_int8.onnx", ArrayCalibrationReader(x, batch_size=16))
+    assert settings["format"] == "QDQ" and settings["weights"] == "int8"
+    calib = (torch.from_numpy(x[i : i + 1]) for i in range(len(x)))
+    export_tflite_int8(model, torch.from_numpy(x[:1]), tmp / "q_int8.tflite", calib)
+    for path in (tmp / "q_int8.onnx", tmp / "q_int8.tflite"):
+        out = run_file(path, x)
+        assert out.shape == ref.shape and out.dtype == np.float32
+        # Logits of an untrained net have small margins, so compare values, not only the argmax.
+        assert _pearson(out, ref) > 0.98, path.name
+    onnx_fp32 = (tmp / "q.onnx").stat().st_size
+    assert (tmp / "q_int8.onnx").stat().st_size < onnx_fp32
+
+
+class Cummax(nn.Module):
+    def forward(self, x):
+        return torch.cummax(x.flatten(1), 1).values
+
+
+class LogDet(nn.Module):
+    def forward(self, x):
+        m = x[:, 0, :4, :4]
+        return torch.logdet(m @ m.transpose(1, 2) + torch.eye(4)).unsqueeze(1)
+
+
+@pytest.mark.parametrize(
+    "module,fmt,op",
+    [
+        (Cummax, "onnx", "aten.cummax.default"),
+        (Cummax, "tflite", "aten.cummax.default"),
+        (LogDet, "tflite", "aten._linalg_slogdet.default"),
+    ],
+)
+def test_unsupported_op_is_one_line_naming_op_and_format(tmp_path, module, fmt, op):
+    dst = tmp_path / f"m.{fmt}"
+    exporter = {"onnx": export_onnx, "tflite": export_tflite}[fmt]
+    with pytest.raises(ExportError) as err:
+        exporter(module(), torch.randn(1, 1, 8, 8), dst)
+    msg = str(err.value)
+    assert msg.startswith(f"{dst}: {'ONNX' if fmt == 'onnx' else 'TFLite'}") and f"unsupported op {op}" in msg
+    assert "\n" not in msg and "\x1b[" not in msg
+    assert not dst.exists() and not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_other_formats_still_export_when_one_cannot(tmp_path):
+    x = torch.randn(1, 1, 8, 8)
+    export_onnx(LogDet(), x, tmp_path / "m.onnx")  # ONNX has logdet ...
+    with pytest.raises(ExportError, match="unsupported op aten._linalg_slogdet"):
+        export_tflite(LogDet(), x, tmp_path / "m.tflite")  # ... TFLite does not
+    out = run_file(tmp_path / "m.onnx", x.numpy())
+    np.testing.assert_allclose(out, LogDet()(x).numpy(), rtol=1e-4, atol=1e-4)
