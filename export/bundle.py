@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tarfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -13,7 +14,14 @@ import numpy as np
 
 from export._files import sha256_file
 
-__all__ = ["MANIFEST_VERSION", "file_entry", "write_test_data", "write_manifest", "library_versions"]
+__all__ = [
+    "MANIFEST_VERSION",
+    "file_entry",
+    "write_test_data",
+    "write_manifest",
+    "write_archive",
+    "library_versions",
+]
 
 MANIFEST_VERSION = 1
 _LIBS = ("edgekd", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy")
@@ -71,3 +79,17 @@ def write_manifest(
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, bundle / "manifest.json")
     return manifest
+
+
+def write_archive(bundle: Path) -> Path:
+    """`bundle.tar.gz` beside the folder, for copying to a board; written only from a complete bundle."""
+    if not (bundle / "manifest.json").is_file():
+        raise FileNotFoundError(f"{bundle / 'manifest.json'}: not found; the bundle is incomplete")
+    dst = bundle.with_name(f"{bundle.name}.tar.gz")
+    tmp = dst.with_name(f".{bundle.name}.partial.tar.gz")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for path in sorted(bundle.rglob("*")):
+            if path.is_file() and ".partial" not in path.name:
+                tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)))
+    os.replace(tmp, dst)
+    return dst

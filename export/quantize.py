@@ -9,7 +9,7 @@ from typing import Literal
 from export._files import atomic_path, failure_reason
 from toolkit.errors import ExportError
 
-__all__ = ["cpu_has_vnni", "quantize_static"]
+__all__ = ["cpu_has_vnni", "quantize_static", "quantize_dynamic", "convert_fp16"]
 
 
 def cpu_has_vnni() -> bool:
@@ -63,9 +63,7 @@ def quantize_static(
                 calibrate_method=methods[method],
             )
         except Exception as e:
-            raise ExportError(
-                f"{src}: ONNX static quantization failed: {failure_reason(e)}"
-            ) from e
+            raise ExportError(f"{src}: ONNX static quantization failed: {failure_reason(e)}") from e
     return {
         "mode": "static",
         "format": "QDQ",
@@ -75,3 +73,36 @@ def quantize_static(
         "reduce_range": reduce_range,
         "calibration": method,
     }
+
+
+def quantize_dynamic(src: str | Path, dst: str | Path, *, per_channel: bool = False) -> dict:
+    """Dynamic int8: weights quantized offline, activations at run time (no calibration data)."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+
+    with atomic_path(dst) as tmp:
+        try:
+            ort_quantize_dynamic(str(src), str(tmp), per_channel=per_channel, weight_type=QuantType.QInt8)
+        except Exception as e:
+            raise ExportError(f"{src}: ONNX dynamic quantization failed: {failure_reason(e)}") from e
+    return {
+        "mode": "dynamic",
+        "format": "QOperator",
+        "activations": "uint8 (at run time)",
+        "weights": "int8",
+        "per_channel": per_channel,
+    }
+
+
+def convert_fp16(src: str | Path, dst: str | Path, *, keep_io_types: bool = True) -> dict:
+    """Weights and activations in float16; inputs/outputs stay float32 unless `keep_io_types=False`."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    with atomic_path(dst) as tmp:
+        try:
+            model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=keep_io_types)
+            onnx.save(model, str(tmp))
+        except Exception as e:
+            raise ExportError(f"{src}: ONNX fp16 conversion failed: {failure_reason(e)}") from e
+    return {"mode": "fp16", "keep_io_types": keep_io_types}

@@ -26,9 +26,7 @@ def _convert(model, sample, dst: Path, what: str, **kwargs) -> Path:
         try:
             litert_torch.convert(model, (sample,), **kwargs).export(str(tmp))
         except Exception as e:
-            raise ExportError(
-                f"{dst}: TFLite {what} conversion failed: {failure_reason(e)}"
-            ) from e
+            raise ExportError(f"{dst}: TFLite {what} conversion failed: {failure_reason(e)}") from e
     return Path(dst)
 
 

@@ -134,3 +134,47 @@ def test_other_formats_still_export_when_one_cannot(tmp_path):
         export_tflite(LogDet(), x, tmp_path / "m.tflite")  # ... TFLite does not
     out = run_file(tmp_path / "m.onnx", x.numpy())
     np.testing.assert_allclose(out, LogDet()(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_onnx_dynamic_int8_and_fp16(mixed):
+    from export.quantize import convert_fp16, quantize_dynamic
+
+    model, x, ref, tmp = mixed
+    export_onnx(model, torch.from_numpy(x[:1]), tmp / "d.onnx")
+    dyn = quantize_dynamic(tmp / "d.onnx", tmp / "d_int8.onnx")
+    fp16 = convert_fp16(tmp / "d.onnx", tmp / "d_fp16.onnx")
+    assert dyn["mode"] == "dynamic" and fp16["keep_io_types"] is True
+    out16 = run_file(tmp / "d_fp16.onnx", x)
+    assert out16.dtype == np.float32  # float32 in and out, float16 inside
+    np.testing.assert_allclose(out16, ref, rtol=0, atol=5e-2)
+    assert check_parity(tmp / "d_fp16.onnx", x, ref.argmax(1), ref, precision="fp16").max_abs_diff < 5e-2
+    import onnx
+
+    # Weights are stored as float16 (file size would mostly measure graph overhead on a model this small).
+    inits = onnx.load(str(tmp / "d_fp16.onnx")).graph.initializer
+    floats = {i.data_type for i in inits if i.data_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)}
+    assert floats == {onnx.TensorProto.FLOAT16}
+    assert _pearson(run_file(tmp / "d_int8.onnx", x), ref) > 0.98
+
+
+def test_bundle_archive_holds_complete_files_only(tmp_path):
+    import tarfile
+
+    from export.bundle import write_archive
+
+    bundle = tmp_path / "bundle"
+    (bundle / "data").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="manifest.json: not found; the bundle is incomplete"):
+        write_archive(bundle)
+    for name, text in {
+        "manifest.json": "{}",
+        "m.onnx": "x",
+        "data/test.npz": "y",
+        ".m.partial.tflite": "z",
+    }.items():
+        (bundle / name).write_text(text)
+    archive = write_archive(bundle)
+    assert archive == tmp_path / "bundle.tar.gz"
+    with tarfile.open(archive) as tar:
+        assert sorted(tar.getnames()) == ["bundle/data/test.npz", "bundle/m.onnx", "bundle/manifest.json"]
+        assert tar.extractfile("bundle/m.onnx").read() == b"x"

@@ -115,7 +115,7 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
 
 def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
     """Export every checkpoint in `run.distill`, check each against torch, write the manifest."""
-    from export.bundle import write_manifest, write_test_data
+    from export.bundle import write_archive, write_manifest, write_test_data
 
     cfg = load_config(run.require(run.config, "distill"))
     names = [n for n in MODEL_NAMES if run.checkpoint(n).exists()]
@@ -142,7 +142,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
         "preprocessing": {"scale": 1 / 255, "mean": [spec.mean], "std": [spec.std]},
     }
     test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
-    return write_manifest(
+    manifest = write_manifest(
         run.bundle,
         models=models,
         input_spec=input_spec,
@@ -150,3 +150,5 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
         test_data=test_data,
         failures=failures,
     )
+    write_archive(run.bundle)
+    return manifest
