@@ -27,7 +27,7 @@ def _check(name: str) -> None:
 
 
 def load_backend(name: str) -> ModuleType:
-    """Import and return the backend module `name` (`load`, `input_spec`, `run`, `version`)."""
+    """Import and return backend module `name`: load, describe, input_spec, prepare, invoke, run, version."""
     _check(name)
     return importlib.import_module(f"{__name__}.{_MODULES.get(name, name)}")
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ctypes
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TfliteModel", "load", "input_spec", "prepare", "invoke", "run", "version"]
+__all__ = ["TfliteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
 
 _QUANTIZED = (np.int8, np.uint8)
 
@@ -28,12 +32,79 @@ class TfliteModel:
     input_quant: tuple[float, int]
     output_dtype: Any
     output_quant: tuple[float, int]
+    runtime: str = "litert"
+    threads: int = 1
+    xnnpack: bool = True
+    delegate: str | None = None
+    delegate_options: dict[str, str] = field(default_factory=dict)
 
 
-def _load(interpreter_cls: Any, path: str | Path, threads: int) -> TfliteModel:
-    """Build and allocate an interpreter of `interpreter_cls`; shared by litert and tflite_runtime."""
-    interp = interpreter_cls(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _load_delegate(api: ModuleType, path: str | Path, delegate: str, options: dict[str, str]) -> Any:
+    """`api.load_delegate(delegate, options)`; a path that is not a file, or a failed load, names it."""
+    # A bare name ("libedgetpu.so.1") is found by the dynamic loader, so only paths are checked here.
+    if os.sep in delegate or "/" in delegate:
+        if not Path(delegate).is_file():
+            raise ValueError(f"{delegate}: delegate library not found (asked for to run {path})")
+    # Open it with ctypes first: the runtime's Delegate prints a stray traceback when dlopen fails.
+    try:
+        library = ctypes.CDLL(delegate)
+    except OSError as exc:
+        raise ValueError(f"{delegate}: cannot load delegate for {path} ({_first_line(exc)})") from exc
+    if not hasattr(library, "tflite_plugin_create_delegate"):
+        raise ValueError(f"{delegate}: not an external delegate (no tflite_plugin_create_delegate symbol)")
+    try:
+        return api.load_delegate(delegate, options)
+    except (ValueError, RuntimeError) as exc:
+        # The first line only repeats "Failed to load delegate from ..."; the delegate's reason follows.
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [_first_line(exc)]
+        raise ValueError(f"{delegate}: cannot load delegate for {path} ({lines[0]})") from exc
+
+
+def _build_error(path: str | Path, runtime: str, exc: BaseException) -> ValueError:
+    """A one-line ValueError for an interpreter that failed to build."""
+    first = _first_line(exc)
+    # tflite_runtime stopped at 2.14; models from newer converters use op versions it does not know.
+    if runtime == "tflite_runtime" and "find op for builtin opcode" in first:
+        return ValueError(
+            f"{path}: tflite_runtime {_version('tflite-runtime') or '(unknown version)'} "
+            f"cannot run this model ({first}); use ai-edge-litert"
+        )
+    return ValueError(f"{path}: {runtime} cannot build an interpreter ({first})")
+
+
+def _load(
+    api: ModuleType,
+    path: str | Path,
+    *,
+    threads: int,
+    runtime: str,
+    xnnpack: bool = True,
+    delegate: str | Path | None = None,
+    delegate_options: dict[str, Any] | None = None,
+) -> TfliteModel:
+    """Build and allocate an interpreter from the `api` module; shared by litert and tflite_runtime."""
+    if delegate_options and delegate is None:
+        raise ValueError(f"{path}: delegate_options given without a delegate")
+    delegate = str(delegate) if delegate else None
+    options = {str(k): str(v) for k, v in (delegate_options or {}).items()}
+    delegates = [_load_delegate(api, path, delegate, options)] if delegate else []
+    # AUTO applies XNNPACK by default; this resolver leaves the reference CPU kernels alone.
+    resolver = api.OpResolverType.AUTO if xnnpack else api.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interp = api.Interpreter(
+            model_path=str(path),
+            num_threads=threads,
+            experimental_delegates=delegates or None,
+            experimental_op_resolver_type=resolver,
+        )
+        interp.allocate_tensors()
+    except (RuntimeError, ValueError) as exc:
+        raise _build_error(path, runtime, exc) from exc
     inp = interp.get_input_details()[0]
     out = interp.get_output_details()[0]
     # shape_signature keeps -1 for dynamic dims; old tflite_runtime builds lack it.
@@ -50,14 +121,45 @@ def _load(interpreter_cls: Any, path: str | Path, threads: int) -> TfliteModel:
         input_quant=(float(inp["quantization"][0]), int(inp["quantization"][1])),
         output_dtype=np.dtype(out["dtype"]),
         output_quant=(float(out["quantization"][0]), int(out["quantization"][1])),
+        runtime=runtime,
+        threads=threads,
+        xnnpack=xnnpack,
+        delegate=delegate,
+        delegate_options=options,
     )
 
 
-def load(path: str | Path, *, threads: int) -> TfliteModel:
-    """Open `path` with ai_edge_litert's interpreter using `threads` threads."""
-    from ai_edge_litert.interpreter import Interpreter
+def load(
+    path: str | Path,
+    *,
+    threads: int,
+    xnnpack: bool = True,
+    delegate: str | Path | None = None,
+    delegate_options: dict[str, Any] | None = None,
+) -> TfliteModel:
+    """Open `path` with ai_edge_litert's interpreter; XNNPACK on or off, optionally an external delegate."""
+    from ai_edge_litert import interpreter as api
 
-    return _load(Interpreter, path, threads)
+    return _load(
+        api,
+        path,
+        threads=threads,
+        runtime="litert",
+        xnnpack=xnnpack,
+        delegate=delegate,
+        delegate_options=delegate_options,
+    )
+
+
+def describe(handle: TfliteModel) -> dict[str, Any]:
+    """How the interpreter was built: runtime, threads, XNNPACK, external delegate and its options."""
+    return {
+        "runtime": handle.runtime,
+        "threads": handle.threads,
+        "xnnpack": handle.xnnpack,
+        "delegate": handle.delegate,
+        "delegate_options": dict(handle.delegate_options),
+    }
 
 
 def input_spec(handle: TfliteModel) -> tuple[str, list[int | None], Any]:
@@ -109,11 +211,13 @@ def run(handle: TfliteModel, x: np.ndarray) -> np.ndarray:
     return y
 
 
-def version() -> str | None:
-    """ai-edge-litert's version string, or None if unknown."""
-    from importlib import metadata
-
+def _version(package: str) -> str | None:
     try:
-        return metadata.version("ai-edge-litert")
+        return metadata.version(package)
     except metadata.PackageNotFoundError:
         return None
+
+
+def version() -> str | None:
+    """ai-edge-litert's version string, or None if unknown."""
+    return _version("ai-edge-litert")

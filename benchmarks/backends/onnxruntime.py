@@ -1,4 +1,4 @@
-"""ONNX Runtime backend on the CPU execution provider."""
+"""ONNX Runtime backend: CPU by default, or the execution providers asked for (CUDA, TensorRT, ...)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["OrtModel", "load", "input_spec", "prepare", "invoke", "run", "version"]
+__all__ = [
+    "OrtModel",
+    "PROVIDERS",
+    "OPTIMIZATION_LEVELS",
+    "provider_names",
+    "load",
+    "describe",
+    "input_spec",
+    "prepare",
+    "invoke",
+    "run",
+    "version",
+]
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -21,6 +33,38 @@ _DTYPES = {
     "tensor(int64)": np.int64,
 }
 
+# Short names users type; anything ending in "ExecutionProvider" is taken as a full EP name.
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+    "dml": "DmlExecutionProvider",
+    "qnn": "QNNExecutionProvider",
+    "xnnpack": "XnnpackExecutionProvider",
+    "acl": "ACLExecutionProvider",
+    "armnn": "ArmNNExecutionProvider",
+}
+_TENSORRT = PROVIDERS["tensorrt"]
+# The PyPI package that carries each EP; onnxruntime and its variants cannot share one environment.
+_PACKAGES = {
+    "CUDAExecutionProvider": "onnxruntime-gpu",
+    "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino",
+    "DmlExecutionProvider": "onnxruntime-directml",
+    "QNNExecutionProvider": "onnxruntime-qnn",
+}
+_GPU = {"CUDAExecutionProvider", "TensorrtExecutionProvider"}
+
+OPTIMIZATION_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
 
 @dataclass
 class OrtModel:
@@ -29,16 +73,84 @@ class OrtModel:
     session: ort.InferenceSession
     input_name: str
     path: str
+    threads: int = 1
+    trt_fp16: bool = False
+    optimization: str = "all"
 
 
-def load(path: str | Path, *, threads: int) -> OrtModel:
-    """Open `path` as a CPU session with `threads` intra-op threads and sequential execution."""
+def provider_names(path: str | Path, providers: list[str] | None) -> list[str]:
+    """Full EP names for `providers` (short or full names); each must be in this onnxruntime build."""
+    if not providers:
+        return [PROVIDERS["cpu"]]
+    names = []
+    for p in providers:
+        name = p if p.endswith("ExecutionProvider") else PROVIDERS.get(p.lower())
+        if name is None:
+            raise ValueError(
+                f"{path}: unknown execution provider {p!r}; expected one of {', '.join(PROVIDERS)} "
+                "or a full name such as 'CUDAExecutionProvider'"
+            )
+        names.append(name)
+    built = ort.get_available_providers()
+    for name in names:
+        if name not in built:
+            hint = f"install {_PACKAGES.get(name, 'an onnxruntime build with it')} in place of onnxruntime"
+            if name in _GPU:
+                hint += " (on a Jetson: the onnxruntime-gpu wheel built for your JetPack)"
+            raise ValueError(
+                f"{path}: execution provider {name} is not in this onnxruntime {ort.__version__} build "
+                f"(it has {', '.join(built)}); {hint}"
+            )
+    return names
+
+
+def _check_options(path: str | Path, names: list[str], trt_fp16: bool, optimization: str) -> None:
+    """Reject option combinations that would silently do nothing."""
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise ValueError(
+            f"{path}: unknown optimization {optimization!r}; expected one of {', '.join(OPTIMIZATION_LEVELS)}"
+        )
+    if trt_fp16 and _TENSORRT not in names:
+        raise ValueError(f"{path}: trt_fp16 needs the tensorrt provider, got providers {names}")
+
+
+def load(
+    path: str | Path,
+    *,
+    threads: int,
+    providers: list[str] | None = None,
+    trt_fp16: bool = False,
+    optimization: str = "all",
+) -> OrtModel:
+    """Open `path` with `threads` intra-op threads, sequential execution and the given providers."""
+    names = provider_names(path, providers)
+    _check_options(path, names, trt_fp16, optimization)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    return OrtModel(session, session.get_inputs()[0].name, str(path))
+    opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
+    # Published Jetson figures are TensorRT fp16; the flag is always passed so the record says which ran.
+    options = [{"trt_fp16_enable": str(trt_fp16)} if n == _TENSORRT else {} for n in names]
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=names, provider_options=options)
+    # ORT drops an EP whose libraries fail to load (with only a warning) and runs on the CPU instead.
+    missing = [n for n in names if n not in session.get_providers()]
+    if missing:
+        raise ValueError(
+            f"{path}: onnxruntime could not start {', '.join(missing)} (running on "
+            f"{', '.join(session.get_providers())}); check its CUDA/TensorRT libraries"
+        )
+    return OrtModel(session, session.get_inputs()[0].name, str(path), threads, trt_fp16, optimization)
+
+
+def describe(handle: OrtModel) -> dict[str, Any]:
+    """What the session really runs with: providers in use, TensorRT fp16, threads, graph optimization."""
+    return {
+        "providers": list(handle.session.get_providers()),
+        "trt_fp16": handle.trt_fp16,
+        "threads": handle.threads,
+        "graph_optimization": handle.optimization,
+    }
 
 
 def input_spec(handle: OrtModel) -> tuple[str, list[int | None], Any]:

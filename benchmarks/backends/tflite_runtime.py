@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
-from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-from benchmarks.backends.litert import TfliteModel, _load, input_spec, invoke, prepare, run
+from benchmarks.backends.litert import (
+    TfliteModel,
+    _load,
+    _version,
+    describe,
+    input_spec,
+    invoke,
+    prepare,
+    run,
+)
 
-__all__ = ["load", "input_spec", "prepare", "invoke", "run", "version"]
+__all__ = ["load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
 
 
-def load(path: str | Path, *, threads: int) -> TfliteModel:
-    """Open `path` with tflite_runtime's interpreter using `threads` threads."""
-    from tflite_runtime.interpreter import Interpreter
+def load(
+    path: str | Path,
+    *,
+    threads: int,
+    xnnpack: bool = True,
+    delegate: str | Path | None = None,
+    delegate_options: dict[str, Any] | None = None,
+) -> TfliteModel:
+    """Open `path` with tflite_runtime's interpreter; same options as the litert backend."""
+    from tflite_runtime import interpreter as api
 
-    return _load(Interpreter, path, threads)
+    return _load(
+        api,
+        path,
+        threads=threads,
+        runtime="tflite_runtime",
+        xnnpack=xnnpack,
+        delegate=delegate,
+        delegate_options=delegate_options,
+    )
 
 
 def version() -> str | None:
     """tflite-runtime's version string, or None if unknown."""
-    try:
-        return metadata.version("tflite-runtime")
-    except metadata.PackageNotFoundError:
-        return None
+    return _version("tflite-runtime")

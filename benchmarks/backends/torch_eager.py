@@ -1,46 +1,69 @@
-"""PyTorch reference backend: runs a `.pt2` ExportedProgram eagerly on the CPU (only where torch exists)."""
+"""PyTorch reference backend: runs a `.pt2` ExportedProgram on the CPU, eagerly or torch.compile'd."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["TorchModel", "load", "input_spec", "prepare", "invoke", "run", "version"]
+__all__ = ["TorchModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
 
 
 @dataclass
 class TorchModel:
+    """The program's module (compiled or not), its input name and shape."""
+
     module: Any
     path: str
+    input_name: str
     input_shape: list[int | None]
+    compile: bool = False
 
 
-def load(path: str | Path, *, threads: int) -> TorchModel:
-    """Load an ExportedProgram and set torch's intra-op threads to `threads`."""
+def load(path: str | Path, *, threads: int, compile: bool = False) -> TorchModel:
+    """Load an ExportedProgram, set torch's intra-op threads, and torch.compile it if asked."""
     import torch
 
     torch.set_num_threads(threads)
-    program = torch.export.load(str(path))
-    spec = program.graph_signature.user_inputs[0]
-    meta = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == spec).meta["val"]
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ValueError(f"{path}: not a torch.export program ({first.strip()})") from exc
+    name = program.graph_signature.user_inputs[0]
+    meta = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == name).meta["val"]
     shape = [d if isinstance(d, int) else None for d in meta.shape]
-    return TorchModel(program.module(), str(path), shape)
+    module = program.module()
+    if compile:
+        # Compilation is lazy: it happens on the first call, which the harness times as first_run_ms.
+        module = torch.compile(module)
+    return TorchModel(module, str(path), name, shape, compile)
+
+
+def describe(handle: TorchModel) -> dict[str, Any]:
+    """torch.compile on or off, torch's intra-op threads and torch's version."""
+    import torch
+
+    return {"compile": handle.compile, "threads": torch.get_num_threads(), "torch_version": torch.__version__}
 
 
 def input_spec(handle: TorchModel) -> tuple[str, list[int | None], Any]:
-    return "input", list(handle.input_shape), np.dtype(np.float32)
+    """(name, shape with None for dynamic dims, numpy dtype) of the first input."""
+    return handle.input_name, list(handle.input_shape), np.dtype(np.float32)
 
 
-def prepare(handle: TorchModel, x: np.ndarray):
+def prepare(handle: TorchModel, x: np.ndarray) -> Any:
+    """`x` as a float32 tensor sharing its memory; done outside timed loops."""
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
-def invoke(handle: TorchModel, x) -> Any:
+def invoke(handle: TorchModel, x: Any) -> Any:
+    """One inference on a prepared tensor, without autograd bookkeeping."""
     import torch
 
     with torch.inference_mode():
@@ -48,12 +71,12 @@ def invoke(handle: TorchModel, x) -> Any:
 
 
 def run(handle: TorchModel, x: np.ndarray) -> np.ndarray:
+    """First output for input `x`, as numpy."""
     return invoke(handle, prepare(handle, x)).numpy()
 
 
 def version() -> str | None:
-    from importlib import metadata
-
+    """torch's version string, or None if unknown."""
     try:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
