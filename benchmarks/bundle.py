@@ -1,17 +1,34 @@
-"""Benchmark every model file of an edgekd bundle (reads only `manifest.json` and the files it names)."""
+"""Benchmark a bundle (its `manifest.json` and the files it names), a bare model file, or a folder of them."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from itertools import product
 from pathlib import Path
+from typing import Any
 
 from benchmarks.backends import available, backend_for
-from benchmarks.harness import BenchConfig, BenchmarkError, run_benchmark
+from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
 from benchmarks.records import BenchRecord, append_record
+from benchmarks.suite import Suite, resolve_target
 
-__all__ = ["BundleRun", "read_manifest", "bundle_configs", "run_bundle"]
+__all__ = [
+    "BundleRun",
+    "ModelFile",
+    "ModelSet",
+    "read_manifest",
+    "find_models",
+    "plan_configs",
+    "shuffled_order",
+    "run_suite",
+    "run_bundle",
+]
+
+MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch"}  # suffix -> manifest format
 
 
 def read_manifest(bundle: str | Path) -> dict:
@@ -28,37 +45,212 @@ def read_manifest(bundle: str | Path) -> dict:
     return manifest
 
 
-def bundle_configs(
-    bundle: str | Path, *, threads: list[int], accuracy: bool = True, **protocol
-) -> Iterator[BenchConfig]:
-    """One `BenchConfig` per (model file, thread count) ; `protocol` sets warmup, min_runs, ..."""
-    bundle = Path(bundle)
-    manifest = read_manifest(bundle)
-    test = manifest.get("test_data")
-    data_path = str(bundle / test["file"]) if accuracy and test else None
-    pre = manifest.get("input", {}).get("preprocessing")
-    for entry in manifest["models"]:
-        for t in threads:
-            yield BenchConfig(
-                model_path=str(bundle / entry["file"]),
-                threads=t,
-                model=entry["name"],
-                role=entry.get("role", "unknown"),
-                format=entry["format"],
-                precision=entry["precision"],
-                data_path=data_path,
-                preprocessing=pre,
-                **protocol,
+@dataclass(frozen=True)
+class ModelFile:
+    """One file to benchmark and the metadata its records carry."""
+
+    path: str
+    model: str
+    role: str = "unknown"
+    format: str = ""
+    precision: str = "unknown"
+
+
+@dataclass
+class ModelSet:
+    """The files under a path, with the bundle's test data, preprocessing and declared input shape."""
+
+    files: list[ModelFile]
+    data_path: str | None = None
+    preprocessing: dict[str, Any] | None = None
+    input_shape: list[int | None] | None = None  # None for bare files: the model itself says
+
+
+def _bare(path: Path) -> ModelFile:
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ValueError(
+            f"{path}: cannot benchmark a {path.suffix or 'suffix-less'} file; expected .onnx, .tflite or .pt2"
+        )
+    return ModelFile(str(path), path.stem, format=MODEL_SUFFIXES[path.suffix.lower()])
+
+
+def find_models(path: str | Path) -> ModelSet:
+    """Files to benchmark: a bundle's manifest entries, one bare model file, or a folder's model files."""
+    path = Path(path)
+    if path.is_file():
+        if (path.parent / "manifest.json").is_file():  # one file of a bundle keeps its manifest entry
+            models = find_models(path.parent)
+            models.files = [f for f in models.files if Path(f.path).resolve() == path.resolve()]
+            if models.files:
+                return models
+        return ModelSet([_bare(path)])
+    if not (path / "manifest.json").exists():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
+        if not files:
+            raise ValueError(
+                f"{path / 'manifest.json'}: not found, and {path} holds no .onnx, .tflite or .pt2 file "
+                "(is it an edgekd bundle? run `edgekd export` first)"
             )
+        return ModelSet([_bare(p) for p in files])
+    manifest = read_manifest(path)
+    test, spec = manifest.get("test_data"), manifest.get("input") or {}
+    files = [
+        ModelFile(
+            str(path / e["file"]),
+            e["name"],
+            e.get("role", "unknown"),
+            e["format"],
+            e.get("precision", "unknown"),
+        )
+        for e in manifest["models"]
+    ]
+    return ModelSet(
+        files,
+        data_path=str(path / test["file"]) if test else None,
+        preprocessing=spec.get("preprocessing"),
+        input_shape=spec.get("shape"),
+    )
+
+
+def _backend(file: ModelFile, suite: Suite) -> tuple[str | None, str]:
+    """(backend, why none) for `file`: the suite's first installed choice for its format, else the default."""
+    names = suite.backends.get(file.format) or [backend_for(file.path)]
+    chosen = next((n for n in names if available(n)), None)
+    return chosen, f"{file.path}: skipped, no runtime installed for {' or '.join(names)}"
+
+
+def _threads(suite: Suite) -> list[int]:
+    """The suite's thread counts, capped at a constrained target's `max_threads` (or its core count)."""
+    if suite.target.get("kind") != "constrained":
+        return list(suite.threads)
+    cap = suite.target.get("max_threads", suite.target["cpus"])
+    return list(dict.fromkeys(min(t, cap) for t in suite.threads))
+
+
+def plan_configs(
+    models: ModelSet, suite: Suite, *, shape: list[int] | None = None
+) -> tuple[list[BenchConfig], list[str]]:
+    """One config per file x threads x batch x streams, and a skip line per file with no runtime here."""
+    targets = {t: resolve_target(suite, t) for t in _threads(suite)}
+    schedule = {
+        "repeats": suite.repeats,
+        "cooldown_s": suite.cooldown_s,
+        "seed": suite.seed,
+        "order": "shuffled",
+    }
+    configs, skipped = [], []
+    for file in models.files:
+        backend, why = _backend(file, suite)
+        if backend is None:
+            skipped.append(why)
+            continue
+        common = dict(
+            model_path=file.path,
+            backend=backend,
+            model=file.model,
+            role=file.role,
+            format=file.format,
+            precision=file.precision,
+            data_path=models.data_path if suite.accuracy else None,
+            preprocessing=models.preprocessing,
+            backend_options=dict(suite.backend_options.get(backend, {})),
+            input_shape=shape if shape is not None else models.input_shape,
+            warmup=suite.warmup,
+            min_runs=suite.min_runs,
+            min_time_s=suite.min_time_s,
+            max_runs=suite.max_runs,
+            suite=suite.name,
+            schedule=schedule,
+        )
+        for (threads, target), batch, streams in product(targets.items(), suite.batch_sizes, suite.streams):
+            configs.append(
+                BenchConfig(**common, threads=threads, target=target, batch_size=batch, streams=streams)
+            )
+    return configs, skipped
+
+
+def shuffled_order(n: int, *, repeats: int, seed: int) -> list[tuple[int, int, int]]:
+    """(round, position in round, config index) for `repeats` rounds, each a fresh seeded permutation.
+
+    Shuffling spreads drift (a board heating up, a background job) over all configurations instead of
+    favouring whichever always runs first.
+    """
+    rng = random.Random(seed)
+    out = []
+    for r in range(repeats):
+        order = list(range(n))
+        rng.shuffle(order)
+        out.extend((r, pos, i) for pos, i in enumerate(order))
+    return out
 
 
 @dataclass
 class BundleRun:
-    """What `run_bundle` did: records measured, files that failed, files skipped (runtime missing)."""
+    """What a run did: records measured, configurations that failed or were skipped, files involved."""
 
     records: list[BenchRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    failed_files: list[str] = field(default_factory=list)
+    n_files: int = 0
+
+
+def _with_accuracy(record: BenchRecord, known: tuple[float | None, int | None, int, int]) -> BenchRecord:
+    accuracy, n, round_, order = known
+    note = f"accuracy measured once per file and backend (round {round_}, position {order}), copied here"
+    return replace(record, accuracy=accuracy, n_accuracy=n, notes=[*record.notes, note])
+
+
+def run_suite(
+    path: str | Path,
+    results: str | Path,
+    suite: Suite,
+    *,
+    shape: list[int] | None = None,
+    on_result: Callable[[BenchRecord], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BundleRun:
+    """Benchmark every configuration of `suite` on the files under `path`, in shuffled rounds.
+
+    Each record is appended to `results` (JSONL) as soon as it is measured. A configuration that fails
+    is listed in `errors` and the rest still run; one that cannot run by design (a batch the file does
+    not take, a runtime not installed here) is listed in `skipped`.
+    """
+    models = find_models(path)
+    configs, skipped = plan_configs(models, suite, shape=shape)
+    out = BundleRun(skipped=skipped, n_files=len(models.files))
+    accuracy: dict[tuple[str, str | None], tuple[float | None, int | None, int, int]] = {}
+    cannot: dict[tuple[str, int], str] = {}  # (file, batch) -> skip reason: no worker needed next time
+    ran = False
+    for round_, order, i in shuffled_order(len(configs), repeats=suite.repeats, seed=suite.seed):
+        config = replace(configs[i], round=round_, order=order)
+        if (config.model_path, config.batch_size) in cannot:
+            continue
+        key = (config.model_path, config.backend)
+        if key in accuracy:
+            config = replace(config, data_path=None)
+        if ran and suite.cooldown_s > 0:
+            sleep(suite.cooldown_s)  # let a throttling board cool before the next configuration
+        ran = True
+        try:
+            record = run_benchmark(config)
+        except BenchmarkSkipped as e:
+            cannot[(config.model_path, config.batch_size)] = str(e)
+            out.skipped.append(str(e))
+            continue
+        except BenchmarkError as e:
+            out.errors.append(str(e))
+            out.failed_files = list(dict.fromkeys([*out.failed_files, config.model_path]))
+            continue
+        if key in accuracy:
+            record = _with_accuracy(record, accuracy[key])
+        elif record.accuracy is not None:
+            accuracy[key] = (record.accuracy, record.n_accuracy, round_, order)
+        append_record(results, record)
+        out.records.append(record)
+        if on_result is not None:
+            on_result(record)
+    return out
 
 
 def run_bundle(
@@ -70,24 +262,6 @@ def run_bundle(
     on_result: Callable[[BenchRecord], None] | None = None,
     **protocol,
 ) -> BundleRun:
-    """Benchmark each file, appending each record to `results` (JSONL) as soon as it is measured.
-
-    A file that fails is listed in `errors` and the others are still measured; a file whose runtime is
-    not installed here (say a .pt2 on a board without torch) is listed in `skipped`.
-    """
-    out = BundleRun()
-    for config in list(bundle_configs(bundle, threads=threads, accuracy=accuracy, **protocol)):
-        backend = config.backend or backend_for(config.model_path)
-        if not available(backend):
-            out.skipped.append(f"{config.model_path}: skipped, the {backend} runtime is not installed")
-            continue
-        try:
-            record = run_benchmark(config)
-        except BenchmarkError as e:
-            out.errors.append(str(e))
-            continue
-        append_record(results, record)
-        out.records.append(record)
-        if on_result is not None:
-            on_result(record)
-    return out
+    """`run_suite` with a default suite of `threads` and `protocol` (warmup, min_runs, min_time_s)."""
+    suite = Suite(threads=list(threads), accuracy=accuracy, **protocol)
+    return run_suite(bundle, results, suite, on_result=on_result)

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import statistics
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["LatencyStats", "BenchRecord", "append_record", "read_records"]
+__all__ = [
+    "HIGH_CV",
+    "LatencyStats",
+    "BenchRecord",
+    "append_record",
+    "read_records",
+    "pool_rounds",
+    "write_csv",
+]
+
+# Above 10 % the run-to-run spread is as large as the gaps we want to rank models by (an int8 file is
+# often only 10-30 % faster), so a p50 that noisy needs a rerun (cooldown, fewer background jobs)
+# before anyone trusts it. CPU timings on an idle machine usually stay well below this.
+HIGH_CV = 0.10
 
 
 @dataclass
@@ -28,6 +42,11 @@ class LatencyStats:
     max: float
     cv: float
     samples_ms: list[float] = field(default_factory=list, repr=False)
+    cv_high: bool | None = None  # cv > HIGH_CV; None (older records) is filled in from cv
+
+    def __post_init__(self) -> None:
+        if self.cv_high is None:
+            self.cv_high = self.cv > HIGH_CV
 
     @classmethod
     def from_values(cls, samples_ms: list[float]) -> LatencyStats:
@@ -89,6 +108,19 @@ class BenchRecord:
     edgekd_version: str | None
     warmup: int
     protocol: dict[str, Any]
+    # Added with suites and concurrent streams; defaults let records written before them load.
+    streams: int = 1
+    round: int = 0  # repeat round, 0-based
+    order: int = 0  # position in its round's shuffled order
+    suite: str | None = None
+    images: int | None = None  # images inferred in the timed region, all streams together
+    wall_s: float | None = None  # wall time of the timed region; throughput_ips = images / wall_s
+    runs_per_stream: list[int] | None = None
+    input_shape: list[int] | None = None  # the shape actually fed
+    cpu_affinity: list[int] | None = None  # cores the worker was allowed on, read inside it
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    backend_info: dict[str, Any] | None = None  # backend.describe(): providers, delegate, XNNPACK, ...
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (latency nested as a dict)."""
@@ -96,11 +128,12 @@ class BenchRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchRecord:
-        """Inverse of `to_dict`; missing or unknown keys raise ValueError."""
+        """Inverse of `to_dict`; unknown keys, or missing keys without a default, raise ValueError."""
         if not isinstance(data, dict):
             raise ValueError(f"BenchRecord: expected a JSON object, got {type(data).__name__}")
         names = {f.name for f in fields(cls)}
-        missing = sorted(names - data.keys())
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        missing = sorted(required - data.keys())
         unknown = sorted(data.keys() - names)
         if missing or unknown:
             raise ValueError(f"BenchRecord: missing keys {missing}, unknown keys {unknown}")
@@ -136,3 +169,62 @@ def read_records(path: str | os.PathLike[str]) -> list[BenchRecord]:
                 # json.JSONDecodeError is a ValueError; TypeError comes from wrong LatencyStats keys.
                 raise ValueError(f"{path}:{lineno}: invalid record ({exc})") from exc
     return records
+
+
+def _pool_key(rec: BenchRecord) -> tuple[Any, ...]:
+    target = rec.target.get("name", rec.target.get("label"))
+    return (rec.file, rec.model, rec.format, rec.precision, rec.backend, rec.threads, rec.batch_size,
+            rec.streams, target)  # fmt: skip
+
+
+def pool_rounds(records: list[BenchRecord]) -> list[BenchRecord]:
+    """One record per configuration: samples of all its rounds pooled, throughput = images / wall time."""
+    groups: dict[tuple[Any, ...], list[BenchRecord]] = {}
+    for rec in records:
+        groups.setdefault(_pool_key(rec), []).append(rec)
+    pooled = []
+    for recs in groups.values():
+        samples = [s for r in recs for s in r.latency.samples_ms]
+        images = sum(r.images if r.images is not None else r.batch_size * r.latency.count for r in recs)
+        wall_s = sum(r.wall_s if r.wall_s is not None else r.latency.total_ms / 1e3 for r in recs)
+        pooled.append(
+            replace(
+                recs[0],
+                latency=LatencyStats.from_values(samples),
+                images=images,
+                wall_s=wall_s,
+                throughput_ips=images / wall_s if wall_s > 0 else 0.0,
+            )
+        )
+    return pooled
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}_{key}" if prefix else str(key), item, out)
+    elif isinstance(value, list):
+        out[prefix] = json.dumps(value)  # lists (cores, notes, providers) stay one cell
+    else:
+        out[prefix] = "" if value is None else value
+
+
+def write_csv(results: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Rewrite `path` from the JSONL `results`: one flat row per record (latency_p50, target_kind, ...)."""
+    rows = []
+    for rec in read_records(results):
+        data = rec.to_dict()
+        data["latency"].pop("samples_ms")  # thousands of numbers; the JSONL keeps them
+        # One column for the hottest zone (throttling shows there) instead of a list of zones.
+        temps = [z.get("temp_c") for z in data["machine"].pop("thermal", None) or []]
+        data["machine"]["max_temp_c"] = max((t for t in temps if t is not None), default=None)
+        flat: dict[str, Any] = {}
+        _flatten("", data, flat)
+        rows.append(flat)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

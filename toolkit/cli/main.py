@@ -77,46 +77,107 @@ def export_cli(run_dir: RunArg) -> None:
         )
 
 
+def _bench_suite(run_dir: Path | None, name: str | None, **overrides):
+    """The suite to run: `name` (shipped or a YAML file), else RUN/config.yaml's bench section, else defaults;
+    options given on the command line replace single fields."""
+    from dataclasses import replace
+
+    from benchmarks.suite import Suite, load_suite
+    from toolkit.config import BenchSettings, load_config
+
+    if name is not None:
+        base = load_suite(name)
+    else:
+        from_run = run_dir is not None and (run_dir / "config.yaml").exists()
+        s = load_config(run_dir / "config.yaml").bench if from_run else BenchSettings()
+        base = Suite(
+            name="run-config" if from_run else "default",
+            threads=list(s.threads),
+            batch_sizes=[s.batch_size],
+            warmup=s.warmup,
+            min_runs=s.min_runs,
+            min_time_s=s.min_time_s,
+            accuracy=s.accuracy,
+        )
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _parse_shape(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        dims = [int(d) for d in text.split(",")]
+    except ValueError:
+        dims = []
+    if not dims or min(dims) < 1:
+        raise ValueError(f"--shape: expected comma-separated integers >= 1 like 1,1,28,28, got {text!r}")
+    return dims
+
+
 @app.command(
-    "bench", epilog="Example: edgekd bench runs/exp1   or, on a board:   edgekd bench bundle/ --threads 4"
+    "bench",
+    epilog="Example: edgekd bench runs/exp1   or, on a board:   edgekd bench bundle/ --suite raspberry-pi"
+    "   or any file:   edgekd bench model.onnx --shape 1,3,224,224",
 )
 def bench_cli(
     path: Annotated[
-        Path, typer.Argument(help="Run directory or bundle folder.", exists=True, file_okay=False)
+        Path,
+        typer.Argument(
+            help="Run directory, bundle folder, a .onnx/.tflite/.pt2 file or a folder of them.", exists=True
+        ),
     ],
     threads: Annotated[list[int] | None, typer.Option("--threads", min=1, help="Repeat for several.")] = None,
     results: Annotated[
-        Path | None, typer.Option(help="JSONL to append to (default: RUN/bench/results.jsonl).")
+        Path | None,
+        typer.Option(help="JSONL to append to (default: RUN/bench/results.jsonl); results.csv beside it."),
     ] = None,
     min_runs: Annotated[int | None, typer.Option(min=1)] = None,
     min_time: Annotated[float | None, typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
+    suite: Annotated[
+        str | None,
+        typer.Option(help="cpu, raspberry-pi, jetson, mobile-class, or a suite YAML file."),
+    ] = None,
+    batch: Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch size; repeat.")] = None,
+    streams: Annotated[
+        list[int] | None, typer.Option("--streams", min=1, help="Concurrent streams; repeat.")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(help="Input shape for dynamic dims, e.g. 1,1,28,28 (default: 1).")
+    ] = None,
+    repeats: Annotated[int | None, typer.Option(min=1, help="Rounds, each in a new shuffled order.")] = None,
+    cooldown: Annotated[
+        float | None, typer.Option(min=0.0, help="Seconds to sleep between configurations.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the shuffled order.")] = None,
 ) -> None:
-    """Benchmark every file of a bundle on this CPU; one JSON record per file, appended as measured."""
-    from benchmarks.bundle import run_bundle
-    from toolkit.config import BenchSettings, load_config
+    """Benchmark every file (x threads x batch x streams, shuffled, repeated) on this machine; one JSON
+    record per configuration appended as measured, results.csv rewritten at the end."""
+    from benchmarks.bundle import run_suite
+    from benchmarks.records import write_csv
 
     is_run = (path / "bundle").is_dir()
-    bundle = path / "bundle" if is_run else path
-    settings = (
-        load_config(path / "config.yaml").bench
-        if is_run and (path / "config.yaml").exists()
-        else BenchSettings()
+    models = path / "bundle" if is_run else path
+    dims = _parse_shape(shape)
+    chosen = _bench_suite(
+        path if is_run else None,
+        suite,
+        threads=threads,
+        batch_sizes=batch or ([dims[0]] if dims else None),
+        streams=streams,
+        min_runs=min_runs,
+        min_time_s=min_time,
+        repeats=repeats,
+        cooldown_s=cooldown,
+        seed=seed,
     )
     results = results or (path / "bench" / "results.jsonl" if is_run else Path("results.jsonl"))
-    done = run_bundle(
-        bundle,
-        results,
-        threads=threads or settings.threads,
-        accuracy=settings.accuracy,
-        warmup=settings.warmup,
-        min_runs=min_runs or settings.min_runs,
-        min_time_s=settings.min_time_s if min_time is None else min_time,
-        on_result=output.bench_row,
-    )
-    output.bench_done(done, results)
-    if done.errors:
-        n = len(done.errors) + len(done.records)
-        raise EdgekdError(f"{bundle}: {len(done.errors)} of {n} files failed to benchmark")
+    if results.suffix == ".csv":
+        raise ValueError(f"{results}: --results is the JSONL file; results.csv is written beside it")
+    done = run_suite(models, results, chosen, shape=dims, on_result=output.bench_row)
+    csv_path = write_csv(results, results.with_suffix(".csv")) if results.exists() else None
+    output.bench_done(done, results, csv_path, models / "manifest.json")
+    if done.failed_files:
+        raise EdgekdError(f"{models}: {len(done.failed_files)} of {done.n_files} files failed to benchmark")
 
 
 @app.command(
@@ -172,7 +233,7 @@ def run_cli(config: ConfigArg = None, out: OutOpt = Path("runs/default")) -> Non
     if results.exists():  # a fresh run measures afresh; earlier measurements are kept beside it
         stamp = datetime.fromtimestamp(results.stat().st_mtime).strftime("%Y%m%dT%H%M%S")
         results.rename(results.with_name(f"results-{stamp}.jsonl"))
-    bench_cli(out, None, results, None, None)
+    bench_cli(out, results=results)
     report_cli(out)
     if export_failed is not None:
         raise export_failed

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.console import Console
 from rich.table import Table
 
 from toolkit.cli._progress import console
@@ -12,6 +15,8 @@ __all__ = [
     "exported_file",
     "parity_table",
     "bench_row",
+    "bench_table",
+    "bench_done",
     "report_written",
     "compare_written",
 ]
@@ -72,21 +77,97 @@ def parity_table(manifest: dict) -> None:
 
 def bench_row(record) -> None:
     lat = record.latency
+    noisy = " [yellow]high CV[/yellow]" if lat.cv_high else ""
     console.print(
         f"{record.model:<16} {record.format:<6} {record.precision:<5} {record.backend:<11} "
-        f"t={record.threads} "
+        f"t={record.threads} b={record.batch_size} s={record.streams} r={record.round}  "
         f"p50 {lat.p50:8.4f} ms  p99 {lat.p99:8.4f} ms  {record.throughput_ips:9.0f} img/s  "
-        f"peak {record.peak_rss_mb:6.1f} MB  acc {_pct(record.accuracy)}",
+        f"peak {_num(record.peak_rss_mb, '.1f')} MB  acc {_pct(record.accuracy)}{noisy}",
         highlight=False,
     )
 
 
-def bench_done(done, results) -> None:
-    for line in done.skipped:
+def _num(x: float | None, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def _bench_rows(records: list, manifest_path: Path) -> list[tuple[int, object, object]]:
+    """(streams, report row, pooled record) per configuration, rounds pooled, ratios per streams group."""
+    from benchmarks.records import pool_rounds
+    from toolkit.report.inputs import read_manifest
+    from toolkit.report.rows import build_rows
+
+    manifest = read_manifest(manifest_path) if manifest_path.is_file() else {}
+    out = []
+    pooled = pool_rounds(records)
+    for streams in sorted({r.streams for r in pooled}):
+        group = [r for r in pooled if r.streams == streams]
+        # Rows carry no file or CV; within one streams group this key finds the pooled record again.
+        by_key = {(r.model, r.format, r.precision, r.backend, r.threads, r.batch_size): r for r in group}
+        for row in build_rows([r.to_dict() for r in group], manifest):
+            key = (row.model, row.format, row.precision, row.backend, row.threads, row.batch_size)
+            out.append((streams, row, by_key[key]))
+    return out
+
+
+def bench_table(records: list, manifest_path: Path) -> None:
+    """Measured configurations with speedup and size against the teacher fp32 row of the same setup."""
+    from toolkit.report.table import fmt_ms, fmt_size, opt
+
+    table = Table(title="Benchmark (rounds pooled; speedup = teacher p50 / p50, same format, threads, batch)")
+    heads = ("model", "format", "prec", "backend", "thr", "batch", "streams", "p50 ms", "p99 ms", "CV")
+    for col in (*heads, "img/s", "size", "acc", "speedup", "size ×"):
+        table.add_column(col, justify="left" if col in heads[:4] else "right")
+    for streams, row, rec in _bench_rows(records, manifest_path):
+        cv = f"{100 * rec.latency.cv:.0f}%" + (" [yellow]high[/yellow]" if rec.latency.cv_high else "")
+        table.add_row(
+            f"[bold]{row.model}[/bold]" if row.is_baseline else row.model,
+            row.format,
+            row.precision,
+            row.backend,
+            str(row.threads),
+            str(row.batch_size),
+            str(streams),
+            fmt_ms(row.p50_ms),
+            fmt_ms(row.p99_ms),
+            cv,
+            opt(row.throughput_ips, lambda t: f"{t:,.0f}"),
+            fmt_size(row.size_bytes),
+            _pct(row.accuracy),
+            "baseline" if row.is_baseline else opt(row.speedup, lambda x: f"{x:.2f}×"),
+            opt(row.size_ratio, lambda x: f"{x:.1f}×"),
+        )
+    # Piped into a log, the console is 80 columns wide and would squeeze 15 columns into ellipses.
+    wide = console if console.is_terminal else Console(stderr=True, width=max(console.width, 160))
+    wide.print(table)
+    for label in dict.fromkeys(r.target["label"] for r in records):
+        console.print(f"target: {label}", highlight=False)
+
+
+def _notes(records: list) -> dict[str, list[str]]:
+    """Each distinct note with the files it applies to."""
+    notes: dict[str, list[str]] = {}
+    for rec in records:
+        for note in rec.notes:
+            if note.startswith("accuracy measured once"):
+                note = "accuracy measured once per file and backend, copied into its other configurations"
+            files = notes.setdefault(note, [])
+            if Path(rec.file).name not in files:
+                files.append(Path(rec.file).name)
+    return notes
+
+
+def bench_done(done, results: Path, csv_path: Path | None, manifest_path: Path) -> None:
+    for line in dict.fromkeys(done.skipped):
         console.print(f"[yellow]SKIPPED[/yellow] {line}", highlight=False)
     for line in done.errors:
         console.print(f"[red]FAILED[/red] {line}", highlight=False)
-    console.print(f"{len(done.records)} records appended to {results}", highlight=False)
+    for note, files in _notes(done.records).items():
+        console.print(f"[cyan]note[/cyan] {note}: {', '.join(files)}", highlight=False)
+    if done.records:
+        bench_table(done.records, manifest_path)
+    csv_text = f" (table: {csv_path})" if csv_path is not None else ""
+    console.print(f"{len(done.records)} records appended to {results}{csv_text}", highlight=False)
 
 
 def report_written(result) -> None:

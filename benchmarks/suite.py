@@ -1,0 +1,227 @@
+"""Benchmark suites: YAML files naming threads, batches, streams, protocol, backends and an honest target."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from benchmarks.backends import BACKENDS
+
+__all__ = ["Suite", "SUITES_DIR", "list_suites", "load_suite", "detect_device", "resolve_target"]
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+DEVICES = {"raspberry-pi": "a Raspberry Pi", "jetson": "an NVIDIA Jetson"}  # as the label says it
+FORMATS = ("onnx", "tflite", "torch")  # as the manifest names them; a .pt2 file is "torch"
+_KINDS = ("native", "constrained")  # "emulated" needs an emulator, which no suite drives
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Everything a benchmark run varies and holds fixed; the CLI overrides single fields with `replace`."""
+
+    name: str = "default"
+    description: str = ""
+    threads: list[int] = field(default_factory=lambda: [1])
+    batch_sizes: list[int] = field(default_factory=lambda: [1])
+    streams: list[int] = field(default_factory=lambda: [1])
+    warmup: int = 20
+    min_runs: int = 200
+    min_time_s: float = 1.0
+    max_runs: int = 100_000
+    repeats: int = 1
+    cooldown_s: float = 0.0
+    seed: int = 0
+    accuracy: bool = True
+    backends: dict[str, list[str]] = field(default_factory=dict)  # format -> preference order
+    backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> load() kwargs
+    # kind: native | constrained; device: raspberry-pi | jetson; cpus, max_threads: constrained only.
+    target: dict[str, Any] = field(default_factory=lambda: {"kind": "native"})
+    path: str | None = None  # the YAML file, when loaded from one
+
+
+def list_suites() -> list[str]:
+    """Names of the suites shipped in benchmarks/suites/."""
+    return sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)  # YAML `true` must not pass as 1
+
+
+def _check_value(key: str, value: Any) -> str | None:
+    """What is wrong with `value` for top-level `key`, or None."""
+    if key in ("threads", "batch_sizes", "streams"):
+        ok = isinstance(value, list) and value and all(_is_int(v) and v >= 1 for v in value)
+        return None if ok else f"expected a non-empty list of integers >= 1, got {value!r}"
+    if key in ("warmup", "seed"):
+        return None if _is_int(value) and value >= 0 else f"expected an integer >= 0, got {value!r}"
+    if key in ("min_runs", "max_runs", "repeats"):
+        return None if _is_int(value) and value >= 1 else f"expected an integer >= 1, got {value!r}"
+    if key in ("min_time_s", "cooldown_s"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+        return None if ok else f"expected a number >= 0, got {value!r}"
+    if key == "accuracy":
+        return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
+    return None if isinstance(value, str) else f"expected a string, got {value!r}"  # name, description
+
+
+def _check_backends(value: Any) -> tuple[str, str] | None:
+    """(subkey, problem) for the `backends` table, or None."""
+    if not isinstance(value, dict):
+        return "", f"expected a mapping of format to backend names, got {value!r}"
+    for fmt, names in value.items():
+        if fmt not in FORMATS:
+            return f".{fmt}", f"unknown format; expected one of {', '.join(FORMATS)}"
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not names or any(n not in BACKENDS for n in names):
+            return f".{fmt}", f"expected backend names from {', '.join(BACKENDS)}, got {value[fmt]!r}"
+    return None
+
+
+def _check_options(value: Any) -> tuple[str, str] | None:
+    """(subkey, problem) for the `backend_options` table, or None."""
+    if not isinstance(value, dict):
+        return "", f"expected a mapping of backend to options, got {value!r}"
+    for name, opts in value.items():
+        if name not in BACKENDS:
+            return f".{name}", f"unknown backend; expected one of {', '.join(BACKENDS)}"
+        if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
+            return f".{name}", f"expected a mapping of option names to values, got {opts!r}"
+    return None
+
+
+def _check_target(value: Any) -> tuple[str, str] | None:
+    """(subkey, problem) for the `target` table, or None."""
+    if not isinstance(value, dict):
+        return "", f"expected a mapping, got {value!r}"
+    unknown = sorted(set(value) - {"kind", "device", "cpus", "max_threads"})
+    if unknown:
+        return f".{unknown[0]}", "unknown key; expected kind, device, cpus, max_threads"
+    kind = value.get("kind", "native")
+    if kind not in _KINDS:
+        return ".kind", f"expected one of {', '.join(_KINDS)}, got {kind!r}"
+    if "device" in value and value["device"] not in DEVICES:
+        return ".device", f"expected one of {', '.join(DEVICES)}, got {value['device']!r}"
+    for key in ("cpus", "max_threads"):
+        if key in value and not (_is_int(value[key]) and value[key] >= 1):
+            return f".{key}", f"expected an integer >= 1, got {value[key]!r}"
+    if kind == "constrained" and "cpus" not in value:
+        return ".cpus", "a constrained target needs the number of cores to pin to"
+    if kind == "native" and ("cpus" in value or "max_threads" in value):
+        return ".cpus" if "cpus" in value else ".max_threads", "only a constrained target pins or caps"
+    if kind == "constrained" and "device" in value:
+        return ".device", "a constrained target is this CPU, not a device"
+    return None
+
+
+_TABLES = {"backends": _check_backends, "backend_options": _check_options, "target": _check_target}
+
+
+def _validate(where: str, data: Any) -> dict[str, Any]:
+    """Checked suite values from parsed YAML; the first problem raises ValueError 'file: key: problem'."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected a mapping of suite settings, got {type(data).__name__}")
+    known = [f.name for f in fields(Suite) if f.name != "path"]
+    for key, value in data.items():
+        if key not in known:
+            raise ValueError(f"{where}: {key}: unknown key; expected one of {', '.join(known)}")
+        if key in _TABLES:
+            problem = _TABLES[key](value)
+            if problem is not None:
+                raise ValueError(f"{where}: {key}{problem[0]}: {problem[1]}")
+        elif (message := _check_value(key, value)) is not None:
+            raise ValueError(f"{where}: {key}: {message}")
+    if data.get("max_runs", 100_000) < data.get("min_runs", 200):
+        raise ValueError(
+            f"{where}: max_runs: {data['max_runs']} is below min_runs {data.get('min_runs', 200)}"
+        )
+    values = dict(data)
+    if "backends" in values:
+        values["backends"] = {
+            k: [v] if isinstance(v, str) else list(v) for k, v in values["backends"].items()
+        }
+    if "min_time_s" in values:
+        values["min_time_s"] = float(values["min_time_s"])
+    if "cooldown_s" in values:
+        values["cooldown_s"] = float(values["cooldown_s"])
+    return values
+
+
+def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
+    """A shipped suite by name (`cpu`, `raspberry-pi`, ...) or a YAML file; bad content raises ValueError."""
+    # Checked by hand, not with pydantic: `benchmarks` must run on a board that has only numpy, the
+    # runtime and PyYAML, and these few keys do not need a schema library.
+    import yaml
+
+    text = str(name_or_path)
+    path = Path(text) if text.endswith((".yaml", ".yml")) or os.sep in text else SUITES_DIR / f"{text}.yaml"
+    if not path.is_file():
+        if path.parent == SUITES_DIR:
+            raise ValueError(
+                f"{text}: unknown suite; shipped suites: {', '.join(list_suites())}, or a .yaml file"
+            )
+        raise ValueError(f"{path}: suite file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))  # safe_load: no tags that build objects
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
+    values = _validate(str(path), data if data is not None else {})
+    return Suite(**{"name": path.stem, **values, "path": str(path)})
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace").replace("\x00", "").strip()
+    except OSError:
+        return None
+
+
+def detect_device(root: str | os.PathLike[str] = "/") -> tuple[str, str] | None:
+    """(device key, model string) when this machine is a Raspberry Pi or a Jetson, else None."""
+    root = Path(root)
+    model = _read(root / "proc/device-tree/model") or ""  # NUL-terminated on real boards
+    if "Raspberry Pi" in model:
+        return "raspberry-pi", model
+    if "NVIDIA Jetson" in model or (root / "etc/nv_tegra_release").is_file():
+        return "jetson", model or "NVIDIA Jetson"
+    return None
+
+
+def _cpu_name() -> str:
+    from benchmarks.machine import machine_facts
+
+    return machine_facts().get("cpu_model") or "unknown CPU"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def resolve_target(
+    suite: Suite, threads: int, *, root: str | os.PathLike[str] = "/", cpus: list[int] | None = None
+) -> dict[str, Any]:
+    """The record's target: name, kind, an honest label, and for constrained suites the cores to pin to.
+
+    `cpus` are the cores available to choose from (default: this process's affinity).
+    """
+    spec = suite.target
+    if spec.get("kind", "native") == "constrained":
+        allowed = cpus if cpus is not None else sorted(os.sched_getaffinity(0))
+        chosen = allowed[: spec["cpus"]]
+        budget = f"{_plural(len(chosen), 'core')}, {_plural(threads, 'thread')}"
+        label = f"constrained local CPU ({budget}), not a phone"
+        return {"name": suite.name, "kind": "constrained", "label": label, "cpus": chosen}
+    device = spec.get("device")
+    if device is None:
+        return {"name": "local-cpu", "kind": "native", "label": f"native: this CPU ({_cpu_name()})"}
+    found = detect_device(root)
+    if found is not None and found[0] == device:
+        return {"name": device, "kind": "native", "label": f"native: {found[1]}", "device": found[1]}
+    # Suite settings tuned for a board, measured elsewhere: the label must not pass for that board.
+    return {
+        "name": f"local-cpu ({device} settings)",
+        "kind": "native",
+        "label": f"native: this CPU ({_cpu_name()}) with {device} suite settings — not {DEVICES[device]}",
+    }
