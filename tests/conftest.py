@@ -1,4 +1,4 @@
-"""Shared fixtures: small IDX data sets written by the tests themselves."""
+"""Shared fixtures: small IDX data sets written by the tests themselves, and one tiny pipeline run."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+TINY = Path(__file__).parent / "configs" / "tiny.yaml"
 
 
 def write_idx(path: Path, arr: np.ndarray, *, gz: bool = True) -> Path:
@@ -38,6 +39,22 @@ def idx_folder(tmp_path: Path) -> Path:
         write_idx(root / f"{split}-images-idx3-ubyte.gz", x)
         write_idx(root / f"{split}-labels-idx1-ubyte.gz", y)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The whole pipeline on tests/configs/tiny.yaml through the CLI (~1 min), run once per session."""
+    pytest.importorskip("torch")
+    if not FASHION_MNIST.is_dir():
+        pytest.skip("dataset-fashion-mnist not installed (make data)")
+    from typer.testing import CliRunner
+
+    from toolkit.cli.main import app
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    result = CliRunner().invoke(app, ["run", str(TINY), "--out", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return out
 
 
 def onnx_classifier(path: Path, weight: np.ndarray, side: int) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -15,7 +14,6 @@ pytestmark = pytest.mark.skipif(
     not FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed (make data)"
 )
 
-TINY = Path(__file__).parent / "configs" / "tiny.yaml"
 EXPECTED_FILES = {
     "teacher.onnx",
     "teacher.tflite",
@@ -29,16 +27,6 @@ EXPECTED_FILES = {
     "student_kd.pt2",
     "student_scratch.pt2",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from toolkit.cli.main import app
-
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    result = CliRunner().invoke(app, ["run", str(TINY), "--out", str(out)])
-    assert result.exit_code == 0, result.output + repr(result.exception)
-    return out
 
 
 def test_stages_write_their_files(tiny_run):

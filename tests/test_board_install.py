@@ -1,0 +1,153 @@
+"""A board's install: edgekd with only a bench extra, in a fresh venv without torch, benchmarks a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+TORCH_STACK = {"torch", "litert-torch", "onnxscript"}
+
+
+def _run(args: list, *, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run outside the repo and the test venv, so only what the new venv installed can be imported."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    proc = subprocess.run(
+        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert proc.returncode == 0, f"{args}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """edgekd's wheel, built from a copy of the sources so that the build writes nothing into the repo."""
+    src = tmp_path_factory.mktemp("src")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src)
+    for pkg in ("toolkit", "export", "benchmarks"):
+        shutil.copytree(REPO / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    dist = tmp_path_factory.mktemp("dist")
+    _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, src], cwd=src)
+    return next(dist.glob("edgekd-*.whl"))
+
+
+def _board_venv(root: Path, requirement: str) -> Path:
+    """A fresh venv with `requirement` installed, checked to hold no torch; returns its bin folder."""
+    _run([sys.executable, "-m", "venv", root], cwd=root.parent)
+    bin_ = root / "bin"
+    _run([bin_ / "python", "-m", "pip", "install", "-q", requirement], cwd=root)
+    listed = json.loads(_run([bin_ / "python", "-m", "pip", "list", "--format=json"], cwd=root).stdout)
+    names = {p["name"].lower().replace("_", "-") for p in listed}
+    assert "edgekd" in names and not names & TORCH_STACK, names
+    probe = _run([bin_ / "python", "-c", "import torch"], cwd=root, check=False)
+    assert probe.returncode == 1 and "No module named 'torch'" in probe.stderr
+    where = _run([bin_ / "python", "-c", "import benchmarks; print(benchmarks.__file__)"], cwd=root).stdout
+    assert Path(where.strip()).is_relative_to(root), where  # the installed copy, not the repo's
+    return bin_
+
+
+def _bench(bin_: Path, bundle: Path, results: Path) -> subprocess.CompletedProcess:
+    args = [bin_ / "edgekd", "bench", bundle, "--results", results, "--min-runs", "5", "--min-time", "0"]
+    return _run(args, cwd=results.parent, check=False)
+
+
+def _records(results: Path) -> list[dict]:
+    return [json.loads(line) for line in results.read_text().splitlines()]
+
+
+def test_bench_extra_measures_onnx_and_tflite_and_skips_torch_files(tiny_run, wheel, tmp_path):
+    bin_ = _board_venv(tmp_path / "venv", f"{wheel}[bench]")
+    bundle = tiny_run / "bundle"
+    proc = _bench(bin_, bundle, tmp_path / "results.jsonl")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    records = _records(tmp_path / "results.jsonl")
+    measured = sorted(Path(r["file"]).name for r in records)
+    assert measured == sorted(p.name for p in bundle.iterdir() if p.suffix in (".onnx", ".tflite"))
+    for r in records:
+        assert r["latency"]["p50"] > 0 and r["latency"]["count"] >= 5, r["file"]
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["n_accuracy"] == 300, r["file"]
+        assert r["backend"] == {"onnx": "onnxruntime", "tflite": "litert"}[r["format"]]
+        assert r["machine"]["versions"]["numpy"].startswith("2.")
+    pt2 = sorted(bundle.glob("*.pt2"))
+    assert len(pt2) == 3
+    for path in pt2:  # one line each, naming the file and the runtime it lacks
+        lines = [line for line in proc.stderr.splitlines() if path.name in line]
+        assert len(lines) == 1 and str(path) in lines[0], proc.stderr
+        assert "skipped" in lines[0].lower() and "torch" in lines[0].split(str(path))[1], lines[0]
+
+
+def _with_newer_op(src: Path, dst: Path) -> Path:
+    """Copy of a .tflite file whose CONV_2D claims version 99: what a converter newer than the board makes."""
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    import flatbuffers
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(src.read_bytes(), 0))
+    conv = [op for op in model.operatorCodes if op.builtinCode == schema.BuiltinOperator.CONV_2D]
+    assert conv, f"{src}: no CONV_2D to bump"
+    for op in conv:
+        op.version = 99
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    dst.write_bytes(builder.Output())
+    return dst
+
+
+def _tflite_bundle(bundle: Path, dst: Path) -> Path:
+    """A bundle with the .tflite files of `bundle` and one file that needs a newer op version."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    entries = [m for m in manifest["models"] if m["format"] == "tflite"]
+    shutil.copytree(bundle / "data", dst / "data")
+    for m in entries:
+        shutil.copy(bundle / m["file"], dst / m["file"])
+    src = next(m for m in entries if m["file"] == "student_kd.tflite")
+    newer = _with_newer_op(bundle / src["file"], dst / "student_kd_conv_v99.tflite")
+    digest = hashlib.sha256(newer.read_bytes()).hexdigest()
+    manifest["models"] = [
+        *entries,
+        dict(src, name="student_kd_conv_v99", file=newer.name, sha256=digest, size_bytes=newer.stat().st_size),
+    ]
+    (dst / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return dst
+
+
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="tflite-runtime 2.14 has wheels only up to 3.11")
+def test_tflite_runtime_extra_measures_each_tflite_file_it_can_load(tiny_run, wheel, tmp_path):
+    bundle = _tflite_bundle(tiny_run / "bundle", tmp_path / "tflite")
+    bin_ = _board_venv(tmp_path / "venv", f"{wheel}[bench-tflite-runtime]")
+    # The extra's onnxruntime must run on numpy 1 too: one inference, in that venv.
+    onnx_check = (
+        "import sys, numpy as np, onnxruntime as ort; s = ort.InferenceSession(sys.argv[1]);"
+        "print(np.__version__, *s.run(None, {'input': np.zeros((1, 1, 28, 28), np.float32)})[0].shape)"
+    )
+    onnx_file = tiny_run / "bundle" / "student_kd.onnx"
+    numpy_version, *shape = _run([bin_ / "python", "-c", onnx_check, onnx_file], cwd=tmp_path).stdout.split()
+    assert numpy_version.startswith("1.") and shape == ["1", "10"]
+
+    proc = _bench(bin_, bundle, tmp_path / "results.jsonl")
+    # tflite-runtime 2.14 loads every file the exporter writes today, int8 included; only the file
+    # with a newer op version fails, on one line of its own, and exits 1 after the others are measured.
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    records = _records(tmp_path / "results.jsonl")
+    assert sorted(Path(r["file"]).name for r in records) == sorted(
+        p.name for p in (tiny_run / "bundle").glob("*.tflite")
+    )
+    for r in records:
+        assert r["backend"] == "tflite_runtime" and r["runtime_version"].startswith("2.14."), r["file"]
+        assert r["latency"]["p50"] > 0 and 0.0 <= r["accuracy"] <= 1.0, r["file"]
+    failed = [line for line in proc.stderr.splitlines() if "student_kd_conv_v99.tflite" in line]
+    prefix = f"FAILED {bundle / 'student_kd_conv_v99.tflite'}: "
+    assert len(failed) == 1 and failed[0].startswith(prefix) and failed[0].removeprefix(prefix).strip()
+    assert "1 of 5" in proc.stderr.splitlines()[-1], proc.stderr
