@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.report_data import CONSTRAINED, MANIFEST, NATIVE, RECORDS, find, rows_of, write_run
+from tests.report_data import CONSTRAINED, MANIFEST, NATIVE, RECORDS, find, record, rows_of, write_run
 from toolkit.cli.main import app
 from toolkit.errors import DataError, RunDirError
 from toolkit.report import build_compare_report, build_report, read_manifest, read_results
@@ -64,12 +64,12 @@ def test_build_report_writes_markdown_html_csv_png(tmp_path: Path) -> None:
     assert [p.name for p in result.plot_paths] == per_target + ["tradeoff.png"]
     md = result.markdown_path.read_text()
     kd_row = (
-        "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | native | 24,058 | – | 97.7 KiB | 90.00 | 99.50% "
-        "| 0.100 | 0.120 | 0.150 | 10,000 | 80.0 | 10.00× | 60.0× | 1.00× | -1.00 | lat+size |"
+        "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | 1 | native | 24,058 | – | 97.7 KiB | 90.00 "
+        "| 99.50% | 0.100 | 0.120 | 0.150 | 10,000 | 80.0 | 10.00× | 60.0× | 1.00× | -1.00 | lat+size |"
     )
     assert kd_row in md
     assert (
-        "| **teacher** | onnx | fp32 | onnxruntime | 1 | 1 | native | 1,500,000 | – | 5.72 MiB | 91.00 |"
+        "| **teacher** | onnx | fp32 | onnxruntime | 1 | 1 | 1 | native | 1,500,000 | – | 5.72 MiB | 91.00 |"
         in md
     )
     assert "| *constrained local CPU* |" in md
@@ -167,7 +167,10 @@ def test_macs_come_from_the_manifest(tmp_path: Path) -> None:
     manifest["models"][1]["macs"] = 1_234_567
     (run / "bundle/manifest.json").write_text(json.dumps(manifest))
     md = build_report(run).markdown_path.read_text()
-    assert "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | native | 24,058 | 1,234,567 | 97.7 KiB |" in md
+    assert (
+        "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | 1 | native | 24,058 | 1,234,567 | 97.7 KiB |"
+        in md
+    )
 
 
 def two_runs(tmp_path: Path) -> tuple[Path, Path]:
@@ -228,3 +231,20 @@ def test_cli_compare_flag(tmp_path: Path) -> None:
     assert r.exit_code == 0 and (tmp_path / "c2/compare.html").is_file()
     r = CliRunner().invoke(app, ["report", "--compare", str(pc)])
     assert r.exit_code == 1 and "--compare needs two or more run directories" in str(r.exception)
+
+
+def test_streams_are_separate_configurations_with_their_own_baseline(tmp_path: Path) -> None:
+    from toolkit.report.inputs import latest_records, read_manifest
+    from toolkit.report.rows import build_rows
+
+    one = [
+        record("teacher", "onnx", "fp32", 1.0, 6_000_000, 0.91),
+        record("student_kd", "onnx", "fp32", 0.1, 100, 0.9),
+    ]
+    two = [dict(r, streams=2, throughput_ips=t) for r, t in zip(one, (1_800.0, 16_000.0), strict=True)]
+    kept, superseded = latest_records(one + two)
+    assert len(kept) == 4 and superseded == 0
+    rows = build_rows(kept, read_manifest(write_run(tmp_path) / "bundle/manifest.json"))
+    student2 = next(r for r in rows if r.model == "student_kd" and r.streams == 2)
+    teacher2 = next(r for r in rows if r.model == "teacher" and r.streams == 2)
+    assert teacher2.is_baseline and student2.speedup == 10.0 and student2.throughput_ips == 16_000.0

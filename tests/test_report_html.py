@@ -15,7 +15,7 @@ from tests.report_data import RECORDS, write_run
 from toolkit.report import ReportResult, build_report
 from toolkit.report.html_out import inline_html
 
-P50_COLUMN = 12  # index of "p50 ms" in the results table
+P50_COLUMN = 13  # index of "p50 ms" in the results table
 
 
 @pytest.fixture(scope="module")

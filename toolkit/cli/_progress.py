@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -10,7 +12,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 __all__ = ["console", "train_progress"]
 
-console = Console(stderr=True, soft_wrap=True)  # log lines stay whole when piped
+# Piped to a log (as on a board), rich would squeeze tables to 80 columns; give them room instead.
+_WIDTH = None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 200
+console = Console(stderr=True, soft_wrap=True, width=_WIDTH)  # log lines stay whole when piped
 
 
 @contextlib.contextmanager

@@ -43,9 +43,9 @@ def _groups(runs: list[RunData]) -> list[_Group]:
     """Split each run by (target, threads, batch), in row order."""
     groups = []
     for run, name in zip(runs, _names(runs), strict=True):
-        setups = dict.fromkeys((r.target_name, r.threads, r.batch_size) for r in run.rows)
+        setups = dict.fromkeys((r.target_name, r.threads, r.batch_size, r.streams) for r in run.rows)
         for setup in setups:
-            rows = [r for r in run.rows if (r.target_name, r.threads, r.batch_size) == setup]
+            rows = [r for r in run.rows if (r.target_name, r.threads, r.batch_size, r.streams) == setup]
             groups.append(_Group(run=run, name=name, first=rows[0], rows={_key(r): r for r in rows}))
     return groups
 
@@ -55,7 +55,7 @@ def _label(g: _Group, with_setup: bool) -> str:
     r = g.first
     target = r.target_label if r.target_kind == "native" else f"*{r.target_label}*"
     label = f"{g.name} · {target} · {r.cpu_model or 'unknown CPU'}"
-    return f"{label} · {r.threads}t b{r.batch_size}" if with_setup else label
+    return f"{label} · {r.threads}t b{r.batch_size} s{r.streams}" if with_setup else label
 
 
 def _metrics(row: ReportRow | None) -> tuple[list[str], list[Any]]:
@@ -75,7 +75,7 @@ def compare_table(runs: list[RunData]) -> Table:
     groups = _groups(runs)
     every = sorted((r for g in groups for r in g.rows.values()), key=sort_key)
     keys = list(dict.fromkeys(_key(r) for r in every))
-    with_setup = len({(g.first.threads, g.first.batch_size) for g in groups}) > 1
+    with_setup = len({(g.first.threads, g.first.batch_size, g.first.streams) for g in groups}) > 1
     cells, values = [], []
     for key in keys:
         row_cells = [f"**{key[0]}**" if key[0] == "teacher" else key[0], *key[1:]]

@@ -52,7 +52,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
 
 
 def config_key(rec: dict[str, Any]) -> tuple[Any, ...]:
-    """What makes two records one configuration: model, format, precision, backend, threads, batch, target."""
+    """One configuration: model, format, precision, backend, threads, batch, streams, target."""
     target = rec["target"]
     return (
         rec["model"],
@@ -61,6 +61,7 @@ def config_key(rec: dict[str, Any]) -> tuple[Any, ...]:
         rec["backend"],
         rec["threads"],
         rec.get("batch_size"),
+        rec.get("streams", 1),
         target.get("name", target.get("label")),
     )
 

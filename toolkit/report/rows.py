@@ -25,6 +25,7 @@ class ReportRow:
     backend: str
     threads: int
     batch_size: int | None
+    streams: int
     target_name: str
     target_kind: str
     target_label: str
@@ -50,8 +51,9 @@ class ReportRow:
 
 
 def baseline_key(row: ReportRow) -> tuple[Any, ...]:
-    """What a teacher fp32 row must share to be `row`'s baseline: format, backend, threads, batch, target."""
-    return (row.format, row.backend, row.threads, row.batch_size, row.target_name)
+    """What a teacher fp32 row must share to be `row`'s baseline: format, backend, threads, batch, streams,
+    target."""
+    return (row.format, row.backend, row.threads, row.batch_size, row.streams, row.target_name)
 
 
 def sort_key(row: ReportRow) -> tuple[Any, ...]:
@@ -65,6 +67,7 @@ def sort_key(row: ReportRow) -> tuple[Any, ...]:
         row.model,
         row.threads,
         row.batch_size or 0,
+        row.streams,
         row.target_name,
     )
 
@@ -86,6 +89,7 @@ def _row_from_record(rec: dict[str, Any], manifest: dict[ManifestKey, dict[str, 
         backend=rec["backend"],
         threads=rec["threads"],
         batch_size=rec.get("batch_size"),
+        streams=rec.get("streams", 1),
         target_name=str(target.get("name", "")),
         target_kind=str(target.get("kind", "native")),
         target_label=str(target.get("label") or target.get("name") or ""),

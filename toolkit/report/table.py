@@ -62,6 +62,7 @@ _COLUMNS: list[tuple[str, _Cell, _Value | None]] = [
     ("Backend", lambda r: r.backend, None),
     ("Threads", lambda r: str(r.threads), lambda r: r.threads),
     ("Batch", lambda r: opt(r.batch_size, str), lambda r: r.batch_size),
+    ("Streams", lambda r: str(r.streams), lambda r: r.streams),
     ("Target", target_cell, None),
     ("Params", lambda r: opt(r.params, lambda p: f"{p:,}"), lambda r: r.params),
     ("MACs", lambda r: opt(r.macs, lambda m: f"{m:,}"), lambda r: r.macs),
@@ -83,7 +84,7 @@ _COLUMNS: list[tuple[str, _Cell, _Value | None]] = [
     ),
     ("Pareto", lambda r: r.pareto, None),
 ]
-_LEFT = 7  # Model … Target are text, left-aligned
+_LEFT = 8  # Model … Target are text, left-aligned
 
 
 def results_table(rows: list[ReportRow]) -> Table:
