@@ -117,7 +117,9 @@ def _tflite_bundle(bundle: Path, dst: Path) -> Path:
     digest = hashlib.sha256(newer.read_bytes()).hexdigest()
     manifest["models"] = [
         *entries,
-        dict(src, name="student_kd_conv_v99", file=newer.name, sha256=digest, size_bytes=newer.stat().st_size),
+        dict(
+            src, name="student_kd_conv_v99", file=newer.name, sha256=digest, size_bytes=newer.stat().st_size
+        ),
     ]
     (dst / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return dst
