@@ -21,9 +21,12 @@ __all__ = [
     "write_manifest",
     "write_archive",
     "library_versions",
+    "MANIFEST_SCHEMA",
+    "validate_manifest",
 ]
 
 MANIFEST_VERSION = 1
+MANIFEST_SCHEMA = Path(__file__).with_name("manifest.schema.json")
 _LIBS = ("edgekd", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy")
 
 
@@ -75,6 +78,7 @@ def write_manifest(
         "exported_on": {"machine": platform.machine(), "python": platform.python_version()},
         "versions": library_versions(),
     }
+    validate_manifest(manifest, where=bundle / "manifest.json")
     tmp = bundle / ".manifest.partial.json"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, bundle / "manifest.json")
@@ -93,3 +97,14 @@ def write_archive(bundle: Path) -> Path:
                 tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)))
     os.replace(tmp, dst)
     return dst
+
+
+def validate_manifest(manifest: dict, *, where: str | Path = "manifest.json") -> None:
+    """Check `manifest` against `manifest.schema.json`; one-line `ValueError` naming the field otherwise."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(json.loads(MANIFEST_SCHEMA.read_text()))
+    error = next(iter(sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))), None)
+    if error is not None:
+        field = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(f"{where}: {field}: {error.message}")

@@ -178,3 +178,36 @@ def test_bundle_archive_holds_complete_files_only(tmp_path):
     with tarfile.open(archive) as tar:
         assert sorted(tar.getnames()) == ["bundle/data/test.npz", "bundle/m.onnx", "bundle/manifest.json"]
         assert tar.extractfile("bundle/m.onnx").read() == b"x"
+
+
+BAD_MANIFESTS = [
+    (lambda m: m["models"][0].update(sha256="abc"), "models/0/sha256: 'abc' does not match"),
+    (lambda m: m["models"][0].update(format="coreml"), "models/0/format: 'coreml' is not one of"),
+    (lambda m: m["input"].update(layout="NWHC"), "input/layout: 'NWHC' is not one of"),
+    (
+        lambda m: m["models"][0]["parity"].update(top1_agreement=1.5),
+        "models/0/parity/top1_agreement: 1.5 is greater",
+    ),
+    (lambda m: m.pop("labels"), "(top level): 'labels' is a required property"),
+    (
+        lambda m: m.update(extra=1),
+        "(top level): Additional properties are not allowed ('extra' was unexpected)",
+    ),
+]
+
+
+def test_written_manifest_matches_the_schema_and_bad_ones_name_the_field(tiny_run):
+    import copy
+    import json
+
+    from export.bundle import validate_manifest
+
+    manifest = json.loads((tiny_run / "bundle" / "manifest.json").read_text())
+    validate_manifest(manifest)  # what export wrote is valid
+    for mutate, message in BAD_MANIFESTS:
+        bad = copy.deepcopy(manifest)
+        mutate(bad)
+        with pytest.raises(ValueError) as err:
+            validate_manifest(bad, where="b/manifest.json")
+        assert str(err.value).startswith("b/manifest.json: ") and message in str(err.value), str(err.value)
+        assert "\n" not in str(err.value)
