@@ -8,7 +8,7 @@ from torch import nn
 
 from toolkit.registry import Registry
 
-__all__ = ["LOSSES", "KDLoss", "kd_loss"]
+__all__ = ["LOSSES", "KDLoss", "kd_loss", "DKDLoss", "dkd_loss", "HintLoss"]
 
 LOSSES = Registry("loss")
 
@@ -54,3 +54,78 @@ class KDLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, alpha={self.alpha}"
+
+
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+) -> torch.Tensor:
+    """Decoupled KD (Zhao et al. 2022, "Decoupled Knowledge Distillation"):
+
+    alpha * TCKD + beta * NCKD, where TCKD = T^2 * KL over [p(target), 1 - p(target)] and
+    NCKD = T^2 * KL over the non-target classes renormalized; both averaged over the batch.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    gt = F.one_hot(targets, student_logits.shape[1]).bool()
+    p_s = F.softmax(student_logits / temperature, dim=1)
+    p_t = F.softmax(teacher_logits / temperature, dim=1)
+    # Binary (target vs rest) distributions; clamp keeps log() finite when a probability saturates.
+    b_s = torch.stack([p_s[gt], 1 - p_s[gt]], dim=1).clamp_min(1e-12)
+    b_t = torch.stack([p_t[gt], 1 - p_t[gt]], dim=1).clamp_min(1e-12)
+    tckd = F.kl_div(b_s.log(), b_t, reduction="batchmean") * temperature**2
+    # Non-target distributions: mask the target logit out before the softmax.
+    masked = torch.finfo(student_logits.dtype).min
+    log_q_s = F.log_softmax((student_logits / temperature).masked_fill(gt, masked), dim=1)
+    q_t = F.softmax((teacher_logits / temperature).masked_fill(gt, masked), dim=1)
+    nckd = F.kl_div(log_q_s.masked_fill(gt, 0.0), q_t, reduction="batchmean") * temperature**2
+    return alpha * tckd + beta * nckd
+
+
+@LOSSES.register(name="dkd")
+class DKDLoss(nn.Module):
+    """Decoupled KD (Zhao et al. 2022); see `dkd_loss` for the formula."""
+
+    def __init__(self, *, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0) -> None:
+        super().__init__()
+        self.temperature, self.alpha, self.beta = temperature, alpha, beta
+
+    def forward(self, student_logits, teacher_logits, targets) -> torch.Tensor:
+        return dkd_loss(
+            student_logits,
+            teacher_logits,
+            targets,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            beta=self.beta,
+        )
+
+
+@LOSSES.register(name="hint")
+class HintLoss(nn.Module):
+    """FitNets hint (Romero et al. 2015): beta * MSE(adapter(student feature), teacher feature).
+
+    The adapter is a learned 1x1 conv when channel counts differ (identity otherwise); a student map of
+    another spatial size is resized to the teacher's bilinearly before the adapter.
+    """
+
+    def __init__(self, student_channels: int, teacher_channels: int, *, beta: float = 1.0) -> None:
+        super().__init__()
+        self.beta = beta
+        self.adapter: nn.Module = (
+            nn.Identity()
+            if student_channels == teacher_channels
+            else nn.Conv2d(student_channels, teacher_channels, kernel_size=1, bias=False)
+        )
+
+    def forward(self, student_feature: torch.Tensor, teacher_feature: torch.Tensor) -> torch.Tensor:
+        if student_feature.shape[-2:] != teacher_feature.shape[-2:]:
+            student_feature = F.interpolate(
+                student_feature, size=teacher_feature.shape[-2:], mode="bilinear", align_corners=False
+            )
+        return self.beta * F.mse_loss(self.adapter(student_feature), teacher_feature)
