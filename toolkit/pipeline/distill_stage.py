@@ -114,7 +114,10 @@ def _reusable_teacher(run: RunDir, cfg: RunConfig) -> dict | None:
     path = run.checkpoint("teacher")
     if not path.exists():
         return None
-    _, _, ckpt = load_checkpoint(path)
+    import torch
+
+    # Only the metadata is compared: no need to build the model and load its weights here.
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     same = (
         ckpt["train"] == cfg.teacher.model_dump(mode="json")
         and ckpt["seed"] == cfg.seed
