@@ -8,9 +8,31 @@ from torch import nn
 
 from toolkit.registry import Registry
 
-__all__ = ["LOSSES", "KDLoss", "kd_loss", "DKDLoss", "dkd_loss", "HintLoss"]
+__all__ = ["LOSSES", "KDLoss", "kd_loss", "DKDLoss", "dkd_loss", "HintLoss", "ensemble_logits"]
 
 LOSSES = Registry("loss")
+
+
+def ensemble_logits(
+    teacher_logits: list[torch.Tensor], weights: list[float] | None = None, *, temperature: float = 4.0
+) -> torch.Tensor:
+    """Multi-teacher soft targets as logits: T * log(sum_i w_i * softmax(z_i / T)), weights normalized.
+
+    Their softmax at temperature T is the weighted average of the teachers' soft targets, so `kd_loss`
+    and `dkd_loss` take them unchanged (Hinton 2015 averages an ensemble's soft targets the same way).
+    """
+    if not teacher_logits:
+        raise ValueError("ensemble_logits needs at least one teacher")
+    w = torch.tensor(weights if weights is not None else [1.0] * len(teacher_logits), dtype=torch.float64)
+    if len(w) != len(teacher_logits) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights must be {len(teacher_logits)} non-negative numbers with a positive sum")
+    if len(teacher_logits) == 1:
+        return teacher_logits[0]
+    w = (w / w.sum()).tolist()
+    probs = sum(
+        wi * F.softmax(z.double() / temperature, dim=1) for wi, z in zip(w, teacher_logits, strict=True)
+    )
+    return (temperature * probs.clamp_min(1e-30).log()).to(teacher_logits[0].dtype)
 
 
 def kd_loss(
