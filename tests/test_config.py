@@ -10,7 +10,8 @@ from toolkit.errors import ConfigError
 
 def test_default_config_is_the_builtin_default():
     cfg = load_config()
-    assert cfg.teacher.arch == "cnn_teacher" and cfg.student.arch == "cnn_student"
+    assert [t.arch for t in cfg.teachers] == ["cnn_teacher"] and cfg.student.arch == "cnn_student"
+    assert cfg.distill.methods == ["kd"] and cfg.student_seeds == [0]
     assert cfg.distill.temperature == 2.0 and cfg.distill.alpha == 0.5
     assert load_config(DEFAULT_CONFIG) == cfg == RunConfig()  # the YAML and the model defaults agree
 
@@ -27,6 +28,10 @@ BAD_CONFIGS = [
     ("bench: {threads: []}", "bench.threads: List should have at least 1 item"),
     ("export: {formats: [coreml]}", "export.formats.0: Input should be 'onnx', 'tflite' or 'torch'"),
     ("distil: {}", "distil: Extra inputs are not permitted"),
+    ("distill: {methods: [fitnet]}", "distill.methods.0: Input should be 'kd', 'dkd' or 'hint'"),
+    ("teacher: {epochs: 2}", "teacher: Value error, give either arch (train this teacher) or source"),
+    ("teacher: {arch: a}\nteachers: [{arch: b}]", "Value error, give teacher (one) or teachers (several)"),
+    ("teachers: [{source: {kind: onnx}}]", "teachers.0.source.kind: Input should be"),
     ("- a\n- b", "expected a mapping at the top level, got list"),
     ("a: [", "invalid YAML"),
     ("seed: !!python/object/apply:os.system [ls]", "invalid YAML"),

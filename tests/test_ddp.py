@@ -29,7 +29,9 @@ SCRIPT = textwrap.dedent(
 
     def model(widths, seed):
         torch.manual_seed(seed)
-        spec = ModelSpec(arch="cnn_student", kwargs={"widths": widths}, input_shape=(1, 8, 8), labels=("a", "b", "c"))
+        spec = ModelSpec(
+            arch="cnn_student", kwargs={"widths": widths}, input_shape=(1, 8, 8), labels=("a", "b", "c")
+        )
         return create_model(spec)
 
     teacher = model((16, 32), 1).eval()

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from toolkit.errors import ConfigError
 
-__all__ = ["RunConfig", "load_config", "save_config", "DEFAULT_CONFIG"]
+__all__ = ["RunConfig", "TeacherConfig", "TeacherSource", "load_config", "save_config", "DEFAULT_CONFIG"]
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
@@ -35,10 +35,57 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
 
 
+class TeacherSource(_Strict):
+    """Load a teacher instead of training it (see `toolkit.models.sources.load_teacher`)."""
+
+    kind: (
+        Literal[
+            "checkpoint", "state_dict", "torchscript", "exported_program", "factory", "timm", "torchvision"
+        ]
+        | None
+    ) = None  # None: detected from the file
+    path: Path | None = None  # the model file, or the weights file of a state_dict/factory/timm source
+    arch: str | None = None  # registry name (state_dict) or timm/torchvision model name
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    factory: str | None = None  # "package.module:callable"
+
+
+class TeacherConfig(TrainConfig):
+    """A teacher trained from `arch`, or loaded from `source`; `weight` in a multi-teacher ensemble."""
+
+    arch: str | None = None
+    source: TeacherSource | None = None
+    weight: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _arch_or_source(self):
+        if (self.arch is None) == (self.source is None):
+            raise ValueError("give either arch (train this teacher) or source (load it), not both or neither")
+        return self
+
+
+class DKDConfig(_Strict):
+    alpha: float = Field(1.0, ge=0)
+    beta: float = Field(8.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+
+
+class HintConfig(_Strict):
+    student_layer: str = "features.1"  # submodule names, as in model.get_submodule()
+    teacher_layer: str = "features.1"
+    beta: float = Field(1.0, ge=0)
+
+
 class DistillConfig(_Strict):
+    methods: list[Literal["kd", "dkd", "hint"]] = Field(default_factory=lambda: ["kd"], min_length=1)
     temperature: float = Field(2.0, gt=0)
     alpha: float = Field(0.5, ge=0, le=1)
+    dkd: DKDConfig = Field(default_factory=DKDConfig)
+    hint: HintConfig = Field(default_factory=HintConfig)
+    augment: bool = False  # random shifts/flips; teacher targets then come from an online forward
     scratch_control: bool = True
+    # Student seeds: the KD and scratch students are trained once per seed (the first one is exported).
+    seeds: list[int] | None = Field(None, min_length=1)
 
 
 class ExportConfig(_Strict):
@@ -63,12 +110,29 @@ class BenchSettings(_Strict):
 
 class RunConfig(_Strict):
     seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA when torch sees a GPU
+    amp: bool = True  # float16 autocast on CUDA; ignored on CPU
     data: DataConfig = Field(default_factory=DataConfig)
-    teacher: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_teacher", epochs=2, lr=2e-3))
+    # One teacher (`teacher:`) or several (`teachers:`, soft targets averaged by weight); kept as `teachers`.
+    teacher: TeacherConfig | None = None
+    teachers: list[TeacherConfig] = Field(default_factory=list)
     student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=6, lr=5e-3))
     distill: DistillConfig = Field(default_factory=DistillConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     bench: BenchSettings = Field(default_factory=BenchSettings)
+
+    @model_validator(mode="after")
+    def _one_teacher_list(self):
+        if self.teacher is not None and self.teachers:
+            raise ValueError("give teacher (one) or teachers (several), not both")
+        if not self.teachers:
+            self.teachers = [self.teacher or TeacherConfig(arch="cnn_teacher", epochs=2, lr=2e-3)]
+        self.teacher = None
+        return self
+
+    @property
+    def student_seeds(self) -> list[int]:
+        return self.distill.seeds or [self.seed]
 
 
 def _first_error(e: ValidationError) -> str:
@@ -96,4 +160,6 @@ def load_config(path: str | Path | None = None) -> RunConfig:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    # `teacher:` is folded into `teachers` on load, so only the list is written.
+    data = cfg.model_dump(mode="json", exclude={"teacher"})
+    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

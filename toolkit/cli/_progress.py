@@ -25,7 +25,7 @@ def train_progress() -> Iterator:
         TextColumn("[bold]{task.description:<16}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]:.3f}"),
+        TextColumn("epoch {task.fields[epoch]} loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
@@ -33,7 +33,15 @@ def train_progress() -> Iterator:
 
         def on_step(name: str, done: int, total: int, metrics: dict) -> None:
             if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total, epoch=1, loss=float("nan"))
-            progress.update(tasks[name], completed=done, epoch=metrics["epoch"], loss=metrics["loss"])
+                tasks[name] = progress.add_task(
+                    name, total=total, epoch=1, loss=float("nan"), acc=float("nan")
+                )
+            progress.update(
+                tasks[name],
+                completed=done,
+                epoch=metrics["epoch"],
+                loss=metrics["loss"],
+                acc=metrics.get("accuracy", float("nan")),
+            )
 
         yield on_step

@@ -51,15 +51,47 @@ def _prepare(config: Path | None, out: Path):
     return cfg, run
 
 
-@app.command("distill", epilog="Example: edgekd distill my.yaml --out runs/exp1")
-def distill_cli(config: ConfigArg = None, out: OutOpt = Path("runs/default")) -> None:
-    """Train (or reuse) the teacher, distill the student with KD, and train the scratch control."""
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume", help="Continue models whose training was cut off, from their last epoch.")
+]
+
+
+@app.command(
+    "distill",
+    epilog="Example: edgekd distill my.yaml --out runs/exp1   "
+    "(2 processes: torchrun --nproc_per_node 2 -m toolkit.cli.main distill my.yaml --out runs/exp1)",
+)
+def distill_cli(
+    config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
+) -> None:
+    """Train, reuse or load the teacher(s), distill the student per seed, and train the scratch control."""
     from toolkit.pipeline.distill_stage import run_distill
 
     cfg, run = _prepare(config, out)
     with train_progress() as on_step:
-        summary = run_distill(cfg, run, on_step=on_step)
-    output.distill_summary(summary)
+        summary = run_distill(cfg, run, on_step=on_step, resume=resume)
+    if _rank() == 0:
+        output.distill_summary(summary)
+
+
+@app.command("train-teacher", epilog="Example: edgekd train-teacher my.yaml --out runs/exp1")
+def train_teacher_cli(
+    config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
+) -> None:
+    """Train (or load) only the teacher(s); a later `edgekd distill` on the same run directory reuses them."""
+    from toolkit.pipeline.distill_stage import run_distill
+
+    cfg, run = _prepare(config, out)
+    with train_progress() as on_step:
+        summary = run_distill(cfg, run, on_step=on_step, resume=resume, teachers_only=True)
+    if _rank() == 0:
+        output.distill_summary(summary)
+
+
+def _rank() -> int:
+    import os
+
+    return int(os.environ.get("RANK", "0"))
 
 
 @app.command("export", epilog="Example: edgekd export runs/exp1")

@@ -28,22 +28,52 @@ def _pct(x: float | None) -> str:
 
 def distill_summary(summary: dict) -> None:
     table = Table(title="Distillation (test split)")
-    for col in ("model", "arch", "params", "epochs", "train s", "val acc", "test acc"):
-        table.add_column(col, justify="left" if col in ("model", "arch") else "right")
-    for name in ("teacher", "student_kd", "student_scratch"):
-        if name in summary:
-            s = summary[name]
-            secs = "reused" if s.get("reused") else f"{s['train_seconds']:.0f}"
-            table.add_row(
-                name,
-                s["arch"],
-                f"{s['params']:,}",
-                str(s["epochs"]),
-                secs,
-                _pct(s["val_accuracy"]),
-                _pct(s["test_accuracy"]),
-            )
+    cols = (
+        "model",
+        "arch",
+        "params",
+        "seed",
+        "epochs",
+        "train s",
+        "targets",
+        "val acc",
+        "test acc",
+        "top-5",
+        "ECE",
+    )
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("model", "arch", "targets") else "right")
+    for name, s in summary.items():
+        if not isinstance(s, dict) or "test_accuracy" not in s:
+            continue
+        secs = "reused" if s.get("reused") else ("loaded" if s.get("loaded") else f"{s['train_seconds']:.0f}")
+        test = s.get("test", {})
+        table.add_row(
+            name,
+            s["arch"],
+            f"{s['params']:,}",
+            str(s.get("seed", "–")),
+            str(s.get("epochs", "–")),
+            secs,
+            s.get("teacher_targets") or "–",
+            _pct(s["val_accuracy"]),
+            _pct(s["test_accuracy"]),
+            _pct(test.get("top5")),
+            "–" if test.get("ece") is None else f"{test['ece']:.4f}",
+        )
     console.print(table)
+    cmp = summary.get("kd_vs_scratch")
+    if cmp:
+        seeds = ", ".join(
+            f"seed {r['seed']}: {_pct(r['student_kd'])} vs {_pct(r['student_scratch'])}"
+            for r in cmp["per_seed"]
+        )
+        console.print(
+            f"KD vs scratch over {len(cmp['per_seed'])} seed(s): mean {_pct(cmp['mean_kd'])} vs "
+            f"{_pct(cmp['mean_scratch'])} ({cmp['delta_points']:+.2f} pts; KD better on {cmp['kd_wins']}); "
+            f"{seeds}",
+            highlight=False,
+        )
 
 
 def exported_file(name: str, fmt: str, precision: str, entry: dict) -> None:

@@ -1,18 +1,22 @@
-"""Stage 1: train (or reuse) the teacher, distill the student, train the scratch control; save checkpoints."""
+"""Stage 1: train or load the teacher(s), distill the student per seed, train the scratch control; save all.
+
+Under `torchrun` every rank runs this function; rank 0 alone writes files.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.config import RunConfig, TrainConfig
+from toolkit.config import RunConfig, TeacherConfig, TrainConfig
 from toolkit.data import DataSplits, load_idx_splits
 from toolkit.pipeline.rundir import RunDir
 
-__all__ = ["run_distill", "load_splits", "load_checkpoint"]
+__all__ = ["run_distill", "load_splits", "load_checkpoint", "teacher_names"]
 
 
 def load_splits(cfg: RunConfig) -> DataSplits:
@@ -20,6 +24,11 @@ def load_splits(cfg: RunConfig) -> DataSplits:
     return load_idx_splits(
         d.root, val_size=d.val_size, seed=cfg.seed, limit_train=d.limit_train, limit_test=d.limit_test
     )
+
+
+def teacher_names(cfg: RunConfig) -> list[str]:
+    """`teacher` for the first (the baseline every report compares against), then teacher_2, teacher_3, …"""
+    return ["teacher"] + [f"teacher_{i + 1}" for i in range(1, len(cfg.teachers))]
 
 
 def load_checkpoint(path: Path):
@@ -30,88 +39,184 @@ def load_checkpoint(path: Path):
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     spec = ModelSpec.from_dict(ckpt["spec"])
+    if ckpt.get("source") is not None:  # a teacher loaded from the user's file: load it from there again
+        model, _ = _load_source(ckpt["source"], spec)
+        return model.eval(), spec, ckpt
     model = create_model(spec)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), spec, ckpt
 
 
-def _train_one(
-    name,
-    tcfg: TrainConfig,
-    splits,
-    xs: dict,
-    run: RunDir,
-    cfg: RunConfig,
-    *,
-    alpha=0.0,
-    teacher_logits=None,
-    on_step=None,
-) -> dict:
+def _load_source(source: dict, spec):
+    from toolkit.config import TeacherSource
+    from toolkit.models.sources import load_teacher
+
+    return load_teacher(
+        TeacherSource.model_validate(source), input_shape=spec.input_shape, num_classes=len(spec.labels) or 10
+    )
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); joins the process group torchrun describes in the environment."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        import torch
+
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _device(cfg: RunConfig) -> str:
     import torch
 
-    from toolkit.distill.train import TrainSettings, accuracy, predict, train_model
-    from toolkit.models import ModelSpec, count_macs, count_params, create_model
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        from toolkit.errors import ConfigError
 
-    spec = ModelSpec(
-        arch=tcfg.arch,
-        kwargs=tcfg.kwargs,
+        raise ConfigError(
+            "device: cuda asked for, but torch sees no CUDA GPU (torch.cuda.is_available() is False)"
+        )
+    if cfg.device == "cpu" or not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+
+def _spec(arch: str, kwargs: dict, splits: DataSplits):
+    from toolkit.models import ModelSpec
+
+    return ModelSpec(
+        arch=arch,
+        kwargs=kwargs,
         input_shape=splits.input_shape,
         mean=splits.mean,
         std=splits.std,
         labels=splits.labels,
     )
+
+
+def _evaluate(model, xs: dict, splits: DataSplits, device: str) -> dict:
+    from toolkit.distill.evaluate import evaluate
+    from toolkit.distill.train import accuracy, predict
+
+    test = evaluate(predict(model.to(device), xs["test"], device=device), splits.test_y, labels=splits.labels)
+    model.to("cpu")
+    return {
+        "val_accuracy": accuracy(predict(model, xs["val"]), splits.val_y),
+        "test_accuracy": test["top1"],
+        "test": test,
+    }
+
+
+class _Ctx:
+    """What every model's training needs: config, data, run dir, device, rank and callbacks."""
+
+    def __init__(self, cfg: RunConfig, run: RunDir, on_step, resume: bool) -> None:
+        self.cfg, self.run, self.on_step, self.resume = cfg, run, on_step, resume
+        self.rank, self.world = _dist()
+        self.device = _device(cfg)
+        self.splits = load_splits(cfg)
+        s = self.splits
+        self.xs = {k: s.normalize(getattr(s, f"{k}_x")) for k in ("train", "val", "test")}
+
+
+def _save(ctx: _Ctx, name: str, ckpt: dict) -> None:
+    import torch
+
+    if ctx.rank != 0:
+        return
+    tmp = ctx.run.checkpoint(name).with_suffix(".partial")
+    torch.save(ckpt, tmp)
+    tmp.replace(ctx.run.checkpoint(name))
+
+
+def _train(
+    ctx: _Ctx,
+    name: str,
+    tcfg: TrainConfig,
+    *,
+    seed: int,
+    methods: tuple[str, ...] = (),
+    teachers: list = (),
+) -> tuple[dict, object]:
+    """Train one model (teacher, KD or scratch student); save its checkpoint; return (info, model)."""
+    import torch
+
+    from toolkit.distill.train import TrainSettings, train_model
+    from toolkit.models import count_macs, count_params, create_model
+
+    cfg, d = ctx.cfg, ctx.cfg.distill
+    spec = _spec(tcfg.arch, tcfg.kwargs, ctx.splits)
     settings = TrainSettings(
         epochs=tcfg.epochs,
         batch_size=tcfg.batch_size,
         lr=tcfg.lr,
         weight_decay=tcfg.weight_decay,
-        seed=cfg.seed,
-        temperature=cfg.distill.temperature,
-        alpha=alpha,
+        seed=seed,
+        methods=methods,
+        temperature=d.temperature,
+        alpha=d.alpha,
+        dkd_alpha=d.dkd.alpha,
+        dkd_beta=d.dkd.beta,
+        dkd_warmup_epochs=d.dkd.warmup_epochs,
+        hint_student=d.hint.student_layer,
+        hint_teacher=d.hint.teacher_layer,
+        hint_beta=d.hint.beta,
+        augment=d.augment,
+        device=ctx.device,
+        amp=cfg.amp,
     )
-    torch.manual_seed(cfg.seed)  # same init for KD and scratch students: the control differs only in the loss
+    torch.manual_seed(seed)  # same init for the KD and scratch students of a seed: only the loss differs
     model = create_model(spec)
-    metrics = run.distill / f"{name}_metrics.jsonl"
-    metrics.unlink(missing_ok=True)
+    state = ctx.run.distill / f"{name}.train.pt"
+    if not ctx.resume and ctx.rank == 0:
+        state.unlink(missing_ok=True)
+    on_step = ctx.on_step and (lambda done, total, m: ctx.on_step(name, done, total, m))
     t0 = time.perf_counter()
     history = train_model(
         model,
-        xs["train"],
-        splits.train_y,
+        ctx.xs["train"],
+        ctx.splits.train_y,
         settings,
-        teacher_logits=teacher_logits,
-        val=(xs["val"], splits.val_y),
-        metrics_path=metrics,
-        on_step=on_step and (lambda d, t, m: on_step(name, d, t, m)),
+        teachers=teachers,
+        state_path=state,
+        resume=ctx.resume,
+        metrics_path=ctx.run.distill / f"{name}_metrics.jsonl" if ctx.rank == 0 else None,
+        on_step=on_step,
     )
     info = {
         "arch": spec.arch,
         "params": count_params(model),
         "macs": count_macs(model, spec.input_shape),
         "epochs": tcfg.epochs,
+        "seed": seed,
         "train_seconds": round(time.perf_counter() - t0, 1),
-        "alpha": alpha,
-        "temperature": cfg.distill.temperature if alpha else None,
-        "val_accuracy": history[-1]["val_accuracy"],
-        "test_accuracy": accuracy(predict(model, xs["test"]), splits.test_y),
+        "epoch_seconds": [h["seconds"] for h in history],
+        "device": ctx.device,
+        "world_size": ctx.world,
+        "methods": list(methods),
+        "teacher_targets": history[0]["teacher_targets"] if history else None,
+        "temperature": d.temperature if methods else None,
+        "alpha": d.alpha if "kd" in methods else None,
+        "augment": d.augment,
+        **_evaluate(model, ctx.xs, ctx.splits, ctx.device),
     }
     ckpt = {
         "spec": spec.to_dict(),
         "train": tcfg.model_dump(mode="json"),
-        "seed": cfg.seed,
+        "seed": seed,
         "data": cfg.data.model_dump(mode="json"),
         "state_dict": model.state_dict(),
         "info": info,
     }
-    tmp = run.checkpoint(name).with_suffix(".partial")
-    torch.save(ckpt, tmp)
-    tmp.replace(run.checkpoint(name))
-    return info
+    _save(ctx, name, ckpt)
+    return info, model
 
 
-def _reusable_teacher(run: RunDir, cfg: RunConfig) -> dict | None:
+def _reusable_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> dict | None:
     """The saved teacher's info if it was trained with exactly this teacher, data and seed config."""
-    path = run.checkpoint("teacher")
+    path = ctx.run.checkpoint(name)
     if not path.exists():
         return None
     import torch
@@ -119,62 +224,132 @@ def _reusable_teacher(run: RunDir, cfg: RunConfig) -> dict | None:
     # Only the metadata is compared: no need to build the model and load its weights here.
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     same = (
-        ckpt["train"] == cfg.teacher.model_dump(mode="json")
-        and ckpt["seed"] == cfg.seed
-        and ckpt["data"] == cfg.data.model_dump(mode="json")
+        ckpt.get("source") is None
+        and ckpt["train"] == tcfg.model_dump(mode="json")
+        and ckpt["seed"] == ctx.cfg.seed
+        and ckpt["data"] == ctx.cfg.data.model_dump(mode="json")
     )
     return dict(ckpt["info"], reused=True) if same else None
 
 
-def _teacher_logits(run: RunDir, x: np.ndarray) -> np.ndarray:
-    """Teacher logits on the (augmentation-free) training images, computed once per teacher checkpoint."""
+def _get_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> tuple[dict, object]:
+    """Load a teacher from its source, reuse a matching trained one, or train it."""
+    if tcfg.source is not None:
+        from export._files import sha256_file
+        from toolkit.models import count_macs, count_params
+
+        spec = _spec(
+            f"{tcfg.source.kind or 'file'}:{tcfg.source.arch or tcfg.source.factory or ''}", {}, ctx.splits
+        )
+        source = tcfg.source.model_dump(mode="json")
+        model, described = _load_source(source, spec)
+        path = tcfg.source.path
+        info = {
+            "arch": spec.arch,
+            "source": described,
+            "source_sha256": sha256_file(path) if path and Path(path).is_file() else None,
+            "params": count_params(model),
+            "macs": count_macs(model, spec.input_shape),
+            "loaded": True,
+            **_evaluate(model, ctx.xs, ctx.splits, "cpu"),
+        }
+        _save(ctx, name, {"spec": spec.to_dict(), "source": source, "train": None, "info": info})
+        return info, model
+    info = _reusable_teacher(ctx, name, tcfg)
+    if info is not None:
+        model, _, _ = load_checkpoint(ctx.run.checkpoint(name))
+        return info, model
+    train_cfg = TrainConfig.model_validate(tcfg.model_dump(exclude={"source", "weight"}))
+    return _train(ctx, name, train_cfg, seed=ctx.cfg.seed)
+
+
+def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
+    """Teacher logits on the (augmentation-free) training images, computed once per teacher."""
     from export._files import sha256_file
     from toolkit.distill.train import predict
 
-    cache, sha = run.distill / "teacher_logits.npz", sha256_file(run.checkpoint("teacher"))
+    x = ctx.xs["train"]
+    key = info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name))
+    cache = ctx.run.distill / f"{name}_logits.npz"
     if cache.exists():
         with np.load(cache) as z:
-            if str(z["teacher_sha256"]) == sha and len(z["logits"]) == len(x):
+            if str(z["teacher_sha256"]) == key and len(z["logits"]) == len(x):
                 return z["logits"]
-    model, _, _ = load_checkpoint(run.checkpoint("teacher"))
     logits = predict(model, x)
-    np.savez(cache, logits=logits, teacher_sha256=sha)
+    if ctx.rank == 0:
+        tmp = cache.with_suffix(".partial.npz")
+        np.savez(tmp, logits=logits, teacher_sha256=key)
+        tmp.replace(cache)
     return logits
 
 
-def run_distill(cfg: RunConfig, run: RunDir, *, on_step=None) -> dict:
-    """Train teacher (unless reusable), KD student and scratch student; write `distill/summary.json`."""
+def _kd_vs_scratch(summary: dict, seeds: list[int]) -> dict:
+    """Per-seed test accuracy of the KD and scratch students, their means and the difference in points."""
+    rows = []
+    for i, seed in enumerate(seeds):
+        suffix = "" if i == 0 else f"_seed{seed}"
+        rows.append(
+            {
+                "seed": seed,
+                "student_kd": summary[f"student_kd{suffix}"]["test_accuracy"],
+                "student_scratch": summary[f"student_scratch{suffix}"]["test_accuracy"],
+            }
+        )
+    kd = float(np.mean([r["student_kd"] for r in rows]))
+    scratch = float(np.mean([r["student_scratch"] for r in rows]))
+    return {
+        "per_seed": rows,
+        "mean_kd": kd,
+        "mean_scratch": scratch,
+        "delta_points": round(100 * (kd - scratch), 3),
+        "kd_wins": sum(r["student_kd"] > r["student_scratch"] for r in rows),
+    }
+
+
+def run_distill(
+    cfg: RunConfig, run: RunDir, *, on_step=None, resume: bool = False, teachers_only: bool = False
+) -> dict:
+    """Teachers (trained, reused or loaded), then per seed the KD and scratch students; summary.json."""
+    from toolkit.distill.train import Teacher, TrainSettings, teacher_mode
+
     run.distill.mkdir(parents=True, exist_ok=True)
-    splits = load_splits(cfg)
-    xs = {k: splits.normalize(getattr(splits, f"{k}_x")) for k in ("train", "val", "test")}
+    ctx = _Ctx(cfg, run, on_step, resume)
+    s = ctx.splits
     summary: dict = {
         "data": {
             "root": str(cfg.data.root),
-            "train": len(splits.train_y),
-            "val": len(splits.val_y),
-            "test": len(splits.test_y),
-        }
+            "train": len(s.train_y),
+            "val": len(s.val_y),
+            "test": len(s.test_y),
+        },
+        "device": ctx.device,
+        "world_size": ctx.world,
     }
-    summary["teacher"] = _reusable_teacher(run, cfg) or _train_one(
-        "teacher", cfg.teacher, splits, xs, run, cfg, on_step=on_step
-    )
-    logits = _teacher_logits(run, xs["train"])
-    summary["student_kd"] = _train_one(
-        "student_kd",
-        cfg.student,
-        splits,
-        xs,
-        run,
-        cfg,
-        alpha=cfg.distill.alpha,
-        teacher_logits=logits,
-        on_step=on_step,
-    )
-    if cfg.distill.scratch_control:
-        summary["student_scratch"] = _train_one(
-            "student_scratch", cfg.student, splits, xs, run, cfg, on_step=on_step
-        )
-    else:
-        run.checkpoint("student_scratch").unlink(missing_ok=True)
-    (run.distill / "summary.json").write_text(json.dumps(summary, indent=2))
+    teachers = []
+    for name, tcfg in zip(teacher_names(cfg), cfg.teachers, strict=True):
+        info, model = _get_teacher(ctx, name, tcfg)
+        summary[name] = dict(info, weight=tcfg.weight)
+        teachers.append(Teacher(model=model, weight=tcfg.weight, name=name))
+    if not teachers_only:
+        methods = tuple(cfg.distill.methods)
+        mode = teacher_mode(TrainSettings(methods=methods, augment=cfg.distill.augment), teachers)
+        for t in teachers:
+            if mode == "cached":
+                t.logits = _teacher_logits(ctx, t.name, t.model, summary[t.name])
+        seeds = cfg.student_seeds
+        for i, seed in enumerate(seeds):
+            suffix = "" if i == 0 else f"_seed{seed}"
+            summary[f"student_kd{suffix}"], _ = _train(
+                ctx, f"student_kd{suffix}", cfg.student, seed=seed, methods=methods, teachers=teachers
+            )
+            if cfg.distill.scratch_control:
+                summary[f"student_scratch{suffix}"], _ = _train(
+                    ctx, f"student_scratch{suffix}", cfg.student, seed=seed
+                )
+        if not cfg.distill.scratch_control and ctx.rank == 0:
+            run.checkpoint("student_scratch").unlink(missing_ok=True)
+        if cfg.distill.scratch_control:
+            summary["kd_vs_scratch"] = _kd_vs_scratch(summary, seeds)
+    if ctx.rank == 0:
+        (run.distill / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
