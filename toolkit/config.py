@@ -38,12 +38,16 @@ class TrainConfig(_Strict):
 class TeacherSource(_Strict):
     """Load a teacher instead of training it (see `toolkit.models.sources.load_teacher`)."""
 
-    kind: (
-        Literal[
-            "checkpoint", "state_dict", "torchscript", "exported_program", "factory", "timm", "torchvision"
-        ]
-        | None
-    ) = None  # None: detected from the file
+    kind: Literal[
+        "auto",
+        "checkpoint",
+        "state_dict",
+        "torchscript",
+        "exported_program",
+        "factory",
+        "timm",
+        "torchvision",
+    ] = "auto"  # auto: detected from the file
     path: Path | None = None  # the model file, or the weights file of a state_dict/factory/timm source
     arch: str | None = None  # registry name (state_dict) or timm/torchvision model name
     kwargs: dict[str, Any] = Field(default_factory=dict)

@@ -5,6 +5,7 @@ Under `torchrun` every rank runs this function; rank 0 alone writes files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -48,11 +49,10 @@ def load_checkpoint(path: Path):
 
 
 def _load_source(source: dict, spec):
-    from toolkit.config import TeacherSource
-    from toolkit.models.sources import load_teacher
+    from toolkit.models.sources import TeacherSource, load_teacher
 
     return load_teacher(
-        TeacherSource.model_validate(source), input_shape=spec.input_shape, num_classes=len(spec.labels) or 10
+        TeacherSource(**source), input_shape=spec.input_shape, num_classes=len(spec.labels) or 10
     )
 
 
@@ -225,7 +225,7 @@ def _reusable_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> dict | None:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     same = (
         ckpt.get("source") is None
-        and ckpt["train"] == tcfg.model_dump(mode="json")
+        and ckpt["train"] == _as_train_config(tcfg).model_dump(mode="json")
         and ckpt["seed"] == ctx.cfg.seed
         and ckpt["data"] == ctx.cfg.data.model_dump(mode="json")
     )
@@ -235,19 +235,21 @@ def _reusable_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> dict | None:
 def _get_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> tuple[dict, object]:
     """Load a teacher from its source, reuse a matching trained one, or train it."""
     if tcfg.source is not None:
-        from export._files import sha256_file
         from toolkit.models import count_macs, count_params
 
-        spec = _spec(
-            f"{tcfg.source.kind or 'file'}:{tcfg.source.arch or tcfg.source.factory or ''}", {}, ctx.splits
-        )
-        source = tcfg.source.model_dump(mode="json")
+        src = tcfg.source
+        source = src.model_dump(mode="json")
+        spec = _spec("loaded", {}, ctx.splits)
         model, described = _load_source(source, spec)
-        path = tcfg.source.path
+        spec.arch = f"{described['kind']}:{src.arch or src.factory or Path(src.path or '').name}"
+        # The logits cache key: the file's hash, or the source itself when there is no file.
+        key = (
+            described.get("sha256") or hashlib.sha256(json.dumps(source, sort_keys=True).encode()).hexdigest()
+        )
         info = {
             "arch": spec.arch,
             "source": described,
-            "source_sha256": sha256_file(path) if path and Path(path).is_file() else None,
+            "source_sha256": key,
             "params": count_params(model),
             "macs": count_macs(model, spec.input_shape),
             "loaded": True,
@@ -259,8 +261,12 @@ def _get_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> tuple[dict, objec
     if info is not None:
         model, _, _ = load_checkpoint(ctx.run.checkpoint(name))
         return info, model
-    train_cfg = TrainConfig.model_validate(tcfg.model_dump(exclude={"source", "weight"}))
-    return _train(ctx, name, train_cfg, seed=ctx.cfg.seed)
+    return _train(ctx, name, _as_train_config(tcfg), seed=ctx.cfg.seed)
+
+
+def _as_train_config(tcfg: TeacherConfig) -> TrainConfig:
+    """The training part of a teacher's config (its ensemble weight does not change its weights)."""
+    return TrainConfig.model_validate(tcfg.model_dump(exclude={"source", "weight"}))
 
 
 def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:

@@ -1,0 +1,153 @@
+"""The distill stage on a tiny IDX data set: several teachers, loaded teachers, seeds, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from toolkit.cli.main import app
+from toolkit.config import RunConfig
+from toolkit.pipeline import RunDir
+from toolkit.pipeline.distill_stage import load_checkpoint, run_distill
+
+
+def _cfg(root, **over) -> RunConfig:
+    raw = {
+        "data": {"root": str(root), "val_size": 12},
+        "teacher": {
+            "arch": "cnn_teacher",
+            "kwargs": {"widths": [8, 16, 16], "hidden": 16},
+            "epochs": 2,
+            "batch_size": 16,
+            "lr": 0.01,
+        },
+        "student": {
+            "arch": "cnn_student",
+            "kwargs": {"widths": [4, 8, 8]},
+            "epochs": 2,
+            "batch_size": 16,
+            "lr": 0.01,
+        },
+        "distill": {"temperature": 2.0, "alpha": 0.5},
+    }
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(raw.get(k), dict):
+            raw[k] = {**raw[k], **v}
+        else:
+            raw[k] = v
+    if "teachers" in raw:
+        raw.pop("teacher")
+    return RunConfig.model_validate(raw)
+
+
+def test_seeds_give_a_kd_vs_scratch_table_from_the_trained_models(idx_folder, tmp_path):
+    run = RunDir(tmp_path / "run")
+    summary = run_distill(_cfg(idx_folder, distill={"seeds": [0, 1]}), run)
+    for name in ("teacher", "student_kd", "student_scratch", "student_kd_seed1", "student_scratch_seed1"):
+        assert run.checkpoint(name).exists(), name
+        assert (run.distill / f"{name}_metrics.jsonl").exists() and (
+            run.distill / f"{name}_metrics.csv"
+        ).exists()
+    cmp = summary["kd_vs_scratch"]
+    assert [r["seed"] for r in cmp["per_seed"]] == [0, 1]
+    assert cmp["per_seed"][1]["student_kd"] == summary["student_kd_seed1"]["test_accuracy"]
+    assert cmp["mean_kd"] == pytest.approx(np.mean([r["student_kd"] for r in cmp["per_seed"]]))
+    assert cmp["delta_points"] == pytest.approx(100 * (cmp["mean_kd"] - cmp["mean_scratch"]), abs=1e-3)
+    kd = summary["student_kd"]
+    assert kd["teacher_targets"] == "cached" and kd["methods"] == ["kd"] and kd["seed"] == 0
+    assert set(kd["test"]) == {"top1", "per_class", "ece"}  # 3 classes: no top-5
+    # the test accuracy in the summary is the checkpoint's own, recomputed here
+    model, spec, _ = load_checkpoint(run.checkpoint("student_kd"))
+    assert spec.labels == ("0", "1", "2")
+    assert json.loads((run.distill / "summary.json").read_text())["kd_vs_scratch"] == cmp
+
+
+def test_two_teachers_one_trained_one_loaded_from_torchscript(idx_folder, tmp_path):
+    from toolkit.models import ModelSpec, create_model
+
+    torch.manual_seed(5)
+    other = create_model(
+        ModelSpec(
+            arch="cnn_student", kwargs={"widths": [8, 8, 8]}, input_shape=(1, 8, 8), labels=("0", "1", "2")
+        )
+    ).eval()
+    ts = tmp_path / "other.ts"
+    torch.jit.save(torch.jit.script(other), str(ts))
+    cfg = _cfg(
+        idx_folder,
+        teachers=[
+            {
+                "arch": "cnn_teacher",
+                "kwargs": {"widths": [8, 16, 16], "hidden": 16},
+                "epochs": 1,
+                "batch_size": 16,
+                "weight": 2.0,
+            },
+            {"source": {"path": str(ts)}, "weight": 1.0},
+        ],
+        distill={"methods": ["kd", "dkd"], "scratch_control": False},
+    )
+    run = RunDir(tmp_path / "run")
+    summary = run_distill(cfg, run)
+    t2 = summary["teacher_2"]
+    assert t2["loaded"] and t2["source"]["kind"] == "torchscript" and t2["weight"] == 1.0
+    assert summary["teacher"]["weight"] == 2.0
+    # the loaded teacher is evaluated like a trained one, from its own logits
+    x = np.load(run.distill / "teacher_2_logits.npz")["logits"]
+    assert x.shape == (summary["data"]["train"], 3)
+    assert summary["student_kd"]["methods"] == ["kd", "dkd"] and "kd_vs_scratch" not in summary
+    loaded, _, _ = load_checkpoint(run.checkpoint("teacher_2"))
+    probe = torch.randn(2, 1, 8, 8)
+    assert torch.allclose(loaded(probe), other(probe))
+
+
+def test_hint_with_augmentation_uses_the_online_teacher(idx_folder, tmp_path):
+    cfg = _cfg(
+        idx_folder,
+        distill={
+            "methods": ["kd", "hint"],
+            "augment": True,
+            "scratch_control": False,
+            "hint": {"student_layer": "features.1", "teacher_layer": "features.1"},
+        },
+    )
+    summary = run_distill(cfg, RunDir(tmp_path / "run"))
+    assert summary["student_kd"]["teacher_targets"] == "online"
+    assert not (tmp_path / "run" / "distill" / "teacher_logits.npz").exists()  # nothing cached
+
+
+def test_train_teacher_then_distill_reuses_it_and_resume_finishes_the_same(idx_folder, tmp_path):
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(_cfg(idx_folder).model_dump(mode="json", exclude={"teacher"})))
+    out = tmp_path / "run"
+    runner = CliRunner()
+    r = runner.invoke(app, ["train-teacher", str(cfg_path), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert not (out / "distill" / "student_kd.pt").exists()
+    r = runner.invoke(app, ["distill", str(cfg_path), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    first = json.loads((out / "distill" / "summary.json").read_text())
+    assert first["teacher"]["reused"] is True
+    assert "KD vs scratch over 1 seed(s)" in r.output
+    before = torch.load(out / "distill" / "student_kd.pt", weights_only=True)["state_dict"]
+    # every model's per-epoch state is complete, so --resume trains nothing and lands on the same weights
+    r = runner.invoke(app, ["distill", str(cfg_path), "--out", str(out), "--resume"])
+    assert r.exit_code == 0, r.output
+    after = torch.load(out / "distill" / "student_kd.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    again = json.loads((out / "distill" / "summary.json").read_text())
+    assert again["student_kd"]["test_accuracy"] == first["student_kd"]["test_accuracy"]
+
+
+def test_bad_teacher_source_is_one_line(idx_folder, tmp_path):
+    cfg = _cfg(idx_folder, teachers=[{"source": {"path": str(tmp_path / "missing.pt")}}])
+    from toolkit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        run_distill(cfg, RunDir(tmp_path / "run"))
+    assert "missing.pt" in str(err.value) and "\n" not in str(err.value)
