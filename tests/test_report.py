@@ -248,3 +248,31 @@ def test_streams_are_separate_configurations_with_their_own_baseline(tmp_path: P
     student2 = next(r for r in rows if r.model == "student_kd" and r.streams == 2)
     teacher2 = next(r for r in rows if r.model == "teacher" and r.streams == 2)
     assert teacher2.is_baseline and student2.speedup == 10.0 and student2.throughput_ips == 16_000.0
+
+
+def test_training_section_reports_kd_vs_scratch_per_seed(tmp_path: Path) -> None:
+    import json
+
+    run = write_run(tmp_path / "run")
+    path = run / "distill/summary.json"
+    summary = json.loads(path.read_text())
+    summary["student_kd"]["test"] = {"top1": 0.9, "top5": 0.995, "ece": 0.0123, "per_class": {}}
+    summary["kd_vs_scratch"] = {
+        "per_seed": [
+            {"seed": 0, "student_kd": 0.9100, "student_scratch": 0.9050},
+            {"seed": 1, "student_kd": 0.9080, "student_scratch": 0.9090},
+            {"seed": 2, "student_kd": 0.9120, "student_scratch": 0.9060},
+        ],
+        "mean_kd": 0.91,
+        "mean_scratch": 0.9066666666666666,
+        "delta_points": 0.333,
+        "kd_wins": 2,
+    }
+    path.write_text(json.dumps(summary))
+    md = build_report(run).markdown_path.read_text()
+    assert "| 0 | 91.00 | 90.50 | +0.50 |" in md and "| 1 | 90.80 | 90.90 | -0.10 |" in md
+    assert (
+        "Over 3 seeds, the KD student's mean test accuracy (91.00 %) beats the same student trained from "
+        "scratch (90.67 %) by +0.33 points; KD is better on 2 of 3 seeds." in md
+    )
+    assert "| 99.50 | 0.0123 |" in md

@@ -102,10 +102,14 @@ def read_manifest(path: Path) -> dict[ManifestKey, dict[str, Any]]:
 
 
 def read_summary(path: Path) -> dict[str, dict[str, Any]] | None:
-    """Read the optional training summary; return per-model entries (those with `test_accuracy`) or None."""
+    """Read the optional training summary: per-model entries (with `test_accuracy`) and `kd_vs_scratch`."""
     if not path.is_file():
         return None
     data = _read_json(path)
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return {k: v for k, v in data.items() if isinstance(v, dict) and "test_accuracy" in v}
+    return {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, dict) and ("test_accuracy" in v or (k == "kd_vs_scratch" and "per_seed" in v))
+    }

@@ -133,28 +133,86 @@ def _best_student(rows: list[ReportRow]) -> str | None:
 
 
 def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
-    """The Training section: torch test accuracy per model, and the KD gain over training from scratch."""
-    entries = list(training.items())
+    """The Training section: torch test metrics per model, and the KD gain over training from scratch."""
+    entries = [(name, e) for name, e in training.items() if "test_accuracy" in e]
+
+    def pct(x):
+        return opt(x, lambda a: f"{a * 100:.2f}")
+
     t = Table(
-        headers=["Model", "Params", "Test accuracy (torch) %"],
+        headers=["Model", "Params", "Seed", "Teacher targets", "Test top-1 (torch) %", "Top-5 %", "ECE"],
         cells=[
             [
                 name,
                 opt(e.get("params"), lambda p: f"{p:,}"),
-                opt(e.get("test_accuracy"), lambda a: f"{a * 100:.2f}"),
+                opt(e.get("seed"), str),
+                e.get("teacher_targets") or ("loaded" if e.get("loaded") else "–"),
+                pct(e.get("test_accuracy")),
+                pct(e.get("test", {}).get("top5")),
+                opt(e.get("test", {}).get("ece"), lambda v: f"{v:.4f}"),
             ]
             for name, e in entries
         ],
-        values=[[None, e.get("params"), e.get("test_accuracy")] for _, e in entries],
-        numeric=[False, True, True],
+        values=[
+            [
+                None,
+                e.get("params"),
+                e.get("seed"),
+                None,
+                e.get("test_accuracy"),
+                e.get("test", {}).get("top5"),
+                e.get("test", {}).get("ece"),
+            ]
+            for _, e in entries
+        ],
+        numeric=[False, True, True, False, True, True, True],
     )
     blocks = [heading("Training"), table(t)]
-    kd, scratch = training.get("student_kd", {}), training.get("student_scratch", {})
-    if kd.get("test_accuracy") is not None and scratch.get("test_accuracy") is not None:
-        gain = (kd["test_accuracy"] - scratch["test_accuracy"]) * 100
+    cmp = training.get("kd_vs_scratch")
+    if cmp:
+        rows = cmp["per_seed"]
         blocks.append(
-            para(f"Distillation gain over the same student trained from scratch: {gain:+.2f} points.")
+            table(
+                Table(
+                    headers=["Seed", "KD student %", "Scratch student %", "KD − scratch (points)"],
+                    cells=[
+                        [
+                            str(r["seed"]),
+                            pct(r["student_kd"]),
+                            pct(r["student_scratch"]),
+                            f"{100 * (r['student_kd'] - r['student_scratch']):+.2f}",
+                        ]
+                        for r in rows
+                    ],
+                    values=[
+                        [
+                            r["seed"],
+                            r["student_kd"],
+                            r["student_scratch"],
+                            r["student_kd"] - r["student_scratch"],
+                        ]
+                        for r in rows
+                    ],
+                    numeric=[True, True, True, True],
+                )
+            )
         )
+        verdict = "beats" if cmp["delta_points"] > 0 else "does not beat"
+        blocks.append(
+            para(
+                f"Over {len(rows)} seed{'s' if len(rows) != 1 else ''}, the KD student's mean test accuracy "
+                f"({cmp['mean_kd'] * 100:.2f} %) {verdict} the same student trained from scratch "
+                f"({cmp['mean_scratch'] * 100:.2f} %) by {cmp['delta_points']:+.2f} points; KD is better on "
+                f"{cmp['kd_wins']} of {len(rows)} seeds."
+            )
+        )
+    else:
+        kd, scratch = training.get("student_kd", {}), training.get("student_scratch", {})
+        if kd.get("test_accuracy") is not None and scratch.get("test_accuracy") is not None:
+            gain = (kd["test_accuracy"] - scratch["test_accuracy"]) * 100
+            blocks.append(
+                para(f"Distillation gain over the same student trained from scratch: {gain:+.2f} points.")
+            )
     return blocks
 
 
