@@ -65,3 +65,29 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
 
     assert metrics(r0["history"]) == metrics(r1["history"])
     assert len(r0["history"]) == 2 and r0["history"][0]["teacher_targets"] == "online"
+
+
+def test_edgekd_distill_under_torchrun_writes_one_run(idx_folder, tmp_path):
+    import json
+
+    import yaml
+
+    cfg = {
+        "data": {"root": str(idx_folder), "val_size": 12},
+        "teacher": {"arch": "cnn_teacher", "kwargs": {"widths": [8, 16, 16], "hidden": 16}, "epochs": 1},
+        "student": {"arch": "cnn_student", "kwargs": {"widths": [4, 8, 8]}, "epochs": 1, "batch_size": 16},
+        "distill": {"scratch_control": False},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.getcwd())
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cli = ["-m", "toolkit.cli.main", "distill", str(tmp_path / "c.yaml"), "--out", str(out)]
+    proc = subprocess.run([*cmd, *cli], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "distill" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["student_kd"]["world_size"] == 2
+    assert (out / "distill" / "student_kd.pt").exists() and not list((out / "distill").glob("*.partial"))
+    assert (
+        proc.stderr.count("Distillation (test split)") + proc.stdout.count("Distillation (test split)") == 1
+    )
