@@ -93,8 +93,15 @@ def test_int8_formats_track_torch(mixed):
         assert out.shape == ref.shape and out.dtype == np.float32
         # Logits of an untrained net have small margins, so compare values, not only the argmax.
         assert _pearson(out, ref) > 0.98, path.name
-    onnx_fp32 = (tmp / "q.onnx").stat().st_size
-    assert (tmp / "q_int8.onnx").stat().st_size < onnx_fp32
+    # At 1.4 k params the Q/DQ scales and int32 biases outweigh the bytes saved (the size target is
+    # checked on the real student in test_e2e); here: the conv/linear weights are stored as int8.
+    import onnx
+
+    init = onnx.load(str(tmp / "q_int8.onnx")).graph.initializer
+    int8 = sum(int(np.prod(t.dims)) for t in init if t.data_type == onnx.TensorProto.INT8)
+    assert int8 >= 0.9 * sum(
+        p.numel() for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1
+    )
 
 
 class Cummax(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -94,9 +94,60 @@ def _rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-@app.command("export", epilog="Example: edgekd export runs/exp1")
-def export_cli(run_dir: RunArg) -> None:
-    """Export every checkpoint to ONNX and TFLite (+ int8 student), check parity, write the bundle."""
+@app.command(
+    "export",
+    epilog="Example: edgekd export runs/exp1   or, from an ONNX file of your own:   edgekd export --from "
+    "model.onnx --out out/ --calibration calib.npy --int8 static --test test.npz",
+)
+def export_cli(
+    run_dir: Annotated[
+        Path | None,
+        typer.Argument(help="Run directory written by an earlier stage.", exists=True, file_okay=False),
+    ] = None,
+    from_onnx: Annotated[
+        Path | None,
+        typer.Option("--from", help="Bundle this ONNX file instead of a run's checkpoints.", exists=True),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="With --from: folder to write.")] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(help="With --from: a .npy (N, C, H, W) float32 array or an .npz with x.", exists=True),
+    ] = None,
+    test: Annotated[
+        Path | None,
+        typer.Option(help="With --from: an .npz with x (model input) and y (labels).", exists=True),
+    ] = None,
+    int8: Annotated[
+        Literal["static", "dynamic"] | None,
+        typer.Option("--int8", help="With --from: static (needs --calibration) or dynamic int8."),
+    ] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="With --from: a float16 file too.")] = False,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            metavar="POINTS",
+            help="With --from --int8 static: keep layers float until within X points.",
+        ),
+    ] = None,
+    tflite: Annotated[
+        bool, typer.Option("--tflite", help="With --from: TFLite files too, via onnx2tf (extra 'onnx2tf').")
+    ] = False,
+) -> None:
+    """Export every checkpoint to ONNX and TFLite (+ int8 student), check parity, write the bundle; or,
+    with --from, bundle an ONNX file you already have, checked against it."""
+    from_only = dict(
+        out=out, calibration=calibration, test=test, int8=int8, max_accuracy_drop=max_accuracy_drop
+    )
+    if from_onnx is not None:
+        if run_dir is not None:
+            raise ValueError(f"{run_dir}: give a run directory or --from, not both")
+        _export_from(from_onnx, **from_only, fp16=fp16, tflite=tflite)
+        return
+    if run_dir is None:
+        raise ValueError("edgekd export: give a run directory, or --from model.onnx --out DIR")
+    if given := [k for k, v in dict(from_only, fp16=fp16, tflite=tflite).items() if v]:
+        raise ValueError(f"--{given[0].replace('_', '-')}: only with --from model.onnx")
     from toolkit.pipeline import RunDir
     from toolkit.pipeline.export_stage import run_export
 
@@ -107,6 +158,39 @@ def export_cli(run_dir: RunArg) -> None:
             f"{run_dir / 'bundle'}: {len(manifest['failures'])} file(s) failed to export "
             f"(see above); the others are in the bundle"
         )
+
+
+def _budget(entry: dict) -> bool:
+    return "accuracy_budget" in (entry.get("quantization") or {})
+
+
+def _export_from(src: Path, *, out: Path | None, **options) -> None:
+    """`edgekd export --from`: the bundle of one ONNX file, its parity table and the accuracy budget."""
+    from export.from_onnx import export_from_onnx
+
+    if out is None:
+        raise ValueError("--out: --from needs a folder to write the bundle into, e.g. --out out/")
+    manifest = export_from_onnx(src, out, on_file=output.exported_file, **options)
+    output.parity_table(manifest)
+    budgets = [(m, m["quantization"]["accuracy_budget"]) for m in manifest["models"] if _budget(m)]
+    for entry, b in budgets:
+        console.print(
+            f"{entry['file']}: accuracy {100 * b['accuracy']:.2f}% vs {100 * b['fp32_accuracy']:.2f}% float "
+            f"(drop {b['drop']:.2f} points, limit {b['max_accuracy_drop']:g}); kept float: "
+            f"{', '.join(b['kept_float']) or 'none'}",
+            highlight=False,
+        )
+    if manifest["failures"]:
+        raise EdgekdError(
+            f"{out / 'bundle'}: {len(manifest['failures'])} file(s) failed to export "
+            f"(see above); the others are in the bundle"
+        )
+    for entry, b in budgets:
+        if not b["met"]:
+            raise EdgekdError(
+                f"{out / 'bundle' / entry['file']}: int8 loses {b['drop']:.2f} accuracy points even with "
+                f"{len(b['kept_float'])} layer(s) float, over --max-accuracy-drop {b['max_accuracy_drop']:g}"
+            )
 
 
 def _bench_suite(run_dir: Path | None, name: str | None, **overrides):

@@ -1,0 +1,278 @@
+"""A bundle from an ONNX file the user already has: copy, quantize, convert, check each against the source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from export._files import atomic_path, sha256_file
+from toolkit.errors import DataError, ExportError
+
+__all__ = ["check_from_onnx_arguments", "load_inputs", "onnx_input_spec", "export_from_onnx"]
+
+# on_file(name, format, precision, entry_or_error), as in the pipeline's export stage.
+FileCallback = Callable[[str, str, str, dict], None]
+_PARITY_RANDOM = 64  # inputs for parity when neither test nor calibration data is given
+
+
+def check_from_onnx_arguments(
+    *,
+    int8: str | None,
+    calibration: Path | None,
+    test: Path | None,
+    max_accuracy_drop: float | None,
+) -> None:
+    """Raise `ValueError` naming the option (CLI flag / keyword) that is missing or does not fit."""
+    if int8 not in (None, "static", "dynamic"):
+        raise ValueError(f"--int8/int8: expected 'static' or 'dynamic', got {int8!r}")
+    if int8 == "static" and calibration is None:
+        raise ValueError(
+            "--calibration/calibration: static int8 needs calibration data "
+            "(a .npy (N, C, H, W) float32 array or an .npz with x)"
+        )
+    if max_accuracy_drop is not None:
+        if int8 != "static":
+            raise ValueError("--max-accuracy-drop/max_accuracy_drop: applies to --int8 static only")
+        if test is None:
+            raise ValueError(
+                "--test/test: --max-accuracy-drop needs labelled test data (an .npz with x and y)"
+            )
+        if max_accuracy_drop < 0:
+            raise ValueError(f"--max-accuracy-drop/max_accuracy_drop: expected >= 0, got {max_accuracy_drop}")
+
+
+def onnx_input_spec(path: Path) -> dict:
+    """The manifest's `input` for the file's single float32 image input; preprocessing is the identity,
+    since the file's own normalization is unknown: boards feed model input as it is."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in weights]
+    t = inputs[0].type.tensor_type if len(inputs) == 1 else None
+    shape = [d.dim_value or None for d in t.shape.dim] if t is not None else []
+    if t is None or t.elem_type != onnx.TensorProto.FLOAT or len(shape) != 4:
+        raise ExportError(f"{path}: expected one float32 4-D image input, got {[i.name for i in inputs]}")
+    channels_last = shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
+    return {
+        "name": inputs[0].name,
+        "shape": shape,
+        "dtype": "float32",
+        "layout": "NHWC" if channels_last else "NCHW",
+        "preprocessing": {"scale": 1.0, "mean": [0.0], "std": [1.0]},
+    }
+
+
+def load_inputs(path: Path, shape: list[int | None], *, labels: bool = False):
+    """(x float32, y or None) from a .npy array or an .npz with x (and y); x must fit the model input."""
+    if path.suffix not in (".npy", ".npz"):
+        raise DataError(
+            f"{path}: expected a .npy array or an .npz with x (and y), got {path.suffix or 'a folder'}"
+        )
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read: {e}") from e
+    if isinstance(data, np.ndarray):
+        x, y = data, None
+    else:
+        with data:
+            if "x" not in data.files:
+                raise DataError(f"{path}: expected an array named x, got {sorted(data.files)}")
+            x, y = data["x"], data["y"] if "y" in data.files else None
+    fits = x.ndim == len(shape) and all(
+        d is None or d == s for d, s in zip(shape[1:], x.shape[1:], strict=True)
+    )
+    if not np.issubdtype(x.dtype, np.floating) or not fits or len(x) == 0:
+        raise DataError(f"{path}: expected float32 model input shaped {shape}, got {x.dtype} {list(x.shape)}")
+    if labels and (y is None or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
+        got = "none" if y is None else f"{y.dtype} {list(y.shape)}"
+        raise DataError(f"{path}: expected integer labels y of shape [{len(x)}], got {got}")
+    return x.astype(np.float32), y
+
+
+def _parity_data(spec: dict, calib: np.ndarray | None, test) -> tuple[np.ndarray, np.ndarray | None]:
+    if test is not None:
+        return test
+    if calib is not None:
+        return calib[:256], None
+    shape = [_PARITY_RANDOM if d is None else d for d in spec["shape"]]
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32), None
+
+
+class _Bundle:
+    """Writes files into `bundle/` and checks each against the source's outputs on the parity inputs."""
+
+    def __init__(self, bundle: Path, src: Path, layout: str, x, y, on_file: FileCallback | None) -> None:
+        from export.parity import run_file
+
+        self.bundle, self.stem, self.on_file = bundle, src.stem, on_file
+        self.x, self.reference = x, run_file(src, x)
+        if self.reference.ndim != 2:
+            raise ExportError(f"{src}: expected (N, classes) logits, got shape {list(self.reference.shape)}")
+        self.y = y if y is not None else self.reference.argmax(1)  # labels: the source's own predictions
+        self.labelled = y is not None
+        self.common = dict(name=self.stem, role="student", layout=layout, source_onnx_sha256=sha256_file(src))
+        self.entries: list[dict] = []
+        self.failures: list[dict] = []
+
+    def path(self, fmt: str, precision: str) -> Path:
+        suffix = "" if precision == "fp32" else f"_{precision}"
+        return self.bundle / f"{self.stem}{suffix}.{fmt}"
+
+    def add(self, fmt: str, precision: str, quant: dict | None, **extra) -> None:
+        from export.bundle import file_entry
+        from export.parity import TOLERANCES, check_parity
+
+        dst = self.path(fmt, precision)
+        tolerance = precision if precision in TOLERANCES else "int8"  # e.g. dynamic-int8
+        parity = check_parity(dst, self.x, self.y, self.reference, precision=tolerance).to_dict()
+        parity["reference"] = "source ONNX in onnxruntime"
+        parity["labels"] = "test data" if self.labelled else "source predictions"
+        entry = file_entry(
+            dst,
+            self.bundle,
+            **self.common,
+            format=fmt,
+            precision=precision,
+            quantization=quant,
+            batch=1 if fmt == "tflite" else None,
+            parity=parity,
+            **extra,
+        )
+        self.entries.append(entry)
+        if self.on_file:
+            self.on_file(self.stem, fmt, precision, entry)
+
+    def fail(self, fmt: str, precision: str, error: ExportError) -> None:
+        self.path(fmt, precision).unlink(missing_ok=True)  # never leave an older file under this name
+        self.failures.append({"name": self.stem, "format": fmt, "precision": precision, "error": str(error)})
+        if self.on_file:
+            self.on_file(self.stem, fmt, precision, self.failures[-1])
+
+    def make(self, fmt: str, precision: str, build: Callable[[Path], dict | None]) -> None:
+        try:
+            quant = build(self.path(fmt, precision))
+        except ExportError as e:
+            self.fail(fmt, precision, e)
+        else:
+            self.add(fmt, precision, quant)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    import onnx
+
+    model = onnx.load(str(src), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise ExportError(f"{src}: weights are in external data files; save the model as one .onnx file")
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def _static(src: Path, calib, test, max_accuracy_drop: float | None) -> Callable[[Path], dict]:
+    from export.quantize import quantize_static
+    from export.sensitivity import quantize_with_max_drop
+    from toolkit.data import ArrayCalibrationReader
+
+    def build(dst: Path) -> dict:
+        reader = ArrayCalibrationReader(calib, input_name=onnx_input_spec(src)["name"], batch_size=32)
+        if max_accuracy_drop is None:
+            return dict(quantize_static(src, dst, reader), calibration_samples=len(calib))
+        res = quantize_with_max_drop(src, dst, reader, *test, max_accuracy_drop=max_accuracy_drop)
+        search = {k: v for k, v in res.items() if k not in ("quantization", "sensitivity")}
+        return dict(res["quantization"], calibration_samples=len(calib), accuracy_budget=search)
+
+    return build
+
+
+def export_from_onnx(
+    src: str | Path,
+    out_dir: str | Path,
+    *,
+    calibration: str | Path | None = None,
+    test: str | Path | None = None,
+    int8: Literal["static", "dynamic"] | None = None,
+    fp16: bool = False,
+    max_accuracy_drop: float | None = None,
+    tflite: bool = False,
+    calibration_samples: int = 256,
+    on_file: FileCallback | None = None,
+) -> dict:
+    """Copy `src` into `out_dir/bundle`, write the asked-for variants, check each against `src` run in
+    onnxruntime (on `test`, else calibration, else random inputs) and write the manifest; returns it."""
+    from export.bundle import write_archive, write_manifest
+
+    src, bundle = Path(src), Path(out_dir) / "bundle"
+    calibration, test = (Path(p) if p is not None else None for p in (calibration, test))
+    check_from_onnx_arguments(
+        int8=int8, calibration=calibration, test=test, max_accuracy_drop=max_accuracy_drop
+    )
+    spec = onnx_input_spec(src)
+    calib = load_inputs(calibration, spec["shape"])[0][:calibration_samples] if calibration else None
+    test_xy = load_inputs(test, spec["shape"], labels=True) if test else None
+    bundle.mkdir(parents=True, exist_ok=True)
+    (bundle / "manifest.json").unlink(missing_ok=True)  # incomplete until the manifest is rewritten
+    out = _Bundle(bundle, src, spec["layout"], *_parity_data(spec, calib, test_xy), on_file)
+    fp32 = out.path("onnx", "fp32")
+    if fp32.resolve() != src.resolve():
+        _copy(src, fp32)
+    out.add("onnx", "fp32", None)
+    _variants(out, fp32, int8=int8, fp16=fp16, calib=calib, test=test_xy, max_drop=max_accuracy_drop)
+    if tflite:
+        _tflite(out, fp32, int8=int8, fp16=fp16, calib=calib)
+    manifest = write_manifest(
+        bundle,
+        models=out.entries,
+        input_spec=spec,
+        labels=[str(i) for i in range(out.reference.shape[1])],
+        test_data=None,  # boards measure accuracy on uint8 images; ours are float model input
+        failures=out.failures,
+    )
+    write_archive(bundle)
+    return manifest
+
+
+def _variants(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib, test, max_drop) -> None:
+    from export.quantize import convert_fp16, quantize_dynamic
+
+    if int8 == "static":
+        out.make("onnx", "int8", _static(fp32, calib, test, max_drop))
+    if int8 == "dynamic":
+        out.make("onnx", "dynamic-int8", lambda dst: quantize_dynamic(fp32, dst))
+    if fp16:
+        out.make("onnx", "fp16", lambda dst: convert_fp16(fp32, dst))
+
+
+def _tflite(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib) -> None:
+    """fp32 TFLite, plus fp16 and static int8 when asked for, from one onnx2tf run."""
+    from export.onnx2tf import onnx_to_tflite
+
+    wanted = ["fp32"] + ["fp16"] * fp16 + ["int8"] * (int8 == "static")
+    paths = {p: out.path("tflite", p) for p in wanted}
+    try:
+        info = onnx_to_tflite(
+            fp32,
+            paths["fp32"],
+            fp16_dst=paths.get("fp16"),
+            int8_dst=paths.get("int8"),
+            calibration=calib if "int8" in paths else None,
+        )
+    except ExportError as e:
+        for precision in wanted:
+            out.fail("tflite", precision, e)
+        return
+    converter = f"onnx2tf {info['version']}"
+    for precision in wanted:
+        quant = {"mode": precision} if precision == "fp16" else None
+        if precision == "int8":
+            quant = {
+                "mode": "static",
+                "format": "TFLite integer_quant (float I/O)",
+                "calibration_samples": len(calib),
+            }
+        out.add("tflite", precision, quant, converter=converter)

@@ -1,0 +1,260 @@
+"""ONNX export with either exporter, simplification, metadata stripping, and the quantizers' options."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper  # noqa: E402
+
+from export._files import quiet_converters  # noqa: E402
+from export.onnx import (  # noqa: E402
+    export_onnx,
+    node_count,
+    simplify_onnx,
+    size_breakdown,
+    strip_metadata,
+)
+from export.parity import TOLERANCES, check_parity, run_file  # noqa: E402
+from export.quantize import convert_fp16, quantize_dynamic, quantize_static  # noqa: E402
+from toolkit.data import ArrayCalibrationReader  # noqa: E402
+from toolkit.errors import ExportError  # noqa: E402
+
+
+def fitted_student(*, seed: int = 0, noise: float = 0.5, n: int = 512):
+    """cnn_student with random conv/BN weights and a least-squares head on a 10-class template task: a
+    model with clear, varied predictions in a second instead of a training run."""
+    from toolkit.models import ModelSpec, create_model
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    templates = rng.standard_normal((10, 1, 28, 28)).astype(np.float32)
+    model = create_model(ModelSpec(arch="cnn_student", labels=tuple(str(i) for i in range(10)))).eval()
+    with torch.no_grad():
+        for m in model.modules():  # non-trivial BN statistics, so the exported convs carry biases
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.1, 0.1)
+    y = rng.integers(0, 10, 2 * n)
+    x = (templates[y] + noise * rng.standard_normal((2 * n, 1, 28, 28))).astype(np.float32)
+    with torch.no_grad():
+        feats = model.pool(model.forward_features(torch.from_numpy(x[:n]))).numpy()
+        a = np.c_[feats, np.ones(n)]  # ridge: dead ReLU channels make the plain system singular
+        w = np.linalg.solve(a.T @ a + 0.01 * np.eye(a.shape[1]), a.T @ (10 * np.eye(10)[y[:n]]))
+        model.head[0].weight.copy_(torch.from_numpy(w[:-1].T.astype(np.float32)))
+        model.head[0].bias.copy_(torch.from_numpy(w[-1].astype(np.float32)))
+    return model, x[n:], y[n:]
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    model, x, y = fitted_student()
+    tmp = tmp_path_factory.mktemp("onnx")
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    with quiet_converters():
+        raw = export_onnx(model, torch.from_numpy(x[:1]), tmp / "raw.onnx", strip=False)
+    fp32 = tmp / "student.onnx"
+    strip_metadata(raw, fp32)
+    return SimpleNamespace(model=model, x=x, y=y, ref=ref, tmp=tmp, raw=raw, fp32=fp32)
+
+
+def test_fitted_student_is_a_usable_classifier(student):
+    pred = student.ref.argmax(1)
+    assert (pred == student.y).mean() > 0.95 and len(set(pred)) == 10
+
+
+@pytest.mark.parametrize("exporter,opset", [("legacy", 13), ("dynamo", 18)])
+def test_both_exporters_pass_parity(student, exporter, opset):
+    dst = student.tmp / f"{exporter}{opset}.onnx"
+    with quiet_converters():
+        export_onnx(student.model, torch.from_numpy(student.x[:1]), dst, opset=opset, exporter=exporter)
+    model = onnx.load(str(dst))
+    assert [o.version for o in model.opset_import if o.domain == ""] == [opset]
+    assert [i.name for i in model.graph.input] == ["input"]
+    assert [o.name for o in model.graph.output] == ["logits"]
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value  # dynamic batch
+    rec = check_parity(dst, student.x, student.y, student.ref, precision="fp32")
+    assert rec.passed and rec.top1_agreement == 1.0 and rec.max_abs_diff < 1e-4
+    np.testing.assert_allclose(run_file(dst, student.x[:3]), student.ref[:3], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(opset=13, exporter="dynamo"), "use exporter='legacy' for opset 7-17"),
+        (dict(opset=21, exporter="legacy"), "opset 21 is outside 7-20 for exporter='legacy'"),
+        (dict(opset=18, exporter="torchscript"), "exporter must be one of ['dynamo', 'legacy']"),
+    ],
+)
+def test_bad_export_arguments(student, tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        export_onnx(student.model, torch.from_numpy(student.x[:1]), tmp_path / "m.onnx", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def _foldable(path) -> None:
+    """x -> Identity -> Mul(c1 + c2) -> Relu: the Identity goes and the Add folds into one constant."""
+    c1 = helper.make_tensor("c1", TensorProto.FLOAT, [4], [1.0, 2.0, 3.0, 4.0])
+    c2 = helper.make_tensor("c2", TensorProto.FLOAT, [4], [0.5, 0.5, -1.0, 2.0])
+    nodes = [
+        helper.make_node("Identity", ["x"], ["xi"], name="id"),
+        helper.make_node("Add", ["c1", "c2"], ["c"], name="add"),
+        helper.make_node("Mul", ["xi", "c"], ["m"], name="mul"),
+        helper.make_node("Relu", ["m"], ["y"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "foldable",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])],
+        initializer=[c1, c2],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+_TOOLS = [
+    "ort",
+    pytest.param(
+        "onnxslim",
+        marks=pytest.mark.skipif(importlib.util.find_spec("onnxslim") is None, reason="no onnxslim"),
+    ),
+]
+
+
+@pytest.mark.parametrize("tool", _TOOLS)
+def test_simplify_folds_constants_and_keeps_outputs(student, tmp_path, tool):
+    _foldable(tmp_path / "f.onnx")
+    info = simplify_onnx(tmp_path / "f.onnx", tmp_path / "f_s.onnx", tool=tool)
+    assert info == {"tool": tool, "nodes_before": 4, "nodes_after": 2}
+    x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        run_file(tmp_path / "f_s.onnx", x), run_file(tmp_path / "f.onnx", x), rtol=1e-6
+    )
+    info = simplify_onnx(student.fp32, tmp_path / "s.onnx", tool=tool)  # already lean: nothing to remove
+    assert info["nodes_after"] == info["nodes_before"] == node_count(student.fp32) == 12
+    np.testing.assert_allclose(run_file(tmp_path / "s.onnx", student.x), student.ref, rtol=1e-4, atol=1e-4)
+    assert size_breakdown(tmp_path / "s.onnx")["value_info"] == 0  # stripped after the tool
+
+
+def test_simplify_without_onnxslim(tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxslim" else real(n, *a))
+    _foldable(tmp_path / "f.onnx")
+    with pytest.raises(ExportError, match="onnxslim is not installed; install edgekd's simplify extra"):
+        simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx", tool="onnxslim")
+    assert simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx")["tool"] == "ort"
+
+
+def test_strip_keeps_outputs_identical_and_shrinks(student, tmp_path):
+    raw = size_breakdown(student.raw)
+    assert raw["metadata"] > 0.1 * raw["total"]  # stack traces, FX nodes, scopes from torch.onnx
+    info = strip_metadata(student.raw, tmp_path / "s.onnx")
+    assert info["metadata_props"] > 50 and info["value_info"] > 0
+    assert info["bytes_after"] < info["bytes_before"] - raw["metadata"] * 0.9
+    stripped = size_breakdown(tmp_path / "s.onnx")
+    assert (
+        stripped["metadata"] == stripped["value_info"] == 0 and stripped["weights"] > 0.95 * stripped["total"]
+    )
+    out = run_file(student.raw, student.x)
+    assert np.array_equal(run_file(tmp_path / "s.onnx", student.x), out)
+    info = strip_metadata(tmp_path / "s.onnx", tmp_path / "c.onnx", compact_names=True)
+    assert info["compact_names"] and info["bytes_after"] < info["bytes_before"]
+    assert np.array_equal(run_file(tmp_path / "c.onnx", student.x), out)
+    graph = onnx.load(str(tmp_path / "c.onnx")).graph
+    assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
+
+
+@pytest.mark.parametrize("quant_format,compact,min_ratio", [("QDQ", False, 2.9), ("QOperator", True, 3.5)])
+def test_int8_file_size_against_fp32(student, tmp_path, quant_format, compact, min_ratio):
+    """Both files stripped alike; QDQ pays for a Q/DQ pair per tensor, QOperator for none."""
+    reader = ArrayCalibrationReader(student.x[:128], batch_size=32)
+    fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+    strip_metadata(student.fp32, fp32, compact_names=compact)
+    quantize_static(student.fp32, int8, reader, quant_format=quant_format)
+    strip_metadata(int8, int8, compact_names=compact)
+    ratio = fp32.stat().st_size / int8.stat().st_size
+    assert ratio >= min_ratio, f"{quant_format}: {ratio:.2f}x"
+    rec = check_parity(int8, student.x, student.y, student.ref, precision="int8")
+    assert rec.passed and rec.accuracy > 0.95
+
+
+def test_quantize_static_options_are_recorded(student, tmp_path):
+    reader = ArrayCalibrationReader(student.x[:64], batch_size=16)
+    first_conv = next(n.name for n in onnx.load(str(student.fp32)).graph.node if n.op_type == "Conv")
+    q = quantize_static(
+        student.fp32,
+        tmp_path / "q.onnx",
+        reader,
+        activation_type="int8",
+        quant_format="QOperator",
+        reduce_range=False,
+        nodes_to_exclude=[first_conv],
+        method="percentile",
+    )
+    assert q["activations"] == "int8" and q["format"] == "QOperator" and q["calibration"] == "percentile"
+    assert q["reduce_range"] is False and q["reduce_range_reason"] == "set by caller"
+    assert q["nodes_excluded"] == [first_conv]
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node]
+    assert ops.count("Conv") == 1 and ops.count("QLinearConv") == 2  # the excluded conv stays float
+    assert (run_file(tmp_path / "q.onnx", student.x).argmax(1) == student.ref.argmax(1)).mean() > 0.95
+    auto = quantize_static(student.fp32, tmp_path / "a.onnx", reader)
+    assert auto["reduce_range_reason"].startswith("auto: ") and auto["weights"] == "int8"
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(method="kl"), "method must be one of ['minmax', 'entropy', 'percentile'], got 'kl'"),
+        (dict(quant_format="QLinear"), "quant_format must be one of ['QDQ', 'QOperator']"),
+        (dict(activation_type="int8", weight_type="uint8"), "(S8U8) has no onnxruntime kernels"),
+        (dict(nodes_to_exclude="node_Conv_1"), "nodes_to_exclude must be a list of node names"),
+        (
+            dict(nodes_to_exclude=["no_such_node"]),
+            "nodes_to_exclude names no node of the graph: ['no_such_node']",
+        ),
+    ],
+)
+def test_bad_quantize_arguments(student, tmp_path, kwargs, message):
+    reader = ArrayCalibrationReader(student.x[:8])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        quantize_static(student.fp32, tmp_path / "q.onnx", reader, **kwargs)
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_per_channel_below_opset_13_is_refused(student, tmp_path):
+    with quiet_converters():
+        export_onnx(
+            student.model, torch.from_numpy(student.x[:1]), tmp_path / "o11.onnx", opset=11, exporter="legacy"
+        )
+    reader = ArrayCalibrationReader(student.x[:32], batch_size=16)
+    with pytest.raises(ValueError, match="per-channel int8 needs opset >= 13, the file has 11"):
+        quantize_static(tmp_path / "o11.onnx", tmp_path / "q.onnx", reader)
+    quantize_static(tmp_path / "o11.onnx", tmp_path / "q.onnx", reader, per_channel=False)
+    assert (run_file(tmp_path / "q.onnx", student.x).argmax(1) == student.ref.argmax(1)).mean() > 0.95
+
+
+def test_dynamic_int8_and_fp16_pass_parity(student, tmp_path):
+    dyn = quantize_dynamic(student.fp32, tmp_path / "dyn.onnx")
+    fp16 = convert_fp16(student.fp32, tmp_path / "fp16.onnx")
+    assert dyn["mode"] == "dynamic" and fp16 == {"mode": "fp16", "keep_io_types": True}
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "dyn.onnx")).graph.node}
+    assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} <= ops
+    dyn_tol = "dynamic-int8" if "dynamic-int8" in TOLERANCES else "int8"
+    rec = check_parity(tmp_path / "dyn.onnx", student.x, student.y, student.ref, precision=dyn_tol)
+    assert rec.passed and rec.accuracy > 0.95
+    weights = onnx.load(str(tmp_path / "fp16.onnx")).graph.initializer
+    assert {w.data_type for w in weights if len(w.dims) > 1} == {TensorProto.FLOAT16}
+    rec = check_parity(tmp_path / "fp16.onnx", student.x, student.y, student.ref, precision="fp16")
+    assert rec.passed and rec.max_abs_diff < 5e-2 and rec.top1_agreement > 0.99
+    assert (tmp_path / "fp16.onnx").stat().st_size < 0.6 * student.fp32.stat().st_size
