@@ -180,6 +180,7 @@ def _train(
         ctx.splits.train_y,
         settings,
         teachers=teachers,
+        val=(ctx.xs["val"], ctx.splits.val_y),
         state_path=state,
         resume=ctx.resume,
         metrics_path=ctx.run.distill / f"{name}_metrics.jsonl" if ctx.rank == 0 else None,
