@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from benchmarks.backends import available, backend_for
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
@@ -54,6 +58,7 @@ class ModelFile:
     role: str = "unknown"
     format: str = ""
     precision: str = "unknown"
+    layout: str = "NCHW"  # the file's input layout; a bundle's test data and declared shape are NCHW
 
 
 @dataclass
@@ -101,6 +106,7 @@ def find_models(path: str | Path) -> ModelSet:
             e.get("role", "unknown"),
             e["format"],
             e.get("precision", "unknown"),
+            e.get("layout", "NCHW"),
         )
         for e in manifest["models"]
     ]
@@ -127,10 +133,43 @@ def _threads(suite: Suite) -> list[int]:
     return list(dict.fromkeys(min(t, cap) for t in suite.threads))
 
 
+def _nhwc_shape(shape: list[int | None] | None) -> list[int | None] | None:
+    return [shape[0], *shape[2:], shape[1]] if shape is not None and len(shape) == 4 else shape
+
+
+def _nhwc_data(
+    data_path: str, preprocessing: dict[str, Any] | None, scratch: Path
+) -> tuple[str | None, dict[str, Any] | None, str | None]:
+    """(NHWC copy of the NCHW test data in `scratch`, preprocessing for it, why not) for an NHWC file.
+
+    The accuracy pass normalizes along axis 1, so per-channel values only fit it when they are all equal.
+    """
+    pre = dict(preprocessing or {})
+    for key in ("mean", "std"):
+        values = pre.get(key)
+        if isinstance(values, list) and len(values) > 1:
+            if len(set(values)) > 1:
+                return None, None, f"per-channel {key} {values} cannot be applied to NHWC test data"
+            pre[key] = values[:1]
+    dst = scratch / f"{Path(data_path).stem}_nhwc.npz"
+    if not dst.exists():
+        with np.load(data_path) as data:
+            x, y = data["x"], data["y"]
+        if x.ndim != 4:
+            return None, None, f"{data_path}: expected 4-D (N, C, H, W) test images, got {list(x.shape)}"
+        tmp = dst.with_name(f".{dst.stem}.partial.npz")
+        np.savez(tmp, x=np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y=y)
+        os.replace(tmp, dst)
+    return str(dst), pre if preprocessing is not None else None, None
+
+
 def plan_configs(
-    models: ModelSet, suite: Suite, *, shape: list[int] | None = None
+    models: ModelSet, suite: Suite, *, shape: list[int] | None = None, scratch: Path | None = None
 ) -> tuple[list[BenchConfig], list[str]]:
-    """One config per file x threads x batch x streams, and a skip line per file with no runtime here."""
+    """One config per file x threads x batch x streams, and a skip line per file with no runtime here.
+
+    An NHWC file gets the bundle's NCHW shape and test data transposed (the data copied into `scratch`).
+    """
     targets = {t: resolve_target(suite, t) for t in _threads(suite)}
     schedule = {
         "repeats": suite.repeats,
@@ -144,6 +183,17 @@ def plan_configs(
         if backend is None:
             skipped.append(why)
             continue
+        data_path = models.data_path if suite.accuracy else None
+        preprocessing, input_shape = models.preprocessing, models.input_shape
+        if file.layout == "NHWC":
+            input_shape = _nhwc_shape(input_shape)
+            if data_path is not None:
+                if scratch is None:
+                    data_path, why = None, "no folder given for its transposed copy"
+                else:
+                    data_path, preprocessing, why = _nhwc_data(data_path, preprocessing, scratch)
+                if data_path is None:
+                    skipped.append(f"{file.path}: accuracy not measured for this NHWC file ({why})")
         common = dict(
             model_path=file.path,
             backend=backend,
@@ -151,10 +201,10 @@ def plan_configs(
             role=file.role,
             format=file.format,
             precision=file.precision,
-            data_path=models.data_path if suite.accuracy else None,
-            preprocessing=models.preprocessing,
+            data_path=data_path,
+            preprocessing=preprocessing,
             backend_options=dict(suite.backend_options.get(backend, {})),
-            input_shape=shape if shape is not None else models.input_shape,
+            input_shape=shape if shape is not None else input_shape,
             warmup=suite.warmup,
             min_runs=suite.min_runs,
             min_time_s=suite.min_time_s,
@@ -217,8 +267,28 @@ def run_suite(
     not take, a runtime not installed here) is listed in `skipped`.
     """
     models = find_models(path)
-    configs, skipped = plan_configs(models, suite, shape=shape)
-    out = BundleRun(skipped=skipped, n_files=len(models.files))
+    with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as scratch:  # NHWC copies of the test data
+        configs, skipped = plan_configs(models, suite, shape=shape, scratch=Path(scratch))
+        return _run_configs(
+            configs,
+            results,
+            suite,
+            BundleRun(skipped=skipped, n_files=len(models.files)),
+            on_result=on_result,
+            sleep=sleep,
+        )
+
+
+def _run_configs(
+    configs: list[BenchConfig],
+    results: str | Path,
+    suite: Suite,
+    out: BundleRun,
+    *,
+    on_result: Callable[[BenchRecord], None] | None,
+    sleep: Callable[[float], None],
+) -> BundleRun:
+    """`run_suite`'s loop over the planned configurations, in shuffled rounds."""
     accuracy: dict[tuple[str, str | None], tuple[float | None, int | None, int, int]] = {}
     cannot: dict[tuple[str, int], str] = {}  # (file, batch) -> skip reason: no worker needed next time
     ran = False

@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-__all__ = ["TOLERANCES", "ParityRecord", "run_file", "check_parity"]
+__all__ = ["TOLERANCES", "ParityRecord", "run_file", "check_parity", "runtime_status"]
 
 # Per-precision limits a file must meet to ship; int8 logits move by design, so only agreement counts.
 TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"max_abs_diff": 1e-3, "top1_agreement": 0.99},
     "fp16": {"max_abs_diff": 5e-2, "top1_agreement": 0.98},
     "int8": {"top1_agreement": 0.95},
+    "dynamic-int8": {"top1_agreement": 0.97},
 }
+
+# The package each backend runs on: the names a board's `pip list` shows.
+_RUNTIMES = {
+    "litert": "ai_edge_litert",
+    "tflite_runtime": "tflite_runtime",
+    "onnxruntime": "onnxruntime",
+    "torch": "torch",
+}
+# TFLite files also run under the other TFLite interpreter: boards may ship only tflite_runtime (<= 2.14).
+_ALSO = {"litert": ("tflite_runtime",), "tflite_runtime": ("litert",)}
+_OP_VERSION = re.compile(r"builtin opcode '(\w+)' version '(\d+)'")
 
 
 @dataclass
@@ -31,6 +45,9 @@ class ParityRecord:
     passed: bool
     tolerance: dict[str, float]
     backend: str
+    layout: str = "NCHW"
+    # Runtime package -> "ok", "not installed", "rejects: <why>" or "outside tolerance: <figures>".
+    runtimes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -49,6 +66,47 @@ def run_file(
     return np.concatenate([mod.run(handle, x[i : i + step]) for i in range(0, len(x), step)])
 
 
+def _compare(out: np.ndarray, reference: np.ndarray, tol: dict[str, float]) -> tuple[float, float, bool]:
+    """(max abs diff, top-1 agreement, within `tol`) of `out` against the torch `reference` logits."""
+    max_diff = float(np.abs(out - reference).max())
+    agreement = float((out.argmax(1) == reference.argmax(1)).mean())
+    passed = agreement >= tol["top1_agreement"] and max_diff <= tol.get("max_abs_diff", np.inf)
+    return max_diff, agreement, passed
+
+
+def _status(max_diff: float, agreement: float, passed: bool) -> str:
+    if passed:
+        return "ok"
+    return f"outside tolerance: max_abs_diff {max_diff:.3g}, top-1 agreement {agreement:.4f}"
+
+
+def _rejection(path: str | Path, exc: BaseException) -> str:
+    """One line for an interpreter that would not build or run the file, e.g. "op CONV_2D version 99"."""
+    text = str(exc).removeprefix(f"{path}: ")
+    if m := _OP_VERSION.search(text):
+        return f"op {m.group(1)} version {m.group(2)}"
+    return next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
+def runtime_status(
+    path: str | Path, x: np.ndarray, reference: np.ndarray, *, backend: str, tolerance: dict[str, float]
+) -> str:
+    """How runtime `backend` does on the file: ok, not installed, rejects: <why>, or outside tolerance."""
+    from benchmarks.backends import available
+
+    if not available(backend):
+        return "not installed"
+    try:
+        out = run_file(path, x, backend=backend).astype(np.float32)
+    except ImportError as e:  # found but broken, e.g. tflite_runtime 2.14 (built for numpy 1) on numpy 2
+        return f"cannot import: {_rejection(path, e)}"
+    except (ValueError, RuntimeError) as e:  # an old interpreter refusing a newer op version, say
+        return f"rejects: {_rejection(path, e)}"
+    if out.shape != reference.shape:
+        return f"rejects: output shape {list(out.shape)}, torch's is {list(reference.shape)}"
+    return _status(*_compare(out, reference, tolerance))
+
+
 def check_parity(
     path: str | Path,
     x: np.ndarray,
@@ -57,31 +115,42 @@ def check_parity(
     *,
     precision: str,
     backend: str | None = None,
+    layout: Literal["NCHW", "NHWC"] = "NCHW",
 ) -> ParityRecord:
-    """Compare the file's outputs on `x` with the torch `reference` logits; pass/fail by `TOLERANCES`."""
+    """Compare the file's outputs on NCHW `x` with the torch `reference` logits; pass/fail by `TOLERANCES`.
+
+    `layout="NHWC"` feeds the file `x` transposed. TFLite files also run under the other TFLite runtime.
+    """
     from benchmarks.backends import backend_for
 
     if precision not in TOLERANCES:
         raise ValueError(f"precision must be one of {sorted(TOLERANCES)}, got {precision!r}")
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
+    if layout == "NHWC":
+        if x.ndim != 4:
+            raise ValueError(f"{path}: layout NHWC needs 4-D (N, C, H, W) test data, got {list(x.shape)}")
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     backend = backend or backend_for(path)
     out = run_file(path, x, backend=backend).astype(np.float32)
     if out.shape != reference.shape:
         raise ValueError(f"{path}: output shape {out.shape} does not match torch's {reference.shape}")
-    diff = np.abs(out - reference)
-    pred, ref_pred = out.argmax(1), reference.argmax(1)
-    rec = ParityRecord(
+    tol = TOLERANCES[precision]
+    max_diff, agreement, passed = _compare(out, reference, tol)
+    pred = out.argmax(1)
+    runtimes = {_RUNTIMES[backend]: _status(max_diff, agreement, passed)}
+    for other in _ALSO.get(backend, ()):
+        runtimes[_RUNTIMES[other]] = runtime_status(path, x, reference, backend=other, tolerance=tol)
+    return ParityRecord(
         n=len(x),
-        max_abs_diff=float(diff.max()),
-        mean_abs_diff=float(diff.mean()),
-        top1_agreement=float((pred == ref_pred).mean()),
+        max_abs_diff=max_diff,
+        mean_abs_diff=float(np.abs(out - reference).mean()),
+        top1_agreement=agreement,
         accuracy=float((pred == y).mean()),
-        torch_accuracy=float((ref_pred == y).mean()),
-        passed=False,
-        tolerance=TOLERANCES[precision],
+        torch_accuracy=float((reference.argmax(1) == y).mean()),
+        passed=passed,
+        tolerance=tol,
         backend=backend,
+        layout=layout,
+        runtimes=runtimes,
     )
-    tol = rec.tolerance
-    rec.passed = rec.top1_agreement >= tol["top1_agreement"] and rec.max_abs_diff <= tol.get(
-        "max_abs_diff", np.inf
-    )
-    return rec

@@ -14,13 +14,9 @@ pytestmark = pytest.mark.skipif(
     not FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed (make data)"
 )
 
+QUANTIZED = ("", "_fp16", "_int8", "_dynamic_int8")
 EXPECTED_FILES = {
-    "teacher.onnx",
-    "teacher.tflite",
-    "student_kd.onnx",
-    "student_kd.tflite",
-    "student_kd_int8.onnx",
-    "student_kd_int8.tflite",
+    *(f"{m}{q}.{ext}" for m in ("teacher", "student_kd") for q in QUANTIZED for ext in ("onnx", "tflite")),
     "student_scratch.onnx",
     "student_scratch.tflite",
     "teacher.pt2",
@@ -59,6 +55,19 @@ def test_manifest_describes_and_checks_every_file(tiny_run):
     assert int8["student_kd_int8.tflite"]["quantization"]["calibration_samples"] == 32
     fp32_size = next(m["size_bytes"] for m in manifest["models"] if m["file"] == "student_kd.onnx")
     assert int8["student_kd_int8.onnx"]["size_bytes"] < fp32_size
+    sens = int8["student_kd_int8.onnx"]["quantization"]["sensitivity"]
+    assert sens["split"] == "validation" and len(sens["layers"]) == 4  # 3 convs + the linear head
+    assert {r["op_type"] for r in sens["layers"]} == {"Conv", "Gemm"}
+    by_file = {m["file"]: m for m in manifest["models"]}
+    assert by_file["student_kd_dynamic_int8.onnx"]["quantization"]["mode"] == "dynamic"
+    assert by_file["student_kd_fp16.tflite"]["quantization"]["weights"] == "float16"
+    for m in manifest["models"]:
+        assert m["layout"] == "NCHW" and m["parity"]["passed"], m["file"]
+        if m["format"] == "tflite":
+            assert m["parity"]["runtimes"]["ai_edge_litert"] == "ok"
+            assert m["parity"]["runtimes"]["tflite_runtime"] in ("not installed", "ok") or m["parity"][
+                "runtimes"
+            ]["tflite_runtime"].startswith(("rejects:", "cannot import"))
 
 
 def test_results_jsonl_has_one_measured_record_per_file(tiny_run):

@@ -92,15 +92,40 @@ class DistillConfig(_Strict):
     seeds: list[int] | None = Field(None, min_length=1)
 
 
+Precision = Literal["fp32", "fp16", "int8", "dynamic-int8"]
+
+
 class ExportConfig(_Strict):
     # "torch" saves a .pt2 ExportedProgram: the teacher's own framework, benchmarked where torch exists.
     formats: list[Literal["onnx", "tflite", "torch"]] = Field(
         default_factory=lambda: ["onnx", "tflite", "torch"]
     )
-    int8: bool = True
+    # ONNX and TFLite files per model; .pt2 is fp32 only. int8 = static, calibrated, full-integer.
+    precisions: list[Precision] = Field(
+        default_factory=lambda: ["fp32", "fp16", "int8", "dynamic-int8"], min_length=1
+    )
+    # The scratch student is a control: fp32 only unless listed here.
+    scratch_precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     calibration_samples: int = Field(256, ge=1)
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
-    opset: int = Field(18, ge=13)
+    opset: int = Field(18, ge=7)
+    onnx_exporter: Literal["dynamo", "legacy"] = "dynamo"  # legacy: TorchScript-based, opsets below 18
+    simplify: bool = False  # onnxslim (or onnxruntime's basic optimizer) on each fp32 ONNX file
+    onnx_int8_format: Literal["QDQ", "QOperator"] = "QDQ"
+    per_channel: bool = True  # int8 weight scales per output channel (ONNX and TFLite static int8)
+    tflite_layout: Literal["NCHW", "NHWC"] = "NCHW"
+    tflite_int8_io: Literal["int8", "float"] = "int8"  # full-integer TFLite: int8 or float input/output
+    sensitivity: bool = True  # per-layer int8 sensitivity of the KD student's ONNX file (validation split)
+    # Keep the most sensitive layers of int8 ONNX files float until accuracy is within this many points.
+    max_accuracy_drop: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _exporter_fits_opset(self):
+        if self.onnx_exporter == "dynamo" and self.opset < 18:
+            raise ValueError(
+                f"the dynamo exporter writes opset 18 or newer; use onnx_exporter: legacy for {self.opset}"
+            )
+        return self
 
 
 class BenchSettings(_Strict):

@@ -171,7 +171,7 @@ def _export_from(src: Path, *, out: Path | None, **options) -> None:
     if out is None:
         raise ValueError("--out: --from needs a folder to write the bundle into, e.g. --out out/")
     manifest = export_from_onnx(src, out, on_file=output.exported_file, **options)
-    output.parity_table(manifest)
+    output.parity_table(manifest, reference=src.name)
     budgets = [(m, m["quantization"]["accuracy_budget"]) for m in manifest["models"] if _budget(m)]
     for entry, b in budgets:
         console.print(

@@ -86,23 +86,75 @@ def exported_file(name: str, fmt: str, precision: str, entry: dict) -> None:
         )
 
 
-def parity_table(manifest: dict) -> None:
-    table = Table(title="Parity against torch (test split)")
-    for col in ("file", "max |diff|", "mean |diff|", "top-1 agree", "accuracy", "torch acc", "check"):
-        table.add_column(col, justify="left" if col == "file" else "right")
+def _quant_cell(m: dict) -> str:
+    q = m.get("quantization") or {}
+    if m["precision"] == "fp32":
+        return "–"
+    parts = [q.get("mode", ""), q.get("format", "")]
+    if "per_channel" in q:
+        parts.append("per-channel" if q["per_channel"] else "per-tensor")
+    if q.get("io"):
+        parts.append(f"{q['io']} I/O")
+    if q.get("reduce_range"):
+        parts.append("7-bit weights")
+    kept = (q.get("max_accuracy_drop") or {}).get("kept_float")
+    if kept:
+        parts.append(f"{len(kept)} layer(s) float")
+    return " ".join(p for p in parts if p)
+
+
+def parity_table(manifest: dict, *, reference: str = "torch") -> None:
+    """One row per file: size vs its fp32 sibling, output diffs, agreement, accuracy, runtimes, pass/fail."""
+    fp32 = {(m["name"], m["format"]): m for m in manifest["models"] if m["precision"] == "fp32"}
+    table = Table(title=f"Parity against {reference} (test split)")
+    cols = (
+        "file",
+        "precision",
+        "quantization",
+        "KiB",
+        "× smaller",
+        "max |diff|",
+        "mean |diff|",
+        "top-1 agree",
+        "accuracy",
+        f"Δ vs {reference} (pts)",
+        "tflite_runtime",
+        "check",
+    )
+    for col in cols:
+        table.add_column(
+            col, justify="left" if col in ("file", "precision", "quantization", "tflite_runtime") else "right"
+        )
     for m in manifest["models"]:
         p = m["parity"]
+        base = fp32.get((m["name"], m["format"]))
+        ratio = f"{base['size_bytes'] / m['size_bytes']:.2f}×" if base and m is not base else "–"
         check = "[green]pass[/green]" if p["passed"] else "[red]FAIL[/red]"
+        trt = (p.get("runtimes") or {}).get("tflite_runtime", "–")
         table.add_row(
             m["file"],
+            m["precision"],
+            _quant_cell(m),
+            f"{m['size_bytes'] / 1024:.1f}",
+            ratio,
             f"{p['max_abs_diff']:.2e}",
             f"{p['mean_abs_diff']:.2e}",
             _pct(p["top1_agreement"]),
             _pct(p["accuracy"]),
-            _pct(p["torch_accuracy"]),
+            f"{100 * (p['accuracy'] - p['torch_accuracy']):+.2f}",
+            trt,
             check,
         )
     console.print(table)
+    for m in manifest["models"]:
+        sens = ((m.get("quantization") or {}).get("sensitivity") or {}).get("layers")
+        if sens:
+            t = Table(title=f"int8 sensitivity of {m['file']} (each layer quantized alone, validation split)")
+            for col in ("layer", "op", "accuracy", "drop (pts)"):
+                t.add_column(col, justify="left" if col in ("layer", "op") else "right")
+            for r in sens:
+                t.add_row(r["node"], r["op_type"], _pct(r["accuracy"]), f"{r['drop']:+.2f}")
+            console.print(t)
 
 
 def bench_row(record) -> None:

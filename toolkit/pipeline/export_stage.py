@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from toolkit.config import load_config
 from toolkit.errors import ExportError
 from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
@@ -21,44 +19,103 @@ FileCallback = Callable[[str, str, str, dict], None]
 SUFFIXES = {"onnx": "onnx", "tflite": "tflite", "torch": "pt2"}
 
 
-def variants_for(name: str, formats: list[str], int8: bool) -> list[tuple[str, str]]:
-    """(format, precision) pairs to export: fp32 everywhere, int8 (ONNX, TFLite) for the KD student only."""
-    out = [(fmt, "fp32") for fmt in formats]
-    if int8 and name == "student_kd":
-        out += [(fmt, "int8") for fmt in formats if fmt != "torch"]
+def variants_for(name: str, cfg) -> list[tuple[str, str]]:
+    """(format, precision) pairs to export: the configured precisions (scratch control: its own list)."""
+    e = cfg.export
+    precisions = e.scratch_precisions if name.startswith("student_scratch") else e.precisions
+    out = []
+    for fmt in e.formats:
+        for precision in precisions:
+            if fmt == "torch" and precision != "fp32":
+                continue  # .pt2 is the float reference program
+            out.append((fmt, precision))
     return out
 
 
-def _export_one(model, fmt: str, precision: str, sample, dst: Path, calib: np.ndarray, cfg) -> dict | None:
-    """Write one file; returns its quantization settings (None for float files)."""
+def file_name(name: str, fmt: str, precision: str) -> str:
+    suffix = "" if precision == "fp32" else "_" + precision.replace("-", "_")
+    return f"{name}{suffix}.{SUFFIXES[fmt]}"
+
+
+def _onnx_fp32(model, sample, dst: Path, cfg) -> Path:
+    """The float ONNX file every ONNX variant is made from (written once per model)."""
+    from export.onnx import export_onnx, simplify_onnx
+
+    e = cfg.export
+    export_onnx(model, sample, dst, opset=e.opset, exporter=e.onnx_exporter)
+    if e.simplify:
+        simplify_onnx(dst, dst)
+    return dst
+
+
+def _export_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
+    from export import quantize
+    from toolkit.data import ArrayCalibrationReader
+
+    e = cfg.export
+    fp32 = dst.with_name(file_name(name, "onnx", "fp32"))
+    if precision == "fp32":
+        _onnx_fp32(model, sample, dst, cfg)
+        return {"exporter": e.onnx_exporter, "opset": e.opset, "simplified": e.simplify}
+    if not fp32.exists():
+        _onnx_fp32(model, sample, fp32, cfg)
+    if precision == "fp16":
+        return quantize.convert_fp16(fp32, dst)
+    if precision == "dynamic-int8":
+        return quantize.quantize_dynamic(fp32, dst)
+    reader = ArrayCalibrationReader(data["calib"], input_name="input", batch_size=32)
+    quant = dict(method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=e.per_channel)
+    x_val, y_val = data["x_val"], data["y_val"]
+    if e.max_accuracy_drop is not None:
+        from export.sensitivity import quantize_with_max_drop
+
+        # Chosen on the validation split: the test split stays untouched for the parity table.
+        r = quantize_with_max_drop(
+            fp32, dst, reader, x_val, y_val, max_accuracy_drop=e.max_accuracy_drop, **quant
+        )
+        settings = dict(r.pop("quantization"), max_accuracy_drop=r)
+    else:
+        settings = quantize.quantize_static(fp32, dst, reader, **quant)
+        if e.sensitivity and name == "student_kd":
+            from export.sensitivity import layer_sensitivity
+
+            ranked = layer_sensitivity(fp32, reader, x_val, y_val, **quant)
+            settings["sensitivity"] = {"split": "validation", "layers": [r.to_dict() for r in ranked]}
+    return dict(settings, calibration_samples=len(data["calib"]))
+
+
+def _export_tflite(model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
     import torch
 
-    from export.onnx import export_onnx
-    from export.tflite import export_tflite, export_tflite_int8
+    from export import tflite
 
-    if (fmt, precision) == ("onnx", "fp32"):
-        export_onnx(model, sample, dst, opset=cfg.export.opset)
+    layout = cfg.export.tflite_layout
+    if precision == "fp32":
+        tflite.export_tflite(model, sample, dst, layout=layout)
         return None
-    if (fmt, precision) == ("tflite", "fp32"):
-        export_tflite(model, sample, dst)
-        return None
+    if precision == "fp16":
+        return tflite.export_tflite_fp16(model, sample, dst, layout=layout)
+    if precision == "dynamic-int8":
+        return tflite.export_tflite_dynamic_int8(model, sample, dst, layout=layout)
+    calib = (torch.from_numpy(c[None]) for c in data["calib"])
+    e = cfg.export
+    settings = tflite.export_tflite_int8(
+        model, sample, dst, calib, per_channel=e.per_channel, io=e.tflite_int8_io, layout=layout
+    )
+    return dict(settings, calibration_samples=len(data["calib"]))
+
+
+def _export_one(name, model, fmt: str, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
+    """Write one file; returns its export/quantization settings (None for plain float files)."""
+    if fmt == "onnx":
+        return _export_onnx(name, model, precision, sample, dst, data, cfg)
+    if fmt == "tflite":
+        return _export_tflite(model, precision, sample, dst, data, cfg)
     if (fmt, precision) == ("torch", "fp32"):
         from export.torch_program import export_program
 
         export_program(model, sample, dst)
         return None
-    if (fmt, precision) == ("onnx", "int8"):
-        from export.quantize import quantize_static
-        from toolkit.data import ArrayCalibrationReader
-
-        fp32 = dst.with_name(dst.name.replace("_int8", ""))
-        if not fp32.exists():
-            export_onnx(model, sample, fp32, opset=cfg.export.opset)
-        reader = ArrayCalibrationReader(calib, input_name="input", batch_size=32)
-        q = quantize_static(fp32, dst, reader, method=cfg.export.calibration_method)
-        return dict(q, calibration_samples=len(calib))
-    if (fmt, precision) == ("tflite", "int8"):
-        return export_tflite_int8(model, sample, dst, (torch.from_numpy(c[None]) for c in calib))
     raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
 
 
@@ -84,19 +141,21 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
         source_checkpoint_sha256=sha256_file(run.checkpoint(name)),
     )
     entries, failures = [], []
-    for fmt, precision in variants_for(name, cfg.export.formats, cfg.export.int8):
-        suffix = "" if precision == "fp32" else f"_{precision}"
-        dst = run.bundle / f"{name}{suffix}.{SUFFIXES[fmt]}"
+    for fmt, precision in variants_for(name, cfg):
+        dst = run.bundle / file_name(name, fmt, precision)
+        layout = cfg.export.tflite_layout if fmt == "tflite" else "NCHW"
         try:
             with quiet_converters():
-                quant = _export_one(model, fmt, precision, sample, dst, data["calib"], cfg)
+                quant = _export_one(name, model, fmt, precision, sample, dst, data, cfg)
         except ExportError as e:
             dst.unlink(missing_ok=True)  # never leave an older file under the name of one that failed
             failures.append({"name": name, "format": fmt, "precision": precision, "error": str(e)})
             if on_file:
                 on_file(name, fmt, precision, failures[-1])
             continue
-        parity = check_parity(dst, data["x_test"], data["y_test"], reference, precision=precision)
+        parity = check_parity(
+            dst, data["x_test"], data["y_test"], reference, precision=precision, layout=layout
+        )
         entry = file_entry(
             dst,
             run.bundle,
@@ -105,6 +164,7 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
             precision=precision,
             quantization=quant,
             batch=1 if fmt == "tflite" else None,
+            layout=layout,
             parity=parity.to_dict(),
         )
         entries.append(entry)
@@ -126,6 +186,8 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
         "x_test": splits.normalize(splits.test_x),
         "y_test": splits.test_y,
         "calib": splits.normalize(splits.train_x[: cfg.export.calibration_samples]),
+        "x_val": splits.normalize(splits.val_x),
+        "y_val": splits.val_y,
     }
     run.bundle.mkdir(parents=True, exist_ok=True)
     run.manifest.unlink(missing_ok=True)  # the bundle is incomplete until the manifest is rewritten

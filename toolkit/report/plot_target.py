@@ -14,7 +14,7 @@ from toolkit.report.table import fmt_ms
 
 __all__ = ["target_slug", "save_target_plots", "plot_caption"]
 
-_FILL = {"fp32": "full", "fp16": "left", "int8": "none"}  # precision → marker fill; others "bottom"
+_FILL = {"fp32": "full", "fp16": "left", "int8": "none", "dynamic-int8": "right"}  # precision → marker fill
 _CAPTIONS = {
     "accuracy_latency": "accuracy vs p50 latency, Pareto front dashed",
     "accuracy_size": "accuracy vs file size, Pareto front dashed",

@@ -11,7 +11,7 @@ from toolkit.report.pareto import pareto_front
 
 __all__ = ["ReportRow", "build_rows", "baseline_key", "sort_key", "mark_pareto"]
 
-_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
+_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2, "dynamic-int8": 3}
 
 
 @dataclass(frozen=True)
