@@ -124,11 +124,12 @@ class _Ctx:
 def _save(ctx: _Ctx, name: str, ckpt: dict) -> None:
     import torch
 
-    if ctx.rank != 0:
-        return
-    tmp = ctx.run.checkpoint(name).with_suffix(".partial")
-    torch.save(ckpt, tmp)
-    tmp.replace(ctx.run.checkpoint(name))
+    if ctx.rank == 0:
+        tmp = ctx.run.checkpoint(name).with_suffix(".partial")
+        torch.save(ckpt, tmp)
+        tmp.replace(ctx.run.checkpoint(name))
+    if ctx.world > 1:  # other ranks read the file (its hash keys the logits cache) only once it is whole
+        torch.distributed.barrier()
 
 
 def _train(
