@@ -139,17 +139,22 @@ def test_tflite_runtime_extra_measures_each_tflite_file_it_can_load(tiny_run, wh
     assert numpy_version.startswith("1.") and shape == ["1", "10"]
 
     proc = _bench(bin_, bundle, tmp_path / "results.jsonl")
-    # tflite-runtime 2.14 loads every file the exporter writes today, int8 included; only the file
-    # with a newer op version fails, on one line of its own, and exits 1 after the others are measured.
+    # tflite-runtime 2.14 loads every fp32, fp16 and full-integer int8 file the exporter writes; it
+    # refuses the dynamic-range int8 files (PT2E writes FULLY_CONNECTED version 12) and the file with a
+    # newer op version, each on one line of its own, and exits 1 after the others are measured.
     assert proc.returncode == 1, proc.stdout + proc.stderr
     records = _records(tmp_path / "results.jsonl")
-    assert sorted(Path(r["file"]).name for r in records) == sorted(
-        p.name for p in (tiny_run / "bundle").glob("*.tflite")
-    )
+    tflite = sorted(p.name for p in (tiny_run / "bundle").glob("*.tflite"))
+    dynamic = [n for n in tflite if n.endswith("_dynamic_int8.tflite")]
+    assert len(dynamic) == 2 and any(n.endswith("_fp16.tflite") for n in tflite)
+    assert sorted(Path(r["file"]).name for r in records) == [n for n in tflite if n not in dynamic]
     for r in records:
         assert r["backend"] == "tflite_runtime" and r["runtime_version"].startswith("2.14."), r["file"]
         assert r["latency"]["p50"] > 0 and 0.0 <= r["accuracy"] <= 1.0, r["file"]
     failed = [line for line in proc.stderr.splitlines() if "student_kd_conv_v99.tflite" in line]
     prefix = f"FAILED {bundle / 'student_kd_conv_v99.tflite'}: "
     assert len(failed) == 1 and failed[0].startswith(prefix) and failed[0].removeprefix(prefix).strip()
-    assert "1 of 5" in proc.stderr.splitlines()[-1], proc.stderr
+    for name in dynamic:
+        (line,) = [ln for ln in proc.stderr.splitlines() if name in ln]
+        assert line.startswith("FAILED") and "FULLY_CONNECTED" in line and "version '12'" in line, line
+    assert f"3 of {len(tflite) + 1}" in proc.stderr.splitlines()[-1], proc.stderr

@@ -100,10 +100,12 @@ class ExportConfig(_Strict):
     formats: list[Literal["onnx", "tflite", "torch"]] = Field(
         default_factory=lambda: ["onnx", "tflite", "torch"]
     )
-    # ONNX and TFLite files per model; .pt2 is fp32 only. int8 = static, calibrated, full-integer.
+    # ONNX and TFLite files of the students; .pt2 is fp32 only. int8 = static, calibrated, full-integer.
     precisions: list[Precision] = Field(
         default_factory=lambda: ["fp32", "fp16", "int8", "dynamic-int8"], min_length=1
     )
+    # The teacher is the baseline: float and static int8 (is a quantized teacher enough?) by default.
+    teacher_precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
     # The scratch student is a control: fp32 only unless listed here.
     scratch_precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     calibration_samples: int = Field(256, ge=1)

@@ -22,7 +22,10 @@ SUFFIXES = {"onnx": "onnx", "tflite": "tflite", "torch": "pt2"}
 def variants_for(name: str, cfg) -> list[tuple[str, str]]:
     """(format, precision) pairs to export: the configured precisions (scratch control: its own list)."""
     e = cfg.export
-    precisions = e.scratch_precisions if name.startswith("student_scratch") else e.precisions
+    if name.startswith("teacher"):
+        precisions = e.teacher_precisions
+    else:
+        precisions = e.scratch_precisions if name.startswith("student_scratch") else e.precisions
     out = []
     for fmt in e.formats:
         for precision in precisions:
