@@ -104,11 +104,13 @@ class ExportConfig(_Strict):
     precisions: list[Precision] = Field(
         default_factory=lambda: ["fp32", "fp16", "int8", "dynamic-int8"], min_length=1
     )
+    # .pt2 (torch eager reference) for the teacher only, or for every model.
+    torch_models: Literal["teacher", "all"] = "teacher"
     # The teacher is the baseline: float and static int8 (is a quantized teacher enough?) by default.
     teacher_precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
     # The scratch student is a control: fp32 only unless listed here.
     scratch_precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
-    calibration_samples: int = Field(256, ge=1)
+    calibration_samples: int = Field(128, ge=1)
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     opset: int = Field(18, ge=7)
     onnx_exporter: Literal["dynamo", "legacy"] = "dynamo"  # legacy: TorchScript-based, opsets below 18
@@ -135,7 +137,7 @@ class BenchSettings(_Strict):
     batch_size: int = Field(1, ge=1)
     warmup: int = Field(20, ge=0)
     min_runs: int = Field(200, ge=1)
-    min_time_s: float = Field(1.0, ge=0)
+    min_time_s: float = Field(0.5, ge=0)
     accuracy: bool = True
 
 
@@ -147,7 +149,7 @@ class RunConfig(_Strict):
     # One teacher (`teacher:`) or several (`teachers:`, soft targets averaged by weight); kept as `teachers`.
     teacher: TeacherConfig | None = None
     teachers: list[TeacherConfig] = Field(default_factory=list)
-    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=6, lr=5e-3))
+    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=5, lr=5e-3))
     distill: DistillConfig = Field(default_factory=DistillConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     bench: BenchSettings = Field(default_factory=BenchSettings)

@@ -29,8 +29,10 @@ def variants_for(name: str, cfg) -> list[tuple[str, str]]:
     out = []
     for fmt in e.formats:
         for precision in precisions:
-            if fmt == "torch" and precision != "fp32":
-                continue  # .pt2 is the float reference program
+            if fmt == "torch" and (
+                precision != "fp32" or (e.torch_models == "teacher" and name != "teacher")
+            ):
+                continue  # .pt2 is the float reference program, the teacher's own framework
             out.append((fmt, precision))
     return out
 
