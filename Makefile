@@ -13,7 +13,7 @@ install: $(STAMP)
 # Reinstall only when the dependency list changes; torch is pinned through constraints.txt.
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
+	$(BIN)/python -m pip install -q --no-compile --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
 	@touch $(STAMP)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package; nothing downloads at run time.

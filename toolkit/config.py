@@ -149,7 +149,7 @@ class RunConfig(_Strict):
     # One teacher (`teacher:`) or several (`teachers:`, soft targets averaged by weight); kept as `teachers`.
     teacher: TeacherConfig | None = None
     teachers: list[TeacherConfig] = Field(default_factory=list)
-    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=5, lr=5e-3))
+    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=4, lr=5e-3))
     distill: DistillConfig = Field(default_factory=DistillConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     bench: BenchSettings = Field(default_factory=BenchSettings)
