@@ -77,3 +77,31 @@ def onnx_classifier(path: Path, weight: np.ndarray, side: int) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, path)
     return path
+
+
+def fitted_student(*, seed: int = 0, noise: float = 0.5, n: int = 512):
+    """cnn_student with random conv/BN weights and a least-squares head on a 10-class template task: a
+    model with clear, varied predictions in a second instead of a training run."""
+    import torch
+
+    from toolkit.models import ModelSpec, create_model
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    templates = rng.standard_normal((10, 1, 28, 28)).astype(np.float32)
+    model = create_model(ModelSpec(arch="cnn_student", labels=tuple(str(i) for i in range(10)))).eval()
+    with torch.no_grad():
+        for m in model.modules():  # non-trivial BN statistics, so the exported convs carry biases
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.uniform_(-0.1, 0.1)
+    y = rng.integers(0, 10, 2 * n)
+    x = (templates[y] + noise * rng.standard_normal((2 * n, 1, 28, 28))).astype(np.float32)
+    with torch.no_grad():
+        feats = model.pool(model.forward_features(torch.from_numpy(x[:n]))).numpy()
+        a = np.c_[feats, np.ones(n)]  # ridge: dead ReLU channels make the plain system singular
+        w = np.linalg.solve(a.T @ a + 0.01 * np.eye(a.shape[1]), a.T @ (10 * np.eye(10)[y[:n]]))
+        model.head[0].weight.copy_(torch.from_numpy(w[:-1].T.astype(np.float32)))
+        model.head[0].bias.copy_(torch.from_numpy(w[-1].astype(np.float32)))
+    return model, x[n:], y[n:]

@@ -218,3 +218,34 @@ def test_written_manifest_matches_the_schema_and_bad_ones_name_the_field(tiny_ru
             validate_manifest(bad, where="b/manifest.json")
         assert str(err.value).startswith("b/manifest.json: ") and message in str(err.value), str(err.value)
         assert "\n" not in str(err.value)
+
+
+def test_default_run_ships_int8_students_3_5x_smaller_with_compact_names(tmp_path):
+    """The default run's export settings on its student architecture, through the export stage's own
+    writers: static int8 ONNX and TFLite files at least 3.5x smaller than their fp32 siblings."""
+    import onnx
+
+    from tests.conftest import fitted_student
+    from toolkit.config import DEFAULT_CONFIG, load_config
+    from toolkit.pipeline.export_stage import _export_one, file_name
+
+    cfg = load_config(DEFAULT_CONFIG)
+    assert cfg.student.arch == "cnn_student" and cfg.export.onnx_compact_names
+    model, x, y = fitted_student()
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    data = {"calib": x[: cfg.export.calibration_samples], "x_val": x, "y_val": y, "work": tmp_path}
+    sample = torch.from_numpy(x[:1])
+    for fmt in ("onnx", "tflite"):
+        paths = {}
+        for precision in ("fp32", "int8"):
+            paths[precision] = tmp_path / file_name("student_kd", fmt, precision)
+            _export_one("student_kd", model, fmt, precision, sample, paths[precision], data, cfg)
+        ratio = paths["fp32"].stat().st_size / paths["int8"].stat().st_size
+        assert ratio >= 3.5, f"{fmt}: int8 only {ratio:.2f}x smaller"
+        rec = check_parity(paths["int8"], x, y, ref, precision="int8")
+        assert rec.passed and rec.accuracy > 0.9, rec
+    for precision in ("fp32", "int8"):  # shipped ONNX files: short tensor names, no node names, named I/O
+        graph = onnx.load(str(tmp_path / file_name("student_kd", "onnx", precision))).graph
+        assert all(not n.name for n in graph.node) and all(len(t.name) <= 4 for t in graph.initializer)
+        assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]

@@ -21,7 +21,7 @@ from export.bundle import validate_manifest  # noqa: E402
 from export.from_onnx import export_from_onnx  # noqa: E402
 from export.onnx import export_onnx  # noqa: E402
 from export.onnx2tf import onnx_to_tflite  # noqa: E402
-from tests.test_export_onnx import fitted_student  # noqa: E402
+from tests.conftest import fitted_student  # noqa: E402
 from toolkit.cli.main import app  # noqa: E402
 from toolkit.errors import DataError, ExportError  # noqa: E402
 

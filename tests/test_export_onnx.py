@@ -25,34 +25,9 @@ from export.onnx import (  # noqa: E402
 )
 from export.parity import TOLERANCES, check_parity, run_file  # noqa: E402
 from export.quantize import convert_fp16, quantize_dynamic, quantize_static  # noqa: E402
+from tests.conftest import fitted_student  # noqa: E402
 from toolkit.data import ArrayCalibrationReader  # noqa: E402
 from toolkit.errors import ExportError  # noqa: E402
-
-
-def fitted_student(*, seed: int = 0, noise: float = 0.5, n: int = 512):
-    """cnn_student with random conv/BN weights and a least-squares head on a 10-class template task: a
-    model with clear, varied predictions in a second instead of a training run."""
-    from toolkit.models import ModelSpec, create_model
-
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    templates = rng.standard_normal((10, 1, 28, 28)).astype(np.float32)
-    model = create_model(ModelSpec(arch="cnn_student", labels=tuple(str(i) for i in range(10)))).eval()
-    with torch.no_grad():
-        for m in model.modules():  # non-trivial BN statistics, so the exported convs carry biases
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.bias.uniform_(-0.1, 0.1)
-    y = rng.integers(0, 10, 2 * n)
-    x = (templates[y] + noise * rng.standard_normal((2 * n, 1, 28, 28))).astype(np.float32)
-    with torch.no_grad():
-        feats = model.pool(model.forward_features(torch.from_numpy(x[:n]))).numpy()
-        a = np.c_[feats, np.ones(n)]  # ridge: dead ReLU channels make the plain system singular
-        w = np.linalg.solve(a.T @ a + 0.01 * np.eye(a.shape[1]), a.T @ (10 * np.eye(10)[y[:n]]))
-        model.head[0].weight.copy_(torch.from_numpy(w[:-1].T.astype(np.float32)))
-        model.head[0].bias.copy_(torch.from_numpy(w[-1].astype(np.float32)))
-    return model, x[n:], y[n:]
 
 
 @pytest.fixture(scope="module")
@@ -175,13 +150,17 @@ def test_strip_keeps_outputs_identical_and_shrinks(student, tmp_path):
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
 
 
-@pytest.mark.parametrize("quant_format,compact,min_ratio", [("QDQ", False, 2.9), ("QOperator", True, 3.5)])
-def test_int8_file_size_against_fp32(student, tmp_path, quant_format, compact, min_ratio):
-    """Both files stripped alike; QDQ pays for a Q/DQ pair per tensor, QOperator for none."""
+@pytest.mark.parametrize(
+    "quant_format,per_channel,compact,min_ratio",
+    [("QDQ", True, False, 2.9), ("QDQ", False, True, 3.5), ("QOperator", True, True, 3.5)],
+)
+def test_int8_file_size_against_fp32(student, tmp_path, quant_format, per_channel, compact, min_ratio):
+    """Both files stripped alike; QDQ pays for a Q/DQ pair per tensor, QOperator for none, per-channel
+    for a scale, zero point and int32 bias per output channel."""
     reader = ArrayCalibrationReader(student.x[:128], batch_size=32)
     fp32, int8 = tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
     strip_metadata(student.fp32, fp32, compact_names=compact)
-    quantize_static(student.fp32, int8, reader, quant_format=quant_format)
+    quantize_static(student.fp32, int8, reader, quant_format=quant_format, per_channel=per_channel)
     strip_metadata(int8, int8, compact_names=compact)
     ratio = fp32.stat().st_size / int8.stat().st_size
     assert ratio >= min_ratio, f"{quant_format}: {ratio:.2f}x"

@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from export._files import quiet_converters  # noqa: E402
 from export.onnx import export_onnx  # noqa: E402
 from export.sensitivity import accuracy, layer_sensitivity, quantize_with_max_drop  # noqa: E402
-from tests.test_export_onnx import fitted_student  # noqa: E402
+from tests.conftest import fitted_student  # noqa: E402
 from toolkit.data import ArrayCalibrationReader  # noqa: E402
 
 OUTLIER = 100.0  # one channel of the first block this many times larger, undone by the second conv

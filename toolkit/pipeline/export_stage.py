@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,27 +44,44 @@ def file_name(name: str, fmt: str, precision: str) -> str:
 
 
 def _onnx_fp32(model, sample, dst: Path, cfg) -> Path:
-    """The float ONNX file every ONNX variant is made from (written once per model)."""
+    """The named float ONNX file every ONNX variant is made from (written once per model)."""
     from export.onnx import export_onnx, simplify_onnx
 
     e = cfg.export
-    export_onnx(model, sample, dst, opset=e.opset, exporter=e.onnx_exporter)
-    if e.simplify:
-        simplify_onnx(dst, dst)
+    if not dst.exists():
+        export_onnx(model, sample, dst, opset=e.opset, exporter=e.onnx_exporter)
+        if e.simplify:
+            simplify_onnx(dst, dst)
     return dst
 
 
 def _export_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
+    from export.onnx import strip_metadata
+
+    settings = _write_onnx(name, model, precision, sample, dst, data, cfg)
+    if cfg.export.onnx_compact_names:
+        strip_metadata(dst, dst, compact_names=True)
+    return settings
+
+
+def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
+    import shutil
+
     from export import quantize
+    from export._files import atomic_path
     from toolkit.data import ArrayCalibrationReader
 
     e = cfg.export
-    fp32 = dst.with_name(file_name(name, "onnx", "fp32"))
+    fp32 = _onnx_fp32(model, sample, data["work"] / f"{name}.onnx", cfg)
     if precision == "fp32":
-        _onnx_fp32(model, sample, dst, cfg)
-        return {"exporter": e.onnx_exporter, "opset": e.opset, "simplified": e.simplify}
-    if not fp32.exists():
-        _onnx_fp32(model, sample, fp32, cfg)
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(fp32, tmp)
+        return {
+            "exporter": e.onnx_exporter,
+            "opset": e.opset,
+            "simplified": e.simplify,
+            "compact_names": e.onnx_compact_names,
+        }
     if precision == "fp16":
         return quantize.convert_fp16(fp32, dst)
     if precision == "dynamic-int8":
@@ -197,10 +215,12 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
     run.bundle.mkdir(parents=True, exist_ok=True)
     run.manifest.unlink(missing_ok=True)  # the bundle is incomplete until the manifest is rewritten
     models, failures = [], []
-    for name in names:
-        entries, failed, spec = _export_model(name, run, cfg, data, on_file)
-        models += entries
-        failures += failed
+    with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work:
+        data["work"] = Path(work)  # the named float ONNX files the shipped variants are made from
+        for name in names:
+            entries, failed, spec = _export_model(name, run, cfg, data, on_file)
+            models += entries
+            failures += failed
     input_spec = {
         "name": "input",
         "shape": [None, *spec.input_shape],
