@@ -106,8 +106,10 @@ class ExportConfig(_Strict):
     )
     # .pt2 (torch eager reference) for the teacher only, or for every model.
     torch_models: Literal["teacher", "all"] = "teacher"
-    # The teacher is the baseline: float and static int8 (is a quantized teacher enough?) by default.
-    teacher_precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "int8"], min_length=1)
+    # The teacher is the baseline, in every precision (is a quantized teacher enough?).
+    teacher_precisions: list[Precision] = Field(
+        default_factory=lambda: ["fp32", "fp16", "int8", "dynamic-int8"], min_length=1
+    )
     # The scratch student is a control: fp32 only unless listed here.
     scratch_precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     calibration_samples: int = Field(128, ge=1)

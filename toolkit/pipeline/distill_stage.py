@@ -96,14 +96,17 @@ def _spec(arch: str, kwargs: dict, splits: DataSplits):
     )
 
 
-def _evaluate(model, xs: dict, splits: DataSplits, device: str) -> dict:
+def _evaluate(model, xs: dict, splits: DataSplits, device: str, val_accuracy: float | None = None) -> dict:
+    """Test-split metrics, and validation accuracy unless training already measured it on these weights."""
     from toolkit.distill.evaluate import evaluate
     from toolkit.distill.train import accuracy, predict
 
     test = evaluate(predict(model.to(device), xs["test"], device=device), splits.test_y, labels=splits.labels)
     model.to("cpu")
+    if val_accuracy is None:
+        val_accuracy = accuracy(predict(model, xs["val"]), splits.val_y)
     return {
-        "val_accuracy": accuracy(predict(model, xs["val"]), splits.val_y),
+        "val_accuracy": val_accuracy,
         "test_accuracy": test["top1"],
         "test": test,
     }
@@ -202,7 +205,10 @@ def _train(
         "temperature": d.temperature if methods else None,
         "alpha": d.alpha if "kd" in methods else None,
         "augment": d.augment,
-        **_evaluate(model, ctx.xs, ctx.splits, ctx.device),
+        # the last epoch's validation pass ran on these final weights: not repeated
+        **_evaluate(
+            model, ctx.xs, ctx.splits, ctx.device, history[-1].get("val_accuracy") if history else None
+        ),
     }
     ckpt = {
         "spec": spec.to_dict(),
