@@ -227,14 +227,17 @@ def test_default_run_ships_int8_students_3_5x_smaller_with_compact_names(tmp_pat
 
     from tests.conftest import fitted_student
     from toolkit.config import DEFAULT_CONFIG, load_config
-    from toolkit.pipeline.export_stage import _export_one, file_name
+    from toolkit.pipeline.export_stage import _export_one, file_name, per_channel_for
 
     cfg = load_config(DEFAULT_CONFIG)
     assert cfg.student.arch == "cnn_student" and cfg.export.onnx_compact_names
     model, x, y = fitted_student()
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
-    data = {"calib": x[: cfg.export.calibration_samples], "x_val": x, "y_val": y, "work": tmp_path}
+    per_channel, why = per_channel_for(model, cfg.export.per_channel)
+    assert (per_channel, why.split(":")[0]) == (False, "auto")  # plain convs: per-tensor
+    data = dict(calib=x[: cfg.export.calibration_samples], x_val=x, y_val=y, work=tmp_path)
+    data.update(per_channel=per_channel, per_channel_reason=why)
     sample = torch.from_numpy(x[:1])
     for fmt in ("onnx", "tflite"):
         paths = {}
@@ -249,3 +252,11 @@ def test_default_run_ships_int8_students_3_5x_smaller_with_compact_names(tmp_pat
         graph = onnx.load(str(tmp_path / file_name("student_kd", "onnx", precision))).graph
         assert all(not n.name for n in graph.node) and all(len(t.name) <= 4 for t in graph.initializer)
         assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
+
+
+def test_per_channel_auto_follows_depthwise_convs():
+    from toolkit.pipeline.export_stage import per_channel_for
+
+    assert per_channel_for(MixedOps(), "auto")[0] is True  # depthwise conv: per-channel scales
+    assert per_channel_for(MixedOps(), False) == (False, "set in config")
+    assert per_channel_for(nn.Sequential(nn.Conv2d(1, 4, 3)), "auto")[0] is False

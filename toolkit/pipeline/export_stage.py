@@ -87,7 +87,9 @@ def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg)
     if precision == "dynamic-int8":
         return quantize.quantize_dynamic(fp32, dst)
     reader = ArrayCalibrationReader(data["calib"], input_name="input", batch_size=32)
-    quant = dict(method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=e.per_channel)
+    quant = dict(
+        method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=data["per_channel"]
+    )
     x_val, y_val = data["x_val"], data["y_val"]
     if e.max_accuracy_drop is not None:
         from export.sensitivity import quantize_with_max_drop
@@ -104,7 +106,9 @@ def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg)
 
             ranked = layer_sensitivity(fp32, reader, x_val, y_val, **quant)
             settings["sensitivity"] = {"split": "validation", "layers": [r.to_dict() for r in ranked]}
-    return dict(settings, calibration_samples=len(data["calib"]))
+    return dict(
+        settings, calibration_samples=len(data["calib"]), per_channel_reason=data["per_channel_reason"]
+    )
 
 
 def _export_tflite(model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
@@ -123,9 +127,23 @@ def _export_tflite(model, precision: str, sample, dst: Path, data: dict, cfg) ->
     calib = (torch.from_numpy(c[None]) for c in data["calib"])
     e = cfg.export
     settings = tflite.export_tflite_int8(
-        model, sample, dst, calib, per_channel=e.per_channel, io=e.tflite_int8_io, layout=layout
+        model, sample, dst, calib, per_channel=data["per_channel"], io=e.tflite_int8_io, layout=layout
     )
-    return dict(settings, calibration_samples=len(data["calib"]))
+    return dict(
+        settings, calibration_samples=len(data["calib"]), per_channel_reason=data["per_channel_reason"]
+    )
+
+
+def per_channel_for(model, setting: str | bool) -> tuple[bool, str]:
+    """Whether int8 weights get per-channel scales, and why (`setting` is the config's value)."""
+    from torch import nn
+
+    if setting != "auto":
+        return bool(setting), "set in config"
+    grouped = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    if grouped:
+        return True, f"auto: grouped/depthwise convs ({grouped[0]}, ...) need per-channel scales"
+    return False, "auto: no grouped convs; per-tensor saves a scale, zero point and int32 bias per channel"
 
 
 def _export_one(name, model, fmt: str, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
@@ -155,6 +173,8 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     model, spec, _ = load_checkpoint(run.checkpoint(name))
     reference = predict(model, data["x_test"])
     sample = torch.from_numpy(data["x_test"][:1])
+    per_channel, why = per_channel_for(model, cfg.export.per_channel)
+    data = dict(data, per_channel=per_channel, per_channel_reason=why)
     common = dict(
         name=name,
         role="teacher" if name == "teacher" else "student",
