@@ -55,16 +55,16 @@ def _onnx_fp32(model, sample, dst: Path, cfg) -> Path:
     return dst
 
 
-def _export_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
+def _export_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict:
     from export.onnx import strip_metadata
 
     settings = _write_onnx(name, model, precision, sample, dst, data, cfg)
     if cfg.export.onnx_compact_names:
         strip_metadata(dst, dst, compact_names=True)
-    return settings
+    return dict(settings, compact_names=cfg.export.onnx_compact_names)
 
 
-def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
+def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict:
     import shutil
 
     from export import quantize
@@ -76,12 +76,7 @@ def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg)
     if precision == "fp32":
         with atomic_path(dst) as tmp:
             shutil.copyfile(fp32, tmp)
-        return {
-            "exporter": e.onnx_exporter,
-            "opset": e.opset,
-            "simplified": e.simplify,
-            "compact_names": e.onnx_compact_names,
-        }
+        return {"exporter": e.onnx_exporter, "opset": e.opset, "simplified": e.simplify}
     if precision == "fp16":
         return quantize.convert_fp16(fp32, dst)
     if precision == "dynamic-int8":
