@@ -246,6 +246,9 @@ def test_default_run_ships_int8_students_3_5x_smaller_with_compact_names(tmp_pat
             settings = _export_one("student_kd", model, fmt, precision, sample, paths[precision], data, cfg)
             if fmt == "onnx":  # recorded in the manifest for every shipped ONNX file
                 assert settings["compact_names"] is True
+            if precision == "int8":  # both formats record calibration size and the per-channel choice
+                assert settings["calibration_samples"] == cfg.export.calibration_samples
+                assert settings["per_channel"] is False and settings["per_channel_reason"] == why
         ratio = paths["fp32"].stat().st_size / paths["int8"].stat().st_size
         assert ratio >= 3.5, f"{fmt}: int8 only {ratio:.2f}x smaller"
         rec = check_parity(paths["int8"], x, y, ref, precision="int8")

@@ -101,9 +101,7 @@ def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg)
 
             ranked = layer_sensitivity(fp32, reader, x_val, y_val, **quant)
             settings["sensitivity"] = {"split": "validation", "layers": [r.to_dict() for r in ranked]}
-    return dict(
-        settings, calibration_samples=len(data["calib"]), per_channel_reason=data["per_channel_reason"]
-    )
+    return settings
 
 
 def _export_tflite(model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
@@ -121,11 +119,8 @@ def _export_tflite(model, precision: str, sample, dst: Path, data: dict, cfg) ->
         return tflite.export_tflite_dynamic_int8(model, sample, dst, layout=layout)
     calib = (torch.from_numpy(c[None]) for c in data["calib"])
     e = cfg.export
-    settings = tflite.export_tflite_int8(
+    return tflite.export_tflite_int8(
         model, sample, dst, calib, per_channel=data["per_channel"], io=e.tflite_int8_io, layout=layout
-    )
-    return dict(
-        settings, calibration_samples=len(data["calib"]), per_channel_reason=data["per_channel_reason"]
     )
 
 
@@ -144,15 +139,20 @@ def per_channel_for(model, setting: str | bool) -> tuple[bool, str]:
 def _export_one(name, model, fmt: str, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
     """Write one file; returns its export/quantization settings (None for plain float files)."""
     if fmt == "onnx":
-        return _export_onnx(name, model, precision, sample, dst, data, cfg)
-    if fmt == "tflite":
-        return _export_tflite(model, precision, sample, dst, data, cfg)
-    if (fmt, precision) == ("torch", "fp32"):
+        settings = _export_onnx(name, model, precision, sample, dst, data, cfg)
+    elif fmt == "tflite":
+        settings = _export_tflite(model, precision, sample, dst, data, cfg)
+    elif (fmt, precision) == ("torch", "fp32"):
         from export.torch_program import export_program
 
         export_program(model, sample, dst)
         return None
-    raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
+    else:
+        raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
+    if precision == "int8":  # static int8, either format: calibration size and why (not) per channel
+        settings = dict(settings, calibration_samples=len(data["calib"]))
+        settings["per_channel_reason"] = data["per_channel_reason"]
+    return settings
 
 
 def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback | None):
