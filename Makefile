@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.edgekd-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 RUN    ?= runs/demo
 
-.PHONY: demo test install data browser lint clean
+.PHONY: demo test test-fast install data browser lint clean
 
 install: $(STAMP)
 
@@ -53,8 +53,13 @@ browser:
 demo: install data
 	$(BIN)/edgekd run --out $(RUN)
 
+# Every test, the `slow` ones too (fresh board venvs from the package index; skipped, with the reason,
+# only when no index answers). test-fast leaves the slow ones out for a quick loop.
 test: install data browser
 	$(BIN)/python -m pytest -q
+
+test-fast: install data
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: install
 	$(BIN)/ruff check toolkit export benchmarks tests

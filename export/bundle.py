@@ -21,6 +21,7 @@ __all__ = [
     "write_manifest",
     "write_archive",
     "library_versions",
+    "parity_failures",
     "MANIFEST_SCHEMA",
     "validate_manifest",
 ]
@@ -57,6 +58,23 @@ def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> dict:
     return {"file": "data/test.npz", "n": int(len(y)), "sha256": sha256_file(dst)}
 
 
+def parity_failures(models: list[dict]) -> list[dict]:
+    """A failure for every written file that missed its parity tolerance; its `file` stays in the bundle."""
+    out = []
+    for m in models:
+        p = m["parity"]
+        if p["passed"]:
+            continue
+        tol, missed = p["tolerance"], []
+        if p["max_abs_diff"] > tol.get("max_abs_diff", float("inf")):
+            missed.append(f"max |diff| {p['max_abs_diff']:.3g} > {tol['max_abs_diff']:g}")
+        if p["top1_agreement"] < tol["top1_agreement"]:
+            missed.append(f"top-1 agreement {p['top1_agreement']:.4f} < {tol['top1_agreement']:g}")
+        error = f"parity outside the {m['precision']} tolerance: {', '.join(missed)}"
+        out.append({k: m[k] for k in ("name", "format", "precision", "file")} | {"error": error})
+    return out
+
+
 def write_manifest(
     bundle: Path,
     *,
@@ -66,7 +84,9 @@ def write_manifest(
     test_data: dict,
     failures: list[dict],
 ) -> dict:
-    """Write `manifest.json` last and atomically: a bundle without it is incomplete by definition."""
+    """Write `manifest.json` last and atomically: a bundle without it is incomplete by definition.
+
+    `failures` are the files that could not be written; files that missed their parity tolerance are added."""
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -74,7 +94,7 @@ def write_manifest(
         "labels": labels,
         "test_data": test_data,
         "models": models,
-        "failures": failures,
+        "failures": failures + parity_failures(models),
         "exported_on": {"machine": platform.machine(), "python": platform.python_version()},
         "versions": library_versions(),
     }

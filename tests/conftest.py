@@ -105,3 +105,40 @@ def fitted_student(*, seed: int = 0, noise: float = 0.5, n: int = 512):
         model.head[0].weight.copy_(torch.from_numpy(w[:-1].T.astype(np.float32)))
         model.head[0].bias.copy_(torch.from_numpy(w[-1].astype(np.float32)))
     return model, x[n:], y[n:]
+
+
+def edgekd_main(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`edgekd ARGS` in this process through `main()` (its real error path): (exit code, stderr)."""
+    import sys
+
+    from toolkit.cli.main import _state, main
+
+    monkeypatch.setattr(sys, "argv", ["edgekd", *map(str, args)])
+    monkeypatch.setitem(_state, "debug", False)
+    capsys.readouterr()
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="session")
+def package_index() -> None:
+    """Skip, naming why, when pip cannot reach a package index: the board venvs install from one."""
+    import subprocess
+    import sys
+
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "index", "versions", "ai-edge-litert"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip("no package index answered `pip index versions ai-edge-litert` within 120 s")
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.skip(f"no package index answers (pip index versions ai-edge-litert: {last})")

@@ -190,7 +190,9 @@ def test_litert_int8_model_takes_and_returns_floats(tiny_int8_tflite):
 def test_time_runs_on_known_duration():
     samples = time_runs(lambda: time.sleep(0.002), warmup=2, min_runs=20, min_time_s=0.1, max_runs=1000)
     stats = LatencyStats.from_values(samples)
-    assert 2.0 <= stats.p50 <= 4.0
+    # A sleep is never shorter than asked; with both cores busy it may overshoot by milliseconds, but a
+    # unit error (seconds or microseconds) would be off by 1000x.
+    assert 2.0 <= stats.p50 <= 20.0
     assert stats.count >= 20 and sum(samples) >= 100.0
     assert len(time_runs(lambda: None, warmup=0, min_runs=5, min_time_s=10.0, max_runs=7)) == 7
 

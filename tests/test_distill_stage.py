@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -151,3 +155,67 @@ def test_bad_teacher_source_is_one_line(idx_folder, tmp_path):
     with pytest.raises(ConfigError) as err:
         run_distill(cfg, RunDir(tmp_path / "run"))
     assert "missing.pt" in str(err.value) and "\n" not in str(err.value)
+
+
+def _edgekd_process(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "toolkit.cli.main", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _timeless(info: dict) -> dict:
+    """A model's summary without its wall-clock fields (the only ones a resumed run may change)."""
+    return {k: v for k, v in info.items() if k not in ("train_seconds", "epoch_seconds")}
+
+
+def test_distill_killed_mid_student_resumes_to_the_uninterrupted_result(tmp_path):
+    """SIGKILL while the KD student trains, then `--resume`: same checkpoints and summary as one clean run."""
+    from tests.conftest import write_idx
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "idx"
+    root.mkdir()
+    for split, n in (("train", 3000), ("t10k", 200)):  # epochs long enough (~0.5 s) to kill one midway
+        y = rng.integers(0, 3, n).astype(np.uint8)
+        x = rng.integers(0, 60, (n, 8, 8)).astype(np.uint8)
+        for i, c in enumerate(y):
+            x[i, (c // 2) * 4 : (c // 2) * 4 + 4, (c % 2) * 4 : (c % 2) * 4 + 4] += 150
+        write_idx(root / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(root / f"{split}-labels-idx1-ubyte.gz", y)
+    cfg = _cfg(root, teacher={"epochs": 1}, student={"epochs": 4}).model_dump(mode="json")
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+
+    clean, cut = tmp_path / "clean", tmp_path / "cut"
+    assert _edgekd_process("distill", cfg_path, "--out", clean).wait(timeout=600) == 0
+    proc = _edgekd_process("distill", cfg_path, "--out", cut)
+    metrics = cut / "distill" / "student_kd_metrics.jsonl"
+    deadline = time.monotonic() + 300
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the KD student never finished an epoch"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    epochs_done = metrics.read_text().count("\n")
+    assert 1 <= epochs_done < 4, epochs_done  # killed mid-student, not after it
+    assert not (cut / "distill" / "student_kd.pt").exists()
+    assert not (cut / "distill" / "summary.json").exists()
+
+    resumed = _edgekd_process("distill", cfg_path, "--out", cut, "--resume")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    for name in ("teacher", "student_kd", "student_scratch"):
+        a = torch.load(clean / "distill" / f"{name}.pt", weights_only=True)["state_dict"]
+        b = torch.load(cut / "distill" / f"{name}.pt", weights_only=True)["state_dict"]
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    want = json.loads((clean / "distill" / "summary.json").read_text())
+    got = json.loads((cut / "distill" / "summary.json").read_text())
+    for name in ("student_kd", "student_scratch"):
+        assert _timeless(got[name]) == _timeless(want[name]), name
+    assert got["kd_vs_scratch"] == want["kd_vs_scratch"]
+    assert [json.loads(line)["train_accuracy"] for line in metrics.read_text().splitlines()] == [
+        json.loads(line)["train_accuracy"]
+        for line in (clean / "distill" / "student_kd_metrics.jsonl").read_text().splitlines()
+    ]

@@ -101,3 +101,83 @@ def test_each_stage_reruns_alone(tiny_run):
     assert len(results.read_text().splitlines()) == 2 * before  # appended, nothing lost
     r = CliRunner().invoke(app, ["report", str(tiny_run)])
     assert r.exit_code == 0 and "report.md" in r.output
+
+
+def test_benchmark_accuracy_is_the_parity_accuracy_of_each_file(tiny_run):
+    """The board path (uint8 test images + the manifest's preprocessing) scores each file as export did."""
+    manifest = json.loads((tiny_run / "bundle" / "manifest.json").read_text())
+    parity = {m["file"]: m["parity"] for m in manifest["models"]}
+    records = [json.loads(line) for line in (tiny_run / "bench" / "results.jsonl").read_text().splitlines()]
+    first = {}
+    for r in records:
+        first.setdefault(r["file"].rsplit("/", 1)[-1], r)
+    assert set(first) == set(parity)
+    for name, r in first.items():
+        p = parity[name]
+        assert r["n_accuracy"] == p["n"] == 300
+        # batch-1 vs batched runs may round one logit differently: at most one of 300 images moves
+        assert abs(r["accuracy"] - p["accuracy"]) <= 1 / 300 + 1e-9, (name, r["accuracy"], p["accuracy"])
+        if name.endswith(("teacher.onnx", "student_kd.onnx", ".pt2")) or name == "student_kd.tflite":
+            assert abs(r["accuracy"] - p["torch_accuracy"]) <= 1e-3, name
+
+
+def _failing_config(tmp_path):
+    import yaml
+
+    from tests.conftest import TINY
+
+    cfg = yaml.safe_load(TINY.read_text())
+    cfg["export"] = {
+        "formats": ["onnx"],
+        "precisions": ["fp32", "fp16"],
+        "teacher_precisions": ["fp32", "fp16"],
+        "calibration_samples": 32,
+        "sensitivity": False,
+    }
+    cfg["bench"] = dict(cfg["bench"], min_runs=5, min_time_s=0.0)
+    path = tmp_path / "failing.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_run_with_a_failed_export_and_a_parity_miss_measures_the_rest_and_exits_1(
+    tmp_path, monkeypatch, capsys
+):
+    """One file cannot be written, one misses its tolerance: both in `failures`, the rest measured, exit 1."""
+    from export.parity import TOLERANCES
+    from tests.conftest import edgekd_main
+    from toolkit.errors import ExportError
+    from toolkit.pipeline import export_stage
+
+    write_one = export_stage._export_one
+
+    def student_fp16_breaks(name, model, fmt, precision, *args):
+        if (name, precision) == ("student_kd", "fp16"):
+            raise ExportError("student_kd_fp16.onnx: converter crashed (made to fail by the test)")
+        return write_one(name, model, fmt, precision, *args)
+
+    monkeypatch.setattr(export_stage, "_export_one", student_fp16_breaks)
+    monkeypatch.setitem(TOLERANCES, "fp16", {"max_abs_diff": 1e-9, "top1_agreement": 0.98})
+    out = tmp_path / "run"
+    code, err = edgekd_main(monkeypatch, capsys, "run", _failing_config(tmp_path), "--out", out)
+    assert code == 1, err
+    assert err.strip().splitlines()[-1] == (
+        f"error: {out / 'bundle'}: 2 file(s) failed: 1 failed to export, 1 missed their parity tolerance "
+        "(kept for inspection) (see above)"
+    )
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    # files that could not be written first, then those written outside their tolerance
+    assert [(f["name"], f["precision"], f.get("file")) for f in manifest["failures"]] == [
+        ("student_kd", "fp16", None),
+        ("teacher", "fp16", "teacher_fp16.onnx"),
+    ]
+    shipped = ["teacher.onnx", "teacher_fp16.onnx", "student_kd.onnx", "student_scratch.onnx"]
+    assert sorted(m["file"] for m in manifest["models"]) == sorted(shipped)
+    assert not (out / "bundle" / "student_kd_fp16.onnx").exists()
+    records = [json.loads(line) for line in (out / "bench" / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["file"].rsplit("/", 1)[-1] for r in records) == sorted(shipped)
+    report = (out / "report" / "report.md").read_text()
+    assert "**FAILED**" in report and "teacher" in report
+    # The export stage alone, re-run on the same directory, says the same.
+    code, err = edgekd_main(monkeypatch, capsys, "export", out)
+    assert code == 1 and "2 file(s) failed: 1 failed to export, 1 missed" in err.strip().splitlines()[-1]

@@ -72,6 +72,41 @@ def test_cli_end_to_end(user_files, tmp_path):
     assert (tmp_path / "out" / "bundle.tar.gz").is_file()
 
 
+def test_parity_failure_is_listed_kept_and_exits_1(user_files, tmp_path, monkeypatch, capsys):
+    """An fp16 tolerance no float16 file can meet: FAIL in the table, in `failures`, exit 1, file kept."""
+    from export.parity import TOLERANCES
+    from tests.conftest import edgekd_main
+
+    monkeypatch.setitem(TOLERANCES, "fp16", {"max_abs_diff": 1e-9, "top1_agreement": 0.98})
+    out = tmp_path / "out"
+    code, err = edgekd_main(
+        monkeypatch, capsys, "export", "--from", user_files / "model.onnx", "--out", out, "--fp16",
+        "--int8", "dynamic", "--test", user_files / "test.npz",
+    )  # fmt: skip
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        f"error: {out / 'bundle'}: 1 file(s) failed: 1 missed their parity tolerance (kept for inspection) "
+        "(see above)"
+    )
+    assert "PARITY FAILED" in err and "FAIL" in err and "Traceback" not in err
+    manifest = _manifest(out)
+    files = {m["file"]: m for m in manifest["models"]}
+    assert list(files) == ["model.onnx", "model_dynamic-int8.onnx", "model_fp16.onnx"]
+    assert [files[f]["parity"]["passed"] for f in files] == [True, True, False]
+    [failure] = manifest["failures"]
+    diff = files["model_fp16.onnx"]["parity"]["max_abs_diff"]
+    assert failure == {
+        "name": "model",
+        "format": "onnx",
+        "precision": "fp16",
+        "file": "model_fp16.onnx",
+        "error": f"parity outside the fp16 tolerance: max |diff| {diff:.3g} > 1e-09",
+    }
+    assert diff > 1e-4  # a real float16 rounding error, not a contrived one
+    assert sha256_file(out / "bundle" / "model_fp16.onnx") == files["model_fp16.onnx"]["sha256"]
+    assert (out / "bundle.tar.gz").is_file()
+
+
 def test_dynamic_int8_without_data_checks_on_random_inputs(user_files, tmp_path):
     manifest = export_from_onnx(user_files / "model.onnx", tmp_path, int8="dynamic")
     validate_manifest(manifest)

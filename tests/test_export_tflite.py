@@ -268,7 +268,7 @@ print(json.dumps(out))
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="tflite-runtime 2.14 has wheels only up to 3.11")
-def test_tflite_runtime_2_14_runs_each_mode_or_rejects_it_on_one_line(student, tmp_path):
+def test_tflite_runtime_2_14_runs_each_mode_or_rejects_it_on_one_line(student, tmp_path, package_index):
     """What a board with only tflite_runtime (its last release, numpy 1) makes of each file."""
     import json
     import subprocess

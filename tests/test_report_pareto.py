@@ -111,6 +111,18 @@ def test_a_wider_budget_admits_the_int8_student(tmp_path: Path) -> None:
     assert (host.fastest.format, host.fastest.precision, host.fastest.p50_ms) == ("onnx", "int8", 0.08)
 
 
+def test_a_file_that_failed_parity_is_never_recommended(tmp_path: Path) -> None:
+    import dataclasses
+
+    rows = [
+        dataclasses.replace(r, parity_passed=False) if (r.format, r.precision) == ("onnx", "int8") else r
+        for r in rows_of(tmp_path, WITH_SMALL)
+    ]
+    (host, _) = recommend(rows, max_accuracy_drop=1.5)  # the budget that admits it when it passes
+    assert host.fastest is not None
+    assert (host.fastest.format, host.fastest.precision, host.fastest.p50_ms) == ("onnx", "fp32", 0.1)
+
+
 def test_no_student_qualifies_under_a_zero_budget(tmp_path: Path) -> None:
     result = build_report(write_run(tmp_path / "run", WITH_SMALL), max_accuracy_drop=0.0)
     host = result.recommendations[0]

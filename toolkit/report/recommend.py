@@ -43,7 +43,10 @@ def _pick(rows: list[ReportRow], *, max_accuracy_drop: float) -> Recommendation:
         fits = [
             r
             for r in rows
-            if r.role != "teacher" and r.accuracy is not None and _drop_pts(r, teacher) <= max_accuracy_drop
+            if r.role != "teacher"
+            and r.accuracy is not None
+            and r.parity_passed is not False  # a file that does not reproduce its model is not shipped
+            and _drop_pts(r, teacher) <= max_accuracy_drop
         ]
     sized = [r for r in fits if r.size_bytes is not None]
     return Recommendation(
