@@ -48,8 +48,15 @@ def onnx_input_spec(path: Path) -> dict:
     """The manifest's `input` for the file's single float32 image input; preprocessing is the identity,
     since the file's own normalization is unknown: boards feed model input as it is."""
     import onnx
+    from google.protobuf.message import DecodeError
 
-    graph = onnx.load(str(path), load_external_data=False).graph
+    size = path.stat().st_size
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except DecodeError as e:
+        raise ExportError(f"{path}: not an ONNX model ({size} bytes that do not parse: {e})") from e
+    if not graph.node:
+        raise ExportError(f"{path}: not an ONNX model ({size} bytes, no graph nodes)")
     weights = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in weights]
     t = inputs[0].type.tensor_type if len(inputs) == 1 else None

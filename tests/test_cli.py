@@ -33,6 +33,28 @@ def test_bad_config_is_one_line_and_exit_1(tmp_path):
     assert len(lines) == 1 and lines[0].startswith(f"error: {cfg}: distill.alpha")
 
 
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["bench", "missing.onnx"], "error: Invalid value for 'path': path 'missing.onnx' does not exist."),
+        (["report", "no-such-dir"], "error: Invalid value for 'run_dir': dir 'no-such-dir' does not exist."),
+        (["export", "--from", "x.onnx"], "error: Invalid value for '--from': path 'x.onnx' does not exist."),
+        (["bench"], "error: Missing argument 'path'."),
+        (["no-such-command"], "error: No such command 'no-such-command'."),
+    ],
+)
+def test_usage_error_is_one_line_and_exit_1(tmp_path, args, message):
+    r = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli.main", *args], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert (r.returncode, r.stderr.strip()) == (1, message)
+
+
+def test_bare_edgekd_prints_help_and_exits_0():
+    r = _edgekd()
+    assert r.returncode == 0 and r.stdout.startswith("Usage: ") and "edgekd run --out" in r.stdout
+
+
 def test_stage_without_its_inputs_names_the_missing_file(tmp_path):
     r = _edgekd("export", str(tmp_path))
     assert r.returncode == 1

@@ -194,18 +194,21 @@ def test_distill_killed_mid_student_resumes_to_the_uninterrupted_result(tmp_path
     proc = _edgekd_process("distill", cfg_path, "--out", cut)
     metrics = cut / "distill" / "student_kd_metrics.jsonl"
     deadline = time.monotonic() + 300
-    while not (metrics.exists() and metrics.read_text().count("\n") >= 1) and proc.poll() is None:
+    # Line 2 is written after epoch 1's state is saved: from then on the kill lands mid-student.
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and proc.poll() is None:
         assert time.monotonic() < deadline, "the KD student never finished an epoch"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     epochs_done = metrics.read_text().count("\n")
-    assert 1 <= epochs_done < 4, epochs_done  # killed mid-student, not after it
+    assert 2 <= epochs_done < 4, epochs_done  # killed mid-student, not after it
+    first_epoch = metrics.read_text().splitlines()[0]
     assert not (cut / "distill" / "student_kd.pt").exists()
     assert not (cut / "distill" / "summary.json").exists()
 
     resumed = _edgekd_process("distill", cfg_path, "--out", cut, "--resume")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    assert metrics.read_text().splitlines()[0] == first_epoch  # epoch 1 kept (its seconds too), not redone
     for name in ("teacher", "student_kd", "student_scratch"):
         a = torch.load(clean / "distill" / f"{name}.pt", weights_only=True)["state_dict"]
         b = torch.load(cut / "distill" / f"{name}.pt", weights_only=True)["state_dict"]

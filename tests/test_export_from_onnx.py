@@ -140,6 +140,24 @@ def test_missing_option_is_one_line_naming_it(user_files, tmp_path, extra, messa
     assert not (tmp_path / "out" / "bundle" / "manifest.json").exists()
 
 
+@pytest.mark.parametrize(
+    "content,fault",
+    [
+        (b"", "0 bytes, no graph nodes"),
+        (bytes(range(256)) * 2, "512 bytes that do not parse: Error parsing message"),
+    ],
+    ids=["empty", "random-bytes"],
+)
+def test_file_that_is_not_onnx_is_one_line(tmp_path, content, fault):
+    bad = tmp_path / "corrupt.onnx"
+    bad.write_bytes(content)
+    r = _edgekd("export", "--from", str(bad), "--out", str(tmp_path / "out"))
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert lines[0].startswith(f"error: {bad}: not an ONNX model ({fault}")
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_dir_and_from_options_do_not_mix(user_files, tmp_path):
     r = _edgekd("export", str(tmp_path), "--fp16")
     assert r.returncode == 1 and r.stderr.strip() == "error: --fp16: only with --from model.onnx"
