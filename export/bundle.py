@@ -17,6 +17,7 @@ from export._files import sha256_file
 __all__ = [
     "MANIFEST_VERSION",
     "file_entry",
+    "variant_file_name",
     "write_test_data",
     "write_manifest",
     "write_archive",
@@ -39,6 +40,16 @@ def library_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+# Manifest format -> file suffix.
+FILE_SUFFIXES = {"onnx": "onnx", "tflite": "tflite", "torch": "pt2"}
+
+
+def variant_file_name(stem: str, fmt: str, precision: str) -> str:
+    """`student_kd_dynamic_int8.onnx`: the one naming rule of every bundle writer (fp32 has no suffix)."""
+    suffix = "" if precision == "fp32" else "_" + precision.replace("-", "_")
+    return f"{stem}{suffix}.{FILE_SUFFIXES[fmt]}"
 
 
 def file_entry(path: Path, bundle: Path, **fields) -> dict:

@@ -127,8 +127,9 @@ class _Bundle:
         self.failures: list[dict] = []
 
     def path(self, fmt: str, precision: str) -> Path:
-        suffix = "" if precision == "fp32" else f"_{precision}"
-        return self.bundle / f"{self.stem}{suffix}.{fmt}"
+        from export.bundle import variant_file_name
+
+        return self.bundle / variant_file_name(self.stem, fmt, precision)
 
     def add(self, fmt: str, precision: str, quant: dict | None, **extra) -> None:
         from export.bundle import file_entry

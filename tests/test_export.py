@@ -265,3 +265,54 @@ def test_per_channel_auto_follows_depthwise_convs():
     assert per_channel_for(MixedOps(), "auto")[0] is True  # depthwise conv: per-channel scales
     assert per_channel_for(MixedOps(), False) == (False, "set in config")
     assert per_channel_for(nn.Sequential(nn.Conv2d(1, 4, 3)), "auto")[0] is False
+
+
+BUDGET_KEYS = {
+    "met",
+    "max_accuracy_drop",
+    "fp32_accuracy",
+    "all_int8_accuracy",
+    "accuracy",
+    "drop",
+    "kept_float",
+}
+
+
+def test_accuracy_budget_is_recorded_under_one_key_by_both_writers(tmp_path):
+    """`export.max_accuracy_drop` (run directory) and `--max-accuracy-drop` (--from) write the same block."""
+    from export.from_onnx import export_from_onnx
+    from tests.conftest import fitted_student
+    from toolkit.cli.output import _quant_cell
+    from toolkit.config import DEFAULT_CONFIG, load_config
+    from toolkit.pipeline.export_stage import _export_one, per_channel_for
+
+    cfg = load_config(DEFAULT_CONFIG)
+    # every layer that costs accuracy on validation goes back to float
+    cfg.export = cfg.export.model_copy(update={"max_accuracy_drop": 0.0})
+    model, x, y = fitted_student()
+    per_channel, why = per_channel_for(model, cfg.export.per_channel)
+    data = dict(
+        calib=x[:64], x_val=x, y_val=y, work=tmp_path, per_channel=per_channel, per_channel_reason=why
+    )
+    sample = torch.from_numpy(x[:1])
+    settings = _export_one("student_kd", model, "onnx", "int8", sample, tmp_path / "q.onnx", data, cfg)
+    budget = settings["accuracy_budget"]
+    assert set(budget) == BUDGET_KEYS and budget["max_accuracy_drop"] == 0.0
+    assert [r["node"] for r in settings["sensitivity"]["layers"]][: len(budget["kept_float"])] == budget[
+        "kept_float"
+    ]  # greedy: the costliest layers first
+    kept = len(budget["kept_float"])
+    assert _quant_cell({"precision": "int8", "quantization": settings}).endswith(
+        f"{kept} layer(s) float" if kept else "per-tensor"
+    )
+    np.save(tmp_path / "calib.npy", x[:64])
+    np.savez(tmp_path / "test.npz", x=x, y=y)
+    manifest = export_from_onnx(
+        tmp_path / "student_kd.onnx",  # the named float file the export stage quantized
+        tmp_path / "from",
+        int8="static",
+        calibration=tmp_path / "calib.npy",
+        test=tmp_path / "test.npz",
+        max_accuracy_drop=0.0,
+    )
+    assert set(manifest["models"][1]["quantization"]["accuracy_budget"]) == BUDGET_KEYS

@@ -91,7 +91,7 @@ def test_parity_failure_is_listed_kept_and_exits_1(user_files, tmp_path, monkeyp
     assert "PARITY FAILED" in err and "FAIL" in err and "Traceback" not in err
     manifest = _manifest(out)
     files = {m["file"]: m for m in manifest["models"]}
-    assert list(files) == ["model.onnx", "model_dynamic-int8.onnx", "model_fp16.onnx"]
+    assert list(files) == ["model.onnx", "model_dynamic_int8.onnx", "model_fp16.onnx"]
     assert [files[f]["parity"]["passed"] for f in files] == [True, True, False]
     [failure] = manifest["failures"]
     diff = files["model_fp16.onnx"]["parity"]["max_abs_diff"]
@@ -111,7 +111,7 @@ def test_dynamic_int8_without_data_checks_on_random_inputs(user_files, tmp_path)
     manifest = export_from_onnx(user_files / "model.onnx", tmp_path, int8="dynamic")
     validate_manifest(manifest)
     dyn = manifest["models"][1]
-    assert dyn["file"] == "model_dynamic-int8.onnx" and dyn["precision"] == "dynamic-int8"
+    assert dyn["file"] == "model_dynamic_int8.onnx" and dyn["precision"] == "dynamic-int8"
     assert dyn["parity"]["labels"] == "source predictions" and dyn["parity"]["n"] == 64
     assert dyn["quantization"]["mode"] == "dynamic"
 

@@ -97,7 +97,7 @@ def _quant_cell(m: dict) -> str:
         parts.append(f"{q['io']} I/O")
     if q.get("reduce_range"):
         parts.append("7-bit weights")
-    kept = (q.get("max_accuracy_drop") or {}).get("kept_float")
+    kept = (q.get("accuracy_budget") or {}).get("kept_float")
     if kept:
         parts.append(f"{len(kept)} layer(s) float")
     return " ".join(p for p in parts if p)

@@ -17,9 +17,6 @@ __all__ = ["run_export", "variants_for"]
 FileCallback = Callable[[str, str, str, dict], None]
 
 
-SUFFIXES = {"onnx": "onnx", "tflite": "tflite", "torch": "pt2"}
-
-
 def variants_for(name: str, cfg) -> list[tuple[str, str]]:
     """(format, precision) pairs to export: the configured precisions (scratch control: its own list)."""
     e = cfg.export
@@ -39,8 +36,9 @@ def variants_for(name: str, cfg) -> list[tuple[str, str]]:
 
 
 def file_name(name: str, fmt: str, precision: str) -> str:
-    suffix = "" if precision == "fp32" else "_" + precision.replace("-", "_")
-    return f"{name}{suffix}.{SUFFIXES[fmt]}"
+    from export.bundle import variant_file_name
+
+    return variant_file_name(name, fmt, precision)
 
 
 def _onnx_fp32(model, sample, dst: Path, cfg) -> Path:
@@ -93,7 +91,9 @@ def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg)
         r = quantize_with_max_drop(
             fp32, dst, reader, x_val, y_val, max_accuracy_drop=e.max_accuracy_drop, **quant
         )
-        settings = dict(r.pop("quantization"), max_accuracy_drop=r)
+        layers = r.pop("sensitivity")
+        settings = dict(r.pop("quantization"), accuracy_budget=r)
+        settings["sensitivity"] = {"split": "validation", "layers": layers}
     else:
         settings = quantize.quantize_static(fp32, dst, reader, **quant)
         if e.sensitivity and name == "student_kd":
