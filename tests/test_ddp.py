@@ -36,9 +36,12 @@ SCRIPT = textwrap.dedent(
 
     teacher = model((16, 32), 1).eval()
     student = model((4, 8), 0)
+    init = {k: v.clone() for k, v in student.state_dict().items()}
+    params = [name for name, _ in student.named_parameters()]
     settings = TrainSettings(epochs=2, batch_size=16, lr=1e-2, methods=("kd", "hint"), augment=True)
     hist = train_model(student, x, y, settings, teachers=[Teacher(model=teacher, logits=predict(teacher, x))])
-    torch.save({"state": student.state_dict(), "history": hist}, f"{sys.argv[1]}/rank{rank}.pt")
+    out = {"state": student.state_dict(), "init": init, "params": params, "history": hist}
+    torch.save(out, f"{sys.argv[1]}/rank{rank}.pt")
     dist.destroy_process_group()
     """
 )
@@ -58,8 +61,14 @@ def test_two_ranks_end_with_identical_weights(tmp_path):
     assert r0["state"].keys() == r1["state"].keys()
     for k, v in r0["state"].items():
         assert torch.equal(v, r1["state"][k]), k
+    # both started from the same seed-0 init and trained: every learnable tensor moved away from it
+    for k, v in r0["init"].items():
+        assert torch.equal(v, r1["init"][k]), k
+    assert r0["params"] and set(r0["params"]) <= r0["state"].keys()
+    unmoved = [k for k in r0["params"] if torch.equal(r0["state"][k], r0["init"][k])]
+    assert not unmoved, f"parameters still at their initial values: {unmoved}"
 
-    # both ranks trained (weights moved from the seed-0 init) and agree on the all-reduced epoch metrics
+    # and they agree on the all-reduced epoch metrics
     def metrics(h):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in h]
 

@@ -64,10 +64,43 @@ def test_depthwise_conv_macs_count_groups():
     assert count_macs(m, (8, 4, 4)) == 4 * 4 * 8 * 9
 
 
-def test_student_and_teacher_macs():
+def conv_macs(side: int, cin: int, cout: int, k: int = 3, groups: int = 1) -> int:
+    """A stride-1, same-padded k x k conv on a side x side map: every output element sums cin/groups*k*k."""
+    return side * side * cout * (cin // groups) * k * k
+
+
+def linear_macs(n_in: int, n_out: int) -> int:
+    return n_in * n_out
+
+
+def student_macs_by_hand(side: int = 28) -> int:
+    """cnn_student on a 1 x side x side image: 3x3 convs 1->16->32->64, each stage at half the previous
+    resolution (2x2 max-pool after each), global average pooling, linear 64->10. Pools and BN count 0."""
+    convs = conv_macs(side, 1, 16) + conv_macs(side // 2, 16, 32) + conv_macs(side // 4, 32, 64)
+    return convs + linear_macs(64, 10)
+
+
+def teacher_macs_by_hand(side: int = 28) -> int:
+    """cnn_teacher on a 1 x side x side image: 3x3 convs 1->64->128->256 at side, side/2, side/4, then
+    the flattened (side/8)^2 x 256 map through linear ->512 and 512->10."""
+    convs = conv_macs(side, 1, 64) + conv_macs(side // 2, 64, 128) + conv_macs(side // 4, 128, 256)
+    return convs + linear_macs((side // 8) ** 2 * 256, 512) + linear_macs(512, 10)
+
+
+def test_macs_by_hand_helpers_match_the_arithmetic():
+    # the helpers spelled out once for the default 28x28 input (teacher flattens 3x3x256 = 2304 features)
+    assert student_macs_by_hand() == 28 * 28 * 16 * 9 + 14 * 14 * 32 * 16 * 9 + 7 * 7 * 64 * 32 * 9 + 64 * 10
+    assert teacher_macs_by_hand() == (
+        28 * 28 * 64 * 9 + 14 * 14 * 128 * 64 * 9 + 7 * 7 * 256 * 128 * 9 + 2304 * 512 + 512 * 10
+    )
+
+
+@pytest.mark.parametrize("side", [28, 32])
+def test_student_and_teacher_macs(side):
     from toolkit.models import count_macs
 
-    teacher, student = MODELS.create("cnn_teacher"), MODELS.create("cnn_student")
-    # 28x28x64x9 + 14x14x128x64x9 + 7x7x256x128x9 + 2304x512 + 512x10
-    assert count_macs(teacher, (1, 28, 28)) == 451_584 + 14_450_688 + 14_450_688 + 1_179_648 + 5_120
-    assert count_macs(student, (1, 28, 28)) * 15 < count_macs(teacher, (1, 28, 28))
+    teacher = MODELS.create("cnn_teacher", input_size=side)
+    student = MODELS.create("cnn_student", input_size=side)
+    assert count_macs(teacher, (1, side, side)) == teacher_macs_by_hand(side)
+    assert count_macs(student, (1, side, side)) == student_macs_by_hand(side)
+    assert count_macs(student, (1, side, side)) * 15 < count_macs(teacher, (1, side, side))

@@ -17,6 +17,33 @@ from toolkit.errors import DataError, RunDirError
 from toolkit.report import build_compare_report, build_report, read_manifest, read_results
 
 PLOT_KINDS = ("accuracy_latency", "accuracy_size", "latency")  # one PNG each per target, then tradeoff.png
+KD, TEACHER = RECORDS[1], RECORDS[2]  # student_kd and teacher, onnx fp32 on the native target
+KD_CONSTRAINED = RECORDS[4]
+KD_ENTRY = MANIFEST["models"][1]
+RATIOS = ("Speedup", "Size ×", "Mem ×", "Δ acc (pts)")
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def md_table(md: str, column: str) -> list[dict[str, str]]:
+    """The rows of the first Markdown table in `md` whose header has `column`, as header -> cell text."""
+    lines = md.splitlines()
+    for i, line in enumerate(lines[:-1]):
+        if line.startswith("|") and column in _cells(line) and lines[i + 1].startswith("|---"):
+            header, rows = _cells(line), []
+            for body in lines[i + 2 :]:
+                if not body.startswith("|"):
+                    break
+                rows.append(dict(zip(header, _cells(body), strict=True)))
+            return rows
+    raise AssertionError(f"no table with a {column!r} column")
+
+
+def md_row(rows: list[dict[str, str]], **match: str) -> dict[str, str]:
+    (row,) = [r for r in rows if all(r[k] == v for k, v in match.items())]
+    return row
 
 
 def test_ratios_against_teacher(tmp_path: Path) -> None:
@@ -63,19 +90,36 @@ def test_build_report_writes_markdown_html_csv_png(tmp_path: Path) -> None:
     per_target = [f"{kind}_{slug}.png" for slug in ("host", "host-1cpu") for kind in PLOT_KINDS]
     assert [p.name for p in result.plot_paths] == per_target + ["tradeoff.png"]
     md = result.markdown_path.read_text()
-    kd_row = (
-        "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | 1 | native | 24,058 | – | 97.7 KiB | 90.00 "
-        "| 99.50% | 0.100 | 0.120 | 0.150 | 10,000 | 80.0 | 10.00× | 60.0× | 1.00× | -1.00 | lat+size |"
-    )
-    assert kd_row in md
-    assert (
-        "| **teacher** | onnx | fp32 | onnxruntime | 1 | 1 | 1 | native | 1,500,000 | – | 5.72 MiB | 91.00 |"
-        in md
-    )
-    assert "| *constrained local CPU* |" in md
+    table = md_table(md, "Speedup")
+    assert len(table) == len(RECORDS)
+    kd = md_row(table, Model="student_kd", Format="onnx", Precision="fp32", Target="native")
+    p50, size, acc = KD["latency"]["p50"], KD["file_size_bytes"], KD["accuracy"]
+    assert (kd["Backend"], kd["Threads"], kd["Batch"], kd["Streams"]) == ("onnxruntime", "1", "1", "1")
+    assert (kd["Params"], kd["MACs"]) == (f"{KD_ENTRY['params']:,}", "–")  # no MACs in the manifest
+    assert kd["Size"] == f"{size / 1024:.1f} KiB" and kd["Acc %"] == f"{100 * acc:.2f}"
+    assert kd["Top-1 agr."] == f"{100 * KD_ENTRY['parity']['top1_agreement']:.2f}%"
+    assert [kd["p50 ms"], kd["p90 ms"], kd["p99 ms"]] == [f"{f * p50:.3f}" for f in (1.0, 1.2, 1.5)]
+    assert kd["img/s"] == f"{1000 / p50:,.0f}" and kd["Peak RSS MB"] == f"{KD['peak_rss_mb']:.1f}"
+    # ratios against the teacher row of the same format, backend, threads, batch and target
+    assert kd["Speedup"] == f"{TEACHER['latency']['p50'] / p50:.2f}×"
+    assert kd["Size ×"] == f"{TEACHER['file_size_bytes'] / size:.1f}×"
+    assert kd["Mem ×"] == f"{TEACHER['peak_rss_mb'] / KD['peak_rss_mb']:.2f}×"
+    assert kd["Δ acc (pts)"] == f"{100 * (acc - TEACHER['accuracy']):+.2f}"
+    teacher = md_row(table, Model="**teacher**")  # the baseline, in bold
+    assert teacher["Params"] == f"{MANIFEST['models'][0]['params']:,}"
+    assert teacher["Acc %"] == f"{100 * TEACHER['accuracy']:.2f}"
+    assert teacher["Size"] == f"{TEACHER['file_size_bytes'] / 2**20:.2f} MiB"
+    assert [teacher[c] for c in RATIOS] == ["1.00×", "1.0×", "1.00×", "+0.00"]
+    slow = md_row(table, Model="student_kd", Format="onnx", Target="*constrained local CPU*")
+    assert slow["p50 ms"] == f"{KD_CONSTRAINED['latency']['p50']:.3f}"
+    assert slow["img/s"] == f"{1000 / KD_CONSTRAINED['latency']['p50']:,.0f}"
+    # no teacher row on that target: every ratio is a dash
+    assert [slow[c] for c in RATIOS] == ["–"] * 4
     assert "Rows on *constrained local CPU* were measured on this machine under emulation or resource" in md
-    assert "| 0.300 | 0.360 | 0.450 | 3,333 | 80.0 | – | – | – | – | lat+size |" in md
-    assert "**FAILED** (60.00%)" in md and "PARITY CHECK FAILED** for student_scratch onnx fp32" in md
+    scratch = md_row(table, Model="student_scratch")  # its manifest entry failed parity
+    agreement = MANIFEST["models"][4]["parity"]["top1_agreement"]
+    assert scratch["Top-1 agr."] == f"**FAILED** ({100 * agreement:.2f}%)"
+    assert "PARITY CHECK FAILED** for student_scratch onnx fp32" in md
     for path in result.plot_paths:
         assert f"]({path.name})" in md and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "**Best student:** student_kd (ONNX fp32, onnxruntime, 1 thread, native) is 10.00× faster" in md
@@ -166,11 +210,11 @@ def test_macs_come_from_the_manifest(tmp_path: Path) -> None:
     manifest = json.loads((run / "bundle/manifest.json").read_text())
     manifest["models"][1]["macs"] = 1_234_567
     (run / "bundle/manifest.json").write_text(json.dumps(manifest))
-    md = build_report(run).markdown_path.read_text()
-    assert (
-        "| student_kd | onnx | fp32 | onnxruntime | 1 | 1 | 1 | native | 24,058 | 1,234,567 | 97.7 KiB |"
-        in md
-    )
+    table = md_table(build_report(run).markdown_path.read_text(), "MACs")
+    key = ("student_kd", "onnx", "fp32")
+    rows = [r for r in table if (r["Model"], r["Format"], r["Precision"]) == key]
+    assert [r["MACs"] for r in rows] == ["1,234,567"] * 2  # both targets of the file with those MACs
+    assert {r["MACs"] for r in table if r not in rows} == {"–"}
 
 
 def two_runs(tmp_path: Path) -> tuple[Path, Path]:
@@ -197,9 +241,16 @@ def test_compare_puts_runs_side_by_side(tmp_path: Path) -> None:
         "pi · *constrained local CPU* · Pi CPU: Peak RSS MB |"
     )
     assert header in md
-    assert "| student_kd | onnx | fp32 | onnxruntime | 0.100 | 90.00 | 80.0 | 0.400 | 90.00 | 40.0 |" in md
-    assert "| **teacher** | onnx | fp32 | onnxruntime | 1.000 | 91.00 | 80.0 | 4.000 | 91.00 | 40.0 |" in md
-    assert "| student_kd | tflite | fp32 | litert | 0.200 | 90.00 | 80.0 | – | – | – |" in md  # pi lacks it
+    table = md_table(md, "Backend")
+    pc_, pi_ = "pc · native · Test CPU 9000: ", "pi · *constrained local CPU* · Pi CPU: "
+    for model, rec in (("student_kd", KD), ("**teacher**", TEACHER)):
+        row = md_row(table, Model=model, Format="onnx", Precision="fp32")
+        p50, acc = rec["latency"]["p50"], f"{100 * rec['accuracy']:.2f}"
+        assert [row[pc_ + c] for c in ("p50 ms", "Acc %", "Peak RSS MB")] == [f"{p50:.3f}", acc, "80.0"]
+        assert [row[pi_ + c] for c in ("p50 ms", "Acc %", "Peak RSS MB")] == [f"{4 * p50:.3f}", acc, "40.0"]
+    tflite = md_row(table, Model="student_kd", Format="tflite")
+    assert tflite[pc_ + "p50 ms"] == f"{RECORDS[3]['latency']['p50']:.3f}"
+    assert [tflite[pi_ + c] for c in ("p50 ms", "Acc %", "Peak RSS MB")] == ["–"] * 3  # pi lacks it
     assert "**pi** (`" in md and "Pi CPU (2 cores usable)" in md and "`min_runs`=100" in md
     assert "Column groups on *constrained local CPU* were measured under emulation" in md
     page = (tmp_path / "cmp/compare.html").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
@@ -13,6 +14,7 @@ pytest.importorskip("onnxruntime")
 
 from export._files import quiet_converters  # noqa: E402
 from export.onnx import export_onnx  # noqa: E402
+from export.quantize import quantizable_nodes, quantize_static  # noqa: E402
 from export.sensitivity import accuracy, layer_sensitivity, quantize_with_max_drop  # noqa: E402
 from tests.conftest import fitted_student  # noqa: E402
 from toolkit.data import ArrayCalibrationReader  # noqa: E402
@@ -53,32 +55,97 @@ def test_one_record_per_conv_and_gemm_most_costly_first(outlier):
     assert max(abs(r.drop) for r in records[2:]) < 1
 
 
-def test_tiny_budget_keeps_the_costly_layers_float(outlier, tmp_path):
+def _sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _int8_weight_nodes(path) -> set[str]:
+    """Conv/Gemm nodes whose weight comes through a DequantizeLinear, i.e. the layers run in int8."""
+    graph = onnx.load(str(path)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in graph.node if n.op_type in ("Conv", "Gemm") and n.input[1] in dequantized}
+
+
+def test_tiny_budget_keeps_exactly_the_two_outlier_convs_float(outlier, tmp_path):
     path, reader, x, y, convs = outlier
     budget = 0.5
+    base = accuracy(path, x, y)
+
+    def keeping(kept: list[str], name: str):
+        """The static int8 file with `kept` float, and its accuracy drop in points."""
+        quantize_static(path, tmp_path / name, reader, nodes_to_exclude=kept)
+        return tmp_path / name, 100 * (base - accuracy(tmp_path / name, x, y))
+
+    # Independently of the search: the outlier sits between the first two convs, so either one alone in
+    # float misses the budget and both together meet it; the greedy search must stop at those two.
+    all_int8, all_int8_drop = keeping([], "all_int8.onnx")
+    assert all_int8_drop > 20
+    assert keeping(convs[:1], "first.onnx")[1] > budget and keeping(convs[1:2], "second.onnx")[1] > budget
+    expected, expected_drop = keeping(convs[:2], "expected.onnx")
+    assert expected_drop <= budget
+
     res = quantize_with_max_drop(path, tmp_path / "q.onnx", reader, x, y, max_accuracy_drop=budget)
-    assert res["all_int8_accuracy"] < res["fp32_accuracy"] - 0.2  # all-int8 misses by far
-    assert len(res["kept_float"]) >= 1 and set(res["kept_float"]) <= {r["node"] for r in res["sensitivity"]}
-    assert res["kept_float"] == [r["node"] for r in res["sensitivity"][: len(res["kept_float"])]]
-    assert res["met"] and res["drop"] <= budget
-    assert res["accuracy"] == accuracy(tmp_path / "q.onnx", x, y)
-    assert res["drop"] == round(100 * (res["fp32_accuracy"] - res["accuracy"]), 4)
-    assert res["quantization"]["nodes_excluded"] == sorted(res["kept_float"])
-    ops = [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node]
-    assert ops.count("Conv") == 3 and "QuantizeLinear" in ops  # still an int8 file, float where kept
-    assert set(convs[:2]) <= set(res["kept_float"])
+    assert sorted(res["kept_float"]) == sorted(convs[:2])
+    assert res["kept_float"] == [r["node"] for r in res["sensitivity"][:2]]  # costliest first
+    assert _sha256(tmp_path / "q.onnx") == _sha256(expected)
+    all_layers = {name for name, _ in quantizable_nodes(path)}
+    assert _int8_weight_nodes(tmp_path / "q.onnx") == all_layers - set(convs[:2])  # the rest stay int8
+    assert res["met"] and res["fp32_accuracy"] == base
+    assert (res["accuracy"], res["all_int8_accuracy"]) == (accuracy(expected, x, y), accuracy(all_int8, x, y))
+    assert res["drop"] == round(100 * (base - res["accuracy"]), 4) <= budget
+    assert res["quantization"]["nodes_excluded"] == sorted(convs[:2])
 
 
-def test_unreachable_budget_is_reported_with_the_closest_file(outlier, tmp_path, monkeypatch):
-    import export.sensitivity as sens
+class _AddNet(torch.nn.Module):
+    """conv(x) + skip(x) -> ReLU -> mean -> linear: the Add is quantized by onnxruntime but is no
+    Conv/Gemm/MatMul, so keeping every layer float still leaves it in int8."""
 
-    path, reader, x, y, _ = outlier
-    real = sens.accuracy
-    # Every int8 file 2 points under float, whatever stays float: no search can meet 1 point.
-    monkeypatch.setattr(sens, "accuracy", lambda p, *a: real(p, *a) - (0 if p == path else 0.02))
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+        self.skip = torch.nn.Conv2d(1, 8, 1)
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.conv(x) + self.skip(x)).mean((2, 3)))
+
+
+def test_unreachable_budget_keeps_the_closest_file(tmp_path):
+    torch.manual_seed(0)
+    model = _AddNet().eval()
+    with torch.no_grad():  # channel 3 OUTLIER times larger into the Add, undone by the head
+        for conv in (model.conv, model.skip):
+            conv.weight[3] *= OUTLIER
+            conv.bias[3] *= OUTLIER
+        model.head.weight[:, 3] /= OUTLIER
+    x = np.random.default_rng(0).standard_normal((256, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        y = model(torch.from_numpy(x)).argmax(1).numpy()  # labels: the float model's answers
+    path = tmp_path / "add.onnx"
+    with quiet_converters():
+        export_onnx(model, torch.from_numpy(x[:1]), path)
+    reader = ArrayCalibrationReader(x[:128], batch_size=32)
+
+    # The files the search may try: all int8, then the costliest layer, the two costliest, ... kept float.
+    ranking = [r.node for r in layer_sensitivity(path, reader, x, y)]
+    assert sorted(ranking) == sorted(name for name, _ in quantizable_nodes(path))
+    candidates, accs, hashes = [ranking[:i] for i in range(len(ranking) + 1)], [], []
+    for i, kept in enumerate(candidates):
+        quantize_static(path, tmp_path / f"cand{i}.onnx", reader, nodes_to_exclude=kept)
+        accs.append(accuracy(tmp_path / f"cand{i}.onnx", x, y))
+        hashes.append(_sha256(tmp_path / f"cand{i}.onnx"))
+    assert max(accs) < 0.99  # every candidate misses a 1-point budget (the float model scores 1.0)
+    closest = accs.index(max(accs))  # the first of the most accurate
+    # the scenario tells "closest" from "first" and "last": the best file keeps some layers, not all
+    assert 0 < closest < len(candidates) - 1, accs
+
     res = quantize_with_max_drop(path, tmp_path / "q.onnx", reader, x, y, max_accuracy_drop=1.0)
-    assert not res["met"] and res["drop"] > 1.0 and (tmp_path / "q.onnx").exists()
-    assert len(res["sensitivity"]) == 4  # it did search, all layers in turn
+    assert not res["met"] and res["fp32_accuracy"] == 1.0
+    assert res["kept_float"] == candidates[closest]
+    assert _sha256(tmp_path / "q.onnx") == hashes[closest]
+    assert res["accuracy"] == accs[closest] and res["all_int8_accuracy"] == accs[0]
+    assert res["drop"] == round(100 * (1.0 - accs[closest]), 4) > 1.0
+    assert [r["node"] for r in res["sensitivity"]] == ranking  # it did search, all layers in turn
 
 
 def test_generous_budget_quantizes_everything(outlier, tmp_path):

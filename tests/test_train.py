@@ -112,25 +112,55 @@ def test_every_method_and_combination_trains(tmp_path):
         assert hist[-1]["val_accuracy"] > 0.45, (methods, hist)  # 3 classes: chance is 0.33
 
 
-def test_hint_adapter_maps_student_channels_to_teacher_channels():
+def _hint_settings(**kw):
+    s = dict(epochs=1, batch_size=16, lr=1e-2, methods=("hint",), hint_student="features.0")
+    return TrainSettings(**{**s, "hint_teacher": "features.1", **kw})
+
+
+def test_hint_adapter_maps_student_channels_to_teacher_channels_and_learns(tmp_path):
     x, y = _data()
     teacher = _teacher(x, y)
-    s = TrainSettings(
-        epochs=1, batch_size=16, methods=("hint",), hint_student="features.0", hint_teacher="features.1"
-    )
-    model = _model()
     seen = {}
 
     def on_step(done, total, m):
         seen["n"] = total
 
-    train_model(model, x, y, s, teachers=[Teacher(model=teacher)], on_step=on_step)
-    from toolkit.distill.train import _hint_loss
+    def state_after(settings, name, **kw):
+        path = tmp_path / name
+        train_model(_model(), x, y, settings, teachers=[Teacher(model=teacher)], state_path=path, **kw)
+        return torch.load(path, weights_only=False)["student"]  # student model and hint adapter
 
-    hint = _hint_loss(model, teacher, s, x)
-    # student features.0 has 4 channels at 4x4, teacher features.1 has 32 channels at 2x2
-    assert tuple(hint.adapter.weight.shape) == (32, 4, 1, 1)
-    assert seen["n"] == 6
+    # lr 0 takes no step (AdamW's decay is lr-scaled too): the state holds the adapter as initialized
+    untrained = state_after(_hint_settings(lr=0.0), "init.pt")
+    assert torch.equal(untrained["model.features.0.0.weight"], _model().state_dict()["features.0.0.weight"])
+    initial = untrained["hint.adapter.weight"]
+    trained = state_after(_hint_settings(), "trained.pt", on_step=on_step)["hint.adapter.weight"]
+    # student features.0 has 4 channels at 4x4, teacher features.1 has 32 channels at 2x2: a 1x1 conv 4->32
+    assert tuple(trained.shape) == tuple(initial.shape) == (32, 4, 1, 1)
+    assert seen["n"] == 6  # 96 images / batch 16
+    moved = (trained - initial).abs().amax(dim=(1, 2, 3))
+    assert (moved > 1e-4).all(), moved  # every output channel of the adapter was trained
+
+
+def test_hint_beta_weights_the_hint_and_zero_turns_it_off():
+    x, y = _data()
+    teacher = _teacher(x, y)
+
+    def student(settings):
+        model = _model()
+        train_model(model, x, y, settings, teachers=[Teacher(model=teacher)] if settings.methods else ())
+        return model.state_dict()
+
+    plain = student(TrainSettings(epochs=1, batch_size=16, lr=1e-2))
+    off, low, high = (student(_hint_settings(hint_beta=b)) for b in (0.0, 1.0, 10.0))
+    # beta 0: the same student as plain cross-entropy training (same seed, same batch order)
+    for k, v in plain.items():
+        assert torch.equal(v, off[k]), k
+    # the hint reaches the student's tapped layer, scaled by beta
+    w = "features.0.0.weight"
+    assert not torch.equal(low[w], plain[w])
+    assert not torch.equal(low[w], high[w])
+    assert (high[w] - plain[w]).abs().sum() > (low[w] - plain[w]).abs().sum()
 
 
 def test_unknown_layer_and_method_are_one_line_errors():
@@ -180,6 +210,46 @@ def test_two_teachers_train_cached_and_online():
         s = TrainSettings(epochs=1, batch_size=16, methods=("kd",), augment=augment)
         hist = train_model(_model(), x, y, s, teachers=teachers)
         assert hist[0]["teacher_targets"] == ("online" if augment else "cached")
+
+
+class _WeightedEnsemble(torch.nn.Module):
+    """One teacher module whose logits are `ensemble_logits` of two teachers with fixed weights."""
+
+    def __init__(self, t1, t2, weights, temperature):
+        super().__init__()
+        self.t1, self.t2, self.weights, self.temperature = t1, t2, weights, temperature
+
+    def forward(self, x):
+        return ensemble_logits([self.t1(x), self.t2(x)], self.weights, temperature=self.temperature)
+
+
+@pytest.mark.parametrize("augment", [False, True], ids=["cached", "online"])
+def test_teacher_weights_train_the_student_on_the_weighted_ensemble(augment):
+    """Teachers weighted [3, 1] train the very student that one teacher with their weighted ensemble
+    logits trains, and another student than equal weights do."""
+    x, y = _data()
+    t1, t2 = _teacher(x, y), _model((8, 16), seed=3).eval()
+    l1, l2 = predict(t1, x), predict(t2, x)
+    s = TrainSettings(
+        epochs=1, batch_size=16, lr=1e-2, methods=("kd",), temperature=2.0, alpha=0.7, augment=augment
+    )
+
+    def student(teachers):
+        model = _model()
+        hist = train_model(model, x, y, s, teachers=teachers)
+        assert hist[0]["teacher_targets"] == ("online" if augment else "cached")
+        return model.state_dict()
+
+    def pair(w1, w2):
+        return [Teacher(model=t1, logits=l1, weight=w1), Teacher(model=t2, logits=l2, weight=w2)]
+
+    weighted, equal = student(pair(3.0, 1.0)), student(pair(1.0, 1.0))
+    combined = ensemble_logits([torch.from_numpy(l1), torch.from_numpy(l2)], [3.0, 1.0], temperature=2.0)
+    one = student([Teacher(model=_WeightedEnsemble(t1, t2, [3.0, 1.0], 2.0), logits=combined.numpy())])
+    for k, v in weighted.items():
+        assert torch.equal(v, one[k]), k
+    w = "features.0.0.weight"
+    assert not torch.equal(weighted[w], equal[w])
 
 
 def test_augment_batch_shifts_and_flips_deterministically():
