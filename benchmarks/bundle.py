@@ -29,7 +29,6 @@ __all__ = [
     "plan_configs",
     "shuffled_order",
     "run_suite",
-    "run_bundle",
 ]
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch"}  # suffix -> manifest format
@@ -321,17 +320,3 @@ def _run_configs(
         if on_result is not None:
             on_result(record)
     return out
-
-
-def run_bundle(
-    bundle: str | Path,
-    results: str | Path,
-    *,
-    threads: list[int],
-    accuracy: bool = True,
-    on_result: Callable[[BenchRecord], None] | None = None,
-    **protocol,
-) -> BundleRun:
-    """`run_suite` with a default suite of `threads` and `protocol` (warmup, min_runs, min_time_s)."""
-    suite = Suite(threads=list(threads), accuracy=accuracy, **protocol)
-    return run_suite(bundle, results, suite, on_result=on_result)

@@ -16,7 +16,7 @@ from benchmarks.backends import backend_for, load_backend
 from benchmarks.records import LatencyStats
 
 if TYPE_CHECKING:
-    from benchmarks.harness import BenchConfig
+    from benchmarks.protocol import BenchConfig
 
 __all__ = ["measure", "time_runs", "time_streams", "feed_shape"]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.backends import BACKENDS
+from benchmarks.protocol import DEFAULT_PROTOCOL
 
 __all__ = ["Suite", "SUITES_DIR", "list_suites", "load_suite", "detect_device", "resolve_target"]
 
@@ -26,10 +27,10 @@ class Suite:
     threads: list[int] = field(default_factory=lambda: [1])
     batch_sizes: list[int] = field(default_factory=lambda: [1])
     streams: list[int] = field(default_factory=lambda: [1])
-    warmup: int = 20
-    min_runs: int = 200
-    min_time_s: float = 1.0
-    max_runs: int = 100_000
+    warmup: int = DEFAULT_PROTOCOL.warmup
+    min_runs: int = DEFAULT_PROTOCOL.min_runs
+    min_time_s: float = DEFAULT_PROTOCOL.min_time_s
+    max_runs: int = DEFAULT_PROTOCOL.max_runs
     repeats: int = 1
     cooldown_s: float = 0.0
     seed: int = 0
@@ -133,10 +134,9 @@ def _validate(where: str, data: Any) -> dict[str, Any]:
                 raise ValueError(f"{where}: {key}{problem[0]}: {problem[1]}")
         elif (message := _check_value(key, value)) is not None:
             raise ValueError(f"{where}: {key}: {message}")
-    if data.get("max_runs", 100_000) < data.get("min_runs", 200):
-        raise ValueError(
-            f"{where}: max_runs: {data['max_runs']} is below min_runs {data.get('min_runs', 200)}"
-        )
+    max_runs = data.get("max_runs", DEFAULT_PROTOCOL.max_runs)
+    if max_runs < (min_runs := data.get("min_runs", DEFAULT_PROTOCOL.min_runs)):
+        raise ValueError(f"{where}: max_runs: {max_runs} is below min_runs {min_runs}")
     values = dict(data)
     if "backends" in values:
         values["backends"] = {

@@ -397,3 +397,18 @@ def test_constrained_suite_pins_the_worker_and_caps_threads(tiny_onnx, tmp_path)
         "cpus": [first],
     }
     assert record.cpu_affinity == [first]  # read inside the worker, after pinning
+
+
+def test_one_protocol_default_for_run_bench_suites_and_harness():
+    from benchmarks.harness import BenchConfig
+    from benchmarks.protocol import DEFAULT_PROTOCOL
+    from benchmarks.suite import Suite
+    from toolkit.config import DEFAULT_CONFIG, BenchSettings, load_config
+
+    def protocol(obj) -> tuple:
+        return (obj.warmup, obj.min_runs, obj.min_time_s)
+
+    want = protocol(DEFAULT_PROTOCOL)
+    assert protocol(Suite()) == protocol(BenchConfig("m.onnx")) == protocol(BenchSettings()) == want
+    assert protocol(load_config(DEFAULT_CONFIG).bench) == want  # the default run sets none of its own
+    assert Suite().max_runs == BenchConfig("m.onnx").max_runs == DEFAULT_PROTOCOL.max_runs

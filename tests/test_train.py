@@ -172,9 +172,8 @@ def test_unknown_layer_and_method_are_one_line_errors():
     with pytest.raises(ValueError, match="need a teacher"):
         train_model(_model(), x, y, TrainSettings(methods=("kd",)))
     with pytest.raises(ValueError, match="50 cached logit rows for 96"):
-        train_model(
-            _model(), x, y, TrainSettings(methods=("kd",)), teacher_logits=np.zeros((50, 3), np.float32)
-        )
+        cached = Teacher(logits=np.zeros((50, 3), np.float32))
+        train_model(_model(), x, y, TrainSettings(methods=("kd",)), teachers=[cached])
 
 
 def test_multi_teacher_targets_are_the_weighted_average_of_soft_targets():

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from benchmarks.protocol import DEFAULT_PROTOCOL
 from toolkit.errors import ConfigError
 
 __all__ = ["RunConfig", "TeacherConfig", "TeacherSource", "load_config", "save_config", "DEFAULT_CONFIG"]
@@ -144,9 +145,9 @@ class ExportConfig(_Strict):
 class BenchSettings(_Strict):
     threads: list[int] = Field(default_factory=lambda: [1], min_length=1)
     batch_size: int = Field(1, ge=1)
-    warmup: int = Field(20, ge=0)
-    min_runs: int = Field(200, ge=1)
-    min_time_s: float = Field(0.5, ge=0)
+    warmup: int = Field(DEFAULT_PROTOCOL.warmup, ge=0)
+    min_runs: int = Field(DEFAULT_PROTOCOL.min_runs, ge=1)
+    min_time_s: float = Field(DEFAULT_PROTOCOL.min_time_s, ge=0)
     accuracy: bool = True
 
 

@@ -204,7 +204,6 @@ def train_model(
     settings: TrainSettings,
     *,
     teachers: Sequence[Teacher] = (),
-    teacher_logits: np.ndarray | None = None,
     val: tuple[np.ndarray, np.ndarray] | None = None,
     state_path: str | Path | None = None,
     resume: bool = False,
@@ -213,11 +212,9 @@ def train_model(
 ) -> list[dict]:
     """Train `model` in place (AdamW + one-cycle LR) with `settings.methods` against `teachers`.
 
-    `teacher_logits` is shorthand for one cached teacher. With `state_path` the full training state is
-    saved after every epoch; `resume=True` continues from it to the same result. Returns per-epoch metrics.
+    With `state_path` the full training state is saved after every epoch; `resume=True` continues from it
+    to the same result. Returns per-epoch metrics.
     """
-    if teacher_logits is not None:
-        teachers = [*teachers, Teacher(logits=teacher_logits)]
     mode = teacher_mode(settings, teachers)
     _check_teachers(mode, settings, teachers, len(x))
     rank, world = _dist()

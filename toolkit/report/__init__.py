@@ -10,7 +10,7 @@ from toolkit.report.compare import build_compare_report
 from toolkit.report.csv_out import save_csv
 from toolkit.report.html_out import blocks_to_html
 from toolkit.report.inputs import latest_records, read_manifest, read_results, read_summary
-from toolkit.report.markdown import TITLE, ReportContext, build_context, report_blocks, to_markdown
+from toolkit.report.markdown import TITLE, ReportContext, build_context, report_blocks
 from toolkit.report.pareto import pareto_front
 from toolkit.report.plot import save_plot
 from toolkit.report.plot_target import save_target_plots
@@ -33,7 +33,6 @@ __all__ = [
     "read_results",
     "read_manifest",
     "read_summary",
-    "to_markdown",
     "save_csv",
     "save_plot",
     "save_target_plots",

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.report.blocks import Block, blocks_to_markdown, heading, image, note, para, table
+from toolkit.report.blocks import Block, heading, image, note, para, table
 from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
 from toolkit.report.rows import ReportRow
 from toolkit.report.table import Table, fmt_size, opt, results_table, target_cell
 
-__all__ = ["ReportContext", "build_context", "machine_facts", "report_blocks", "to_markdown", "fmt_size"]
+__all__ = ["ReportContext", "build_context", "machine_facts", "report_blocks", "fmt_size"]
 
 TITLE = "edgekd report: compression trade-off"
 
@@ -255,16 +255,3 @@ def report_blocks(
     if ctx.training:
         blocks += _training(ctx.training)
     return blocks
-
-
-def to_markdown(
-    rows: list[ReportRow],
-    ctx: ReportContext,
-    *,
-    plot_name: str | None = "tradeoff.png",
-    recommendations: list[Recommendation] | None = None,
-    plots: dict[str, list[Path]] | None = None,
-) -> str:
-    """The whole report as Markdown; `plot_name` (the overview plot) is linked when given."""
-    blocks = report_blocks(rows, ctx, recommendations=recommendations, plots=plots, overview=plot_name)
-    return blocks_to_markdown(blocks)
