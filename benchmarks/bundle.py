@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import tempfile
@@ -17,6 +16,7 @@ import numpy as np
 
 from benchmarks.backends import available, backend_for
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
+from benchmarks.manifest import read_manifest
 from benchmarks.records import BenchRecord, append_record
 from benchmarks.suite import Suite, resolve_target
 
@@ -24,7 +24,6 @@ __all__ = [
     "BundleRun",
     "ModelFile",
     "ModelSet",
-    "read_manifest",
     "find_models",
     "plan_configs",
     "shuffled_order",
@@ -32,20 +31,6 @@ __all__ = [
 ]
 
 MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch"}  # suffix -> manifest format
-
-
-def read_manifest(bundle: str | Path) -> dict:
-    """Parse `bundle/manifest.json`; a missing or malformed file raises `ValueError` naming it."""
-    path = Path(bundle) / "manifest.json"
-    if not path.is_file():
-        raise ValueError(f"{path}: not found (is {bundle} an edgekd bundle? run `edgekd export` first)")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from e
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), list):
-        raise ValueError(f"{path}: expected an object with a 'models' list")
-    return manifest
 
 
 @dataclass(frozen=True)
@@ -97,23 +82,15 @@ def find_models(path: str | Path) -> ModelSet:
             )
         return ModelSet([_bare(p) for p in files])
     manifest = read_manifest(path)
-    test, spec = manifest.get("test_data"), manifest.get("input") or {}
     files = [
-        ModelFile(
-            str(path / e["file"]),
-            e["name"],
-            e.get("role", "unknown"),
-            e["format"],
-            e.get("precision", "unknown"),
-            e.get("layout", "NCHW"),
-        )
-        for e in manifest["models"]
+        ModelFile(str(path / e.file), e.name, e.role, e.format, e.precision, e.layout)
+        for e in manifest.models
     ]
     return ModelSet(
         files,
-        data_path=str(path / test["file"]) if test else None,
-        preprocessing=spec.get("preprocessing"),
-        input_shape=spec.get("shape"),
+        data_path=str(path / manifest.test_data.file) if manifest.test_data else None,
+        preprocessing=manifest.input.preprocessing.model_dump(),
+        input_shape=list(manifest.input.shape),
     )
 
 

@@ -198,6 +198,27 @@ def _invoker(backend: Any, handle: Any, feed: Any) -> Callable[[], object]:
     return lambda: backend.invoke(handle, feed)
 
 
+def _timed_streams(
+    backend: Any, handle: Any, x: np.ndarray, config: BenchConfig
+) -> tuple[list[list[float]], float]:
+    """Timed runs (ms) per stream and the wall time (s) of the timed region, on `config.streams` handles."""
+    # One handle per stream: TFLite interpreters are not thread-safe, and a shared ORT session would
+    # measure its internal locking. The extra handles are warmed like the first, outside any timing.
+    handles = [handle]
+    for _ in range(config.streams - 1):
+        handles.append(backend.load(config.model_path, threads=config.threads, **config.backend_options))
+        backend.run(handles[-1], x)
+    # Input conversion (quantizing for int8 models) happens once here, not in the timed region.
+    calls = [_invoker(backend, h, backend.prepare(h, x)) for h in handles]
+    protocol = dict(
+        warmup=config.warmup, min_runs=config.min_runs, min_time_s=config.min_time_s, max_runs=config.max_runs
+    )
+    if config.streams == 1:
+        per_stream = [time_runs(calls[0], **protocol)]
+        return per_stream, sum(per_stream[0]) / 1e3  # one stream: the timed region is exactly the timed calls
+    return time_streams(calls, **protocol)
+
+
 def measure(config: BenchConfig) -> dict[str, Any]:
     """Benchmark `config.model_path` in this process and return plain measurements (or a skip reason)."""
     name = config.backend or backend_for(config.model_path)
@@ -216,22 +237,7 @@ def measure(config: BenchConfig) -> dict[str, Any]:
     describe = getattr(backend, "describe", None)  # after the first run: some providers build engines there
     info = describe(handle) if describe is not None else None
 
-    # One handle per stream: TFLite interpreters are not thread-safe, and a shared ORT session would
-    # measure its internal locking. The extra handles are warmed like the first, outside any timing.
-    handles = [handle]
-    for _ in range(config.streams - 1):
-        handles.append(backend.load(config.model_path, threads=config.threads, **config.backend_options))
-        backend.run(handles[-1], x)
-    # Input conversion (quantizing for int8 models) happens once here, not in the timed region.
-    calls = [_invoker(backend, h, backend.prepare(h, x)) for h in handles]
-    protocol = dict(
-        warmup=config.warmup, min_runs=config.min_runs, min_time_s=config.min_time_s, max_runs=config.max_runs
-    )
-    if config.streams == 1:
-        per_stream = [time_runs(calls[0], **protocol)]
-        wall_s = sum(per_stream[0]) / 1e3  # one stream: the timed region is exactly the timed calls
-    else:
-        per_stream, wall_s = time_streams(calls, **protocol)
+    per_stream, wall_s = _timed_streams(backend, handle, x, config)
     # VmHWM is the kernel's exact high-water mark of resident memory, so no polling thread is needed
     # to catch short peaks. Read it before the accuracy pass so the dataset does not count.
     peak_mb, _ = memory_mb()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.manifest import MANIFEST_VERSION, parse_manifest
 from export._files import sha256_file
 
 __all__ = [
@@ -27,8 +28,7 @@ __all__ = [
     "validate_manifest",
 ]
 
-MANIFEST_VERSION = 1
-MANIFEST_SCHEMA = Path(__file__).with_name("manifest.schema.json")
+MANIFEST_SCHEMA = Path(__file__).with_name("manifest.schema.json")  # generated from benchmarks.manifest
 _LIBS = ("edgekd", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert", "numpy")
 
 
@@ -98,22 +98,22 @@ def write_manifest(
     """Write `manifest.json` last and atomically: a bundle without it is incomplete by definition.
 
     `failures` are the files that could not be written; files that missed their parity tolerance are added."""
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "input": input_spec,
-        "labels": labels,
-        "test_data": test_data,
-        "models": models,
-        "failures": failures + parity_failures(models),
-        "exported_on": {"machine": platform.machine(), "python": platform.python_version()},
-        "versions": library_versions(),
-    }
-    validate_manifest(manifest, where=bundle / "manifest.json")
-    tmp = bundle / ".manifest.partial.json"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, bundle / "manifest.json")
-    return manifest
+    manifest = parse_manifest(
+        {
+            "manifest_version": MANIFEST_VERSION,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "input": input_spec,
+            "labels": labels,
+            "test_data": test_data,
+            "models": models,
+            "failures": failures + parity_failures(models),
+            "exported_on": {"machine": platform.machine(), "python": platform.python_version()},
+            "versions": library_versions(),
+        },
+        where=bundle / "manifest.json",
+    )
+    manifest.write(bundle / "manifest.json")
+    return json.loads(manifest.to_json())
 
 
 def write_archive(bundle: Path) -> Path:
@@ -131,11 +131,5 @@ def write_archive(bundle: Path) -> Path:
 
 
 def validate_manifest(manifest: dict, *, where: str | Path = "manifest.json") -> None:
-    """Check `manifest` against `manifest.schema.json`; one-line `ValueError` naming the field otherwise."""
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(json.loads(MANIFEST_SCHEMA.read_text()))
-    error = next(iter(sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path))), None)
-    if error is not None:
-        field = "/".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise ValueError(f"{where}: {field}: {error.message}")
+    """Check `manifest` against its typed definition (benchmarks.manifest); one-line `ValueError` if not."""
+    parse_manifest(manifest, where=where)

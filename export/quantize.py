@@ -87,6 +87,68 @@ def _reduce_range(reduce_range: bool | None, weight_type: str) -> tuple[bool, st
     return True, "auto: this CPU has no VNNI; 7-bit weights avoid u8s8 saturation"
 
 
+def _check_per_channel_opset(src: str | Path, per_channel: bool) -> None:
+    """Raise `ValueError` for per-channel int8 below opset 13, where onnxruntime writes an invalid model."""
+    from export.onnx import onnx_opset
+
+    if per_channel and (opset := onnx_opset(src) or 0) < 13:
+        raise ValueError(
+            f"{src}: per-channel int8 needs opset >= 13, the file has {opset}; use per_channel=False"
+        )
+
+
+def _ort_static_options(
+    *,
+    method: str,
+    per_channel: bool,
+    reduce_range: bool,
+    activation_type: str,
+    weight_type: str,
+    quant_format: str,
+    nodes_to_exclude: list[str] | None,
+) -> dict:
+    """onnxruntime's `quantize_static` keyword arguments for edgekd's option strings."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
+
+    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    return dict(
+        quant_format=getattr(QuantFormat, quant_format),
+        per_channel=per_channel,
+        activation_type=types[activation_type],
+        weight_type=types[weight_type],
+        reduce_range=reduce_range,
+        calibrate_method=methods[method],
+        nodes_to_exclude=list(nodes_to_exclude or ()),
+    )
+
+
+def _run_static(src: str | Path, dst: str | Path, reader, options: dict, *, strip: bool) -> None:
+    """Preprocess `src`, calibrate on `reader` and write the quantized model to `dst` atomically."""
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+
+    from export.onnx import strip_metadata
+
+    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(dst) as tmp:
+        pre = preprocess(src, Path(tmpdir) / "preprocessed.onnx")
+        # Checked on the preprocessed graph: that is the one onnxruntime matches the names against.
+        if missing := sorted(set(options["nodes_to_exclude"]) - {n.name for n in _nodes(pre)}):
+            raise ValueError(f"{src}: nodes_to_exclude names no node of the graph: {missing}")
+        if hasattr(reader, "rewind"):
+            reader.rewind()
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints progress
+                ort_quantize_static(str(pre), str(tmp), reader, **options)
+        except Exception as e:
+            raise ExportError(f"{src}: ONNX static quantization failed: {failure_reason(e)}") from e
+        if strip:
+            strip_metadata(tmp, tmp)
+
+
 def quantize_static(
     src: str | Path,
     dst: str | Path,
@@ -104,11 +166,6 @@ def quantize_static(
     """Static int8 quantization of `src` calibrated on `reader` (rewound first when it can be); nodes in
     `nodes_to_exclude` stay float. `reduce_range=None` decides by CPU (see `_reduce_range`). Returns the
     settings used."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static as ort_quantize_static
-
-    from export.onnx import onnx_opset, strip_metadata
-
     check_static_quant_arguments(
         method=method,
         quant_format=quant_format,
@@ -116,41 +173,18 @@ def quantize_static(
         weight_type=weight_type,
         nodes_to_exclude=nodes_to_exclude,
     )
-    if per_channel and (opset := onnx_opset(src) or 0) < 13:  # onnxruntime would write an invalid model
-        raise ValueError(
-            f"{src}: per-channel int8 needs opset >= 13, the file has {opset}; use per_channel=False"
-        )
+    _check_per_channel_opset(src, per_channel)
     reduce_range, why = _reduce_range(reduce_range, weight_type)
-    types = {"uint8": QuantType.QUInt8, "int8": QuantType.QInt8}
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-    }
-    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(dst) as tmp:
-        pre = preprocess(src, Path(tmpdir) / "preprocessed.onnx")
-        if missing := sorted(set(nodes_to_exclude or ()) - {n.name for n in _nodes(pre)}):
-            raise ValueError(f"{src}: nodes_to_exclude names no node of the graph: {missing}")
-        if hasattr(reader, "rewind"):
-            reader.rewind()
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # the entropy calibrator prints progress
-                ort_quantize_static(
-                    str(pre),
-                    str(tmp),
-                    reader,
-                    quant_format=getattr(QuantFormat, quant_format),
-                    per_channel=per_channel,
-                    activation_type=types[activation_type],
-                    weight_type=types[weight_type],
-                    reduce_range=reduce_range,
-                    calibrate_method=methods[method],
-                    nodes_to_exclude=list(nodes_to_exclude or ()),
-                )
-        except Exception as e:
-            raise ExportError(f"{src}: ONNX static quantization failed: {failure_reason(e)}") from e
-        if strip:
-            strip_metadata(tmp, tmp)
+    options = _ort_static_options(
+        method=method,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        activation_type=activation_type,
+        weight_type=weight_type,
+        quant_format=quant_format,
+        nodes_to_exclude=nodes_to_exclude,
+    )
+    _run_static(src, dst, reader, options, strip=strip)
     return {
         "mode": "static",
         "format": quant_format,

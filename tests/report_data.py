@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import manifest_dict
 from toolkit.report import ReportRow, build_rows, read_manifest, read_results
 
 NATIVE = {"name": "host", "kind": "native", "label": "native"}
@@ -95,17 +96,17 @@ RECORDS = [
     record("student_kd", "onnx", "fp32", 0.3, 100_000, 0.90, target=CONSTRAINED),
     record("student_scratch", "onnx", "fp32", 0.1, 100_000, 0.88),
 ]
-MANIFEST = {
-    "models": [
+MANIFEST = manifest_dict(
+    None,
+    [
         entry("teacher", "onnx", "fp32", 1_500_000, 0.91),
         entry("student_kd", "onnx", "fp32", 24_058, 0.90),
         entry("student_kd", "onnx", "int8", 24_058, 0.895),
         entry("student_kd", "tflite", "fp32", 24_058, 0.90),
         entry("student_scratch", "onnx", "fp32", 24_058, 0.88, passed=False),
     ],
-    "labels": [str(i) for i in range(10)],
-    "input": {"shape": [1, 1, 28, 28]},
-}
+    labels=[str(i) for i in range(10)],
+)
 SUMMARY = {
     "teacher": {"test_accuracy": 0.912, "params": 1_500_000},
     "student_kd": {"test_accuracy": 0.901, "params": 24_058},

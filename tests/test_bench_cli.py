@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from benchmarks.records import pool_rounds, read_records
-from tests.conftest import onnx_classifier
+from export._files import sha256_file
+from tests.conftest import onnx_classifier, write_manifest_for
 from toolkit.cli.main import app
 from toolkit.errors import EdgekdError
 
@@ -60,12 +60,10 @@ def bundle(tmp_path_factory) -> Path:
         {"name": name, "role": role, "file": f"{name}.onnx", "format": "onnx", "precision": "fp32"}
         for name, role in (("teacher", "teacher"), ("student_kd", "student"))
     ]
-    manifest = {
-        "models": models,
-        "input": {"name": "input", "shape": [None, 1, 4, 4], "preprocessing": {"scale": 1 / 255}},
-        "test_data": {"file": "data/test.npz", "n": 10},
-    }
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    spec = {"name": "input", "shape": [None, 1, 4, 4], "dtype": "float32", "layout": "NCHW"}
+    spec["preprocessing"] = {"scale": 1 / 255, "mean": [0.0], "std": [1.0]}
+    test_data = {"file": "data/test.npz", "n": 10, "sha256": sha256_file(root / "data" / "test.npz")}
+    write_manifest_for(root, models, input=spec, test_data=test_data)
     return root
 
 

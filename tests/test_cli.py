@@ -75,7 +75,7 @@ def test_bench_keeps_measuring_past_a_broken_file_and_exits_1(tmp_path):
 
     import numpy as np
 
-    from tests.conftest import onnx_classifier
+    from tests.conftest import manifest_dict, onnx_classifier, write_manifest_for
 
     bundle = tmp_path / "bundle"
     bundle.mkdir()
@@ -85,7 +85,7 @@ def test_bench_keeps_measuring_past_a_broken_file_and_exits_1(tmp_path):
         {"name": n, "role": "student", "file": f"{n}.onnx", "format": "onnx", "precision": "fp32"}
         for n in ("broken", "good")
     ]
-    (bundle / "manifest.json").write_text(json.dumps({"models": models, "input": {}}))
+    write_manifest_for(bundle, models, input=dict(manifest_dict(None, [])["input"], shape=[None, 1, 4, 4]))
     results = tmp_path / "results.jsonl"
     r = _edgekd("bench", str(bundle), "--results", str(results), "--min-runs", "5", "--min-time", "0")
     assert r.returncode == 1

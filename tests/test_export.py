@@ -188,18 +188,20 @@ def test_bundle_archive_holds_complete_files_only(tmp_path):
 
 
 BAD_MANIFESTS = [
-    (lambda m: m["models"][0].update(sha256="abc"), "models/0/sha256: 'abc' does not match"),
-    (lambda m: m["models"][0].update(format="coreml"), "models/0/format: 'coreml' is not one of"),
-    (lambda m: m["input"].update(layout="NWHC"), "input/layout: 'NWHC' is not one of"),
+    (lambda m: m["models"][0].update(sha256="abc"), "models.0.sha256: String should match pattern"),
+    (lambda m: m["models"][0].update(format="coreml"), "models.0.format: Input should be 'onnx', 'tflite'"),
+    (lambda m: m["input"].update(layout="NWHC"), "input.layout: Input should be 'NCHW' or 'NHWC'"),
     (
         lambda m: m["models"][0]["parity"].update(top1_agreement=1.5),
-        "models/0/parity/top1_agreement: 1.5 is greater",
+        "models.0.parity.top1_agreement: Input should be less than or equal to 1 (got 1.5)",
     ),
-    (lambda m: m.pop("labels"), "(top level): 'labels' is a required property"),
-    (
-        lambda m: m.update(extra=1),
-        "(top level): Additional properties are not allowed ('extra' was unexpected)",
+    (lambda m: m.pop("labels"), "labels: Field required"),
+    (lambda m: m.update(extra=1), "extra: Extra inputs are not permitted"),
+    (  # a misspelt settings key is caught, not stored
+        lambda m: m["models"][1].update(quantization={"max_accuracy_drop": {}}),
+        "models.1.quantization.max_accuracy_drop: Extra inputs are not permitted",
     ),
+    (lambda m: m.update(manifest_version=2), "manifest_version 2 is not one this edgekd reads (1)"),
 ]
 
 
@@ -316,3 +318,14 @@ def test_accuracy_budget_is_recorded_under_one_key_by_both_writers(tmp_path):
         max_accuracy_drop=0.0,
     )
     assert set(manifest["models"][1]["quantization"]["accuracy_budget"]) == BUDGET_KEYS
+
+
+def test_shipped_json_schema_is_the_typed_manifest_s():
+    """export/manifest.schema.json is generated from benchmarks.manifest, never edited by hand."""
+    from benchmarks.manifest import json_schema
+    from export.bundle import MANIFEST_SCHEMA
+
+    assert MANIFEST_SCHEMA.read_text() == json_schema(), (
+        "regenerate: python -c 'from benchmarks.manifest import json_schema; "
+        'open("export/manifest.schema.json", "w").write(json_schema())\''
+    )

@@ -304,7 +304,6 @@ def test_tflite_runtime_2_14_runs_each_mode_or_rejects_it_on_one_line(student, t
 
 
 def test_bundle_accuracy_of_an_nhwc_file_uses_the_transposed_test_data(student, tmp_path):
-    import json
     import shutil
 
     from benchmarks.bundle import run_suite
@@ -318,19 +317,18 @@ def test_bundle_accuracy_of_an_nhwc_file_uses_the_transposed_test_data(student, 
     np.savez(
         bundle / "data" / "test.npz", x=np.clip((student.x + 1) * 64, 0, 255).astype(np.uint8), y=student.y
     )
+    from export._files import sha256_file
+    from tests.conftest import manifest_dict, write_manifest_for
+
     entry = {"role": "student", "format": "tflite", "precision": "fp32"}
-    manifest = {
-        "input": {
-            "shape": [None, 1, 28, 28],
-            "preprocessing": {"scale": 1 / 64, "mean": [1.0], "std": [1.0]},
-        },
-        "test_data": {"file": "data/test.npz", "n": N_TEST},
-        "models": [
-            dict(entry, name="nchw", file="nchw.tflite"),
-            dict(entry, name="nhwc", file="nhwc.tflite", layout="NHWC"),
-        ],
-    }
-    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    pre = {"scale": 1 / 64, "mean": [1.0], "std": [1.0]}
+    spec = dict(manifest_dict(None, [])["input"], preprocessing=pre)
+    test_data = {"file": "data/test.npz", "n": N_TEST, "sha256": sha256_file(bundle / "data" / "test.npz")}
+    models = [
+        dict(entry, name="nchw", file="nchw.tflite"),
+        dict(entry, name="nhwc", file="nhwc.tflite", layout="NHWC"),
+    ]
+    write_manifest_for(bundle, models, input=spec, test_data=test_data)
     done = run_suite(bundle, tmp_path / "results.jsonl", Suite(warmup=1, min_runs=3, min_time_s=0))
     assert not done.errors and not done.skipped, (done.errors, done.skipped)
     by_model = {r.model: r for r in done.records}
@@ -398,8 +396,8 @@ def test_manifest_schema_takes_layout_dynamic_int8_and_runtimes():
     }
     validate_manifest(manifest)
     for key, value, message in [
-        ("layout", "CHW", "models/0/layout: 'CHW' is not one of ['NCHW', 'NHWC']"),
-        ("precision", "int4", "models/0/precision: 'int4' is not one of"),
+        ("layout", "CHW", "models.0.layout: Input should be 'NCHW' or 'NHWC' (got 'CHW')"),
+        ("precision", "int4", "models.0.precision: Input should be 'fp32', 'fp16', 'int8' or 'dynamic-int8'"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):
             validate_manifest(dict(manifest, models=[dict(entry, **{key: value})]), where="m.json")

@@ -195,8 +195,8 @@ def test_unusable_results_file(tmp_path: Path, write: str | None, error: type, m
 
 def test_duplicate_manifest_entry_raises(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
-    path.write_text(json.dumps({"models": MANIFEST["models"] + MANIFEST["models"][:1]}))
-    with pytest.raises(DataError, match=r"manifest\.json: models\[5\] duplicates"):
+    path.write_text(json.dumps({**MANIFEST, "models": MANIFEST["models"] + MANIFEST["models"][:1]}))
+    with pytest.raises(DataError, match=r"manifest\.json: \(top level\): Value error, models\[5\] dup"):
         read_manifest(path)
 
 

@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.manifest import ManifestKey, ModelEntry
+from benchmarks.manifest import read_manifest as read_typed_manifest
 from toolkit.errors import DataError, RunDirError
 
 __all__ = ["ManifestKey", "config_key", "latest_records", "read_results", "read_manifest", "read_summary"]
 
-ManifestKey = tuple[str, str, str]  # (name, format, precision), the join key between records and manifest
 
 _REQUIRED = {"model": str, "format": str, "precision": str, "backend": str, "target": dict, "latency": dict}
 _LATENCY_KEYS = ("p50", "p90", "p99")
@@ -81,24 +82,14 @@ def _read_json(path: Path) -> Any:
         raise DataError(f"{path}: invalid JSON ({exc})") from exc
 
 
-def read_manifest(path: Path) -> dict[ManifestKey, dict[str, Any]]:
-    """Read the bundle manifest's model entries, keyed by (name, format, precision)."""
+def read_manifest(path: Path) -> dict[ManifestKey, ModelEntry]:
+    """The bundle manifest's typed model entries, keyed by (name, format, precision)."""
     if not path.is_file():
         raise RunDirError(f"{path}: bundle manifest not found (run `edgekd export` first)")
-    data = _read_json(path)
-    models = data.get("models") if isinstance(data, dict) else None
-    if not isinstance(models, list):
-        raise DataError(f"{path}: expected an object with a 'models' list")
-    entries: dict[ManifestKey, dict[str, Any]] = {}
-    for i, entry in enumerate(models):
-        try:
-            key = (str(entry["name"]), str(entry["format"]), str(entry["precision"]))
-        except (TypeError, KeyError) as exc:
-            raise DataError(f"{path}: models[{i}] needs name, format and precision, got {entry!r}") from exc
-        if key in entries:
-            raise DataError(f"{path}: models[{i}] duplicates {key}")
-        entries[key] = entry
-    return entries
+    try:
+        return read_typed_manifest(path).entries_by_key()
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def read_summary(path: Path) -> dict[str, dict[str, Any]] | None:

@@ -132,14 +132,13 @@ def _best_student(rows: list[ReportRow]) -> str | None:
     )
 
 
-def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
-    """The Training section: torch test metrics per model, and the KD gain over training from scratch."""
-    entries = [(name, e) for name, e in training.items() if "test_accuracy" in e]
+def _pct(x: float | None) -> str:
+    return opt(x, lambda a: f"{a * 100:.2f}")
 
-    def pct(x):
-        return opt(x, lambda a: f"{a * 100:.2f}")
 
-    t = Table(
+def _models_table(entries: list[tuple[str, dict[str, Any]]]) -> Table:
+    """One row per trained model: size, seed, teacher targets and torch test metrics."""
+    return Table(
         headers=["Model", "Params", "Seed", "Teacher targets", "Test top-1 (torch) %", "Top-5 %", "ECE"],
         cells=[
             [
@@ -147,8 +146,8 @@ def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
                 opt(e.get("params"), lambda p: f"{p:,}"),
                 opt(e.get("seed"), str),
                 e.get("teacher_targets") or ("loaded" if e.get("loaded") else "–"),
-                pct(e.get("test_accuracy")),
-                pct(e.get("test", {}).get("top5")),
+                _pct(e.get("test_accuracy")),
+                _pct(e.get("test", {}).get("top5")),
                 opt(e.get("test", {}).get("ece"), lambda v: f"{v:.4f}"),
             ]
             for name, e in entries
@@ -167,52 +166,52 @@ def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
         ],
         numeric=[False, True, True, False, True, True, True],
     )
-    blocks = [heading("Training"), table(t)]
+
+
+def _kd_vs_scratch(cmp: dict[str, Any]) -> list[Block]:
+    """Per-seed KD vs scratch test accuracy, then one paragraph on the means and the wins."""
+    rows = cmp["per_seed"]
+    seeds = Table(
+        headers=["Seed", "KD student %", "Scratch student %", "KD − scratch (points)"],
+        cells=[
+            [
+                str(r["seed"]),
+                _pct(r["student_kd"]),
+                _pct(r["student_scratch"]),
+                f"{100 * (r['student_kd'] - r['student_scratch']):+.2f}",
+            ]
+            for r in rows
+        ],
+        values=[
+            [r["seed"], r["student_kd"], r["student_scratch"], r["student_kd"] - r["student_scratch"]]
+            for r in rows
+        ],
+        numeric=[True, True, True, True],
+    )
+    verdict = "beats" if cmp["delta_points"] > 0 else "does not beat"
+    summary = para(
+        f"Over {len(rows)} seed{'s' if len(rows) != 1 else ''}, the KD student's mean test accuracy "
+        f"({cmp['mean_kd'] * 100:.2f} %) {verdict} the same student trained from scratch "
+        f"({cmp['mean_scratch'] * 100:.2f} %) by {cmp['delta_points']:+.2f} points; KD is better on "
+        f"{cmp['kd_wins']} of {len(rows)} seeds."
+    )
+    return [table(seeds), summary]
+
+
+def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
+    """The Training section: torch test metrics per model, and the KD gain over training from scratch."""
+    entries = [(name, e) for name, e in training.items() if "test_accuracy" in e]
+    blocks = [heading("Training"), table(_models_table(entries))]
     cmp = training.get("kd_vs_scratch")
     if cmp:
-        rows = cmp["per_seed"]
+        return blocks + _kd_vs_scratch(cmp)
+    # No multi-seed comparison: fall back to the single KD and scratch runs, when both were evaluated.
+    kd, scratch = training.get("student_kd", {}), training.get("student_scratch", {})
+    if kd.get("test_accuracy") is not None and scratch.get("test_accuracy") is not None:
+        gain = (kd["test_accuracy"] - scratch["test_accuracy"]) * 100
         blocks.append(
-            table(
-                Table(
-                    headers=["Seed", "KD student %", "Scratch student %", "KD − scratch (points)"],
-                    cells=[
-                        [
-                            str(r["seed"]),
-                            pct(r["student_kd"]),
-                            pct(r["student_scratch"]),
-                            f"{100 * (r['student_kd'] - r['student_scratch']):+.2f}",
-                        ]
-                        for r in rows
-                    ],
-                    values=[
-                        [
-                            r["seed"],
-                            r["student_kd"],
-                            r["student_scratch"],
-                            r["student_kd"] - r["student_scratch"],
-                        ]
-                        for r in rows
-                    ],
-                    numeric=[True, True, True, True],
-                )
-            )
+            para(f"Distillation gain over the same student trained from scratch: {gain:+.2f} points.")
         )
-        verdict = "beats" if cmp["delta_points"] > 0 else "does not beat"
-        blocks.append(
-            para(
-                f"Over {len(rows)} seed{'s' if len(rows) != 1 else ''}, the KD student's mean test accuracy "
-                f"({cmp['mean_kd'] * 100:.2f} %) {verdict} the same student trained from scratch "
-                f"({cmp['mean_scratch'] * 100:.2f} %) by {cmp['delta_points']:+.2f} points; KD is better on "
-                f"{cmp['kd_wins']} of {len(rows)} seeds."
-            )
-        )
-    else:
-        kd, scratch = training.get("student_kd", {}), training.get("student_scratch", {})
-        if kd.get("test_accuracy") is not None and scratch.get("test_accuracy") is not None:
-            gain = (kd["test_accuracy"] - scratch["test_accuracy"]) * 100
-            blocks.append(
-                para(f"Distillation gain over the same student trained from scratch: {gain:+.2f} points.")
-            )
     return blocks
 
 

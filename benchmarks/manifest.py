@@ -1,0 +1,221 @@
+"""`manifest.json`, the bundle's description: the one typed definition every writer and reader goes through.
+
+Torch-free (pydantic, a core dependency): a board reads it with the `bench` install alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "MANIFEST_VERSION",
+    "Manifest",
+    "ModelEntry",
+    "Failure",
+    "Parity",
+    "FileSettings",
+    "InputSpec",
+    "Preprocessing",
+    "TestData",
+    "ManifestKey",
+    "parse_manifest",
+    "read_manifest",
+    "validation_message",
+    "json_schema",
+]
+
+MANIFEST_VERSION = 1  # readers accept exactly the versions they know
+ManifestKey = tuple[str, str, str]  # (name, format, precision): the join key between records and manifest
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Unit = Annotated[float, Field(ge=0, le=1)]
+Format = Literal["onnx", "tflite", "torch"]
+Precision = Literal["fp32", "fp16", "int8", "dynamic-int8"]
+Layout = Literal["NCHW", "NHWC"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are refused: a misspelt field (say `max_accuracy_drop` for `accuracy_budget`) fails here.
+    model_config = ConfigDict(extra="forbid")
+
+
+class Preprocessing(_Strict):
+    """float input = (uint8 * scale - mean) / std, per channel, in the file's layout."""
+
+    scale: float = Field(gt=0)
+    mean: list[float] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+
+class InputSpec(_Strict):
+    name: str = Field(min_length=1)
+    shape: list[Annotated[int, Field(ge=1)] | None] = Field(min_length=1)  # None: dynamic
+    dtype: Literal["float32", "float16", "int8", "uint8"]
+    layout: Layout
+    preprocessing: Preprocessing
+
+
+class TestData(_Strict):
+    """Held-out uint8 images and labels inside the bundle, for accuracy on the board."""
+
+    file: str
+    n: int = Field(ge=1)
+    sha256: Sha256
+
+
+class Parity(_Strict):
+    """How closely the file reproduces its reference (torch, or the source ONNX); enough or not."""
+
+    n: int = Field(ge=1)
+    max_abs_diff: float = Field(ge=0)
+    mean_abs_diff: float = Field(ge=0)
+    top1_agreement: Unit
+    accuracy: Unit
+    passed: bool
+    torch_accuracy: Unit | None = None
+    tolerance: dict[str, float] = Field(default_factory=dict)
+    backend: str | None = None
+    layout: Layout = "NCHW"
+    runtimes: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    reference: str | None = None  # --from: "source ONNX in onnxruntime"
+    labels: str | None = None  # --from: "test data" or "source predictions"
+
+
+class FileSettings(_Strict):
+    """How a file was exported and quantized (the manifest's `quantization` object); all keys optional."""
+
+    mode: str | None = None  # static | dynamic | fp16
+    format: str | None = None  # QDQ, QOperator, PT2E, ...
+    activations: str | None = None
+    weights: str | None = None
+    per_channel: bool | None = None
+    per_channel_reason: str | None = None
+    reduce_range: bool | None = None
+    reduce_range_reason: str | None = None
+    calibration: str | None = None
+    calibration_samples: int | None = None
+    nodes_excluded: list[str] | None = None
+    keep_io_types: bool | None = None
+    io: str | None = None
+    exporter: str | None = None
+    opset: int | None = None
+    simplified: bool | None = None
+    compact_names: bool | None = None
+    sensitivity: dict[str, Any] | None = None  # {"split", "layers": [...]}
+    accuracy_budget: dict[str, Any] | None = None  # max_accuracy_drop search: met, drop, kept_float, ...
+
+
+class ModelEntry(_Strict):
+    """One shipped file: what it is, its checksum, its settings and its parity check."""
+
+    name: str = Field(min_length=1)
+    role: Literal["teacher", "student"]
+    format: Format
+    precision: Precision
+    file: str = Field(min_length=1)
+    size_bytes: int = Field(ge=1)
+    sha256: Sha256
+    parity: Parity
+    arch: str | None = None
+    params: int | None = Field(None, ge=0)
+    macs: int | None = Field(None, ge=0)
+    source_checkpoint_sha256: Sha256 | None = None
+    source_onnx_sha256: Sha256 | None = None
+    layout: Layout = "NCHW"
+    quantization: FileSettings | None = None
+    batch: int | None = Field(None, ge=1)  # fixed batch (TFLite); None: dynamic
+    converter: str | None = None
+
+    @property
+    def key(self) -> ManifestKey:
+        return (self.name, self.format, self.precision)
+
+
+class Failure(_Strict):
+    """A file that could not be written, or (with `file`) was written but missed its parity tolerance."""
+
+    name: str
+    format: str
+    precision: str
+    error: str = Field(min_length=1)
+    file: str | None = None
+
+
+class Manifest(_Strict):
+    manifest_version: Literal[1]
+    created: str
+    input: InputSpec
+    labels: list[str]
+    test_data: TestData | None
+    models: list[ModelEntry]
+    failures: list[Failure]
+    exported_on: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str | None]
+
+    @model_validator(mode="after")
+    def _one_entry_per_key(self) -> Manifest:
+        seen: set[ManifestKey] = set()
+        for i, m in enumerate(self.models):
+            if m.key in seen:
+                raise ValueError(f"models[{i}] duplicates {m.key}")
+            seen.add(m.key)
+        return self
+
+    def entries_by_key(self) -> dict[ManifestKey, ModelEntry]:
+        return {m.key: m for m in self.models}
+
+    def to_json(self) -> str:
+        # exclude_unset: the file holds exactly the keys its writer gave, so old files round-trip.
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=2)
+
+    def write(self, path: str | Path) -> Path:
+        """Write atomically: a manifest that exists is whole (it is what makes a bundle complete)."""
+        path = Path(path)
+        tmp = path.with_name(".manifest.partial.json")
+        tmp.write_text(self.to_json())
+        os.replace(tmp, path)
+        return path
+
+
+def validation_message(err: ValidationError) -> str:
+    """The first problem in one line: `models.0.parity.top1_agreement: Input should be ... (got 1.5)`."""
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    got = "" if first["type"] == "missing" else f" (got {first['input']!r})"
+    more = f"; and {err.error_count() - 1} more" if err.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{got}{more}"[:400]
+
+
+def parse_manifest(data: Any, *, where: str | Path) -> Manifest:
+    """Validate a parsed manifest; one-line `ValueError` naming `where` and the field otherwise."""
+    if isinstance(data, dict) and data.get("manifest_version") not in (None, MANIFEST_VERSION):
+        raise ValueError(
+            f"{where}: manifest_version {data['manifest_version']!r} is not one this edgekd reads "
+            f"({MANIFEST_VERSION}); use the edgekd that wrote the bundle"
+        )
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as e:
+        raise ValueError(f"{where}: {validation_message(e)}") from None
+
+
+def json_schema() -> str:
+    """The JSON Schema of `Manifest` (shipped as export/manifest.schema.json for other tools)."""
+    return json.dumps(Manifest.model_json_schema(), indent=2) + "\n"
+
+
+def read_manifest(bundle: str | Path) -> Manifest:
+    """`bundle/manifest.json` (or that file itself), validated; `ValueError` naming the file otherwise."""
+    bundle = Path(bundle)
+    path = bundle if bundle.suffix == ".json" else bundle / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: not found (is {path.parent} an edgekd bundle? run `edgekd export` first)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    return parse_manifest(data, where=path)

@@ -1,0 +1,55 @@
+"""Files written by earlier edgekd versions still read through today's format definitions (frozen samples)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.manifest import read_manifest
+from benchmarks.records import read_records
+
+FROZEN = Path(__file__).parent / "data" / "frozen"  # written by edgekd at c36027d (tiny.yaml run)
+
+
+def _keys(value) -> object:
+    """The nested key structure of a JSON value (lists by their first item)."""
+    if isinstance(value, dict):
+        return {k: _keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_keys(value[0])] if value else []
+    return None
+
+
+def test_frozen_manifest_reads_and_writes_back_the_same_fields():
+    path = FROZEN / "manifest.json"
+    manifest = read_manifest(path)
+    raw = json.loads(path.read_text())
+    assert len(manifest.models) == len(raw["models"]) == 21  # 8 + 8 + 2 files, and a .pt2 per model
+    assert {m.key for m in manifest.models} == {
+        (m["name"], m["format"], m["precision"]) for m in raw["models"]
+    }
+    assert _keys(json.loads(manifest.to_json())) == _keys(raw)  # nothing dropped, nothing added
+    assert json.loads(manifest.to_json()) == raw  # and the same values
+    student = manifest.entries_by_key()[("student_kd", "onnx", "int8")]
+    assert student.quantization is not None and student.quantization.format == "QDQ"
+    assert student.parity.passed and 0 < student.parity.accuracy <= 1
+
+
+def test_frozen_bench_record_reads():
+    [record] = read_records(FROZEN / "record.jsonl")
+    raw = json.loads((FROZEN / "record.jsonl").read_text())
+    assert record.to_dict() == raw
+    assert record.latency.p50 == raw["latency"]["p50"] > 0 and record.model == "teacher"
+
+
+def test_frozen_distill_summary_reads():
+    from toolkit.report.inputs import read_summary
+
+    summary = read_summary(FROZEN / "summary.json")
+    assert summary is not None and set(summary) >= {
+        "teacher",
+        "student_kd",
+        "student_scratch",
+        "kd_vs_scratch",
+    }
+    assert 0 < summary["student_kd"]["test_accuracy"] <= 1
