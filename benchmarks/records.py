@@ -17,6 +17,7 @@ __all__ = [
     "LatencyStats",
     "BenchRecord",
     "append_record",
+    "config_key",
     "read_records",
     "pool_rounds",
     "write_csv",
@@ -141,6 +142,14 @@ class BenchRecord:
         latency = values["latency"]
         if not isinstance(latency, dict):
             raise ValueError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")
+        for key in ("p50", "p90", "p99"):
+            if not isinstance(latency.get(key), int | float) or latency[key] <= 0:
+                raise ValueError(
+                    f"BenchRecord: latency.{key} must be positive (ms), got {latency.get(key)!r}"
+                )
+        for key in ("threads", "batch_size", "streams"):
+            if not isinstance(values.get(key, 1), int) or isinstance(values.get(key), bool):
+                raise ValueError(f"BenchRecord: {key} must be an integer, got {values[key]!r}")
         values["latency"] = LatencyStats(**latency)
         return cls(**values)
 
@@ -171,17 +180,18 @@ def read_records(path: str | os.PathLike[str]) -> list[BenchRecord]:
     return records
 
 
-def _pool_key(rec: BenchRecord) -> tuple[Any, ...]:
+def config_key(rec: BenchRecord) -> tuple[Any, ...]:
+    """One configuration: model, format, precision, backend, threads, batch, streams, target."""
     target = rec.target.get("name", rec.target.get("label"))
-    return (rec.file, rec.model, rec.format, rec.precision, rec.backend, rec.threads, rec.batch_size,
-            rec.streams, target)  # fmt: skip
+    return (rec.model, rec.format, rec.precision, rec.backend, rec.threads, rec.batch_size, rec.streams,
+            target)  # fmt: skip
 
 
 def pool_rounds(records: list[BenchRecord]) -> list[BenchRecord]:
     """One record per configuration: samples of all its rounds pooled, throughput = images / wall time."""
     groups: dict[tuple[Any, ...], list[BenchRecord]] = {}
     for rec in records:
-        groups.setdefault(_pool_key(rec), []).append(rec)
+        groups.setdefault(config_key(rec), []).append(rec)
     pooled = []
     for recs in groups.values():
         samples = [s for r in recs for s in r.latency.samples_ms]

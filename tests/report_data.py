@@ -37,7 +37,7 @@ def record(model: str, fmt: str, precision: str, p50: float, size: int, acc: flo
             "min": 0.9 * p50,
             "max": 2 * p50,
             "cv": 0.01,
-            "samples": [p50] * 3,
+            "samples_ms": [p50] * 3,
         },
         "throughput_ips": 1000.0 / p50,
         "peak_rss_mb": 80.0,

@@ -160,11 +160,12 @@ def test_out_dir_and_missing_summary(tmp_path: Path) -> None:
 
 GOOD = json.dumps(RECORDS[0])
 BAD_LINES = [
-    ("{not json", "invalid benchmark record"),
+    ("{not json", "invalid record \\(Expecting property name"),
     ("[1, 2]", "expected a JSON object, got list"),
-    (json.dumps({k: v for k, v in RECORDS[0].items() if k != "latency"}), "field 'latency' must be dict"),
-    (json.dumps({**RECORDS[0], "threads": "4"}), "field 'threads' must be int"),
+    (json.dumps({k: v for k, v in RECORDS[0].items() if k != "latency"}), "missing keys \\['latency'\\]"),
+    (json.dumps({**RECORDS[0], "threads": "4"}), "threads must be an integer, got '4'"),
     (json.dumps({**RECORDS[0], "latency": {"p50": 0.0, "p90": 1, "p99": 1}}), "latency.p50 must be positive"),
+    (json.dumps({**RECORDS[0], "typo": 1}), "unknown keys \\['typo'\\]"),
 ]
 
 
@@ -285,6 +286,7 @@ def test_cli_compare_flag(tmp_path: Path) -> None:
 
 
 def test_streams_are_separate_configurations_with_their_own_baseline(tmp_path: Path) -> None:
+    from benchmarks.records import BenchRecord
     from toolkit.report.inputs import latest_records, read_manifest
     from toolkit.report.rows import build_rows
 
@@ -293,7 +295,7 @@ def test_streams_are_separate_configurations_with_their_own_baseline(tmp_path: P
         record("student_kd", "onnx", "fp32", 0.1, 100, 0.9),
     ]
     two = [dict(r, streams=2, throughput_ips=t) for r, t in zip(one, (1_800.0, 16_000.0), strict=True)]
-    kept, superseded = latest_records(one + two)
+    kept, superseded = latest_records([BenchRecord.from_dict(r) for r in one + two])
     assert len(kept) == 4 and superseded == 0
     rows = build_rows(kept, read_manifest(write_run(tmp_path) / "bundle/manifest.json"))
     student2 = next(r for r in rows if r.model == "student_kd" and r.streams == 2)

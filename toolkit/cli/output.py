@@ -186,7 +186,7 @@ def _bench_rows(records: list, manifest_path: Path) -> list[tuple[int, object, o
         group = [r for r in pooled if r.streams == streams]
         # Rows carry no file or CV; within one streams group this key finds the pooled record again.
         by_key = {(r.model, r.format, r.precision, r.backend, r.threads, r.batch_size): r for r in group}
-        for row in build_rows([r.to_dict() for r in group], manifest):
+        for row in build_rows(group, manifest):
             key = (row.model, row.format, row.precision, row.backend, row.threads, row.batch_size)
             out.append((streams, row, by_key[key]))
     return out

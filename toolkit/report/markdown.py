@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchmarks.records import BenchRecord
 from toolkit.report.blocks import Block, heading, image, note, para, table
 from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
@@ -38,9 +39,9 @@ def _distinct(values: list[Any]) -> list[Any]:
     return out
 
 
-def _machine(rec: dict[str, Any]) -> str:
+def _machine(rec: BenchRecord) -> str:
     """'CPU (N cores usable), arch; python X, numpy Y' from a record's machine facts."""
-    m = rec.get("machine") or {}
+    m = rec.machine or {}
     versions = {"python": m.get("python"), "numpy": (m.get("versions") or {}).get("numpy")}
     extras = ", ".join(f"{k} {v}" for k, v in versions.items() if v)
     cores = m.get("affinity_cores") or m.get("logical_cores") or "?"
@@ -49,17 +50,17 @@ def _machine(rec: dict[str, Any]) -> str:
 
 
 def build_context(
-    records: list[dict[str, Any]], training: dict[str, dict[str, Any]] | None = None, *, superseded: int = 0
+    records: list[BenchRecord], training: dict[str, dict[str, Any]] | None = None, *, superseded: int = 0
 ) -> ReportContext:
     """Collect warm-up, protocol, machine and runtime facts from the records (distinct values, in order)."""
     protocol: dict[str, list[Any]] = {}
     for rec in records:
-        for key, value in (rec.get("protocol") or {}).items():
+        for key, value in (rec.protocol or {}).items():
             if value not in protocol.setdefault(key, []):
                 protocol[key].append(value)
-    runtimes = [f"{r['backend']} {r['runtime_version']}" for r in records if r.get("runtime_version")]
+    runtimes = [f"{r.backend} {r.runtime_version}" for r in records if r.runtime_version]
     return ReportContext(
-        warmup=_distinct([r.get("warmup") for r in records]),
+        warmup=_distinct([r.warmup for r in records]),
         protocol=protocol,
         machines=_distinct([_machine(r) for r in records]),
         runtimes=_distinct(runtimes),

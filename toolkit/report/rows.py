@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.manifest import ManifestKey, ModelEntry
+from benchmarks.records import BenchRecord
 from toolkit.report.pareto import pareto_front
 
 __all__ = ["ReportRow", "build_rows", "baseline_key", "sort_key", "mark_pareto"]
@@ -72,40 +73,39 @@ def sort_key(row: ReportRow) -> tuple[Any, ...]:
     )
 
 
-def _row_from_record(rec: dict[str, Any], manifest: dict[ManifestKey, ModelEntry]) -> ReportRow:
+def _row_from_record(rec: BenchRecord, manifest: dict[ManifestKey, ModelEntry]) -> ReportRow:
     """Flatten one record and join it with its manifest entry on (model, format, precision)."""
-    entry = manifest.get((rec["model"], rec["format"], rec["precision"]))
+    entry = manifest.get((rec.model, rec.format, rec.precision))
     parity = entry.parity if entry is not None else None
-    target, latency = rec["target"], rec["latency"]
-    role = rec.get("role") or ("teacher" if rec["model"] == "teacher" else "student")
+    target, latency = rec.target, rec.latency
     # The record's accuracy is measured on the benchmarked file; parity accuracy is the export-time fallback.
-    from_record = rec.get("accuracy") is not None
-    size = rec.get("file_size_bytes") or (entry.size_bytes if entry is not None else None)
+    from_record = rec.accuracy is not None
+    size = rec.file_size_bytes or (entry.size_bytes if entry is not None else None)
     return ReportRow(
-        model=rec["model"],
-        role=role,
-        format=rec["format"],
-        precision=rec["precision"],
-        backend=rec["backend"],
-        threads=rec["threads"],
-        batch_size=rec.get("batch_size"),
-        streams=rec.get("streams", 1),
+        model=rec.model,
+        role=rec.role if rec.role != "unknown" else ("teacher" if rec.model == "teacher" else "student"),
+        format=rec.format,
+        precision=rec.precision,
+        backend=rec.backend,
+        threads=rec.threads,
+        batch_size=rec.batch_size,
+        streams=rec.streams,
         target_name=str(target.get("name", "")),
         target_kind=str(target.get("kind", "native")),
         target_label=str(target.get("label") or target.get("name") or ""),
         params=entry.params if entry is not None else None,
         macs=entry.macs if entry is not None else None,
         size_bytes=int(size) if size is not None else None,
-        accuracy=rec["accuracy"] if from_record else (parity.accuracy if parity else None),
-        n_accuracy=rec.get("n_accuracy") if from_record else (parity.n if parity else None),
+        accuracy=rec.accuracy if from_record else (parity.accuracy if parity else None),
+        n_accuracy=rec.n_accuracy if from_record else (parity.n if parity else None),
         top1_agreement=parity.top1_agreement if parity else None,
         parity_passed=parity.passed if parity else None,
-        p50_ms=float(latency["p50"]),
-        p90_ms=float(latency["p90"]),
-        p99_ms=float(latency["p99"]),
-        throughput_ips=rec.get("throughput_ips"),
-        peak_rss_mb=rec.get("peak_rss_mb"),
-        cpu_model=(rec.get("machine") or {}).get("cpu_model"),
+        p50_ms=float(latency.p50),
+        p90_ms=float(latency.p90),
+        p99_ms=float(latency.p99),
+        throughput_ips=rec.throughput_ips,
+        peak_rss_mb=rec.peak_rss_mb,
+        cpu_model=(rec.machine or {}).get("cpu_model"),
     )
 
 
@@ -156,7 +156,7 @@ def mark_pareto(rows: list[ReportRow]) -> list[ReportRow]:
     ]
 
 
-def build_rows(records: list[dict[str, Any]], manifest: dict[ManifestKey, ModelEntry]) -> list[ReportRow]:
+def build_rows(records: list[BenchRecord], manifest: dict[ManifestKey, ModelEntry]) -> list[ReportRow]:
     """One row per record, sorted for the table, compared to its teacher fp32 baseline, fronts marked."""
     rows = [_row_from_record(rec, manifest) for rec in records]
     baselines: dict[tuple[Any, ...], ReportRow] = {}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from benchmarks.records import BenchRecord
 from toolkit.report.inputs import latest_records, read_manifest, read_results, read_summary
 from toolkit.report.markdown import ReportContext, build_context
 from toolkit.report.rows import ReportRow, build_rows
@@ -22,7 +22,7 @@ class RunData:
     """A run's latest record per configuration, its rows and context; `superseded` older records left out."""
 
     run_dir: Path
-    records: list[dict[str, Any]]
+    records: list[BenchRecord]
     rows: list[ReportRow]
     context: ReportContext
     superseded: int
