@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "sha256_file", "quiet_converters", "failure_reason"]
+__all__ = ["atomic_path", "sha256_file", "quiet_converters", "native_stderr_hidden", "failure_reason"]
 
 
 @contextlib.contextmanager
@@ -40,19 +40,50 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+VERBOSE_ENV = "EDGEKD_VERBOSE"  # set by `edgekd --verbose`: third-party log lines are shown
+
+
+@contextlib.contextmanager
+def native_stderr_hidden() -> Iterator[None]:
+    """Send what C++ libraries write to fd 2 (absl `I0000 ...` lines, TFLite's XNNPACK notice) to a
+    discarded temporary file, unless EDGEKD_VERBOSE is set. edgekd prints nothing inside this block."""
+    import sys
+    import tempfile
+
+    if os.environ.get(VERBOSE_ENV):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 @contextlib.contextmanager
 def quiet_converters() -> Iterator[None]:
-    """Silence the converters' deprecation chatter (not errors) so the CLI's own lines stay readable."""
-    onnx_log = logging.getLogger("torch.onnx")
-    level = onnx_log.level
-    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping torchvision::nms"
+    """Silence the converters' chatter (deprecations, absl/TF log lines; not errors, which are raised) so
+    the CLI's own lines stay readable; `edgekd --verbose` shows it."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torchao", "absl")]
+    levels = [log.level for log in loggers]
+    verbose = bool(os.environ.get(VERBOSE_ENV))
+    for log in loggers:  # e.g. "torchvision is not installed. Skipping torchvision::nms"
+        log.setLevel(logging.DEBUG if verbose else logging.ERROR)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with warnings.catch_warnings(), native_stderr_hidden():
+            if not verbose:
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
-        onnx_log.setLevel(level)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -93,6 +93,23 @@ def test_bench_extra_measures_onnx_and_tflite_and_skips_torch_files(tiny_run, wh
         assert "skipped" in lines[0].lower() and "torch" in lines[0].split(str(path))[1], lines[0]
 
 
+BAD_INPUT = [
+    (["bench", "missing.onnx"], "error: Invalid value for 'path': path 'missing.onnx' does not exist."),
+    (["bench", "corrupt.onnx"], "error: corrupt.onnx: benchmark worker exited with 1: "),
+    (["report", "no-such-dir"], "error: Invalid value for 'run_dir': dir 'no-such-dir' does not exist."),
+]
+
+
+def test_bad_input_on_a_board_install_is_one_line_naming_the_path(wheel, tmp_path):
+    """With only edgekd[bench] (no torch, no click), a mistake is one line and exit 1, not a traceback."""
+    bin_ = _board_venv(tmp_path / "venv", f"{wheel}[bench]")
+    (tmp_path / "corrupt.onnx").write_bytes(bytes(range(256)) * 4)
+    for args, message in BAD_INPUT:
+        proc = _run([bin_ / "edgekd", *args], cwd=tmp_path, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith(message), (args, proc.stderr)
+
+
 def _with_newer_op(src: Path, dst: Path) -> Path:
     """Copy of a .tflite file whose CONV_2D claims version 99: what a converter newer than the board makes."""
     schema = pytest.importorskip("ai_edge_litert.schema_py_generated")

@@ -50,6 +50,21 @@ def test_usage_error_is_one_line_and_exit_1(tmp_path, args, message):
     assert (r.returncode, r.stderr.strip()) == (1, message)
 
 
+def test_bench_of_one_unreadable_file_is_one_line(tmp_path):
+    (tmp_path / "corrupt.onnx").write_bytes(bytes(range(256)) * 4)
+    r = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli.main", "bench", "corrupt.onnx"], capture_output=True, text=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr
+    assert (
+        lines[0].startswith("error: corrupt.onnx: benchmark worker exited with 1: ")
+        and "INVALID_PROTOBUF" in lines[0]
+    )
+    assert not (tmp_path / "results.jsonl").exists()
+
+
 def test_bare_edgekd_prints_help_and_exits_0():
     r = _edgekd()
     assert r.returncode == 0 and r.stdout.startswith("Usage: ") and "edgekd run --out" in r.stdout
@@ -93,3 +108,25 @@ def test_bench_keeps_measuring_past_a_broken_file_and_exits_1(tmp_path):
     assert r.stderr.strip().splitlines()[-1] == f"error: {bundle}: 1 of 2 files failed to benchmark"
     kept = [json.loads(line) for line in results.read_text().splitlines()]
     assert [k["model"] for k in kept] == ["good"] and kept[0]["latency"]["p50"] > 0
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_converter_log_lines_are_hidden_unless_verbose(capfd, monkeypatch, verbose):
+    """What C++ libraries write straight to fd 2 (absl's `I0000 ...`) is hidden inside an export step;
+    `--verbose` (EDGEKD_VERBOSE) shows it; edgekd's own lines outside the step are untouched."""
+    import logging
+    import os
+
+    from export._files import VERBOSE_ENV, quiet_converters
+
+    monkeypatch.delenv(VERBOSE_ENV, raising=False)
+    if verbose:
+        monkeypatch.setenv(VERBOSE_ENV, "1")
+    os.write(2, b"edgekd before\n")
+    with quiet_converters():
+        os.write(2, b"I0000 00:00:1 flatbuffer_export.cc:4410] Estimated count\n")
+        torchao_warns = logging.getLogger("torchao").isEnabledFor(logging.WARNING)
+    os.write(2, b"edgekd after\n")
+    err = capfd.readouterr().err
+    assert "edgekd before" in err and "edgekd after" in err
+    assert ("I0000" in err) is verbose and torchao_warns is verbose

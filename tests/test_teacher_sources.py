@@ -15,7 +15,8 @@ torch = pytest.importorskip("torch")
 
 from toolkit.errors import ConfigError  # noqa: E402
 from toolkit.models import MODELS, ModelSpec  # noqa: E402
-from toolkit.models.sources import TeacherSource, detect_kind, load_teacher  # noqa: E402
+from toolkit.models.sources import SOURCE_KINDS, TeacherSource, detect_kind, load_teacher  # noqa: E402
+from toolkit.models.teacher_kinds import LOADERS  # noqa: E402
 
 ARCH, KWARGS = "resnet_student", {"widths": [4, 8], "blocks": [1, 1]}
 SHAPE, CLASSES = (1, 8, 8), 3
@@ -76,6 +77,13 @@ def _same_logits(model, saved) -> None:
     with torch.no_grad():
         out = model(saved.x)
     torch.testing.assert_close(out, saved.ref, rtol=0, atol=0)
+
+
+def test_one_description_and_one_loader_per_kind():
+    import toolkit.config
+
+    assert TeacherSource is toolkit.config.TeacherSource
+    assert LOADERS.names() == sorted(k for k in SOURCE_KINDS if k != "auto")
 
 
 @pytest.mark.parametrize("kind", ["checkpoint", "torchscript", "exported_program"])

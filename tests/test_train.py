@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.distill.losses import ensemble_logits, kd_loss
+from toolkit.distill.losses import TERMS, LossTerm, ensemble_logits, kd_loss
 from toolkit.distill.train import (
     FeatureTap,
     Teacher,
@@ -110,6 +110,37 @@ def test_every_method_and_combination_trains(tmp_path):
         assert hist[0]["teacher_targets"] == expect
         assert hist[-1]["loss"] < hist[0]["loss"], methods
         assert hist[-1]["val_accuracy"] > 0.45, (methods, hist)  # 3 classes: chance is 0.33
+
+
+@pytest.mark.parametrize("method", TERMS.names())
+def test_every_registered_method_trains_on_the_targets_teacher_mode_picks(method):
+    x, y = _data()
+    teacher = _model((16, 32), seed=1).eval()
+    teachers = [Teacher(model=teacher, logits=predict(teacher, x))]
+    s = TrainSettings(epochs=1, batch_size=32, lr=1e-2, methods=(method,))
+    hist = train_model(_model(), x, y, s, teachers=teachers)
+    assert np.isfinite(hist[0]["loss"]) and hist[0]["teacher_targets"] == teacher_mode(s, teachers)
+
+
+@pytest.mark.parametrize("with_ce", [False, True], ids=["adds-to-ce", "holds-the-ce"])
+def test_a_new_method_is_one_registered_term_and_the_hard_label_ce_counts_once(monkeypatch, with_ce):
+    """A term that holds the CE replaces it, any other is added to it: either way, a term that adds
+    nothing trains the plain cross-entropy student bit for bit."""
+
+    def build(settings, **_):
+        if with_ce:
+            return LossTerm(lambda step: torch.nn.functional.cross_entropy(step.logits, step.y), with_ce=True)
+        return LossTerm(lambda step: 0.0 * (step.logits - step.teacher).square().mean())
+
+    monkeypatch.setitem(TERMS._entries, "probe", build)
+    x, y = _data()
+    plain, probed = _model(), _model()
+    train_model(plain, x, y, TrainSettings(epochs=1, batch_size=16, lr=1e-2))
+    s = TrainSettings(epochs=1, batch_size=16, lr=1e-2, methods=("probe",))
+    hist = train_model(probed, x, y, s, teachers=[Teacher(logits=np.zeros((len(x), 3), np.float32))])
+    assert hist[0]["teacher_targets"] == "cached"
+    for k, v in plain.state_dict().items():
+        assert torch.equal(v, probed.state_dict()[k]), k
 
 
 def _hint_settings(**kw):

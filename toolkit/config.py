@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import re
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -11,7 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from benchmarks.protocol import DEFAULT_PROTOCOL
 from toolkit.errors import ConfigError
 
-__all__ = ["RunConfig", "TeacherConfig", "TeacherSource", "load_config", "save_config", "DEFAULT_CONFIG"]
+__all__ = [
+    "RunConfig",
+    "TeacherConfig",
+    "TeacherSource",
+    "SourceKind",
+    "SOURCE_KINDS",
+    "load_config",
+    "save_config",
+    "DEFAULT_CONFIG",
+]
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
@@ -36,23 +48,61 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
 
 
-class TeacherSource(_Strict):
-    """Load a teacher instead of training it (see `toolkit.models.sources.load_teacher`)."""
+SourceKind = Literal[
+    "auto", "checkpoint", "state_dict", "torchscript", "exported_program", "factory", "timm", "torchvision"
+]
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)  # the one list of teacher kinds
+LIBRARY_KINDS = ("timm", "torchvision")  # written `library:name`; their weights come from a local file
+# `package.module:callable` (attribute path may be dotted); checked only when no such file exists.
+FACTORY_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
-    kind: Literal[
-        "auto",
-        "checkpoint",
-        "state_dict",
-        "torchscript",
-        "exported_program",
-        "factory",
-        "timm",
-        "torchvision",
-    ] = "auto"  # auto: detected from the file
+
+@dataclass
+class TeacherSource:
+    """Where a teacher comes from, to load it instead of training it (`toolkit.models.load_teacher`).
+
+    A dataclass, so code can build any source and `load_teacher` reports a bad one as a `ConfigError`;
+    in a config file pydantic checks it (kinds, no unknown keys) like the models around it.
+    """
+
+    __pydantic_config__ = ConfigDict(extra="forbid")
+
+    kind: SourceKind = "auto"  # auto: detected from the file
     path: Path | None = None  # the model file, or the weights file of a state_dict/factory/timm source
     arch: str | None = None  # registry name (state_dict) or timm/torchvision model name
-    kwargs: dict[str, Any] = Field(default_factory=dict)
     factory: str | None = None  # "package.module:callable"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path) if self.path is not None else None
+
+    @classmethod
+    def parse(cls, spec: str | os.PathLike) -> TeacherSource:
+        """A file (kind detected), or `timm:NAME`, `torchvision:NAME`, `package.module:callable` or a registry
+        name, each optionally followed by `@WEIGHTS_FILE` (required for registry names and the libraries)."""
+        text = os.fspath(spec)
+        if Path(text).exists():
+            return cls(path=Path(text))
+        head, at, weights = text.rpartition("@") if "@" in text else (text, "", "")
+        path = Path(weights) if at else None
+        lib, sep, name = head.partition(":")
+        if sep and lib in LIBRARY_KINDS:
+            return cls(kind=lib, arch=name, path=path)  # type: ignore[arg-type]
+        if FACTORY_SPEC.match(head):
+            return cls(kind="factory", factory=head, path=path)
+        if at and re.fullmatch(r"[A-Za-z_][\w.-]*", head):
+            return cls(kind="state_dict", arch=head, path=path)
+        return cls(path=Path(text))
+
+    def label(self) -> str:
+        """How errors name this source: the file, else the factory or `library:name`."""
+        if self.kind in LIBRARY_KINDS:
+            return f"{self.kind}:{self.arch}"
+        return str(self.path or self.factory or self.arch or "teacher")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (as a teacher checkpoint keeps them to load the teacher again)."""
+        return dict(asdict(self), path=str(self.path) if self.path is not None else None)
 
 
 class TeacherConfig(TrainConfig):

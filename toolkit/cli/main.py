@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -36,8 +35,19 @@ RunArg = Annotated[
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show the converters' and runtimes' own log lines.")
+    ] = False,
+) -> None:
     _state["debug"] = debug
+    if verbose:
+        import os
+
+        from export._files import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"
 
 
 def _prepare(config: Path | None, out: Path):
@@ -65,13 +75,7 @@ def distill_cli(
     config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
 ) -> None:
     """Train, reuse or load the teacher(s), distill the student per seed, and train the scratch control."""
-    from toolkit.pipeline.distill_stage import run_distill
-
-    cfg, run = _prepare(config, out)
-    with train_progress() as on_step:
-        summary = run_distill(cfg, run, on_step=on_step, resume=resume)
-    if _rank() == 0:
-        output.distill_summary(summary)
+    _distill(*_prepare(config, out), resume=resume)
 
 
 @app.command("train-teacher", epilog="Example: edgekd train-teacher my.yaml --out runs/exp1")
@@ -79,11 +83,14 @@ def train_teacher_cli(
     config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
 ) -> None:
     """Train (or load) only the teacher(s); a later `edgekd distill` on the same run directory reuses them."""
+    _distill(*_prepare(config, out), resume=resume, teachers_only=True)
+
+
+def _distill(cfg, run, *, resume: bool = False, teachers_only: bool = False) -> None:
     from toolkit.pipeline.distill_stage import run_distill
 
-    cfg, run = _prepare(config, out)
     with train_progress() as on_step:
-        summary = run_distill(cfg, run, on_step=on_step, resume=resume, teachers_only=True)
+        summary = run_distill(cfg, run, on_step=on_step, resume=resume, teachers_only=teachers_only)
     if _rank() == 0:
         output.distill_summary(summary)
 
@@ -149,21 +156,24 @@ def export_cli(
     if given := [k for k, v in dict(from_only, fp16=fp16, tflite=tflite).items() if v]:
         raise ValueError(f"--{given[0].replace('_', '-')}: only with --from model.onnx")
     from toolkit.pipeline import RunDir
-    from toolkit.pipeline.export_stage import run_export
 
-    manifest = run_export(RunDir(run_dir), on_file=output.exported_file)
+    _raise(_export(RunDir(run_dir)))
+
+
+def _export(run) -> EdgekdError | None:
+    """Export a run's checkpoints and print the parity table; the failure to exit with, if any."""
+    from toolkit.pipeline.export_stage import export_failure, run_export
+
+    manifest = run_export(run, on_file=output.exported_file)
     output.parity_table(manifest)
-    _raise_on_failures(run_dir / "bundle", manifest["failures"])
+    return export_failure(run.bundle, manifest["failures"])
 
 
-def _raise_on_failures(bundle: Path, failures: list[dict]) -> None:
-    """Exit 1 when a file failed to export or missed its parity tolerance; the written files stay."""
-    if not failures:
-        return
-    kept = sum("file" in f for f in failures)  # written but outside tolerance
-    what = [f"{len(failures) - kept} failed to export"] * (kept < len(failures))
-    what += [f"{kept} missed their parity tolerance (kept for inspection)"] * (kept > 0)
-    raise EdgekdError(f"{bundle}: {len(failures)} file(s) failed: {', '.join(what)} (see above)")
+def _raise(*failures: EdgekdError | None) -> None:
+    """Exit 1 with the first failure, after everything that could run has run."""
+    for failure in failures:
+        if failure is not None:
+            raise failure
 
 
 def _budget(entry: dict) -> bool:
@@ -173,6 +183,7 @@ def _budget(entry: dict) -> bool:
 def _export_from(src: Path, *, out: Path | None, **options) -> None:
     """`edgekd export --from`: the bundle of one ONNX file, its parity table and the accuracy budget."""
     from export.from_onnx import export_from_onnx
+    from toolkit.pipeline.export_stage import export_failure
 
     if out is None:
         raise ValueError("--out: --from needs a folder to write the bundle into, e.g. --out out/")
@@ -186,38 +197,13 @@ def _export_from(src: Path, *, out: Path | None, **options) -> None:
             f"{', '.join(b['kept_float']) or 'none'}",
             highlight=False,
         )
-    _raise_on_failures(out / "bundle", manifest["failures"])
+    _raise(export_failure(out / "bundle", manifest["failures"]))
     for entry, b in budgets:
         if not b["met"]:
             raise EdgekdError(
                 f"{out / 'bundle' / entry['file']}: int8 loses {b['drop']:.2f} accuracy points even with "
                 f"{len(b['kept_float'])} layer(s) float, over --max-accuracy-drop {b['max_accuracy_drop']:g}"
             )
-
-
-def _bench_suite(run_dir: Path | None, name: str | None, **overrides):
-    """The suite to run: `name` (shipped or a YAML file), else RUN/config.yaml's bench section, else defaults;
-    options given on the command line replace single fields."""
-    from dataclasses import replace
-
-    from benchmarks.suite import Suite, load_suite
-    from toolkit.config import BenchSettings, load_config
-
-    if name is not None:
-        base = load_suite(name)
-    else:
-        from_run = run_dir is not None and (run_dir / "config.yaml").exists()
-        s = load_config(run_dir / "config.yaml").bench if from_run else BenchSettings()
-        base = Suite(
-            name="run-config" if from_run else "default",
-            threads=list(s.threads),
-            batch_sizes=[s.batch_size],
-            warmup=s.warmup,
-            min_runs=s.min_runs,
-            min_time_s=s.min_time_s,
-            accuracy=s.accuracy,
-        )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def _parse_shape(text: str | None) -> list[int] | None:
@@ -270,32 +256,22 @@ def bench_cli(
 ) -> None:
     """Benchmark every file (x threads x batch x streams, shuffled, repeated) on this machine; one JSON
     record per configuration appended as measured, results.csv rewritten at the end."""
-    from benchmarks.bundle import run_suite
-    from benchmarks.records import write_csv
-
-    is_run = (path / "bundle").is_dir()
-    models = path / "bundle" if is_run else path
     dims = _parse_shape(shape)
-    chosen = _bench_suite(
-        path if is_run else None,
-        suite,
-        threads=threads,
-        batch_sizes=batch or ([dims[0]] if dims else None),
-        streams=streams,
-        min_runs=min_runs,
-        min_time_s=min_time,
-        repeats=repeats,
-        cooldown_s=cooldown,
-        seed=seed,
-    )
-    results = results or (path / "bench" / "results.jsonl" if is_run else Path("results.jsonl"))
-    if results.suffix == ".csv":
-        raise ValueError(f"{results}: --results is the JSONL file; results.csv is written beside it")
-    done = run_suite(models, results, chosen, shape=dims, on_result=output.bench_row)
-    csv_path = write_csv(results, results.with_suffix(".csv")) if results.exists() else None
-    output.bench_done(done, results, csv_path, models / "manifest.json")
-    if done.failed_files:
-        raise EdgekdError(f"{models}: {len(done.failed_files)} of {done.n_files} files failed to benchmark")
+    overrides = dict(threads=threads, batch_sizes=batch or ([dims[0]] if dims else None), streams=streams)
+    overrides |= dict(min_runs=min_runs, min_time_s=min_time, repeats=repeats, cooldown_s=cooldown, seed=seed)
+    _raise(_bench(path, suite=suite, results=results, shape=dims, **overrides))
+
+
+def _bench(path: Path, **options) -> EdgekdError | None:
+    """Benchmark and print each record, then the table; the failure to exit with, if any."""
+    from toolkit.pipeline.bench_stage import bench_failure, run_bench
+
+    outcome = run_bench(path, on_result=output.bench_row, **options)
+    done = outcome.done
+    if not done.records and not done.skipped and len(done.errors) == 1:
+        return EdgekdError(done.errors[0])  # one file, unreadable: its error is the whole story
+    output.bench_done(done, outcome.results, outcome.csv, outcome.models / "manifest.json")
+    return bench_failure(outcome)
 
 
 @app.command(
@@ -324,37 +300,32 @@ def report_cli(
     ] = False,
 ) -> None:
     """Write report.md/.html, results.csv and plots; with several runs, compare.md/.html side by side."""
-    from toolkit.report import build_compare_report, build_report
+    from toolkit.pipeline.report_stage import run_compare
 
-    if compare and not more_runs:
-        raise EdgekdError(f"{run_dir}: --compare needs two or more run directories")
-    if more_runs:
-        path = build_compare_report([run_dir, *more_runs], out_dir=out or run_dir / "report")
-        output.compare_written(path)
+    if compare or more_runs:
+        output.compare_written(run_compare([run_dir, *(more_runs or [])], out=out))
         return
-    result = build_report(run_dir, out_dir=out, max_accuracy_drop=max_accuracy_drop)
-    output.report_written(result)
+    _report(run_dir, out=out, max_accuracy_drop=max_accuracy_drop)
+
+
+def _report(run_dir: Path, **options) -> None:
+    from toolkit.pipeline.report_stage import run_report
+
+    output.report_written(run_report(run_dir, **options))
 
 
 @app.command("run", epilog="Example: edgekd run --out runs/demo   (or: edgekd run my.yaml --out runs/exp1)")
 def run_cli(config: ConfigArg = None, out: OutOpt = Path("runs/default")) -> None:
     """All four stages on one run directory: distill, export, bench, report."""
-    distill_cli(config, out)
-    export_failed = None
-    try:
-        export_cli(out)
-    except EdgekdError as e:  # files that did export are still benchmarked and reported
-        if not (out / "bundle" / "manifest.json").exists():
-            raise
-        export_failed = e
-    results = out / "bench" / "results.jsonl"
-    if results.exists():  # a fresh run measures afresh; earlier measurements are kept beside it
-        stamp = datetime.fromtimestamp(results.stat().st_mtime).strftime("%Y%m%dT%H%M%S")
-        results.rename(results.with_name(f"results-{stamp}.jsonl"))
-    bench_cli(out, results=results)
-    report_cli(out)
-    if export_failed is not None:
-        raise export_failed
+    from toolkit.pipeline.bench_stage import rotate_results
+
+    cfg, run = _prepare(config, out)
+    _distill(cfg, run)
+    export_failed = _export(run)  # files that did export are still benchmarked and reported
+    rotate_results(run.results)  # a fresh run measures afresh; earlier measurements are kept beside it
+    bench_failed = _bench(run.root)
+    _report(run.root)
+    _raise(export_failed, bench_failed)
 
 
 def main() -> None:

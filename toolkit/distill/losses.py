@@ -1,16 +1,42 @@
-"""Distillation losses, as `nn.Module`s on logits with keyword-only hyperparameters."""
+"""Distillation losses, as `nn.Module`s on logits with keyword-only hyperparameters, and the objective
+terms that training builds from them by method name (`TERMS`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from toolkit.registry import Registry
 
-__all__ = ["LOSSES", "KDLoss", "kd_loss", "DKDLoss", "dkd_loss", "HintLoss", "ensemble_logits"]
+if TYPE_CHECKING:
+    from toolkit.distill.train import Teacher, TrainSettings
+
+__all__ = [
+    "LOSSES",
+    "TERMS",
+    "FEATURE_METHODS",
+    "KDLoss",
+    "kd_loss",
+    "DKDLoss",
+    "dkd_loss",
+    "HintLoss",
+    "FeatureTap",
+    "LossTerm",
+    "Step",
+    "ensemble_logits",
+]
 
 LOSSES = Registry("loss")
+# Method name -> builder(settings, *, model, teachers, x) -> LossTerm; TrainSettings.methods names these.
+TERMS = Registry("distillation method")
+# Methods whose terms tap teacher features: their targets cannot be cached, the teacher runs per batch.
+FEATURE_METHODS = frozenset({"hint"})
 
 
 def ensemble_logits(
@@ -151,3 +177,99 @@ class HintLoss(nn.Module):
                 student_feature, size=teacher_feature.shape[-2:], mode="bilinear", align_corners=False
             )
         return self.beta * F.mse_loss(self.adapter(student_feature), teacher_feature)
+
+
+class FeatureTap:
+    """Keeps the output of one named submodule from the latest forward (a forward hook)."""
+
+    def __init__(self, model: nn.Module, name: str) -> None:
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            names = [n for n, _ in model.named_children()]
+            raise ValueError(
+                f"{type(model).__name__} has no submodule {name!r} (top level: {names})"
+            ) from None
+        self.name, self.output = name, None
+        self._handle = module.register_forward_hook(self._keep)
+
+    def _keep(self, module, inputs, output) -> None:
+        self.output = output
+
+    def remove(self) -> None:
+        self._handle.remove()
+
+
+@dataclass
+class Step:
+    """One batch as a loss term sees it."""
+
+    logits: torch.Tensor  # the student's, float32
+    y: torch.Tensor
+    teacher: torch.Tensor | None  # the teachers' ensemble logits (soft targets at the KD temperature)
+    features: dict[str, torch.Tensor]  # each feature term's module output, by method name
+    epoch: int  # 0-based
+
+
+@dataclass
+class LossTerm:
+    """One method's part of the objective: `fn(step)` per batch, summed with the other methods' terms.
+
+    `with_ce`: the term already holds the hard-label CE (KD weighs it 1 - alpha), so it is not added again.
+    A feature term also has a trainable `module(student_feature, teacher_feature)`, run in the student's
+    forward on the outputs of `layers` = (student submodule, first teacher's submodule).
+    """
+
+    fn: Callable[[Step], torch.Tensor]
+    with_ce: bool = False
+    module: nn.Module | None = None
+    layers: tuple[str, str] | None = None
+
+
+@TERMS.register(name="kd")
+def _kd_term(settings: TrainSettings, **_) -> LossTerm:
+    loss = LOSSES.create("kd", temperature=settings.temperature, alpha=settings.alpha)
+    return LossTerm(lambda step: loss(step.logits, step.teacher, step.y), with_ce=True)
+
+
+@TERMS.register(name="dkd")
+def _dkd_term(settings: TrainSettings, **_) -> LossTerm:
+    s = settings
+    loss = LOSSES.create("dkd", temperature=s.temperature, alpha=s.dkd_alpha, beta=s.dkd_beta)
+
+    def term(step: Step) -> torch.Tensor:
+        # DKD's weight ramps up linearly over the warm-up epochs, as in the paper
+        warmup = s.dkd_warmup_epochs
+        weight = min(1.0, (step.epoch + 1) / warmup) if warmup else 1.0
+        return weight * loss(step.logits, step.teacher, step.y)
+
+    return LossTerm(term)
+
+
+@TERMS.register(name="hint")
+def _hint_term(
+    settings: TrainSettings, *, model: nn.Module, teachers: Sequence[Teacher], x: np.ndarray, **_
+) -> LossTerm:
+    layers = (settings.hint_student, settings.hint_teacher)
+    s_channels, t_channels = _probe_channels(model, teachers[0].model, layers, x)
+    module = LOSSES.create(
+        "hint", student_channels=s_channels, teacher_channels=t_channels, beta=settings.hint_beta
+    )
+    return LossTerm(lambda step: step.features["hint"].float(), module=module, layers=layers)
+
+
+def _probe_channels(
+    model: nn.Module, teacher: nn.Module, layers: tuple[str, str], x: np.ndarray
+) -> tuple[int, int]:
+    """Channel counts of the student's and the teacher's tapped layers, from a forward on one image."""
+    s_tap, t_tap = FeatureTap(model, layers[0]), FeatureTap(teacher, layers[1])
+    try:
+        with torch.no_grad():
+            sample = torch.from_numpy(x[:1])
+            was_training = model.training
+            model.eval(), teacher.eval()
+            model(sample), teacher(sample)
+            model.train(was_training)
+    finally:
+        s_tap.remove(), t_tap.remove()
+    return s_tap.output.shape[1], t_tap.output.shape[1]

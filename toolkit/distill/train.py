@@ -20,21 +20,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.distill.losses import HintLoss, dkd_loss, ensemble_logits, kd_loss
+from toolkit.distill.losses import (
+    FEATURE_METHODS,
+    TERMS,
+    FeatureTap,
+    LossTerm,
+    Step,
+    ensemble_logits,
+)
 
 __all__ = [
-    "METHODS",
     "Teacher",
     "TrainSettings",
     "FeatureTap",
+    "Targets",
     "teacher_mode",
     "train_model",
     "predict",
     "accuracy",
     "augment_batch",
 ]
-
-METHODS = ("kd", "dkd", "hint")
 
 # on_step(done_batches, total_batches, metrics) lets the CLI draw a progress bar; library code never prints.
 StepCallback = Callable[[int, int, dict], None]
@@ -47,7 +52,7 @@ class TrainSettings:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    methods: tuple[str, ...] = ()  # any of METHODS, combined by summing; () = plain cross-entropy
+    methods: tuple[str, ...] = ()  # names in losses.TERMS, combined by summing; () = plain cross-entropy
     temperature: float = 4.0
     alpha: float = 0.9  # kd: weight of the soft loss; the hard loss gets 1 - alpha
     dkd_alpha: float = 1.0
@@ -62,9 +67,9 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
-        unknown = [m for m in self.methods if m not in METHODS]
+        unknown = [m for m in self.methods if m not in TERMS]
         if unknown:
-            raise ValueError(f"unknown distillation method(s) {unknown}; known: {list(METHODS)}")
+            raise ValueError(f"unknown distillation method(s) {unknown}; known: {TERMS.names()}")
 
 
 @dataclass
@@ -78,54 +83,80 @@ class Teacher:
 
 
 @dataclass
+class Targets:
+    """A batch's teacher targets: the ensemble logits, and the first teacher's tapped features by method."""
+
+    logits: torch.Tensor | None = None
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+# (the batch's images on the device, their rows in the training set) -> the batch's teacher targets
+TargetFn = Callable[[torch.Tensor, torch.Tensor], Targets]
+
+
+class _Student(nn.Module):
+    """The student plus the feature terms' trainable modules (the hint adapter), all run in one forward so
+    one DDP wrapper and one optimizer cover them."""
+
+    def __init__(self, model: nn.Module, terms: dict[str, LossTerm]) -> None:
+        super().__init__()
+        self.model = model
+        self._taps: dict[str, FeatureTap] = {}
+        for name, term in terms.items():
+            if term.module is not None:
+                self.add_module(name, term.module)  # state dict keys: model.*, hint.*
+                self._taps[name] = FeatureTap(model, term.layers[0])
+
+    def forward(self, x: torch.Tensor, teacher_features: dict[str, torch.Tensor]):
+        logits = self.model(x)
+        parts = {
+            name: getattr(self, name)(tap.output, teacher_features[name]) for name, tap in self._taps.items()
+        }
+        return logits, parts
+
+    def remove_taps(self) -> None:
+        for tap in self._taps.values():
+            tap.remove()
+
+
+@dataclass
 class _Epoch:
     loss: float = 0.0
     correct: int = 0
     seen: int = 0
-    extra: dict = field(default_factory=dict)
 
 
-class FeatureTap:
-    """Keeps the output of one named submodule from the latest forward (a forward hook)."""
+@dataclass
+class _Run:
+    """What one training run carries from batch to batch and from epoch to epoch."""
 
-    def __init__(self, model: nn.Module, name: str) -> None:
-        try:
-            module = model.get_submodule(name)
-        except AttributeError:
-            names = [n for n, _ in model.named_children()]
-            raise ValueError(
-                f"{type(model).__name__} has no submodule {name!r} (top level: {names})"
-            ) from None
-        self.name, self.output = name, None
-        self._handle = module.register_forward_hook(self._keep)
-
-    def _keep(self, module, inputs, output) -> None:
-        self.output = output
-
-    def remove(self) -> None:
-        self._handle.remove()
-
-
-class _Student(nn.Module):
-    """The student plus the hint adapter, so one DDP wrapper and one optimizer cover both."""
-
-    def __init__(self, model: nn.Module, hint: HintLoss | None, tap: str) -> None:
-        super().__init__()
-        self.model, self.hint = model, hint
-        self._tap = FeatureTap(model, tap) if hint is not None else None
-
-    def forward(self, x: torch.Tensor, teacher_feature: torch.Tensor | None = None):
-        logits = self.model(x)
-        if self.hint is None:
-            return logits, None
-        return logits, self.hint(self._tap.output, teacher_feature)
+    settings: TrainSettings
+    mode: str  # teacher targets: none, cached or online
+    student: _Student
+    wrapped: nn.Module  # the student, or its DDP wrapper under torchrun
+    targets: TargetFn
+    objective: Callable[[Step], torch.Tensor]
+    teacher_taps: dict[str, FeatureTap]
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    gen: torch.Generator  # batch order and augmentation
+    device: torch.device
+    amp: bool
+    rank: int
+    world: int
+    x: torch.Tensor
+    y: torch.Tensor
+    steps: int  # batches per epoch
+    history: list[dict] = field(default_factory=list)
+    start: int = 0  # the first epoch still to train (after a resume)
 
 
 def teacher_mode(settings: TrainSettings, teachers: Sequence[Teacher]) -> str:
-    """ "none", "cached" (logits computed once) or "online" (teacher forward per batch), and why."""
-    if not teachers or not set(settings.methods) & {"kd", "dkd", "hint"}:
+    """ "none", "cached" (logits computed once) or "online" (teacher forward per batch)."""
+    if not teachers or not settings.methods:
         return "none"
-    if settings.augment or "hint" in settings.methods:
+    if settings.augment or FEATURE_METHODS & set(settings.methods):
         return "online"
     return "cached"
 
@@ -166,21 +197,6 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
-def _hint_loss(model: nn.Module, teacher: nn.Module, settings: TrainSettings, x: np.ndarray) -> HintLoss:
-    """A hint loss whose adapter maps the student's tapped channels to the teacher's (probed on one image)."""
-    s_tap, t_tap = FeatureTap(model, settings.hint_student), FeatureTap(teacher, settings.hint_teacher)
-    try:
-        with torch.no_grad():
-            sample = torch.from_numpy(x[:1])
-            was_training = model.training
-            model.eval(), teacher.eval()
-            model(sample), teacher(sample)
-            model.train(was_training)
-    finally:
-        s_tap.remove(), t_tap.remove()
-    return HintLoss(s_tap.output.shape[1], t_tap.output.shape[1], beta=settings.hint_beta)
-
-
 def _write_metrics(metrics_path: Path, history: list[dict]) -> None:
     """JSON lines and a CSV of the same rows, rewritten whole each epoch (a resumed run stays one file)."""
     metrics_path.write_text("".join(json.dumps(row) + "\n" for row in history))
@@ -195,6 +211,183 @@ def _save_state(path: Path, state: dict) -> None:
     tmp = path.with_suffix(path.suffix + ".partial")
     torch.save(state, tmp)
     tmp.replace(path)  # a kill mid-write leaves the previous epoch's state intact
+
+
+def _no_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
+    return lambda xb, idx: Targets()
+
+
+def _cached_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
+    # Combine the teachers once: the soft targets do not change between epochs.
+    logits = [torch.from_numpy(t.logits) for t in teachers]
+    table = ensemble_logits(logits, [t.weight for t in teachers], temperature=settings.temperature)
+    return lambda xb, idx: Targets(table[idx].to(device, non_blocking=True))
+
+
+def _online_targets(settings: TrainSettings, teachers, device, taps: dict[str, FeatureTap]) -> TargetFn:
+    models = [t.model.to(device).eval() for t in teachers]
+    weights = [t.weight for t in teachers]
+
+    def targets(xb: torch.Tensor, idx: torch.Tensor) -> Targets:
+        with torch.no_grad():
+            outs = [m(xb).float() for m in models]
+        logits = ensemble_logits(outs, weights, temperature=settings.temperature)
+        return Targets(logits, {name: tap.output for name, tap in taps.items()})
+
+    return targets
+
+
+# teacher_mode -> builder(settings, teachers, device, teacher taps by method) of the per-batch targets
+_TARGETS = {"none": _no_targets, "cached": _cached_targets, "online": _online_targets}
+
+
+def _objective(terms: Sequence[LossTerm]) -> Callable[[Step], torch.Tensor]:
+    """Sum of the terms; the hard-label CE appears once (in the term that holds it, else on its own)."""
+    base = next((t for t in terms if t.with_ce), None)
+    rest = [t for t in terms if t is not base]
+
+    def objective(step: Step) -> torch.Tensor:
+        loss = base.fn(step) if base is not None else F.cross_entropy(step.logits, step.y)
+        for term in rest:
+            loss = loss + term.fn(step)
+        return loss
+
+    return objective
+
+
+def _terms(settings: TrainSettings, model: nn.Module, teachers, x: np.ndarray) -> dict[str, LossTerm]:
+    """The methods' loss terms, built in name order (only the hint draws from the seeded RNG)."""
+    return {
+        name: TERMS.create(name, settings=settings, model=model, teachers=teachers, x=x)
+        for name in TERMS.names()
+        if name in settings.methods
+    }
+
+
+def _ddp(student: nn.Module, device: torch.device, world: int) -> nn.Module:
+    if world == 1:
+        return student
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(student, device_ids=ids)
+
+
+def _prepare(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSettings, teachers) -> _Run:
+    """Terms, student, teacher targets, optimizer and generator, seeded alike for every run of `settings`."""
+    mode = teacher_mode(settings, teachers)
+    _check_teachers(mode, settings, teachers, len(x))
+    rank, world = _dist()
+    device = torch.device(settings.device)
+    amp = settings.amp and device.type == "cuda"
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    terms = _terms(settings, model, teachers, x)
+    student = _Student(model, terms).to(device)
+    taps = {n: FeatureTap(teachers[0].model, t.layers[1]) for n, t in terms.items() if t.module is not None}
+    steps = (len(x) + settings.batch_size - 1) // settings.batch_size
+    opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    return _Run(
+        settings=settings,
+        mode=mode,
+        student=student,
+        wrapped=_ddp(student, device, world),
+        targets=_TARGETS[mode](settings, teachers, device, taps),
+        objective=_objective(list(terms.values())),
+        teacher_taps=taps,
+        opt=opt,
+        sched=torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=settings.lr, total_steps=settings.epochs * steps
+        ),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp),
+        gen=gen,
+        device=device,
+        amp=amp,
+        rank=rank,
+        world=world,
+        x=torch.from_numpy(x),
+        y=torch.from_numpy(y),
+        steps=steps,
+    )
+
+
+def _state(run: _Run, epoch: int) -> dict:
+    """Everything a resume needs to continue after `epoch` whole epochs to the same result."""
+    return {
+        "epoch": epoch,
+        "settings": asdict(run.settings),
+        "student": run.student.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "generator": run.gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "history": run.history,
+    }
+
+
+def _restore(run: _Run, path: Path) -> None:
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["settings"] != asdict(run.settings):
+        raise ValueError(f"{path}: saved with other training settings; cannot resume with these")
+    run.student.load_state_dict(state["student"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.sched.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.gen.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    run.start, run.history = state["epoch"], state["history"]
+
+
+def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, epoch: int):
+    """One optimizer step on this rank's share of a batch; returns (loss, student logits)."""
+    with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
+        targets = run.targets(xb, idx)
+        logits, parts = run.wrapped(xb, targets.features)
+        loss = run.objective(Step(logits.float(), yb, targets.logits, parts, epoch))
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.opt)
+    run.scaler.update()
+    run.sched.step()
+    return loss, logits
+
+
+def _train_epoch(run: _Run, epoch: int, on_step: StepCallback | None) -> _Epoch:
+    s, acc = run.settings, _Epoch()
+    run.student.train()
+    order = torch.randperm(len(run.x), generator=run.gen)
+    for b in range(run.steps):
+        idx = order[b * s.batch_size : (b + 1) * s.batch_size]
+        xb = run.x[idx]
+        if s.augment:
+            xb = augment_batch(xb, run.gen)  # drawn for the whole batch on every rank: same stream
+        idx, xb = idx[run.rank :: run.world], xb[run.rank :: run.world]  # this rank's share of the batch
+        yb = run.y[idx].to(run.device, non_blocking=True)
+        loss, logits = _step(run, xb.to(run.device, non_blocking=True), yb, idx, epoch)
+        acc.loss += loss.item() * len(idx)
+        acc.correct += int((logits.argmax(1) == yb).sum())
+        acc.seen += len(idx)
+        if on_step is not None and run.rank == 0:
+            on_step(
+                epoch * run.steps + b + 1,
+                s.epochs * run.steps,
+                {"epoch": epoch + 1, "loss": loss.item(), "accuracy": acc.correct / acc.seen},
+            )
+    return acc
+
+
+def _epoch_row(run: _Run, acc: _Epoch, epoch: int, t0: float) -> dict:
+    """The epoch's metrics over all ranks (and BatchNorm statistics averaged over them)."""
+    totals = torch.tensor([acc.loss, acc.correct, acc.seen], dtype=torch.float64)
+    if run.world > 1:
+        torch.distributed.all_reduce(totals)
+        _average_buffers(run.student, run.world)
+    return {
+        "epoch": epoch + 1,
+        "loss": totals[0].item() / totals[2].item(),
+        "train_accuracy": totals[1].item() / totals[2].item(),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "teacher_targets": run.mode,
+    }
 
 
 def train_model(
@@ -215,124 +408,27 @@ def train_model(
     With `state_path` the full training state is saved after every epoch; `resume=True` continues from it
     to the same result. Returns per-epoch metrics.
     """
-    mode = teacher_mode(settings, teachers)
-    _check_teachers(mode, settings, teachers, len(x))
-    rank, world = _dist()
-    device = torch.device(settings.device)
-    amp = settings.amp and device.type == "cuda"
-    torch.manual_seed(settings.seed)
-    gen = torch.Generator().manual_seed(settings.seed)
-
-    hint = _hint_loss(model, teachers[0].model, settings, x) if "hint" in settings.methods else None
-    student = _Student(model, hint, settings.hint_student).to(device)
-    t_models = [t.model.to(device).eval() for t in teachers] if mode == "online" else []
-    t_tap = FeatureTap(teachers[0].model, settings.hint_teacher) if hint is not None else None
-    weights = [t.weight for t in teachers]
-    cached = None
-    if mode == "cached":  # combine the teachers once: the soft targets do not change between epochs
-        cached = ensemble_logits(
-            [torch.from_numpy(t.logits) for t in teachers], weights, temperature=settings.temperature
-        )
-    wrapped: nn.Module = student
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        wrapped = nn.parallel.DistributedDataParallel(student, device_ids=ids)
-
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-    steps = (len(x) + settings.batch_size - 1) // settings.batch_size
-    opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=settings.epochs * steps)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
-    history: list[dict] = []
-    start = 0
+    run = _prepare(model, x, y, settings, teachers)
     state_path = Path(state_path) if state_path is not None else None
-    if resume and state_path is not None and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
-        if state["settings"] != asdict(settings):
-            raise ValueError(f"{state_path}: saved with other training settings; cannot resume with these")
-        student.load_state_dict(state["student"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        start, history = state["epoch"], state["history"]
-
     try:
-        for epoch in range(start, settings.epochs):
-            student.train()
-            t0, acc = time.perf_counter(), _Epoch()
-            order = torch.randperm(len(x), generator=gen)
-            warm = min(1.0, (epoch + 1) / settings.dkd_warmup_epochs) if settings.dkd_warmup_epochs else 1.0
-            for b in range(steps):
-                idx = order[b * settings.batch_size : (b + 1) * settings.batch_size]
-                xb = xt[idx]
-                if settings.augment:
-                    xb = augment_batch(xb, gen)  # drawn for the whole batch on every rank: same stream
-                idx, xb = idx[rank::world], xb[rank::world]  # this rank's share of the global batch
-                xb, yb = xb.to(device, non_blocking=True), yt[idx].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    target, t_feat = None, None
-                    if mode == "online":
-                        with torch.no_grad():
-                            outs = [t(xb).float() for t in t_models]
-                        target = ensemble_logits(outs, weights, temperature=settings.temperature)
-                        t_feat = t_tap.output if t_tap is not None else None
-                    elif mode == "cached":
-                        target = cached[idx].to(device, non_blocking=True)
-                    logits, hint_value = wrapped(xb, t_feat)
-                    loss = _objective(logits.float(), target, yb, hint_value, settings, warm)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                acc.loss += loss.item() * len(idx)
-                acc.correct += int((logits.argmax(1) == yb).sum())
-                acc.seen += len(idx)
-                if on_step is not None and rank == 0:
-                    on_step(
-                        epoch * steps + b + 1,
-                        settings.epochs * steps,
-                        {"epoch": epoch + 1, "loss": loss.item(), "accuracy": acc.correct / acc.seen},
-                    )
-            totals = torch.tensor([acc.loss, acc.correct, acc.seen], dtype=torch.float64)
-            if world > 1:
-                torch.distributed.all_reduce(totals)
-                _average_buffers(student, world)
-            row = {
-                "epoch": epoch + 1,
-                "loss": totals[0].item() / totals[2].item(),
-                "train_accuracy": totals[1].item() / totals[2].item(),
-                "seconds": round(time.perf_counter() - t0, 3),
-                "teacher_targets": mode,
-            }
+        if resume and state_path is not None and state_path.exists():
+            _restore(run, state_path)
+        for epoch in range(run.start, settings.epochs):
+            t0 = time.perf_counter()
+            row = _epoch_row(run, _train_epoch(run, epoch, on_step), epoch, t0)
             if val is not None:
-                row["val_accuracy"] = accuracy(predict(model, val[0], device=device), val[1])
-            history.append(row)
-            if rank == 0:
-                if metrics_path is not None:
-                    _write_metrics(Path(metrics_path), history)
-                if state_path is not None:
-                    state = {
-                        "epoch": epoch + 1,
-                        "settings": asdict(settings),
-                        "student": student.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "scaler": scaler.state_dict(),
-                        "generator": gen.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "history": history,
-                    }
-                    _save_state(state_path, state)
+                row["val_accuracy"] = accuracy(predict(model, val[0], device=run.device), val[1])
+            run.history.append(row)
+            if run.rank == 0 and metrics_path is not None:
+                _write_metrics(Path(metrics_path), run.history)
+            if run.rank == 0 and state_path is not None:
+                _save_state(state_path, _state(run, epoch + 1))
     finally:
-        if t_tap is not None:
-            t_tap.remove()
-        if student._tap is not None:
-            student._tap.remove()
+        for tap in run.teacher_taps.values():
+            tap.remove()
+        run.student.remove_taps()
     model.to("cpu")
-    return history
+    return run.history
 
 
 def _average_buffers(module: nn.Module, world: int) -> None:
@@ -356,24 +452,3 @@ def _check_teachers(mode: str, settings: TrainSettings, teachers: Sequence[Teach
         for t in teachers:
             if t.model is None:
                 raise ValueError(f"{t.name}: online targets (augmentation or hint) need the teacher model")
-
-
-def _objective(
-    logits: torch.Tensor,
-    target: torch.Tensor | None,
-    y: torch.Tensor,
-    hint_value: torch.Tensor | None,
-    s: TrainSettings,
-    dkd_weight: float,
-) -> torch.Tensor:
-    """Sum of the configured methods; the hard-label CE appears once (weighted 1 - alpha under KD)."""
-    if "kd" in s.methods:
-        loss = kd_loss(logits, target, y, temperature=s.temperature, alpha=s.alpha)
-    else:
-        loss = F.cross_entropy(logits, y)
-    if "dkd" in s.methods:
-        dkd = dkd_loss(logits, target, y, temperature=s.temperature, alpha=s.dkd_alpha, beta=s.dkd_beta)
-        loss = loss + dkd_weight * dkd
-    if hint_value is not None:
-        loss = loss + hint_value.float()
-    return loss

@@ -135,24 +135,12 @@ def _save(ctx: _Ctx, name: str, ckpt: dict) -> None:
         torch.distributed.barrier()
 
 
-def _train(
-    ctx: _Ctx,
-    name: str,
-    tcfg: TrainConfig,
-    *,
-    seed: int,
-    methods: tuple[str, ...] = (),
-    teachers: list = (),
-) -> tuple[dict, object]:
-    """Train one model (teacher, KD or scratch student); save its checkpoint; return (info, model)."""
-    import torch
+def _settings(ctx: _Ctx, tcfg: TrainConfig, seed: int, methods: tuple[str, ...]):
+    """The training settings of one model: its own config, the run's distillation options, the device."""
+    from toolkit.distill.train import TrainSettings
 
-    from toolkit.distill.train import TrainSettings, train_model
-    from toolkit.models import count_macs, count_params, create_model
-
-    cfg, d = ctx.cfg, ctx.cfg.distill
-    spec = _spec(tcfg.arch, tcfg.kwargs, ctx.splits)
-    settings = TrainSettings(
+    d = ctx.cfg.distill
+    return TrainSettings(
         epochs=tcfg.epochs,
         batch_size=tcfg.batch_size,
         lr=tcfg.lr,
@@ -169,8 +157,54 @@ def _train(
         hint_beta=d.hint.beta,
         augment=d.augment,
         device=ctx.device,
-        amp=cfg.amp,
+        amp=ctx.cfg.amp,
     )
+
+
+def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float) -> dict:
+    """A trained model's summary entry: size, training facts and its test (and validation) metrics."""
+    from toolkit.models import count_macs, count_params
+
+    methods, d = settings.methods, ctx.cfg.distill
+    return {
+        "arch": spec.arch,
+        "params": count_params(model),
+        "macs": count_macs(model, spec.input_shape),
+        "epochs": settings.epochs,
+        "seed": settings.seed,
+        "train_seconds": round(time.perf_counter() - t0, 1),
+        "epoch_seconds": [h["seconds"] for h in history],
+        "device": ctx.device,
+        "world_size": ctx.world,
+        "methods": list(methods),
+        "teacher_targets": history[0]["teacher_targets"] if history else None,
+        "temperature": d.temperature if methods else None,
+        "alpha": d.alpha if "kd" in methods else None,
+        "augment": d.augment,
+        # the last epoch's validation pass ran on these final weights: not repeated
+        **_evaluate(
+            model, ctx.xs, ctx.splits, ctx.device, history[-1].get("val_accuracy") if history else None
+        ),
+    }
+
+
+def _train(
+    ctx: _Ctx,
+    name: str,
+    tcfg: TrainConfig,
+    *,
+    seed: int,
+    methods: tuple[str, ...] = (),
+    teachers: list = (),
+) -> tuple[dict, object]:
+    """Train one model (teacher, KD or scratch student); save its checkpoint; return (info, model)."""
+    import torch
+
+    from toolkit.distill.train import train_model
+    from toolkit.models import create_model
+
+    spec = _spec(tcfg.arch, tcfg.kwargs, ctx.splits)
+    settings = _settings(ctx, tcfg, seed, tuple(methods))
     torch.manual_seed(seed)  # same init for the KD and scratch students of a seed: only the loss differs
     model = create_model(spec)
     state = ctx.run.distill / f"{name}.train.pt"
@@ -190,31 +224,12 @@ def _train(
         metrics_path=ctx.run.distill / f"{name}_metrics.jsonl" if ctx.rank == 0 else None,
         on_step=on_step,
     )
-    info = {
-        "arch": spec.arch,
-        "params": count_params(model),
-        "macs": count_macs(model, spec.input_shape),
-        "epochs": tcfg.epochs,
-        "seed": seed,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "epoch_seconds": [h["seconds"] for h in history],
-        "device": ctx.device,
-        "world_size": ctx.world,
-        "methods": list(methods),
-        "teacher_targets": history[0]["teacher_targets"] if history else None,
-        "temperature": d.temperature if methods else None,
-        "alpha": d.alpha if "kd" in methods else None,
-        "augment": d.augment,
-        # the last epoch's validation pass ran on these final weights: not repeated
-        **_evaluate(
-            model, ctx.xs, ctx.splits, ctx.device, history[-1].get("val_accuracy") if history else None
-        ),
-    }
+    info = _train_info(ctx, spec, model, settings, history, t0)
     ckpt = {
         "spec": spec.to_dict(),
         "train": tcfg.model_dump(mode="json"),
         "seed": seed,
-        "data": cfg.data.model_dump(mode="json"),
+        "data": ctx.cfg.data.model_dump(mode="json"),
         "state_dict": model.state_dict(),
         "info": info,
     }
@@ -246,7 +261,7 @@ def _get_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> tuple[dict, objec
         from toolkit.models import count_macs, count_params
 
         src = tcfg.source
-        source = src.model_dump(mode="json")
+        source = src.to_dict()
         spec = _spec("loaded", {}, ctx.splits)
         model, described = _load_source(source, spec)
         spec.arch = f"{described['kind']}:{src.arch or src.factory or Path(src.path or '').name}"
@@ -365,5 +380,5 @@ def run_distill(
         if cfg.distill.scratch_control:
             summary["kd_vs_scratch"] = _kd_vs_scratch(summary, seeds)
     if ctx.rank == 0:
-        (run.distill / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.summary.write_text(json.dumps(summary, indent=2))
     return summary

@@ -11,7 +11,7 @@ from toolkit.errors import ExportError
 from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
 from toolkit.pipeline.rundir import MODEL_NAMES, RunDir
 
-__all__ = ["run_export", "variants_for"]
+__all__ = ["run_export", "variants_for", "export_failure"]
 
 # on_file(name, format, precision, entry_or_error) lets the CLI report progress; the library never prints.
 FileCallback = Callable[[str, str, str, dict], None]
@@ -191,9 +191,10 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
             if on_file:
                 on_file(name, fmt, precision, failures[-1])
             continue
-        parity = check_parity(
-            dst, data["x_test"], data["y_test"], reference, precision=precision, layout=layout
-        )
+        with quiet_converters():  # the runtimes print their own notices (XNNPACK delegate created, ...)
+            parity = check_parity(
+                dst, data["x_test"], data["y_test"], reference, precision=precision, layout=layout
+            )
         entry = file_entry(
             dst,
             run.bundle,
@@ -254,3 +255,14 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
     )
     write_archive(run.bundle)
     return manifest
+
+
+def export_failure(bundle: Path, failures: list[dict]) -> ExportError | None:
+    """The error to exit 1 with when a file failed to export or missed its parity tolerance (every file
+    that was written stays in the bundle)."""
+    if not failures:
+        return None
+    kept = sum("file" in f for f in failures)  # written but outside tolerance
+    what = [f"{len(failures) - kept} failed to export"] * (kept < len(failures))
+    what += [f"{kept} missed their parity tolerance (kept for inspection)"] * (kept > 0)
+    return ExportError(f"{bundle}: {len(failures)} file(s) failed: {', '.join(what)} (see above)")

@@ -42,6 +42,10 @@ class RunDir:
         return self.root / "bench" / "results.jsonl"
 
     @property
+    def summary(self) -> Path:
+        return self.distill / "summary.json"
+
+    @property
     def report(self) -> Path:
         return self.root / "report"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.pipeline.rundir import RunDir
 from toolkit.report.blocks import blocks_to_markdown
 from toolkit.report.compare import build_compare_report
 from toolkit.report.csv_out import save_csv
@@ -58,7 +59,7 @@ def build_report(
 ) -> ReportResult:
     """Write report.md, report.html, results.csv and the plots for `run_dir` into `out_dir` (RUN/report)."""
     run = load_run(Path(run_dir))
-    out_dir = Path(out_dir) if out_dir is not None else run.run_dir / "report"
+    out_dir = Path(out_dir) if out_dir is not None else RunDir(run.run_dir).report
     recs = recommend(run.rows, max_accuracy_drop=max_accuracy_drop)
     out_dir.mkdir(parents=True, exist_ok=True)
     plot_path = save_plot(run.rows, out_dir / "tradeoff.png")

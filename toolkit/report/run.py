@@ -6,15 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.records import BenchRecord
+from toolkit.pipeline.rundir import RunDir
 from toolkit.report.inputs import latest_records, read_manifest, read_results, read_summary
 from toolkit.report.markdown import ReportContext, build_context
 from toolkit.report.rows import ReportRow, build_rows
 
-__all__ = ["RESULTS", "MANIFEST", "SUMMARY", "RunData", "load_run"]
-
-RESULTS = Path("bench/results.jsonl")
-MANIFEST = Path("bundle/manifest.json")
-SUMMARY = Path("distill/summary.json")
+__all__ = ["RunData", "load_run"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +27,8 @@ class RunData:
 
 def load_run(run_dir: Path) -> RunData:
     """Read results, manifest and (optional) training summary of `run_dir`; the latest duplicate wins."""
-    run_dir = Path(run_dir)
-    records, superseded = latest_records(read_results(run_dir / RESULTS))
-    rows = build_rows(records, read_manifest(run_dir / MANIFEST))
-    ctx = build_context(records, read_summary(run_dir / SUMMARY), superseded=superseded)
-    return RunData(run_dir=run_dir, records=records, rows=rows, context=ctx, superseded=superseded)
+    run = RunDir(run_dir)
+    records, superseded = latest_records(read_results(run.results))
+    rows = build_rows(records, read_manifest(run.manifest))
+    ctx = build_context(records, read_summary(run.summary), superseded=superseded)
+    return RunData(run_dir=run.root, records=records, rows=rows, context=ctx, superseded=superseded)

@@ -1,0 +1,87 @@
+"""Stage 3: benchmark every file of a run's bundle (or any bundle, file or folder) on this machine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+from benchmarks.bundle import BundleRun, run_suite
+from benchmarks.records import BenchRecord, write_csv
+from benchmarks.suite import Suite, load_suite
+from toolkit.config import BenchSettings, load_config
+from toolkit.errors import EdgekdError
+from toolkit.pipeline.rundir import RunDir
+
+__all__ = ["BenchOutcome", "bench_failure", "bench_suite", "rotate_results", "run_bench"]
+
+
+@dataclass
+class BenchOutcome:
+    """What `run_bench` measured and where it wrote it."""
+
+    done: BundleRun
+    models: Path  # the bundle folder, file or folder that was measured
+    results: Path  # the JSONL appended to
+    csv: Path | None  # results.csv rewritten beside it
+
+
+def bench_suite(run: RunDir | None, name: str | None, **overrides) -> Suite:
+    """`name` (shipped or a YAML file), else the run's config `bench:` section, else the protocol defaults;
+    `overrides` that are not None replace single fields."""
+    if name is not None:
+        base = load_suite(name)
+    else:
+        from_run = run is not None and run.config.exists()
+        s = load_config(run.config).bench if from_run else BenchSettings()
+        base = Suite(
+            name="run-config" if from_run else "default",
+            threads=list(s.threads),
+            batch_sizes=[s.batch_size],
+            warmup=s.warmup,
+            min_runs=s.min_runs,
+            min_time_s=s.min_time_s,
+            accuracy=s.accuracy,
+        )
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def rotate_results(results: Path) -> Path | None:
+    """Move an earlier `results.jsonl` aside (`results-<mtime>.jsonl`), so a fresh run measures afresh."""
+    if not results.exists():
+        return None
+    stamp = datetime.fromtimestamp(results.stat().st_mtime).strftime("%Y%m%dT%H%M%S")
+    return results.rename(results.with_name(f"results-{stamp}.jsonl"))
+
+
+def run_bench(
+    path: Path,
+    *,
+    suite: str | None = None,
+    results: Path | None = None,
+    shape: list[int] | None = None,
+    on_result: Callable[[BenchRecord], None] | None = None,
+    **overrides,
+) -> BenchOutcome:
+    """Benchmark a run directory's bundle, a bundle, a model file or a folder; append records to `results`
+    (default RUN/bench/results.jsonl, else ./results.jsonl) and rewrite results.csv beside it."""
+    run = RunDir(path) if (path / "bundle").is_dir() else None
+    models = run.bundle if run is not None else path
+    chosen = bench_suite(run, suite, **overrides)
+    results = results or (run.results if run is not None else Path("results.jsonl"))
+    if results.suffix == ".csv":
+        raise ValueError(f"{results}: --results is the JSONL file; results.csv is written beside it")
+    done = run_suite(models, results, chosen, shape=shape, on_result=on_result)
+    csv_path = write_csv(results, results.with_suffix(".csv")) if results.exists() else None
+    return BenchOutcome(done=done, models=models, results=results, csv=csv_path)
+
+
+def bench_failure(outcome: BenchOutcome) -> EdgekdError | None:
+    """The error to exit with when a file failed to benchmark (its records and the others' are kept)."""
+    done = outcome.done
+    if not done.failed_files:
+        return None
+    return EdgekdError(
+        f"{outcome.models}: {len(done.failed_files)} of {done.n_files} files failed to benchmark"
+    )

@@ -1,0 +1,26 @@
+"""Stage 4: the report of one run (report.md/.html, results.csv, plots), or several runs side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolkit.errors import EdgekdError
+from toolkit.pipeline.rundir import RunDir
+
+__all__ = ["run_report", "run_compare"]
+
+
+def run_report(run_dir: Path, *, out: Path | None = None, max_accuracy_drop: float = 1.0):
+    """Write RUN/report (or `out`) from the run's records, manifest and training summary."""
+    from toolkit.report import build_report
+
+    return build_report(run_dir, out_dir=out, max_accuracy_drop=max_accuracy_drop)
+
+
+def run_compare(run_dirs: list[Path], *, out: Path | None = None) -> Path:
+    """compare.md/.html of two or more runs, targets side by side (default: in the first run's report)."""
+    from toolkit.report import build_compare_report
+
+    if len(run_dirs) < 2:
+        raise EdgekdError(f"{run_dirs[0]}: --compare needs two or more run directories")
+    return build_compare_report(run_dirs, out_dir=out or RunDir(run_dirs[0]).report)
