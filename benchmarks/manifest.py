@@ -84,6 +84,10 @@ class Parity(_Strict):
     reference: str | None = None  # --from: "source ONNX in onnxruntime"
     labels: str | None = None  # --from: "test data" or "source predictions"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's `parity` object: the fields that were given (so older files round-trip)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
 
 class FileSettings(_Strict):
     """How a file was exported and quantized (the manifest's `quantization` object); all keys optional."""

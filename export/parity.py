@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-__all__ = ["TOLERANCES", "ParityRecord", "run_file", "check_parity", "runtime_status"]
+if TYPE_CHECKING:
+    from benchmarks.manifest import Parity
+
+__all__ = ["TOLERANCES", "run_file", "check_parity", "runtime_status"]
 
 # Per-precision limits a file must meet to ship; int8 logits move by design, so only agreement counts.
 TOLERANCES: dict[str, dict[str, float]] = {
@@ -30,27 +32,6 @@ _RUNTIMES = {
 # TFLite files also run under the other TFLite interpreter: boards may ship only tflite_runtime (<= 2.14).
 _ALSO = {"litert": ("tflite_runtime",), "tflite_runtime": ("litert",)}
 _OP_VERSION = re.compile(r"builtin opcode '(\w+)' version '(\d+)'")
-
-
-@dataclass
-class ParityRecord:
-    """How closely one file reproduces its torch model on `n` test inputs, and whether that is enough."""
-
-    n: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    top1_agreement: float
-    accuracy: float
-    torch_accuracy: float
-    passed: bool
-    tolerance: dict[str, float]
-    backend: str
-    layout: str = "NCHW"
-    # Runtime package -> "ok", "not installed", "rejects: <why>" or "outside tolerance: <figures>".
-    runtimes: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def run_file(
@@ -116,7 +97,7 @@ def check_parity(
     precision: str,
     backend: str | None = None,
     layout: Literal["NCHW", "NHWC"] = "NCHW",
-) -> ParityRecord:
+) -> Parity:
     """Compare the file's outputs on NCHW `x` with the torch `reference` logits; pass/fail by `TOLERANCES`.
 
     `layout="NHWC"` feeds the file `x` transposed. TFLite files also run under the other TFLite runtime.
@@ -141,7 +122,11 @@ def check_parity(
     runtimes = {_RUNTIMES[backend]: _status(max_diff, agreement, passed)}
     for other in _ALSO.get(backend, ()):
         runtimes[_RUNTIMES[other]] = runtime_status(path, x, reference, backend=other, tolerance=tol)
-    return ParityRecord(
+    # The parity record's one definition is the manifest's: what is checked here is what is stored.
+    # Imported here: a board checking runtimes with numpy alone (runtime_status) needs no pydantic.
+    from benchmarks.manifest import Parity
+
+    return Parity(
         n=len(x),
         max_abs_diff=max_diff,
         mean_abs_diff=float(np.abs(out - reference).mean()),

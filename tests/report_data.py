@@ -108,10 +108,11 @@ MANIFEST = manifest_dict(
     labels=[str(i) for i in range(10)],
 )
 SUMMARY = {
-    "teacher": {"test_accuracy": 0.912, "params": 1_500_000},
-    "student_kd": {"test_accuracy": 0.901, "params": 24_058},
-    "student_scratch": {"test_accuracy": 0.881, "params": 24_058},
-    "config": {"temperature": 4.0},
+    "data": {"root": "/data", "train": 100, "val": 10, "test": 1000},
+    "device": "cpu",
+    "teacher": {"arch": "cnn_teacher", "test_accuracy": 0.912, "params": 1_500_000},
+    "student_kd": {"arch": "cnn_student", "test_accuracy": 0.901, "params": 24_058, "temperature": 4.0},
+    "student_scratch": {"arch": "cnn_student", "test_accuracy": 0.881, "params": 24_058},
 }
 
 

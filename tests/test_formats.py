@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.manifest import read_manifest
 from benchmarks.records import read_records
 
@@ -53,3 +55,17 @@ def test_frozen_distill_summary_reads():
         "kd_vs_scratch",
     }
     assert 0 < summary["student_kd"]["test_accuracy"] <= 1
+
+
+def test_frozen_distill_summary_round_trips_through_its_definition(tmp_path):
+    from toolkit.pipeline.summary import read_summary
+
+    raw = json.loads((FROZEN / "summary.json").read_text())
+    typed = read_summary(FROZEN / "summary.json")
+    assert set(typed.models) == {"teacher", "student_kd", "student_scratch"}
+    assert typed.kd_vs_scratch is not None and typed.kd_vs_scratch.per_seed[0].seed == 0
+    assert typed.to_json_dict() == raw and list(typed.to_json_dict()) == list(raw)  # same keys, same order
+    bad = tmp_path / "summary.json"
+    bad.write_text(json.dumps(dict(raw, student_kd=dict(raw["student_kd"], test_accuracy=91.9))))
+    with pytest.raises(ValueError, match="student_kd.test_accuracy: Input should be less than or equal to 1"):
+        read_summary(bad)

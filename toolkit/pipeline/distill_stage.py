@@ -16,6 +16,7 @@ import numpy as np
 from toolkit.config import RunConfig, TeacherConfig, TrainConfig
 from toolkit.data import DataSplits, load_idx_splits
 from toolkit.pipeline.rundir import RunDir
+from toolkit.pipeline.summary import write_summary
 
 __all__ = ["run_distill", "load_splits", "load_checkpoint", "teacher_names"]
 
@@ -380,5 +381,5 @@ def run_distill(
         if cfg.distill.scratch_control:
             summary["kd_vs_scratch"] = _kd_vs_scratch(summary, seeds)
     if ctx.rank == 0:
-        run.summary.write_text(json.dumps(summary, indent=2))
+        write_summary(run.summary, summary)
     return summary

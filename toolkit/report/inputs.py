@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +33,6 @@ def latest_records(records: list[BenchRecord]) -> tuple[list[BenchRecord], int]:
     return kept, len(records) - len(kept)
 
 
-def _read_json(path: Path) -> Any:
-    """Parse one JSON file, naming the file in any error."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise DataError(f"{path}: invalid JSON ({exc})") from exc
-
-
 def read_manifest(path: Path) -> dict[ManifestKey, ModelEntry]:
     """The bundle manifest's typed model entries, keyed by (name, format, precision)."""
     if not path.is_file():
@@ -53,14 +44,16 @@ def read_manifest(path: Path) -> dict[ManifestKey, ModelEntry]:
 
 
 def read_summary(path: Path) -> dict[str, dict[str, Any]] | None:
-    """Read the optional training summary: per-model entries (with `test_accuracy`) and `kd_vs_scratch`."""
+    """The optional training summary (toolkit.pipeline.summary): per-model entries and `kd_vs_scratch`."""
+    from toolkit.pipeline.summary import read_summary as read_typed_summary
+
     if not path.is_file():
         return None
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return {
-        k: v
-        for k, v in data.items()
-        if isinstance(v, dict) and ("test_accuracy" in v or (k == "kd_vs_scratch" and "per_seed" in v))
-    }
+    try:
+        typed = read_typed_summary(path)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    out = {name: m.model_dump(mode="json", exclude_unset=True) for name, m in typed.models.items()}
+    if typed.kd_vs_scratch is not None:
+        out["kd_vs_scratch"] = typed.kd_vs_scratch.model_dump(mode="json")
+    return out

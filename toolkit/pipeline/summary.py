@@ -1,0 +1,120 @@
+"""`distill/summary.json`: what the distill stage trained, reused or loaded, and how each model scored.
+
+The one typed definition its writer (the distill stage) and readers (CLI, report) go through; torch-free.
+Model entries sit at the top level under their names (teacher, teacher_2, student_kd, student_kd_seed1, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+__all__ = ["DistillSummary", "ModelSummary", "KdVsScratch", "read_summary", "write_summary"]
+
+_FIXED = ("data", "device", "world_size", "kd_vs_scratch")  # every other top-level key is a model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSizes(_Strict):
+    root: str
+    train: int = Field(ge=0)
+    val: int = Field(ge=0)
+    test: int = Field(ge=0)
+
+
+class ModelSummary(_Strict):
+    """One trained, reused or loaded model: what it is, how it was trained, how it scored."""
+
+    arch: str
+    params: int = Field(ge=0)
+    test_accuracy: float = Field(ge=0, le=1)
+    val_accuracy: float | None = Field(None, ge=0, le=1)
+    test: dict[str, Any] = Field(default_factory=dict)  # top1, top5, per_class, ece
+    macs: int | None = None
+    epochs: int | None = None
+    seed: int | None = None
+    train_seconds: float | None = None
+    epoch_seconds: list[float] | None = None
+    device: str | None = None
+    world_size: int | None = None
+    methods: list[str] | None = None
+    teacher_targets: str | None = None
+    temperature: float | None = None
+    alpha: float | None = None
+    augment: bool | None = None
+    weight: float | None = None  # teachers: ensemble weight
+    reused: bool | None = None  # teachers: an earlier run's checkpoint with the same settings
+    loaded: bool | None = None  # teachers: from a source file, not trained
+    source: dict[str, Any] | None = None
+    source_sha256: str | None = None
+
+
+class SeedResult(_Strict):
+    seed: int
+    student_kd: float
+    student_scratch: float
+
+
+class KdVsScratch(_Strict):
+    per_seed: list[SeedResult]
+    mean_kd: float
+    mean_scratch: float
+    delta_points: float
+    kd_wins: int
+
+
+class DistillSummary(_Strict):
+    data: DataSizes
+    device: str
+    world_size: int = 1
+    models: dict[str, ModelSummary]
+    kd_vs_scratch: KdVsScratch | None = None
+
+    @classmethod
+    def from_json_dict(cls, data: Any) -> DistillSummary:
+        """From the file's flat layout (models at the top level)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        fixed = {k: data[k] for k in _FIXED if k in data}
+        return cls.model_validate({**fixed, "models": {k: v for k, v in data.items() if k not in _FIXED}})
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The file's flat layout, with exactly the keys the writer gave (older files round-trip)."""
+        out = self.model_dump(mode="json", exclude_unset=True)
+        models = out.pop("models")
+        kd = out.pop("kd_vs_scratch", None)
+        return {**out, **models, **({"kd_vs_scratch": kd} if kd is not None else {})}
+
+
+def _where(err: ValidationError) -> str:
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc'] if p != 'models')}: {first['msg']}"
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> DistillSummary:
+    """Validate `summary` (flat layout) and write it atomically."""
+    try:
+        typed = DistillSummary.from_json_dict(summary)
+    except ValidationError as e:  # a writer bug: say which field
+        raise ValueError(f"{path}: {_where(e)}") from None
+    tmp = path.with_name(f".{path.stem}.partial.json")
+    tmp.write_text(json.dumps(typed.to_json_dict(), indent=2))
+    os.replace(tmp, path)
+    return typed
+
+
+def read_summary(path: Path) -> DistillSummary:
+    """Read and validate; a `ValueError` naming the file and the field otherwise."""
+    try:
+        return DistillSummary.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON ({e})") from None
+    except ValidationError as e:
+        raise ValueError(f"{path}: {_where(e)}") from None
