@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "HIGH_CV",
+    "RECORD_VERSION",
     "LatencyStats",
     "BenchRecord",
     "append_record",
@@ -27,6 +28,7 @@ __all__ = [
 # often only 10-30 % faster), so a p50 that noisy needs a rerun (cooldown, fewer background jobs)
 # before anyone trusts it. CPU timings on an idle machine usually stay well below this.
 HIGH_CV = 0.10
+RECORD_VERSION = 1  # results.jsonl records; a reader accepts exactly the versions it knows
 
 
 @dataclass
@@ -122,6 +124,8 @@ class BenchRecord:
     backend_options: dict[str, Any] = field(default_factory=dict)
     backend_info: dict[str, Any] | None = None  # backend.describe(): providers, delegate, XNNPACK, ...
     notes: list[str] = field(default_factory=list)
+    # The format's version; records written before it existed read as version 1.
+    schema_version: int = RECORD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (latency nested as a dict)."""
@@ -139,6 +143,11 @@ class BenchRecord:
         if missing or unknown:
             raise ValueError(f"BenchRecord: missing keys {missing}, unknown keys {unknown}")
         values = dict(data)
+        if values.get("schema_version", RECORD_VERSION) != RECORD_VERSION:
+            raise ValueError(
+                f"BenchRecord: schema_version {values['schema_version']!r} is not one this edgekd reads "
+                f"({RECORD_VERSION})"
+            )
         latency = values["latency"]
         if not isinstance(latency, dict):
             raise ValueError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")

@@ -40,7 +40,8 @@ def test_frozen_manifest_reads_and_writes_back_the_same_fields():
 def test_frozen_bench_record_reads():
     [record] = read_records(FROZEN / "record.jsonl")
     raw = json.loads((FROZEN / "record.jsonl").read_text())
-    assert record.to_dict() == raw
+    assert "schema_version" not in raw and record.schema_version == 1  # written before the field existed
+    assert {k: v for k, v in record.to_dict().items() if k != "schema_version"} == raw
     assert record.latency.p50 == raw["latency"]["p50"] > 0 and record.model == "teacher"
 
 
@@ -69,3 +70,16 @@ def test_frozen_distill_summary_round_trips_through_its_definition(tmp_path):
     bad.write_text(json.dumps(dict(raw, student_kd=dict(raw["student_kd"], test_accuracy=91.9))))
     with pytest.raises(ValueError, match="student_kd.test_accuracy: Input should be less than or equal to 1"):
         read_summary(bad)
+
+
+def test_unknown_versions_are_refused(tmp_path):
+    from toolkit.pipeline.summary import read_summary
+
+    line = json.loads((FROZEN / "record.jsonl").read_text())
+    (tmp_path / "r.jsonl").write_text(json.dumps(dict(line, schema_version=2)) + "\n")
+    with pytest.raises(ValueError, match=r"r\.jsonl:1: .*schema_version 2 is not one this edgekd reads"):
+        read_records(tmp_path / "r.jsonl")
+    raw = json.loads((FROZEN / "summary.json").read_text())
+    (tmp_path / "s.json").write_text(json.dumps(dict(raw, schema_version=2)))
+    with pytest.raises(ValueError, match=r"s\.json: schema_version: Input should be 1"):
+        read_summary(tmp_path / "s.json")

@@ -9,13 +9,21 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["DistillSummary", "ModelSummary", "KdVsScratch", "read_summary", "write_summary"]
+__all__ = [
+    "SUMMARY_VERSION",
+    "DistillSummary",
+    "ModelSummary",
+    "KdVsScratch",
+    "read_summary",
+    "write_summary",
+]
 
-_FIXED = ("data", "device", "world_size", "kd_vs_scratch")  # every other top-level key is a model
+SUMMARY_VERSION = 1  # summaries written before the field existed read as version 1
+_FIXED = ("schema_version", "data", "device", "world_size", "kd_vs_scratch")  # other keys: models
 
 
 class _Strict(BaseModel):
@@ -71,6 +79,7 @@ class KdVsScratch(_Strict):
 
 
 class DistillSummary(_Strict):
+    schema_version: Literal[1] = SUMMARY_VERSION
     data: DataSizes
     device: str
     world_size: int = 1
@@ -101,7 +110,7 @@ def _where(err: ValidationError) -> str:
 def write_summary(path: Path, summary: dict[str, Any]) -> DistillSummary:
     """Validate `summary` (flat layout) and write it atomically."""
     try:
-        typed = DistillSummary.from_json_dict(summary)
+        typed = DistillSummary.from_json_dict({"schema_version": SUMMARY_VERSION, **summary})
     except ValidationError as e:  # a writer bug: say which field
         raise ValueError(f"{path}: {_where(e)}") from None
     tmp = path.with_name(f".{path.stem}.partial.json")
