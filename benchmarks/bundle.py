@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.backends import available, backend_for
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
-from benchmarks.manifest import read_manifest
+from benchmarks.manifest import FILE_SUFFIXES, read_manifest
 from benchmarks.records import BenchRecord, append_record
 from benchmarks.suite import Suite, resolve_target
 
@@ -30,7 +30,7 @@ __all__ = [
     "run_suite",
 ]
 
-MODEL_SUFFIXES = {".onnx": "onnx", ".tflite": "tflite", ".pt2": "torch"}  # suffix -> manifest format
+MODEL_SUFFIXES = {suffix: fmt for fmt, suffix in FILE_SUFFIXES.items()}  # suffix -> manifest format
 
 
 @dataclass(frozen=True)

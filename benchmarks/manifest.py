@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 __all__ = [
     "MANIFEST_VERSION",
+    "FILE_SUFFIXES",
     "Manifest",
     "ModelEntry",
     "Failure",
@@ -36,6 +37,7 @@ Unit = Annotated[float, Field(ge=0, le=1)]
 Format = Literal["onnx", "tflite", "torch"]
 Precision = Literal["fp32", "fp16", "int8", "dynamic-int8"]
 Layout = Literal["NCHW", "NHWC"]
+FILE_SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "torch": ".pt2"}  # a model file's format -> suffix
 
 
 class _Strict(BaseModel):

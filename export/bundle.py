@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.manifest import MANIFEST_VERSION, parse_manifest
+from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, parse_manifest
 from export._files import sha256_file
 
 __all__ = [
@@ -42,14 +42,10 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-# Manifest format -> file suffix.
-FILE_SUFFIXES = {"onnx": "onnx", "tflite": "tflite", "torch": "pt2"}
-
-
 def variant_file_name(stem: str, fmt: str, precision: str) -> str:
     """`student_kd_dynamic_int8.onnx`: the one naming rule of every bundle writer (fp32 has no suffix)."""
     suffix = "" if precision == "fp32" else "_" + precision.replace("-", "_")
-    return f"{stem}{suffix}.{FILE_SUFFIXES[fmt]}"
+    return f"{stem}{suffix}{FILE_SUFFIXES[fmt]}"
 
 
 def file_entry(path: Path, bundle: Path, **fields) -> dict:

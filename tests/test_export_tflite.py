@@ -362,6 +362,7 @@ def test_nhwc_file_with_per_channel_preprocessing_is_planned_without_accuracy(tm
 
 def test_manifest_schema_takes_layout_dynamic_int8_and_runtimes():
     from export.bundle import validate_manifest
+    from tests.conftest import manifest_dict
 
     parity = {"n": 1, "max_abs_diff": 0.1, "mean_abs_diff": 0.1, "top1_agreement": 1.0, "accuracy": 1.0}
     parity.update(
@@ -378,22 +379,8 @@ def test_manifest_schema_takes_layout_dynamic_int8_and_runtimes():
         "sha256": "0" * 64,
         "parity": parity,
     }
-    manifest = {
-        "manifest_version": 1,
-        "created": "now",
-        "input": {
-            "name": "input",
-            "shape": [None, 1, 28, 28],
-            "dtype": "float32",
-            "layout": "NCHW",
-            "preprocessing": {"scale": 1 / 255, "mean": [0.5], "std": [0.5]},
-        },
-        "labels": ["a"],
-        "test_data": None,
-        "models": [entry],
-        "failures": [],
-        "versions": {},
-    }
+    manifest = manifest_dict(None, [entry], labels=["a"])
+    manifest["input"]["preprocessing"].update(mean=[0.5], std=[0.5])
     validate_manifest(manifest)
     for key, value, message in [
         ("layout", "CHW", "models.0.layout: Input should be 'NCHW' or 'NHWC' (got 'CHW')"),

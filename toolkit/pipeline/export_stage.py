@@ -6,6 +6,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from export.bundle import variant_file_name as file_name
 from toolkit.config import load_config
 from toolkit.errors import ExportError
 from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
@@ -33,12 +34,6 @@ def variants_for(name: str, cfg) -> list[tuple[str, str]]:
                 continue  # .pt2 is the float reference program, the teacher's own framework
             out.append((fmt, precision))
     return out
-
-
-def file_name(name: str, fmt: str, precision: str) -> str:
-    from export.bundle import variant_file_name
-
-    return variant_file_name(name, fmt, precision)
 
 
 def _onnx_fp32(model, sample, dst: Path, cfg) -> Path:
