@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.backends import available, backend_for
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
-from benchmarks.manifest import FILE_SUFFIXES, read_manifest
+from benchmarks.manifest import FILE_SUFFIXES, check_files, read_manifest
 from benchmarks.records import BenchRecord, append_record
 from benchmarks.suite import Suite, resolve_target
 
@@ -82,6 +82,7 @@ def find_models(path: str | Path) -> ModelSet:
             )
         return ModelSet([_bare(p) for p in files])
     manifest = read_manifest(path)
+    check_files(manifest, path)  # a received bundle: every file present, inside it and unchanged
     files = [
         ModelFile(str(path / e.file), e.name, e.role, e.format, e.precision, e.layout)
         for e in manifest.models
@@ -107,6 +108,20 @@ def _threads(suite: Suite) -> list[int]:
         return list(suite.threads)
     cap = suite.target.get("max_threads", suite.target["cpus"])
     return list(dict.fromkeys(min(t, cap) for t in suite.threads))
+
+
+def _pinned_cores(suite: Suite, threads: int, streams: int) -> list[int] | None:
+    """The last threads x streams cores this process may use, when the suite pins a native target and
+    there are that many; more threads than cores would only be serialized by pinning."""
+    if not suite.pin or suite.target.get("kind") == "constrained":
+        return None  # a constrained target pins to its own cores
+    try:
+        cores = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows: no affinity call, so no pinning
+        return None
+    need = threads * streams
+    # The last cores: Linux routes most device interrupts and housekeeping to core 0.
+    return cores[-need:] if need <= len(cores) else None
 
 
 def _nhwc_shape(shape: list[int | None] | None) -> list[int | None] | None:
@@ -152,6 +167,7 @@ def plan_configs(
         "cooldown_s": suite.cooldown_s,
         "seed": suite.seed,
         "order": "shuffled",
+        "pin": suite.pin,
     }
     configs, skipped = [], []
     for file in models.files:
@@ -189,8 +205,11 @@ def plan_configs(
             schedule=schedule,
         )
         for (threads, target), batch, streams in product(targets.items(), suite.batch_sizes, suite.streams):
+            cpus = _pinned_cores(suite, threads, streams)
             configs.append(
-                BenchConfig(**common, threads=threads, target=target, batch_size=batch, streams=streams)
+                BenchConfig(
+                    **common, threads=threads, target=target, batch_size=batch, streams=streams, cpus=cpus
+                )
             )
     return configs, skipped
 
@@ -267,10 +286,11 @@ def _run_configs(
     """`run_suite`'s loop over the planned configurations, in shuffled rounds."""
     accuracy: dict[tuple[str, str | None], tuple[float | None, int | None, int, int]] = {}
     cannot: dict[tuple[str, int], str] = {}  # (file, batch) -> skip reason: no worker needed next time
+    failed: set[int] = set()  # configurations that failed: their later rounds would fail the same way
     ran = False
     for round_, order, i in shuffled_order(len(configs), repeats=suite.repeats, seed=suite.seed):
         config = replace(configs[i], round=round_, order=order)
-        if (config.model_path, config.batch_size) in cannot:
+        if (config.model_path, config.batch_size) in cannot or i in failed:
             continue
         key = (config.model_path, config.backend)
         if key in accuracy:
@@ -285,6 +305,7 @@ def _run_configs(
             out.skipped.append(str(e))
             continue
         except BenchmarkError as e:
+            failed.add(i)
             out.errors.append(str(e))
             out.failed_files = list(dict.fromkeys([*out.failed_files, config.model_path]))
             continue

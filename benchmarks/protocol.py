@@ -14,12 +14,14 @@ __all__ = ["TimingProtocol", "DEFAULT_PROTOCOL", "BenchConfig"]
 
 @dataclass(frozen=True)
 class TimingProtocol:
-    """Untimed warm-up calls, then timed calls until both `min_runs` and `min_time_s` are reached."""
+    """Untimed warm-up calls, then timed calls until both `min_runs` and `min_time_s` are reached; all of it
+    `repeats` times, each round in a fresh worker process."""
 
     warmup: int = 20
     min_runs: int = 200
     min_time_s: float = 0.5
     max_runs: int = 100_000
+    repeats: int = 3  # rounds: fresh worker processes per configuration, in shuffled order
 
 
 DEFAULT_PROTOCOL = TimingProtocol()
@@ -58,6 +60,9 @@ class BenchConfig:
     round: int = 0
     order: int = 0
     schedule: dict[str, Any] = field(default_factory=dict)  # repeats, cooldown_s, seed: merged into protocol
+    # Cores the worker is pinned to for steadier timings (None: unpinned); a constrained target pins
+    # through target["cpus"] instead. The record's cpu_affinity says where it actually ran.
+    cpus: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.model_path = str(self.model_path)

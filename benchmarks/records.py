@@ -6,7 +6,7 @@ import csv
 import json
 import os
 import statistics
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,8 @@ __all__ = [
     "append_record",
     "config_key",
     "read_records",
-    "pool_rounds",
+    "group_rounds",
+    "latest_rounds",
     "write_csv",
 ]
 
@@ -151,6 +152,8 @@ class BenchRecord:
         latency = values["latency"]
         if not isinstance(latency, dict):
             raise ValueError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")
+        if unknown := sorted(latency.keys() - {f.name for f in fields(LatencyStats)}):
+            raise ValueError(f"BenchRecord: latency: unknown keys {unknown}")  # a list: keys shown with repr
         for key in ("p50", "p90", "p99"):
             if not isinstance(latency.get(key), int | float) or latency[key] <= 0:
                 raise ValueError(
@@ -159,16 +162,29 @@ class BenchRecord:
         for key in ("threads", "batch_size", "streams"):
             if not isinstance(values.get(key, 1), int) or isinstance(values.get(key), bool):
                 raise ValueError(f"BenchRecord: {key} must be an integer, got {values[key]!r}")
+        stats = fields(LatencyStats)
+        if missing := sorted(f.name for f in stats if f.default is MISSING and f.name not in latency):
+            raise ValueError(f"BenchRecord: latency: missing keys {missing}")
         values["latency"] = LatencyStats(**latency)
         return cls(**values)
 
 
 def append_record(path: str | os.PathLike[str], record: BenchRecord) -> None:
-    """Append `record` as one JSON line and fsync, so a later crash loses nothing measured."""
+    """Append `record` as one JSON line and fsync, so a later crash loses nothing measured.
+
+    An exclusive `flock` is held while writing: two `edgekd bench` processes appending to one file
+    (say on a network file system, where a large append is not one atomic write) never interleave lines.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX (Windows): appends are unlocked there
+        fcntl = None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record.to_dict(), sort_keys=True) + "\n"
     with open(path, "a", encoding="utf-8") as f:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # released when the file is closed
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
@@ -196,26 +212,25 @@ def config_key(rec: BenchRecord) -> tuple[Any, ...]:
             target)  # fmt: skip
 
 
-def pool_rounds(records: list[BenchRecord]) -> list[BenchRecord]:
-    """One record per configuration: samples of all its rounds pooled, throughput = images / wall time."""
+def group_rounds(records: list[BenchRecord]) -> list[list[BenchRecord]]:
+    """The records of each configuration (its rounds), configurations in first-seen order."""
     groups: dict[tuple[Any, ...], list[BenchRecord]] = {}
     for rec in records:
         groups.setdefault(config_key(rec), []).append(rec)
-    pooled = []
-    for recs in groups.values():
-        samples = [s for r in recs for s in r.latency.samples_ms]
-        images = sum(r.images if r.images is not None else r.batch_size * r.latency.count for r in recs)
-        wall_s = sum(r.wall_s if r.wall_s is not None else r.latency.total_ms / 1e3 for r in recs)
-        pooled.append(
-            replace(
-                recs[0],
-                latency=LatencyStats.from_values(samples),
-                images=images,
-                wall_s=wall_s,
-                throughput_ips=images / wall_s if wall_s > 0 else 0.0,
-            )
-        )
-    return pooled
+    return list(groups.values())
+
+
+def latest_rounds(records: list[BenchRecord]) -> tuple[list[BenchRecord], int]:
+    """Each configuration's rounds from its latest `edgekd bench` call, and how many older records were
+    left out. `edgekd bench` appends, and a call's round 0 of a configuration precedes its later rounds,
+    so the latest call starts at the configuration's last round-0 record."""
+    kept: list[BenchRecord] = []
+    for rounds in group_rounds(records):
+        starts = [i for i, rec in enumerate(rounds) if rec.round == 0]
+        kept.extend(rounds[starts[-1] if starts else 0 :])
+    order = {id(rec): i for i, rec in enumerate(records)}
+    kept.sort(key=lambda rec: order[id(rec)])
+    return kept, len(records) - len(kept)
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:

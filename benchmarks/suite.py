@@ -31,10 +31,11 @@ class Suite:
     min_runs: int = DEFAULT_PROTOCOL.min_runs
     min_time_s: float = DEFAULT_PROTOCOL.min_time_s
     max_runs: int = DEFAULT_PROTOCOL.max_runs
-    repeats: int = 1
+    repeats: int = DEFAULT_PROTOCOL.repeats
     cooldown_s: float = 0.0
     seed: int = 0
     accuracy: bool = True
+    pin: bool = True  # pin each worker to cores of its own (native targets; see bundle._pinned_cores)
     backends: dict[str, list[str]] = field(default_factory=dict)  # format -> preference order
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> load() kwargs
     # kind: native | constrained; device: raspberry-pi | jetson; cpus, max_threads: constrained only.
@@ -63,7 +64,7 @@ def _check_value(key: str, value: Any) -> str | None:
     if key in ("min_time_s", "cooldown_s"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
         return None if ok else f"expected a number >= 0, got {value!r}"
-    if key == "accuracy":
+    if key in ("accuracy", "pin"):
         return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
     return None if isinstance(value, str) else f"expected a string, got {value!r}"  # name, description
 
@@ -127,7 +128,8 @@ def _validate(where: str, data: Any) -> dict[str, Any]:
     known = [f.name for f in fields(Suite) if f.name != "path"]
     for key, value in data.items():
         if key not in known:
-            raise ValueError(f"{where}: {key}: unknown key; expected one of {', '.join(known)}")
+            shown = key if str(key).isprintable() else repr(key)  # a line break must not split the error
+            raise ValueError(f"{where}: {shown}: unknown key; expected one of {', '.join(known)}")
         if key in _TABLES:
             problem = _TABLES[key](value)
             if problem is not None:

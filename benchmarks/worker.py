@@ -14,7 +14,7 @@ def main() -> None:
     from benchmarks.harness import BenchConfig, measure, pin_cpus
 
     config = BenchConfig(**config_dict)
-    pin_cpus(config.target)
+    pin_notes = pin_cpus(config)
     # Runtimes may print banners on fd 1; send them to stderr so stdout carries only the result.
     real_stdout = os.dup(1)
     os.dup2(2, 1)
@@ -24,6 +24,8 @@ def main() -> None:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)
         os.close(real_stdout)
+    if "notes" in result:
+        result["notes"] = [*pin_notes, *result["notes"]]
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
 

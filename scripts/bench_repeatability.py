@@ -1,10 +1,13 @@
-"""Run-to-run repeatability and memory of the harness on a bundle's teacher and KD student ONNX fp32 files.
+"""Do two `edgekd bench` calls of the same bundle agree? Pooled p50s side by side, per file.
 
-    python scripts/bench_repeatability.py BUNDLE_DIR [--models teacher,student_kd] [--min-time-s 2]
+    edgekd bench runs/demo --results /tmp/a.jsonl
+    edgekd bench runs/demo --results /tmp/b.jsonl
+    python scripts/bench_repeatability.py /tmp/a.jsonl /tmp/b.jsonl [--rounds 3]
 
-Each file is measured by `run_benchmark` twice in a row, each time in a fresh worker subprocess as
-`edgekd bench` does; the target is p50s within 10% of each other. Peak RSS and the increase over the
-worker's baseline show that the bigger model costs more memory.
+For every configuration: each call's pooled p50 (median of its rounds' p50s) with its 95 % interval,
+the difference between the calls, and a verdict: within 5 % (MLPerf Mobile's repeatability bar), or
+outside it and flagged unstable by edgekd (its rounds spread wider than 5 %), or outside it unflagged
+(a miss). `--rounds K` keeps each call's first K rounds, so a 5-round measurement also answers for 3.
 """
 
 from __future__ import annotations
@@ -13,69 +16,57 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.bundle import read_manifest
-from benchmarks.harness import BenchConfig, run_benchmark
-from benchmarks.records import BenchRecord
-
-TARGET_PCT = 10.0
+from benchmarks.records import BenchRecord, config_key, group_rounds, read_records
+from benchmarks.stats import STABLE_SPREAD, PooledLatency, pool_latency
 
 
-def measure_twice(bundle: Path, entry: dict, *, threads: int, min_time_s: float) -> list[BenchRecord]:
-    """Two back-to-back records for one manifest entry, without the accuracy pass."""
-    config = BenchConfig(
-        model_path=str(bundle / entry["file"]),
-        threads=threads,
-        min_time_s=min_time_s,
-        model=entry["name"],
-        role=entry.get("role", "unknown"),
-        format=entry["format"],
-        precision=entry["precision"],
-    )
-    return [run_benchmark(config), run_benchmark(config)]
+def pooled(path: Path, rounds: int | None) -> dict[tuple, tuple[BenchRecord, PooledLatency]]:
+    """Each configuration of `path` pooled over its first `rounds` rounds (all when None)."""
+    out = {}
+    for recs in group_rounds(read_records(path)):
+        kept = [r for r in recs if rounds is None or r.round < rounds]
+        out[config_key(kept[0])] = (kept[0], pool_latency([r.latency.samples_ms for r in kept]))
+    return out
+
+
+def verdict(diff_pct: float, a: PooledLatency, b: PooledLatency) -> str:
+    """'within 5%', 'unstable (spread a/b %)' when edgekd flagged it, else 'MISS'."""
+    if abs(diff_pct) <= STABLE_SPREAD * 100:
+        return "within 5%"
+    if a.unstable or b.unstable:
+        return f"flagged unstable (spread {a.spread * 100:.0f}%/{b.spread * 100:.0f}%)"
+    return "MISS: outside 5%, not flagged"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("bundle", type=Path, help="bundle folder with manifest.json")
-    parser.add_argument("--models", default="teacher,student_kd", help="comma-separated model names")
-    parser.add_argument("--min-time-s", type=float, default=2.0, help="timed seconds per run")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("first", type=Path, help="results.jsonl of the first `edgekd bench` call")
+    parser.add_argument("second", type=Path, help="results.jsonl of the second call")
+    parser.add_argument("--rounds", type=int, default=None, help="use each call's first N rounds only")
     args = parser.parse_args(argv)
-    names = args.models.split(",")
-    by_name = {
-        e["name"]: e
-        for e in read_manifest(args.bundle)["models"]
-        if e["format"] == "onnx" and e["precision"] == "fp32"
-    }
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        parser.error(f"{args.bundle}: no ONNX fp32 file for models {missing}")
-
-    runs = {
-        n: measure_twice(args.bundle, by_name[n], threads=args.threads, min_time_s=args.min_time_s)
-        for n in names
-    }
-    print(f"{'model':<16} {'runs':>6} {'p50 #1 ms':>10} {'p50 #2 ms':>10} {'diff %':>7}")
-    worst = 0.0
-    for name, (a, b) in runs.items():
-        diff = (b.latency.p50 - a.latency.p50) / a.latency.p50 * 100
-        worst = max(worst, abs(diff))
-        print(f"{name:<16} {a.latency.count:>6} {a.latency.p50:>10.4f} {b.latency.p50:>10.4f} {diff:>+7.1f}")
-    verdict = "meets" if worst <= TARGET_PCT else "misses"
-    print(f"largest p50 difference {worst:.1f}%: {verdict} the target <= {TARGET_PCT:.0f}%")
-    print()
+    a, b = pooled(args.first, args.rounds), pooled(args.second, args.rounds)
     print(
-        f"{'model':<16} {'run':>3} {'size MB':>8} {'baseline MB':>12} {'peak RSS MB':>12} {'increase MB':>12}"
+        f"{'file':<34} {'rounds':>6} {'p50 A ms [95% CI]':>26} {'p50 B ms [95% CI]':>26} {'diff':>7}  verdict"
     )
-    for name, records in runs.items():
-        for i, r in enumerate(records, 1):
-            print(
-                f"{name:<16} {i:>3} {r.file_size_bytes / 2**20:>8.2f} {r.baseline_rss_mb:>12.1f} "
-                f"{r.peak_rss_mb:>12.1f} {r.rss_increase_mb:>12.1f}"
-            )
-    return 0
+    counts = {"within": 0, "flagged": 0, "MISS": 0}
+    for key in [k for k in a if k in b]:
+        rec, pa = a[key]
+        pb = b[key][1]
+        diff = (pb.p50_ms / pa.p50_ms - 1) * 100
+        text = verdict(diff, pa, pb)
+        counts[text.split()[0].rstrip(":")] += 1
+        name = f"{rec.model} {rec.format} {rec.precision}"
+        ca = f"{pa.p50_ms:.4f} [{pa.ci_low_ms:.4f}-{pa.ci_high_ms:.4f}]"
+        cb = f"{pb.p50_ms:.4f} [{pb.ci_low_ms:.4f}-{pb.ci_high_ms:.4f}]"
+        print(f"{name:<34} {pa.rounds:>6} {ca:>26} {cb:>26} {diff:>+6.1f}%  {text}")
+    total = sum(counts.values())
+    print(
+        f"{total} files: {counts['within']} within 5%, {counts['flagged']} outside but flagged unstable, "
+        f"{counts['MISS']} missed"
+    )
+    return 0 if counts["MISS"] == 0 else 1
 
 
 if __name__ == "__main__":

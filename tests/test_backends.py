@@ -283,10 +283,38 @@ def test_torch_backend_rejects_other_files(tiny_onnx):
 # --- scripts ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", ["bench_harness_overhead.py", "bench_repeatability.py"])
-def test_scripts_show_help(script):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True, cwd=ROOT
-    )
+def test_harness_overhead_script_shows_help():
+    script = ROOT / "scripts" / "bench_harness_overhead.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "BUNDLE_DIR" in proc.stdout and "--threads" in proc.stdout
+
+
+def test_repeatability_script_sorts_files_into_within_flagged_and_missed(tmp_path):
+    import json
+
+    from tests.report_data import RECORDS, as_rounds
+
+    kd, teacher, tflite = RECORDS[1], RECORDS[2], RECORDS[3]
+    calls = {
+        "a.jsonl": [*as_rounds(kd), *as_rounds(teacher), *as_rounds(tflite)],
+        # kd 2 % slower: within; teacher 30 % slower with rounds 17 % apart: flagged; tflite 10 %: a miss
+        "b.jsonl": [
+            *as_rounds(kd, (1.0, 1.02, 1.04)),
+            *as_rounds(teacher, (1.1, 1.3, 1.32)),
+            *as_rounds(tflite, (1.09, 1.1, 1.11)),
+        ],
+    }
+    for name, recs in calls.items():
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    script = ROOT / "scripts" / "bench_repeatability.py"
+    args = [sys.executable, str(script), str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 1, proc.stderr  # a miss
+    assert lines[1].startswith("student_kd onnx fp32") and lines[1].endswith("+2.0%  within 5%")
+    assert lines[2].endswith("+30.0%  flagged unstable (spread 4%/17%)")  # 0.22 / 1.3
+    assert lines[3].endswith("+10.0%  MISS: outside 5%, not flagged")
+    assert lines[-1] == "3 files: 1 within 5%, 1 outside but flagged unstable, 1 missed"
+    proc = subprocess.run([*args, "--rounds", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.splitlines()[1].split()[3] == "1"  # the rounds column

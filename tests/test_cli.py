@@ -102,7 +102,18 @@ def test_bench_keeps_measuring_past_a_broken_file_and_exits_1(tmp_path):
     ]
     write_manifest_for(bundle, models, input=dict(manifest_dict(None, [])["input"], shape=[None, 1, 4, 4]))
     results = tmp_path / "results.jsonl"
-    r = _edgekd("bench", str(bundle), "--results", str(results), "--min-runs", "5", "--min-time", "0")
+    r = _edgekd(
+        "bench",
+        str(bundle),
+        "--results",
+        str(results),
+        "--min-runs",
+        "5",
+        "--min-time",
+        "0",
+        "--repeats",
+        "1",
+    )
     assert r.returncode == 1
     assert "broken.onnx: benchmark worker exited with 1" in r.stderr
     assert r.stderr.strip().splitlines()[-1] == f"error: {bundle}: 1 of 2 files failed to benchmark"

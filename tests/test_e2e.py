@@ -72,9 +72,10 @@ def test_manifest_describes_and_checks_every_file(tiny_run):
             ]["tflite_runtime"].startswith(("rejects:", "cannot import"))
 
 
-def test_results_jsonl_has_one_measured_record_per_file(tiny_run):
+def test_results_jsonl_has_one_measured_record_per_file_and_round(tiny_run):
     records = [json.loads(line) for line in (tiny_run / "bench" / "results.jsonl").read_text().splitlines()]
-    assert len(records) == len(EXPECTED_FILES)
+    assert len(records) == 2 * len(EXPECTED_FILES)  # tiny.yaml: repeats 2
+    assert sorted(r["round"] for r in records) == sorted([0, 1] * len(EXPECTED_FILES))
     for r in records:
         assert r["latency"]["p50"] > 0 and r["latency"]["count"] >= 20 and r["load_ms"] > 0
         assert 0.0 <= r["accuracy"] <= 1.0 and r["n_accuracy"] == 300
@@ -137,7 +138,7 @@ def _failing_config(tmp_path):
         "calibration_samples": 32,
         "sensitivity": False,
     }
-    cfg["bench"] = dict(cfg["bench"], min_runs=5, min_time_s=0.0)
+    cfg["bench"] = dict(cfg["bench"], min_runs=5, min_time_s=0.0, repeats=1)
     path = tmp_path / "failing.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

@@ -20,7 +20,7 @@ PLOT_KINDS = ("accuracy_latency", "accuracy_size", "latency")  # one PNG each pe
 KD, TEACHER = RECORDS[1], RECORDS[2]  # student_kd and teacher, onnx fp32 on the native target
 KD_CONSTRAINED = RECORDS[4]
 KD_ENTRY = MANIFEST["models"][1]
-RATIOS = ("Speedup", "Size ×", "Mem ×", "Δ acc (pts)")
+RATIOS = ("Speedup [95% CI]", "Size ×", "Mem ×", "Δ acc (pts)")
 
 
 def _cells(line: str) -> list[str]:
@@ -90,7 +90,7 @@ def test_build_report_writes_markdown_html_csv_png(tmp_path: Path) -> None:
     per_target = [f"{kind}_{slug}.png" for slug in ("host", "host-1cpu") for kind in PLOT_KINDS]
     assert [p.name for p in result.plot_paths] == per_target + ["tradeoff.png"]
     md = result.markdown_path.read_text()
-    table = md_table(md, "Speedup")
+    table = md_table(md, "Speedup [95% CI]")
     assert len(table) == len(RECORDS)
     kd = md_row(table, Model="student_kd", Format="onnx", Precision="fp32", Target="native")
     p50, size, acc = KD["latency"]["p50"], KD["file_size_bytes"], KD["accuracy"]
@@ -98,10 +98,15 @@ def test_build_report_writes_markdown_html_csv_png(tmp_path: Path) -> None:
     assert (kd["Params"], kd["MACs"]) == (f"{KD_ENTRY['params']:,}", "–")  # no MACs in the manifest
     assert kd["Size"] == f"{size / 1024:.1f} KiB" and kd["Acc %"] == f"{100 * acc:.2f}"
     assert kd["Top-1 agr."] == f"{100 * KD_ENTRY['parity']['top1_agreement']:.2f}%"
-    assert [kd["p50 ms"], kd["p90 ms"], kd["p99 ms"]] == [f"{f * p50:.3f}" for f in (1.0, 1.2, 1.5)]
+    # Three rounds at 0.98, 1.0 and 1.02 x p50: the median is p50, the interval spans the rounds.
+    assert kd["p50 ms [95% CI]"] == f"{p50:.3f} [{0.98 * p50:.4f}–{1.02 * p50:.3f}]"
+    assert [kd["p90 ms"], kd["p99 ms"]] == [f"{f * p50:.3f}" for f in (1.2, 1.5)]
+    assert kd["Rounds · spread"] == "3 · 4.0%"  # (1.02 - 0.98) / 1.0, under the 5 % threshold
     assert kd["img/s"] == f"{1000 / p50:,.0f}" and kd["Peak RSS MB"] == f"{KD['peak_rss_mb']:.1f}"
     # ratios against the teacher row of the same format, backend, threads, batch and target
-    assert kd["Speedup"] == f"{TEACHER['latency']['p50'] / p50:.2f}×"
+    # Both bootstraps at their round extremes in opposite directions bound the ratio; significant, unmarked.
+    ratio = TEACHER["latency"]["p50"] / p50
+    assert kd["Speedup [95% CI]"] == f"{ratio:.2f}× [{ratio * 0.98 / 1.02:.2f}–{ratio * 1.02 / 0.98:.2f}]"
     assert kd["Size ×"] == f"{TEACHER['file_size_bytes'] / size:.1f}×"
     assert kd["Mem ×"] == f"{TEACHER['peak_rss_mb'] / KD['peak_rss_mb']:.2f}×"
     assert kd["Δ acc (pts)"] == f"{100 * (acc - TEACHER['accuracy']):+.2f}"
@@ -111,7 +116,7 @@ def test_build_report_writes_markdown_html_csv_png(tmp_path: Path) -> None:
     assert teacher["Size"] == f"{TEACHER['file_size_bytes'] / 2**20:.2f} MiB"
     assert [teacher[c] for c in RATIOS] == ["1.00×", "1.0×", "1.00×", "+0.00"]
     slow = md_row(table, Model="student_kd", Format="onnx", Target="*constrained local CPU*")
-    assert slow["p50 ms"] == f"{KD_CONSTRAINED['latency']['p50']:.3f}"
+    assert slow["p50 ms [95% CI]"].startswith(f"{KD_CONSTRAINED['latency']['p50']:.3f} [")
     assert slow["img/s"] == f"{1000 / KD_CONSTRAINED['latency']['p50']:,.0f}"
     # no teacher row on that target: every ratio is a dash
     assert [slow[c] for c in RATIOS] == ["–"] * 4
@@ -122,7 +127,8 @@ def test_build_report_writes_markdown_html_csv_png(tmp_path: Path) -> None:
     assert "PARITY CHECK FAILED** for student_scratch onnx fp32" in md
     for path in result.plot_paths:
         assert f"]({path.name})" in md and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "**Best student:** student_kd (ONNX fp32, onnxruntime, 1 thread, native) is 10.00× faster" in md
+    best = "**Best student:** student_kd (ONNX fp32, onnxruntime, 1 thread, native) is 10.00× [9.61–10.41]"
+    assert f"{best} faster" in md
     for fact in (
         "10 warm-up runs",
         "`min_runs`=100",
@@ -218,11 +224,20 @@ def test_macs_come_from_the_manifest(tmp_path: Path) -> None:
     assert {r["MACs"] for r in table if r not in rows} == {"–"}
 
 
+def _scaled(latency: dict, factor: float) -> dict:
+    """A record's latency block with p50 and every sample times `factor`."""
+    return {
+        **latency,
+        "p50": factor * latency["p50"],
+        "samples_ms": [factor * v for v in latency["samples_ms"]],
+    }
+
+
 def two_runs(tmp_path: Path) -> tuple[Path, Path]:
     """Run 'pc' (native, Test CPU 9000) and run 'pi' (constrained, Pi CPU, slower, no tflite row)."""
     pi_machine = {**RECORDS[0]["machine"], "cpu_model": "Pi CPU"}
     slow = [
-        {**r, "latency": {**r["latency"], "p50": 4 * r["latency"]["p50"]}, "target": CONSTRAINED}
+        {**r, "latency": _scaled(r["latency"], 4), "target": CONSTRAINED}
         for r in RECORDS
         if r["format"] == "onnx" and r["target"] == NATIVE
     ]
@@ -236,9 +251,10 @@ def test_compare_puts_runs_side_by_side(tmp_path: Path) -> None:
     assert path == tmp_path / "cmp/compare.md"
     md = path.read_text()
     header = (
-        "| Model | Format | Precision | Backend | pc · native · Test CPU 9000: p50 ms | "
+        "| Model | Format | Precision | Backend | pc · native · Test CPU 9000: p50 ms [95% CI] | "
         "pc · native · Test CPU 9000: Acc % | pc · native · Test CPU 9000: Peak RSS MB | "
-        "pi · *constrained local CPU* · Pi CPU: p50 ms | pi · *constrained local CPU* · Pi CPU: Acc % | "
+        "pi · *constrained local CPU* · Pi CPU: p50 ms [95% CI] | pi · *constrained local CPU* · Pi CPU: "
+        "Δ p50 vs first | pi · *constrained local CPU* · Pi CPU: Acc % | "
         "pi · *constrained local CPU* · Pi CPU: Peak RSS MB |"
     )
     assert header in md
@@ -247,15 +263,23 @@ def test_compare_puts_runs_side_by_side(tmp_path: Path) -> None:
     for model, rec in (("student_kd", KD), ("**teacher**", TEACHER)):
         row = md_row(table, Model=model, Format="onnx", Precision="fp32")
         p50, acc = rec["latency"]["p50"], f"{100 * rec['accuracy']:.2f}"
-        assert [row[pc_ + c] for c in ("p50 ms", "Acc %", "Peak RSS MB")] == [f"{p50:.3f}", acc, "80.0"]
-        assert [row[pi_ + c] for c in ("p50 ms", "Acc %", "Peak RSS MB")] == [f"{4 * p50:.3f}", acc, "40.0"]
+        assert row[pc_ + "p50 ms [95% CI]"].startswith(f"{p50:.3f} [")
+        assert [row[pc_ + c] for c in ("Acc %", "Peak RSS MB")] == [acc, "80.0"]
+        assert row[pi_ + "p50 ms [95% CI]"].startswith(f"{4 * p50:.3f} [")
+        assert [row[pi_ + c] for c in ("Δ p50 vs first", "Acc %", "Peak RSS MB")] == ["+300.0%", acc, "40.0"]
     tflite = md_row(table, Model="student_kd", Format="tflite")
-    assert tflite[pc_ + "p50 ms"] == f"{RECORDS[3]['latency']['p50']:.3f}"
-    assert [tflite[pi_ + c] for c in ("p50 ms", "Acc %", "Peak RSS MB")] == ["–"] * 3  # pi lacks it
+    assert tflite[pc_ + "p50 ms [95% CI]"].startswith(f"{RECORDS[3]['latency']['p50']:.3f} [")
+    assert [tflite[pi_ + c] for c in ("p50 ms [95% CI]", "Δ p50 vs first", "Acc %", "Peak RSS MB")] == [
+        "–"
+    ] * 4
     assert "**pi** (`" in md and "Pi CPU (2 cores usable)" in md and "`min_runs`=100" in md
     assert "Column groups on *constrained local CPU* were measured under emulation" in md
     page = (tmp_path / "cmp/compare.html").read_text()
-    assert page.count('<th colspan="3">') == 2 and "<em>constrained local CPU</em>" in page
+    assert (
+        page.count('<th colspan="3">') == 1
+        and page.count('<th colspan="4">') == 2  # the ungrouped Model..Backend span and the pi group
+        and "<em>constrained local CPU</em>" in page
+    )
 
 
 def test_compare_needs_two_runs(tmp_path: Path) -> None:
@@ -286,8 +310,8 @@ def test_cli_compare_flag(tmp_path: Path) -> None:
 
 
 def test_streams_are_separate_configurations_with_their_own_baseline(tmp_path: Path) -> None:
-    from benchmarks.records import BenchRecord
-    from toolkit.report.inputs import latest_records, read_manifest
+    from benchmarks.records import BenchRecord, latest_rounds
+    from toolkit.report.inputs import read_manifest
     from toolkit.report.rows import build_rows
 
     one = [
@@ -295,7 +319,7 @@ def test_streams_are_separate_configurations_with_their_own_baseline(tmp_path: P
         record("student_kd", "onnx", "fp32", 0.1, 100, 0.9),
     ]
     two = [dict(r, streams=2, throughput_ips=t) for r, t in zip(one, (1_800.0, 16_000.0), strict=True)]
-    kept, superseded = latest_records([BenchRecord.from_dict(r) for r in one + two])
+    kept, superseded = latest_rounds([BenchRecord.from_dict(r) for r in one + two])
     assert len(kept) == 4 and superseded == 0
     rows = build_rows(kept, read_manifest(write_run(tmp_path) / "bundle/manifest.json"))
     student2 = next(r for r in rows if r.model == "student_kd" and r.streams == 2)

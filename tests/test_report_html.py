@@ -15,7 +15,7 @@ from tests.report_data import RECORDS, write_run
 from toolkit.report import ReportResult, build_report
 from toolkit.report.html_out import inline_html
 
-P50_COLUMN = 13  # index of "p50 ms" in the results table
+P50_COLUMN = 13  # index of "p50 ms [95% CI]" in the results table
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,8 @@ def test_page_has_every_row_the_script_and_the_facts(report: ReportResult) -> No
     assert results.count("<tr>") == len(RECORDS) + 1  # header line + one per row
     assert '<td data-v="">–</td>' not in results  # missing numbers are still shown as a dash
     assert "<td><strong>teacher</strong></td><td>onnx</td><td>fp32</td><td>onnxruntime</td>" in results
-    assert '<td class="num" data-v="0.1">0.100</td>' in results  # student_kd onnx fp32 p50, raw value kept
+    # student_kd onnx fp32 p50 with its interval; the raw value is kept for sorting.
+    assert '<td class="num" data-v="0.1">0.100 [0.0980–0.102]</td>' in results
     assert results.count("<td><em>constrained local CPU</em></td>") == 1
     assert "under emulation or resource limits" in page  # the constrained-target note
     assert 'addEventListener("click"' in page and f'data-col="{P50_COLUMN}"' in page
@@ -133,7 +134,7 @@ def test_chromium_dom_has_rows_sorted_by_the_script(
     parser = _Rows()
     parser.feed(dom)
     assert len(parser.rows) == len(RECORDS)
-    p50 = [float(row[P50_COLUMN]) for row in parser.rows]
+    p50 = [float(row[P50_COLUMN].split()[0]) for row in parser.rows]  # "0.100 [0.0980–0.102]"
     if ascending is None:  # as written: the report's own order, teacher first
         assert parser.rows[0][0] == "teacher" and p50 == [r.p50_ms for r in report.rows]
     else:

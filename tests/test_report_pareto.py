@@ -78,12 +78,12 @@ def test_latest_duplicate_wins(tmp_path: Path) -> None:
         record("student_kd", "onnx", "fp32", 0.1, 100_000, 0.90, threads=2),  # other config, not a duplicate
     ]
     result = build_report(write_run(tmp_path / "run", records))
-    assert result.superseded == 2 and len(result.rows) == len(RECORDS) + 1
+    assert result.superseded == 6 and len(result.rows) == len(RECORDS) + 1
     one_thread = [r for r in result.rows if r.threads == 1]
     row = find(one_thread, "student_kd", "onnx", "fp32")
     assert (row.p50_ms, row.speedup) == (0.05, 40.0)
     for text in (result.markdown_path.read_text(), result.html_path.read_text()):
-        assert "2 older benchmark record(s) superseded" in text
+        assert "6 older benchmark record(s) superseded" in text  # 2 configurations x 3 rounds
 
 
 # RECORDS plus a tflite int8 student: 0.905 at 0.3 ms, 20 kB (within 0.5 points, smallest, not fastest).
@@ -98,9 +98,9 @@ def test_recommendation_under_budget(tmp_path: Path) -> None:
     assert host.smallest is not None and (host.smallest.format, host.smallest.precision) == ("tflite", "int8")
     assert recommendation_text(host) == (
         "**host** (native): within 1 accuracy point(s) of the teacher (onnx fp32, 91.00%), the fastest is "
-        "**student_kd** onnx fp32 (onnxruntime, 1 thread, batch 1): 90.00% (-1.00 pts), p50 0.100 ms, "
-        "97.7 KiB; the smallest file is **student_kd** tflite int8 (litert, 1 thread, batch 1): "
-        "90.50% (-0.50 pts), p50 0.300 ms, 19.5 KiB."
+        "**student_kd** onnx fp32 (onnxruntime, 1 thread, batch 1): 90.00% (-1.00 pts), "
+        "p50 0.100 [0.0980–0.102] ms, 97.7 KiB; the smallest file is **student_kd** tflite int8 (litert, "
+        "1 thread, batch 1): 90.50% (-0.50 pts), p50 0.300 [0.294–0.306] ms, 19.5 KiB."
     )
     assert host_1cpu.teacher is None and "no teacher row with an accuracy" in recommendation_text(host_1cpu)
 

@@ -198,6 +198,8 @@ class BenchSettings(_Strict):
     warmup: int = Field(DEFAULT_PROTOCOL.warmup, ge=0)
     min_runs: int = Field(DEFAULT_PROTOCOL.min_runs, ge=1)
     min_time_s: float = Field(DEFAULT_PROTOCOL.min_time_s, ge=0)
+    repeats: int = Field(DEFAULT_PROTOCOL.repeats, ge=1)  # rounds, each in a fresh worker process
+    pin: bool = True  # each worker on cores of its own where the machine allows it
     accuracy: bool = True
 
 
@@ -230,9 +232,18 @@ class RunConfig(_Strict):
 
 def _first_error(e: ValidationError) -> str:
     err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    # A key from the file is quoted when it is not printable, so a line break in it cannot split the line.
+    where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"]) or "(top level)"
     more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
     return f"{where}: {err['msg']}{more}"
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """`line L, column C: problem` where PyYAML knows it (its first line is often only the context)."""
+    problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
+    if problem is None or mark is None:
+        return str(e).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def load_config(path: str | Path | None = None) -> RunConfig:
@@ -243,7 +254,7 @@ def load_config(path: str | Path | None = None) -> RunConfig:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from e
+        raise ConfigError(f"{path}: invalid YAML ({_yaml_problem(e)})") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:

@@ -253,12 +253,17 @@ def bench_cli(
         float | None, typer.Option(min=0.0, help="Seconds to sleep between configurations.")
     ] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Seed of the shuffled order.")] = None,
+    pin: Annotated[
+        bool | None,
+        typer.Option("--pin/--no-pin", help="Pin each worker to cores of its own (default: pin)."),
+    ] = None,
 ) -> None:
     """Benchmark every file (x threads x batch x streams, shuffled, repeated) on this machine; one JSON
     record per configuration appended as measured, results.csv rewritten at the end."""
     dims = _parse_shape(shape)
     overrides = dict(threads=threads, batch_sizes=batch or ([dims[0]] if dims else None), streams=streams)
     overrides |= dict(min_runs=min_runs, min_time_s=min_time, repeats=repeats, cooldown_s=cooldown, seed=seed)
+    overrides["pin"] = pin
     _raise(_bench(path, suite=suite, results=results, shape=dims, **overrides))
 
 
@@ -298,14 +303,30 @@ def report_cli(
     compare: Annotated[
         bool, typer.Option("--compare", help="Side by side across runs (implied by several runs).")
     ] = False,
+    fail_on_regression: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            metavar="PCT",
+            help="With --compare: exit 1 when a file's p50 got significantly slower than in the first run "
+            "by more than PCT percent (a CI gate).",
+        ),
+    ] = None,
 ) -> None:
     """Write report.md/.html, results.csv and plots; with several runs, compare.md/.html side by side."""
-    from toolkit.pipeline.report_stage import run_compare
+    from toolkit.pipeline.report_stage import regression_gate, run_compare
 
-    if compare or more_runs:
-        output.compare_written(run_compare([run_dir, *(more_runs or [])], out=out))
+    runs = [run_dir, *(more_runs or [])]
+    if not (compare or more_runs):
+        if fail_on_regression is not None:
+            raise EdgekdError(f"{run_dir}: --fail-on-regression needs --compare and a second run directory")
+        _report(run_dir, out=out, max_accuracy_drop=max_accuracy_drop)
         return
-    _report(run_dir, out=out, max_accuracy_drop=max_accuracy_drop)
+    output.compare_written(run_compare(runs, out=out))
+    if fail_on_regression is not None:
+        found, failure = regression_gate(runs, max_slowdown_pct=fail_on_regression)
+        output.regressions(found)
+        _raise(failure)
 
 
 def _report(run_dir: Path, **options) -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "parity_table",
     "bench_row",
     "bench_table",
+    "regressions",
     "bench_done",
     "report_written",
     "compare_written",
@@ -173,35 +174,24 @@ def _num(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
-def _bench_rows(records: list, manifest_path: Path) -> list[tuple[int, object, object]]:
-    """(streams, report row, pooled record) per configuration, rounds pooled, ratios per streams group."""
-    from benchmarks.records import pool_rounds
+def bench_table(records: list, manifest_path: Path) -> None:
+    """Measured configurations, rounds pooled, with speedup and size against the teacher fp32 row of the same
+    setup; unstable or bimodal rounds flagged."""
     from toolkit.report.inputs import read_manifest
     from toolkit.report.rows import build_rows
+    from toolkit.report.significance import available
+    from toolkit.report.table import fmt_ms, fmt_p50, fmt_size, fmt_speedup, fmt_spread, opt
 
     manifest = read_manifest(manifest_path) if manifest_path.is_file() else {}
-    out = []
-    pooled = pool_rounds(records)
-    for streams in sorted({r.streams for r in pooled}):
-        group = [r for r in pooled if r.streams == streams]
-        # Rows carry no file or CV; within one streams group this key finds the pooled record again.
-        by_key = {(r.model, r.format, r.precision, r.backend, r.threads, r.batch_size): r for r in group}
-        for row in build_rows(group, manifest):
-            key = (row.model, row.format, row.precision, row.backend, row.threads, row.batch_size)
-            out.append((streams, row, by_key[key]))
-    return out
-
-
-def bench_table(records: list, manifest_path: Path) -> None:
-    """Measured configurations with speedup and size against the teacher fp32 row of the same setup."""
-    from toolkit.report.table import fmt_ms, fmt_size, opt
-
-    table = Table(title="Benchmark (rounds pooled; speedup = teacher p50 / p50, same format, threads, batch)")
-    heads = ("model", "format", "prec", "backend", "thr", "batch", "streams", "p50 ms", "p99 ms", "CV")
-    for col in (*heads, "img/s", "size", "acc", "speedup", "size ×"):
+    table = Table(
+        title="Benchmark (rounds pooled: p50 = median of the rounds' p50s, [95% CI]; "
+        "speedup = teacher p50 / p50, same format, threads, batch, streams)"
+    )
+    heads = ("model", "format", "prec", "backend", "thr", "batch", "streams", "p50 ms [95% CI]", "p99 ms")
+    for col in (*heads, "rounds · spread", "img/s", "size", "acc", "speedup [95% CI]", "size ×"):
         table.add_column(col, justify="left" if col in heads[:4] else "right")
-    for streams, row, rec in _bench_rows(records, manifest_path):
-        cv = f"{100 * rec.latency.cv:.0f}%" + (" [yellow]high[/yellow]" if rec.latency.cv_high else "")
+    tested = available()  # scipy comes with the report extra; a board may have only numpy
+    for row in build_rows(records, manifest):
         table.add_row(
             f"[bold]{row.model}[/bold]" if row.is_baseline else row.model,
             row.format,
@@ -209,21 +199,23 @@ def bench_table(records: list, manifest_path: Path) -> None:
             row.backend,
             str(row.threads),
             str(row.batch_size),
-            str(streams),
-            fmt_ms(row.p50_ms),
+            str(row.streams),
+            fmt_p50(row),
             fmt_ms(row.p99_ms),
-            cv,
+            fmt_spread(row).replace("**", ""),
             opt(row.throughput_ips, lambda t: f"{t:,.0f}"),
             fmt_size(row.size_bytes),
             _pct(row.accuracy),
-            "baseline" if row.is_baseline else opt(row.speedup, lambda x: f"{x:.2f}×"),
+            "baseline" if row.is_baseline else fmt_speedup(row, tested=tested),
             opt(row.size_ratio, lambda x: f"{x:.1f}×"),
         )
     # Piped into a log, the console is 80 columns wide and would squeeze 15 columns into ellipses.
-    wide = console if console.is_terminal else Console(stderr=True, width=max(console.width, 160))
+    wide = console if console.is_terminal else Console(stderr=True, width=max(console.width, 200))
     wide.print(table)
     for label in dict.fromkeys(r.target["label"] for r in records):
         console.print(f"target: {label}", highlight=False)
+    if not tested:
+        console.print("speedups not tested for significance here (no scipy: `edgekd report` does it)")
 
 
 def _notes(records: list) -> dict[str, list[str]]:
@@ -264,3 +256,9 @@ def report_written(result) -> None:
 
 def compare_written(path) -> None:
     console.print(f"compare: {path} (and {path.with_suffix('.html').name})", highlight=False)
+
+
+def regressions(found: list) -> None:
+    """One line per configuration the regression gate caught."""
+    for regression in found:
+        console.print(f"regression: {regression.text()}", highlight=False)

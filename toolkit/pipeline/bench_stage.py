@@ -42,6 +42,8 @@ def bench_suite(run: RunDir | None, name: str | None, **overrides) -> Suite:
             warmup=s.warmup,
             min_runs=s.min_runs,
             min_time_s=s.min_time_s,
+            repeats=s.repeats,
+            pin=s.pin,
             accuracy=s.accuracy,
         )
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

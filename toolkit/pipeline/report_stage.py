@@ -7,7 +7,7 @@ from pathlib import Path
 from toolkit.errors import EdgekdError
 from toolkit.pipeline.rundir import RunDir
 
-__all__ = ["run_report", "run_compare"]
+__all__ = ["run_report", "run_compare", "regression_gate"]
 
 
 def run_report(run_dir: Path, *, out: Path | None = None, max_accuracy_drop: float = 1.0):
@@ -24,3 +24,23 @@ def run_compare(run_dirs: list[Path], *, out: Path | None = None) -> Path:
     if len(run_dirs) < 2:
         raise EdgekdError(f"{run_dirs[0]}: --compare needs two or more run directories")
     return build_compare_report(run_dirs, out_dir=out or RunDir(run_dirs[0]).report)
+
+
+def regression_gate(run_dirs: list[Path], *, max_slowdown_pct: float) -> tuple[list, EdgekdError | None]:
+    """(regressions, the error to exit with): a later run's row significantly slower than the first run's
+    same row by more than `max_slowdown_pct`, or no row matched at all (a gate that checks nothing fails)."""
+    from toolkit.report.compare import find_regressions
+    from toolkit.report.run import load_run
+
+    found, matched = find_regressions([load_run(d) for d in run_dirs], max_slowdown_pct=max_slowdown_pct)
+    if not matched:
+        return found, EdgekdError(
+            f"{run_dirs[1]}: no benchmarked configuration matches one of {run_dirs[0]} "
+            "(same file, threads, batch, streams and target), so no regression could be checked"
+        )
+    if found:
+        return found, EdgekdError(
+            f"{run_dirs[-1]}: {len(found)} of {matched} configurations significantly slower than in "
+            f"{run_dirs[0]} by more than {max_slowdown_pct:g}%"
+        )
+    return found, None

@@ -10,7 +10,7 @@ from toolkit.report.blocks import blocks_to_markdown
 from toolkit.report.compare import build_compare_report
 from toolkit.report.csv_out import save_csv
 from toolkit.report.html_out import blocks_to_html
-from toolkit.report.inputs import latest_records, read_manifest, read_results, read_summary
+from toolkit.report.inputs import read_manifest, read_results, read_summary
 from toolkit.report.markdown import TITLE, ReportContext, build_context, report_blocks
 from toolkit.report.pareto import pareto_front
 from toolkit.report.plot import save_plot
@@ -28,7 +28,6 @@ __all__ = [
     "build_compare_report",
     "build_rows",
     "build_context",
-    "latest_records",
     "pareto_front",
     "recommend",
     "read_results",

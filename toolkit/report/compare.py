@@ -1,4 +1,5 @@
-"""Several runs side by side: one p50 / accuracy / peak-memory column group per run, target and setup."""
+"""Several runs side by side: one p50 / accuracy / peak-memory column group per run, target and setup;
+each later group's p50 against the first group's, tested, and the regression gate built on that."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from toolkit.report.html_out import blocks_to_html
 from toolkit.report.markdown import machine_facts
 from toolkit.report.rows import ReportRow, sort_key
 from toolkit.report.run import RunData, load_run
-from toolkit.report.table import Table, fmt_ms, opt
+from toolkit.report.significance import Difference, compare_rounds
+from toolkit.report.table import DASH, Table, fmt_p50, opt
 
-__all__ = ["build_compare_report", "compare_blocks", "compare_table"]
+__all__ = ["Regression", "build_compare_report", "compare_blocks", "compare_table", "find_regressions"]
 
 RowKey = tuple[str, str, str, str]  # (model, format, precision, backend): the same file run the same way
-_METRICS = ["p50 ms", "Acc %", "Peak RSS MB"]
+_METRICS = ["p50 ms [95% CI]", "Acc %", "Peak RSS MB"]
+_DELTA = "Δ p50 vs first"
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,30 @@ def _label(g: _Group, with_setup: bool) -> str:
 def _metrics(row: ReportRow | None) -> tuple[list[str], list[Any]]:
     """Cells and sort values of one row in one group; dashes when the run lacks the row."""
     if row is None:
-        return ["–"] * len(_METRICS), [None] * len(_METRICS)
+        return [DASH] * len(_METRICS), [None] * len(_METRICS)
     cells = [
-        fmt_ms(row.p50_ms),
+        fmt_p50(row),
         opt(row.accuracy, lambda a: f"{a * 100:.2f}"),
         opt(row.peak_rss_mb, lambda m: f"{m:.1f}"),
     ]
     return cells, [row.p50_ms, row.accuracy, row.peak_rss_mb]
 
 
+def _setup(row: ReportRow) -> tuple[Any, ...]:
+    return (row.threads, row.batch_size, row.streams)
+
+
+def _delta(row: ReportRow | None, ref: ReportRow | None) -> tuple[str, Any]:
+    """'+36.5%' (significant), '+1.2% (n.s.)' or '(untested)': `row`'s p50 against the first group's."""
+    if row is None or ref is None or _setup(row) != _setup(ref):
+        return DASH, None
+    diff = compare_rounds(ref.round_p50s_ms, row.round_p50s_ms)
+    return f"{diff.pct:+.1f}%{diff.mark()}", diff.pct
+
+
 def compare_table(runs: list[RunData]) -> Table:
-    """Rows matched on (model, format, precision, backend) across runs, one metric group per column group."""
+    """Rows matched on (model, format, precision, backend) across runs, one metric group per column group;
+    groups after the first add the p50 change against the first group, tested."""
     groups = _groups(runs)
     every = sorted((r for g in groups for r in g.rows.values()), key=sort_key)
     keys = list(dict.fromkeys(_key(r) for r in every))
@@ -80,18 +96,59 @@ def compare_table(runs: list[RunData]) -> Table:
     for key in keys:
         row_cells = [f"**{key[0]}**" if key[0] == "teacher" else key[0], *key[1:]]
         row_values: list[Any] = [None] * 4
-        for g in groups:
+        for i, g in enumerate(groups):
             c, v = _metrics(g.rows.get(key))
+            if i:
+                text, value = _delta(g.rows.get(key), groups[0].rows.get(key))
+                c, v = [c[0], text, *c[1:]], [v[0], value, *v[1:]]
             row_cells, row_values = row_cells + c, row_values + v
         cells.append(row_cells)
         values.append(row_values)
+    metrics = [_METRICS] + [[_METRICS[0], _DELTA, *_METRICS[1:]]] * (len(groups) - 1)
     return Table(
-        headers=["Model", "Format", "Precision", "Backend"] + _METRICS * len(groups),
+        headers=["Model", "Format", "Precision", "Backend"] + [h for m in metrics for h in m],
         cells=cells,
         values=values,
-        numeric=[False] * 4 + [True] * len(_METRICS) * len(groups),
-        groups=[("", 4)] + [(_label(g, with_setup), len(_METRICS)) for g in groups],
+        numeric=[False] * 4 + [True] * sum(len(m) for m in metrics),
+        groups=[("", 4)] + [(_label(g, with_setup), len(m)) for g, m in zip(groups, metrics, strict=True)],
     )
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A row of a later run significantly slower than the same row of the first run."""
+
+    run: str
+    row: ReportRow
+    diff: Difference
+
+    def text(self) -> str:
+        r, d = self.row, self.diff
+        return (
+            f"{self.run}: {r.model} {r.format} {r.precision} ({r.backend}, {r.threads}t b{r.batch_size} "
+            f"s{r.streams}, {r.target_name}) p50 {d.pct:+.1f}% (p = {d.p_value:.3g})"
+        )
+
+
+def _match(row: ReportRow) -> tuple[Any, ...]:
+    return (*_key(row), *_setup(row), row.target_name)
+
+
+def find_regressions(runs: list[RunData], *, max_slowdown_pct: float) -> tuple[list[Regression], int]:
+    """Rows of each later run significantly slower than the first run's same row (file, setup and target)
+    by more than `max_slowdown_pct`, and how many rows were matched at all."""
+    first = {_match(r): r for r in runs[0].rows}
+    found, matched = [], 0
+    for run, name in zip(runs[1:], _names(runs)[1:], strict=True):
+        for row in run.rows:
+            ref = first.get(_match(row))
+            if ref is None:
+                continue
+            matched += 1
+            diff = compare_rounds(ref.round_p50s_ms, row.round_p50s_ms)
+            if diff.significant and diff.pct > max_slowdown_pct:
+                found.append(Regression(run=name, row=row, diff=diff))
+    return found, matched
 
 
 def compare_blocks(runs: list[RunData]) -> list[Block]:
@@ -101,7 +158,10 @@ def compare_blocks(runs: list[RunData]) -> list[Block]:
         heading(f"edgekd compare: {len(runs)} runs", 1),
         para(
             "Rows are matched on model, format, precision and backend; each column group is one run on one "
-            "target (header: run · target · CPU). – means that run has no such row."
+            "target (header: run · target · CPU). – means that run has no such row. *Δ p50 vs first* is "
+            "the change against the first column group with the same threads, batch and streams; (n.s.) "
+            "marks a change Welch's t-test on the rounds' log p50s does not find significant (p ≥ 0.05), "
+            "(untested) a side with one round."
         ),
     ]
     for run, name in zip(runs, _names(runs), strict=True):

@@ -7,10 +7,10 @@ from typing import Any
 
 from benchmarks.manifest import ManifestKey, ModelEntry
 from benchmarks.manifest import read_manifest as read_typed_manifest
-from benchmarks.records import BenchRecord, config_key, read_records
+from benchmarks.records import BenchRecord, read_records
 from toolkit.errors import DataError, RunDirError
 
-__all__ = ["ManifestKey", "latest_records", "read_results", "read_manifest", "read_summary"]
+__all__ = ["ManifestKey", "read_results", "read_manifest", "read_summary"]
 
 
 def read_results(path: Path) -> list[BenchRecord]:
@@ -24,13 +24,6 @@ def read_results(path: Path) -> list[BenchRecord]:
     if not records:
         raise DataError(f"{path}: no benchmark records")
     return records
-
-
-def latest_records(records: list[BenchRecord]) -> tuple[list[BenchRecord], int]:
-    """The last record of each `config_key` (`edgekd bench` appends), and how many older ones were dropped."""
-    latest = {config_key(rec): i for i, rec in enumerate(records)}
-    kept = [rec for i, rec in enumerate(records) if latest[config_key(rec)] == i]
-    return kept, len(records) - len(kept)
 
 
 def read_manifest(path: Path) -> dict[ManifestKey, ModelEntry]:

@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.records import BenchRecord
+from benchmarks.stats import STABLE_SPREAD
 from toolkit.report.blocks import Block, heading, image, note, para, table
 from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
 from toolkit.report.rows import ReportRow
-from toolkit.report.table import Table, fmt_size, opt, results_table, target_cell
+from toolkit.report.table import Table, fmt_size, fmt_speedup, opt, results_table, target_cell
 
 __all__ = ["ReportContext", "build_context", "machine_facts", "report_blocks", "fmt_size"]
 
@@ -85,20 +86,58 @@ def _measured(rows: list[ReportRow], ctx: ReportContext) -> str:
     return (
         f"Each row is one exported file run by the benchmark harness: {machine_facts(ctx)} "
         "Latency is wall time per batch in ms (p50/p90/p99); throughput is images per second. "
+        f"{_rounds_text(rows)} "
         f"Accuracy measured on {n_images} held-out test images. Speedup, size ×, mem × (teacher peak RSS / "
         "row peak RSS) and Δ acc compare each row with the teacher fp32 row (**bold**) of the same format, "
         "backend, threads, batch and target; – means no such row was benchmarked."
     )
 
 
-def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
-    """Callouts: superseded duplicates, non-native targets, failed parity checks."""
+def _rounds_text(rows: list[ReportRow]) -> str:
+    """How rounds were pooled, what the interval covers and how differences were tested."""
+    counts = "/".join(str(n) for n in _distinct(sorted({r.rounds for r in rows})))
+    return (
+        f"Each configuration ran in {counts} fresh worker process(es) (rounds, in shuffled order); p50 is "
+        "the median of the rounds' p50s, [95% CI] a bootstrap over rounds and their samples. A speedup "
+        "marked (n.s.) is not significantly different from 1× (Welch's t-test on the rounds' log p50s, "
+        f"p ≥ 0.05); (untested) means a side had one round. *Rounds · spread*: (max − min) / median of "
+        f"the rounds' p50s, **unstable** above {STABLE_SPREAD:.0%}, **bimodal** when rounds form two "
+        "clusters."
+    )
+
+
+def _stability_notes(rows: list[ReportRow]) -> list[Block]:
+    """Callouts for rows whose rounds disagree, and for a run with a single round."""
     blocks = []
+    shaky = [f"{r.model} {r.format} {r.precision} ({r.spread * 100:.0f}%)" for r in rows if r.unstable]
+    if shaky:
+        blocks.append(
+            note(
+                f"Unstable p50 (rounds differ by more than {STABLE_SPREAD:.0%}): {', '.join(shaky)}. Rerun "
+                "with more `--repeats`, on an idle machine, before ranking these rows on latency."
+            )
+        )
+    split = [f"{r.model} {r.format} {r.precision}" for r in rows if r.bimodal]
+    if split:
+        blocks.append(note(f"Bimodal rounds (two clusters of p50s): {', '.join(split)}."))
+    if rows and max(r.rounds for r in rows) < 2:
+        blocks.append(
+            note(
+                "One round per configuration: the intervals cover only the noise inside one worker "
+                "process and no difference could be tested. Use `--repeats 3` or more."
+            )
+        )
+    return blocks
+
+
+def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
+    """Callouts: superseded duplicates, unstable rounds, non-native targets, failed parity checks."""
+    blocks = _stability_notes(rows)
     if ctx.superseded:
         blocks.append(
             note(
                 f"{ctx.superseded} older benchmark record(s) superseded: the same configuration was measured "
-                "again later, and only the latest record of each configuration is reported."
+                "again later, and only the rounds of its latest `edgekd bench` call are reported."
             )
         )
     labels = _distinct([target_cell(r) for r in rows if r.target_kind != "native"])
@@ -129,7 +168,7 @@ def _best_student(rows: list[ReportRow]) -> str | None:
     threads = f"{r.threads} thread{'s' if r.threads != 1 else ''}"
     return (
         f"**Best student:** student_kd (ONNX fp32, {r.backend}, {threads}, {target_cell(r)}) is "
-        f"{r.speedup:.2f}× faster at p50, {size} smaller and {delta} accuracy points vs the teacher."
+        f"{fmt_speedup(r)} faster at p50, {size} smaller and {delta} accuracy points vs the teacher."
     )
 
 
@@ -231,7 +270,12 @@ def _plots(plots: dict[str, list[Path]], rows: list[ReportRow], overview: str | 
         blocks.append(heading(f"Target {name} ({labels.get(name, name)})", 3))
         blocks += [image(p, f"{name}: {plot_caption(p)}") for p in paths]
     if overview:
-        blocks.append(image(Path(overview), "accuracy vs p50 latency, all targets, marker area by file size"))
+        blocks.append(
+            image(
+                Path(overview),
+                "accuracy vs p50 latency (bars: 95% CI), all targets, marker area by file size",
+            )
+        )
     return blocks
 
 

@@ -59,6 +59,10 @@ def _draw_points(ax: Any, rows: list[ReportRow]) -> list[ReportRow]:
         color = colors[r.model]
         face = color if r.target_kind == "native" else "none"  # hollow = not measured natively
         xy = (r.p50_ms, r.accuracy * 100)
+        if r.p50_ci_ms is not None:  # the p50's 95 % interval, so two close points read as close
+            low, high = r.p50_ci_ms
+            ax.errorbar(*xy, xerr=[[r.p50_ms - low], [high - r.p50_ms]], fmt="none", ecolor=color,
+                        elinewidth=1.0, capsize=3, alpha=0.8, zorder=2)  # fmt: skip
         ax.scatter(
             *xy,
             s=_area(r.size_bytes, largest),

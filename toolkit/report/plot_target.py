@@ -10,15 +10,15 @@ from typing import Any
 
 from toolkit.report.plot import TEACHER_COLOR, format_markers, log_axis, model_colors, pyplot
 from toolkit.report.rows import ReportRow
-from toolkit.report.table import fmt_ms
+from toolkit.report.table import fmt_ms, fmt_p50
 
-__all__ = ["target_slug", "save_target_plots", "plot_caption"]
+__all__ = ["target_slug", "save_target_plots", "plot_caption", "p50_err"]
 
 _FILL = {"fp32": "full", "fp16": "left", "int8": "none", "dynamic-int8": "right"}  # precision → marker fill
 _CAPTIONS = {
-    "accuracy_latency": "accuracy vs p50 latency, Pareto front dashed",
+    "accuracy_latency": "accuracy vs p50 latency (bars: 95% CI), Pareto front dashed",
     "accuracy_size": "accuracy vs file size, Pareto front dashed",
-    "latency": "p50 latency per variant, teacher dashed",
+    "latency": "p50 latency per variant (whiskers: 95% CI), teacher dashed",
 }
 _X = Callable[[ReportRow], "float | None"]
 # (x label, x value, front name in ReportRow.pareto)
@@ -52,10 +52,21 @@ def _label(row: ReportRow, rows: list[ReportRow]) -> str:
     return label
 
 
-def _draw_variants(ax: Any, points: list[ReportRow], rows: list[ReportRow], xof: _X) -> None:
-    """One marker per row: color = model, shape = format, fill = precision; each its own legend entry."""
+def p50_err(rows: list[ReportRow]) -> list[list[float]]:
+    """matplotlib's asymmetric xerr for the rows' p50s: distances to their 95 % interval ends."""
+    cis = [r.p50_ci_ms or (r.p50_ms, r.p50_ms) for r in rows]
+    return [[r.p50_ms - lo for r, (lo, _) in zip(rows, cis, strict=True)],
+            [hi - r.p50_ms for r, (_, hi) in zip(rows, cis, strict=True)]]  # fmt: skip
+
+
+def _draw_variants(ax: Any, points: list[ReportRow], rows: list[ReportRow], xof: _X, *, ci: bool) -> None:
+    """One marker per row: color = model, shape = format, fill = precision; each its own legend entry;
+    `ci` adds the p50's 95 % interval as a horizontal bar."""
     colors, markers = model_colors(rows), format_markers(rows)
     for r in points:
+        if ci:
+            ax.errorbar(xof(r), (r.accuracy or 0.0) * 100, xerr=p50_err([r]), fmt="none",
+                        ecolor=colors[r.model], elinewidth=1.2, capsize=4, zorder=2)  # fmt: skip
         ax.plot(
             xof(r),
             (r.accuracy or 0.0) * 100,
@@ -85,7 +96,7 @@ def _front_plot(rows: list[ReportRow], path: Path, kind: str, *, dpi: int) -> Pa
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 5.5))
     try:
-        _draw_variants(ax, points, rows, xof)
+        _draw_variants(ax, points, rows, xof, ci=kind == "accuracy_latency")
         if front:
             _draw_front(ax, front, xof)
         if points:
@@ -114,11 +125,13 @@ def _draw_bars(ax: Any, ordered: list[ReportRow], rows: list[ReportRow]) -> None
     """The bars with their values, and a teacher line per teacher fp32 row (one dash style each)."""
     colors = model_colors(rows)
     ys = list(range(len(ordered)))
-    ax.barh(ys, [r.p50_ms for r in ordered], height=0.6, color=[colors[r.model] for r in ordered])
+    ax.barh(ys, [r.p50_ms for r in ordered], height=0.6, color=[colors[r.model] for r in ordered],
+            xerr=p50_err(ordered), error_kw={"elinewidth": 1.2, "capsize": 3, "ecolor": "0.2"})  # fmt: skip
     ax.set_yticks(ys, [_label(r, rows) for r in ordered], fontsize=9)
     for y, r in zip(ys, ordered, strict=True):
-        label = f"{fmt_ms(r.p50_ms)} ms"
-        ax.annotate(label, (r.p50_ms, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        label = f"{fmt_p50(r)} ms" + (f"  unstable ({r.spread * 100:.0f}%)" if r.unstable else "")
+        end = r.p50_ci_ms[1] if r.p50_ci_ms else r.p50_ms  # right of the whisker
+        ax.annotate(label, (end, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     teachers = [r for r in rows if r.role == "teacher" and r.precision == "fp32"]
     for t, style in zip(teachers, itertools.cycle(["--", ":", "-."]), strict=False):
         label = f"teacher {t.format} fp32: {fmt_ms(t.p50_ms)} ms"
@@ -134,7 +147,7 @@ def _bars(rows: list[ReportRow], path: Path, *, dpi: int) -> Path:
         _draw_bars(ax, ordered, rows)
         ax.set_xscale("log")
         lo, hi = min(r.p50_ms for r in rows), max(r.p50_ms for r in rows)
-        ax.set_xlim(lo / 1.6, hi * 3)  # room on the right for the value labels
+        ax.set_xlim(lo / 1.6, hi * 6)  # room on the right for the value labels
         log_axis(ax.xaxis)
         ax.set_xlabel("p50 latency per batch (ms, log scale)", fontsize=11)
         ax.set_title(f"{_title(rows)}: {_CAPTIONS['latency']}", fontsize=12)

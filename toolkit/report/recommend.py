@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from toolkit.report.rows import ReportRow
-from toolkit.report.table import fmt_ms, fmt_size
+from toolkit.report.significance import compare_rounds
+from toolkit.report.table import fmt_p50, fmt_size
 
 __all__ = ["Recommendation", "recommend", "recommendation_text"]
 
@@ -21,6 +23,7 @@ class Recommendation:
     teacher: ReportRow | None
     fastest: ReportRow | None
     smallest: ReportRow | None
+    tied: tuple[ReportRow, ...] = ()  # rows whose p50 is not significantly slower than the fastest's
 
 
 def _drop_pts(row: ReportRow, teacher: ReportRow) -> float:
@@ -33,6 +36,22 @@ def _reference(rows: list[ReportRow]) -> ReportRow | None:
     teachers = [r for r in rows if r.role == "teacher" and r.accuracy is not None]
     fp32 = [r for r in teachers if r.precision == "fp32"] or teachers
     return max(fp32, key=lambda r: r.accuracy or 0.0, default=None)
+
+
+def _fastest(fits: list[ReportRow]) -> tuple[ReportRow | None, tuple[ReportRow, ...]]:
+    """The fastest qualifying row and the rows tied with it. Rows not significantly slower than the
+    lowest p50 are tied, and among them the smallest file wins: a latency gap the test cannot confirm
+    decides nothing."""
+    if not fits:
+        return None, ()
+    quickest = min(fits, key=lambda r: (r.p50_ms, r.size_bytes or 0))
+    tied = [
+        r
+        for r in fits
+        if r is quickest or not compare_rounds(quickest.round_p50s_ms, r.round_p50s_ms).significant
+    ]
+    pick = min(tied, key=lambda r: (r.size_bytes if r.size_bytes is not None else math.inf, r.p50_ms))
+    return pick, tuple(r for r in tied if r is not pick)
 
 
 def _pick(rows: list[ReportRow], *, max_accuracy_drop: float) -> Recommendation:
@@ -49,14 +68,16 @@ def _pick(rows: list[ReportRow], *, max_accuracy_drop: float) -> Recommendation:
             and _drop_pts(r, teacher) <= max_accuracy_drop
         ]
     sized = [r for r in fits if r.size_bytes is not None]
+    fastest, tied = _fastest(fits)
     return Recommendation(
         target_name=first.target_name,
         target_label=first.target_label,
         target_kind=first.target_kind,
         max_accuracy_drop=max_accuracy_drop,
         teacher=teacher,
-        fastest=min(fits, key=lambda r: (r.p50_ms, r.size_bytes or 0), default=None),
+        fastest=fastest,
         smallest=min(sized, key=lambda r: (r.size_bytes, r.p50_ms), default=None),
+        tied=tied,
     )
 
 
@@ -81,21 +102,32 @@ def _facts(row: ReportRow, teacher: ReportRow) -> str:
     """Accuracy, drop, p50 and size of a picked row."""
     acc = (row.accuracy or 0.0) * 100
     return (
-        f"{acc:.2f}% ({-_drop_pts(row, teacher):+.2f} pts), p50 {fmt_ms(row.p50_ms)} ms, "
-        f"{fmt_size(row.size_bytes)}"
+        f"{acc:.2f}% ({-_drop_pts(row, teacher):+.2f} pts), p50 {fmt_p50(row)} ms, {fmt_size(row.size_bytes)}"
     )
 
 
-def _pick_text(fastest: ReportRow, smallest: ReportRow | None, teacher: ReportRow) -> str:
+def _tie_text(tied: tuple[ReportRow, ...]) -> str:
+    """' (its p50 is statistically tied with N other row(s), so the smallest of them is named)'."""
+    if not tied:
+        return ""
+    return (
+        f" (statistically tied on p50 with {len(tied)} other row{'s' if len(tied) != 1 else ''}, "
+        "so the smallest file among them is named)"
+    )
+
+
+def _pick_text(rec: Recommendation, teacher: ReportRow) -> str:
     """'the fastest is X (facts); the smallest file is Y (facts)', merged when X is Y."""
+    fastest, smallest = rec.fastest, rec.smallest
+    ties = _tie_text(rec.tied)
     if smallest is fastest:
-        return f"the fastest and smallest file is {_variant(fastest)}: {_facts(fastest, teacher)}"
+        return f"the fastest and smallest file is {_variant(fastest)}{ties}: {_facts(fastest, teacher)}"
     tail = (
         f"the smallest file is {_variant(smallest)}: {_facts(smallest, teacher)}"
         if smallest is not None
         else "no qualifying row has a file size"
     )
-    return f"the fastest is {_variant(fastest)}: {_facts(fastest, teacher)}; {tail}"
+    return f"the fastest is {_variant(fastest)}{ties}: {_facts(fastest, teacher)}; {tail}"
 
 
 def recommendation_text(rec: Recommendation) -> str:
@@ -111,4 +143,4 @@ def recommendation_text(rec: Recommendation) -> str:
     )
     if rec.fastest is None:
         return f"{head}: no student qualifies {budget}; every student with an accuracy loses more."
-    return f"{head}: {budget}, {_pick_text(rec.fastest, rec.smallest, t)}."
+    return f"{head}: {budget}, {_pick_text(rec, t)}."

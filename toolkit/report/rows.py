@@ -6,9 +6,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from benchmarks.manifest import ManifestKey, ModelEntry
-from benchmarks.records import BenchRecord
+from benchmarks.records import BenchRecord, group_rounds
+from benchmarks.stats import STABLE_SPREAD, PooledLatency, pool_latency, ratio_interval
 from toolkit.report.pareto import pareto_front
+from toolkit.report.significance import Difference, compare_rounds
 
 __all__ = ["ReportRow", "build_rows", "baseline_key", "sort_key", "mark_pareto"]
 
@@ -49,6 +53,30 @@ class ReportRow:
     accuracy_delta_pts: float | None = None
     memory_ratio: float | None = None
     pareto: str = ""  # "lat", "size", "lat+size" or "": which accuracy fronts of its target the row is on
+    # Rounds (worker processes) pooled into p50_ms: their p50s, the 95 % interval, how well they agree.
+    round_p50s_ms: tuple[float, ...] = ()
+    p50_ci_ms: tuple[float, float] | None = None
+    spread: float = 0.0
+    bimodal: bool = False
+    speedup_ci: tuple[float, float] | None = None
+    baseline_round_p50s_ms: tuple[float, ...] | None = None  # the baseline's rounds, for `vs_baseline`
+
+    @property
+    def rounds(self) -> int:
+        return len(self.round_p50s_ms)
+
+    @property
+    def vs_baseline(self) -> Difference | None:
+        """This row's p50 against its baseline's, tested on the rounds (scipy: the report extra); ratio =
+        speedup. Computed when asked, so `edgekd bench` on a board without scipy can still build rows."""
+        if self.baseline_round_p50s_ms is None or self.is_baseline:
+            return None
+        return compare_rounds(self.round_p50s_ms, self.baseline_round_p50s_ms)
+
+    @property
+    def unstable(self) -> bool:
+        """The rounds' p50s disagree by more than benchmarks.stats.STABLE_SPREAD."""
+        return self.spread > STABLE_SPREAD
 
 
 def baseline_key(row: ReportRow) -> tuple[Any, ...]:
@@ -73,13 +101,28 @@ def sort_key(row: ReportRow) -> tuple[Any, ...]:
     )
 
 
-def _row_from_record(rec: BenchRecord, manifest: dict[ManifestKey, ModelEntry]) -> ReportRow:
-    """Flatten one record and join it with its manifest entry on (model, format, precision)."""
+def _median(values: list[float | None]) -> float | None:
+    known = sorted(v for v in values if v is not None)
+    return float(np.median(known)) if known else None
+
+
+def _throughput(rounds: list[BenchRecord]) -> float | None:
+    """Images / wall time over all rounds; the rounds' median rate when a record lacks either count."""
+    if all(r.images is not None and r.wall_s for r in rounds):
+        return sum(r.images or 0 for r in rounds) / sum(r.wall_s or 0.0 for r in rounds)
+    return _median([r.throughput_ips for r in rounds])
+
+
+def _row_from_rounds(
+    rounds: list[BenchRecord], pooled: PooledLatency, manifest: dict[ManifestKey, ModelEntry]
+) -> ReportRow:
+    """One configuration's rounds flattened, joined with its manifest entry on (model, format, precision)."""
+    rec = rounds[0]
     entry = manifest.get((rec.model, rec.format, rec.precision))
     parity = entry.parity if entry is not None else None
-    target, latency = rec.target, rec.latency
+    target = rec.target
     # The record's accuracy is measured on the benchmarked file; parity accuracy is the export-time fallback.
-    from_record = rec.accuracy is not None
+    measured = next((r for r in rounds if r.accuracy is not None), None)
     size = rec.file_size_bytes or (entry.size_bytes if entry is not None else None)
     return ReportRow(
         model=rec.model,
@@ -96,16 +139,20 @@ def _row_from_record(rec: BenchRecord, manifest: dict[ManifestKey, ModelEntry]) 
         params=entry.params if entry is not None else None,
         macs=entry.macs if entry is not None else None,
         size_bytes=int(size) if size is not None else None,
-        accuracy=rec.accuracy if from_record else (parity.accuracy if parity else None),
-        n_accuracy=rec.n_accuracy if from_record else (parity.n if parity else None),
+        accuracy=measured.accuracy if measured else (parity.accuracy if parity else None),
+        n_accuracy=measured.n_accuracy if measured else (parity.n if parity else None),
         top1_agreement=parity.top1_agreement if parity else None,
         parity_passed=parity.passed if parity else None,
-        p50_ms=float(latency.p50),
-        p90_ms=float(latency.p90),
-        p99_ms=float(latency.p99),
-        throughput_ips=rec.throughput_ips,
-        peak_rss_mb=rec.peak_rss_mb,
+        p50_ms=pooled.p50_ms,
+        p90_ms=_median([r.latency.p90 for r in rounds]) or pooled.p50_ms,
+        p99_ms=_median([r.latency.p99 for r in rounds]) or pooled.p50_ms,
+        throughput_ips=_throughput(rounds),
+        peak_rss_mb=max((r.peak_rss_mb for r in rounds if r.peak_rss_mb is not None), default=None),
         cpu_model=(rec.machine or {}).get("cpu_model"),
+        round_p50s_ms=pooled.round_p50s_ms,
+        p50_ci_ms=(pooled.ci_low_ms, pooled.ci_high_ms),
+        spread=pooled.spread,
+        bimodal=pooled.bimodal,
     )
 
 
@@ -114,9 +161,12 @@ def _ratio(base: float | None, value: float | None) -> float | None:
     return base / value if base and value else None
 
 
-def _compare(row: ReportRow, base: ReportRow | None) -> ReportRow:
-    """Fill speedup, size, memory and accuracy comparisons of `row` against `base` (None leaves them None)."""
-    if base is None:
+def _compare(
+    row: ReportRow, base: ReportRow | None, pools: tuple[PooledLatency, PooledLatency] | None
+) -> ReportRow:
+    """Fill speedup (with its interval and test), size, memory and accuracy comparisons of `row` against
+    `base` (None leaves them None); `pools` are (base's, row's) pooled latencies."""
+    if base is None or pools is None:
         return row
     delta = None
     if base.accuracy is not None and row.accuracy is not None:
@@ -126,6 +176,8 @@ def _compare(row: ReportRow, base: ReportRow | None) -> ReportRow:
         row,
         is_baseline=row is base,
         speedup=base.p50_ms / row.p50_ms,
+        speedup_ci=None if row is base else ratio_interval(*pools),
+        baseline_round_p50s_ms=base.round_p50s_ms,
         size_ratio=_ratio(base.size_bytes, row.size_bytes),
         accuracy_delta_pts=delta,
         memory_ratio=_ratio(base.peak_rss_mb, row.peak_rss_mb),
@@ -157,12 +209,21 @@ def mark_pareto(rows: list[ReportRow]) -> list[ReportRow]:
 
 
 def build_rows(records: list[BenchRecord], manifest: dict[ManifestKey, ModelEntry]) -> list[ReportRow]:
-    """One row per record, sorted for the table, compared to its teacher fp32 baseline, fronts marked."""
-    rows = [_row_from_record(rec, manifest) for rec in records]
-    baselines: dict[tuple[Any, ...], ReportRow] = {}
-    for row in rows:
-        if row.role == "teacher" and row.precision == "fp32":
-            # A repeated teacher run (when records were not passed through `latest_records`): the latest wins.
-            baselines[baseline_key(row)] = row
-    compared = [_compare(row, baselines.get(baseline_key(row))) for row in rows]
+    """One row per configuration (its rounds pooled), sorted for the table, compared to its teacher fp32
+    baseline, fronts marked. Pass one `edgekd bench` call's records (see `latest_rounds`)."""
+    pooled = []
+    for i, rounds in enumerate(group_rounds(records)):
+        # A seed per configuration: the same stream for two of them would correlate their bootstraps
+        # and shrink every ratio's interval to nothing.
+        latency = pool_latency([r.latency.samples_ms or [r.latency.p50] for r in rounds], seed=i)
+        pooled.append((_row_from_rounds(rounds, latency, manifest), latency))
+    baselines = {
+        baseline_key(row): (row, latency)
+        for row, latency in pooled
+        if row.role == "teacher" and row.precision == "fp32"
+    }
+    compared = []
+    for row, latency in pooled:
+        base = baselines.get(baseline_key(row))
+        compared.append(_compare(row, base and base[0], base and (base[1], latency)))
     return mark_pareto(sorted(compared, key=sort_key))

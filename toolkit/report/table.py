@@ -8,7 +8,19 @@ from typing import Any
 
 from toolkit.report.rows import ReportRow
 
-__all__ = ["DASH", "Table", "fmt_size", "fmt_ms", "opt", "target_cell", "results_table", "md_table"]
+__all__ = [
+    "DASH",
+    "Table",
+    "fmt_size",
+    "fmt_ms",
+    "fmt_p50",
+    "fmt_speedup",
+    "fmt_spread",
+    "opt",
+    "target_cell",
+    "results_table",
+    "md_table",
+]
 
 DASH = "–"
 
@@ -34,6 +46,36 @@ def fmt_size(n: int | None) -> str:
 def fmt_ms(v: float) -> str:
     """Milliseconds with about three significant digits."""
     return f"{v:.4f}" if v < 0.1 else f"{v:.3f}" if v < 10 else f"{v:.2f}" if v < 100 else f"{v:.1f}"
+
+
+def fmt_p50(row: ReportRow) -> str:
+    """'0.0521 [0.0498–0.0544]': the pooled p50 with its 95 % interval."""
+    if row.p50_ci_ms is None:
+        return fmt_ms(row.p50_ms)
+    low, high = row.p50_ci_ms
+    return f"{fmt_ms(row.p50_ms)} [{fmt_ms(low)}–{fmt_ms(high)}]"
+
+
+def fmt_speedup(row: ReportRow, *, tested: bool = True) -> str:
+    """'11.7× [10.9–12.4]', '1.02× [0.97–1.08] (n.s.)' when the test finds no difference, a dash without
+    a baseline; `tested=False` leaves the test out (no scipy on a board)."""
+    if row.speedup is None:
+        return DASH
+    if row.speedup_ci is None:
+        return f"{row.speedup:.2f}×"
+    low, high = row.speedup_ci
+    diff = row.vs_baseline if tested else None
+    mark = diff.mark() if diff is not None else ""
+    return f"{row.speedup:.2f}× [{low:.2f}–{high:.2f}]{mark}"
+
+
+def fmt_spread(row: ReportRow) -> str:
+    """Rounds and how far their p50s spread: '5 · 2.1%', flagged when unstable or bimodal."""
+    if row.rounds < 2:
+        return f"{row.rounds} · –"
+    text = f"{row.rounds} · {row.spread * 100:.1f}%"
+    flags = [f for f, on in (("unstable", row.unstable), ("bimodal", row.bimodal)) if on]
+    return f"{text} **{' '.join(flags)}**" if flags else text
 
 
 def opt(v: Any, fmt: Callable[[Any], str]) -> str:
@@ -69,12 +111,13 @@ _COLUMNS: list[tuple[str, _Cell, _Value | None]] = [
     ("Size", lambda r: fmt_size(r.size_bytes), lambda r: r.size_bytes),
     ("Acc %", lambda r: opt(r.accuracy, lambda a: f"{a * 100:.2f}"), lambda r: r.accuracy),
     ("Top-1 agr.", _agreement, lambda r: r.top1_agreement),
-    ("p50 ms", lambda r: fmt_ms(r.p50_ms), lambda r: r.p50_ms),
+    ("p50 ms [95% CI]", fmt_p50, lambda r: r.p50_ms),
+    ("Rounds · spread", fmt_spread, lambda r: r.spread),
     ("p90 ms", lambda r: fmt_ms(r.p90_ms), lambda r: r.p90_ms),
     ("p99 ms", lambda r: fmt_ms(r.p99_ms), lambda r: r.p99_ms),
     ("img/s", lambda r: opt(r.throughput_ips, lambda t: f"{t:,.0f}"), lambda r: r.throughput_ips),
     ("Peak RSS MB", lambda r: opt(r.peak_rss_mb, lambda m: f"{m:.1f}"), lambda r: r.peak_rss_mb),
-    ("Speedup", lambda r: opt(r.speedup, lambda s: f"{s:.2f}×"), lambda r: r.speedup),
+    ("Speedup [95% CI]", fmt_speedup, lambda r: r.speedup),
     ("Size ×", lambda r: opt(r.size_ratio, lambda s: f"{s:.1f}×"), lambda r: r.size_ratio),
     ("Mem ×", lambda r: opt(r.memory_ratio, lambda s: f"{s:.2f}×"), lambda r: r.memory_ratio),
     (
