@@ -5,6 +5,7 @@ Torch-free (pydantic, a core dependency): a board reads it with the `bench` inst
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "ManifestKey",
     "parse_manifest",
     "read_manifest",
+    "check_files",
     "validation_message",
     "json_schema",
 ]
@@ -190,7 +192,8 @@ class Manifest(_Strict):
 def validation_message(err: ValidationError) -> str:
     """The first problem in one line: `models.0.parity.top1_agreement: Input should be ... (got 1.5)`."""
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    # A key from the file is quoted when it is not printable, so a line break in it cannot split the line.
+    where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in first["loc"]) or "(top level)"
     got = "" if first["type"] == "missing" else f" (got {first['input']!r})"
     more = f"; and {err.error_count() - 1} more" if err.error_count() > 1 else ""
     return f"{where}: {first['msg']}{got}{more}"[:400]
@@ -225,3 +228,36 @@ def read_manifest(bundle: str | Path) -> Manifest:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: invalid JSON ({e})") from None
     return parse_manifest(data, where=path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_files(manifest: Manifest, bundle: str | Path) -> None:
+    """Raise `ValueError` naming the first file the manifest lists that is missing, lies outside `bundle`
+    (a `../` path or a symlink: a received bundle must not make the board read other files) or whose
+    sha256 differs from the manifest's."""
+    bundle = Path(bundle)
+    root = bundle.resolve()
+    named = [(m.file, m.sha256, "model file") for m in manifest.models]
+    if manifest.test_data is not None:
+        named.append((manifest.test_data.file, manifest.test_data.sha256, "test data file"))
+    for file, sha, what in named:
+        path = bundle / file
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            raise ValueError(
+                f"{path}: resolves to {resolved}, outside the bundle {bundle}; refusing to read it"
+            )
+        if not path.is_file():
+            raise ValueError(f"{path}: {what} not found")
+        if (actual := _sha256(path)) != sha:
+            raise ValueError(
+                f"{path}: sha256 {actual[:12]}… does not match the manifest's {sha[:12]}… "
+                "(changed since export?)"
+            )

@@ -98,7 +98,16 @@ def load_inputs(path: Path, shape: list[int | None], *, labels: bool = False):
     if labels and (y is None or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
         got = "none" if y is None else f"{y.dtype} {list(y.shape)}"
         raise DataError(f"{path}: expected integer labels y of shape [{len(x)}], got {got}")
-    return x.astype(np.float32), y
+    x = x.astype(np.float32)  # checked after the cast: float64 beyond float32's range becomes inf here
+    # NaN/Inf would poison calibration ranges and parity figures without an error of their own.
+    bad = ~np.isfinite(x)
+    if bad.any():
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        raise DataError(
+            f"{path}: x holds {int(bad.sum())} NaN or infinite value{'s' if bad.sum() > 1 else ''} "
+            f"(first at index {first}); expected finite"
+        )
+    return x, y
 
 
 def _parity_data(spec: dict, calib: np.ndarray | None, test) -> tuple[np.ndarray, np.ndarray | None]:

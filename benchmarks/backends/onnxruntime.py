@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,16 @@ def _check_options(path: str | Path, names: list[str], trt_fp16: bool, optimizat
         raise ValueError(f"{path}: trt_fp16 needs the tensorrt provider, got providers {names}")
 
 
+def _load_reason(exc: BaseException, path: str | Path) -> str:
+    """`CODE: reason` from ORT's `[ONNXRuntimeError] : 7 : CODE : Load model from PATH failed:reason`."""
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (.*)", text)
+    if m is None:
+        return text
+    reason = m.group(2).removeprefix(f"Load model from {path} failed:")
+    return f"{m.group(1)}: {reason.strip()}"
+
+
 def load(
     path: str | Path,
     *,
@@ -132,7 +143,12 @@ def load(
     opts.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
     # Published Jetson figures are TensorRT fp16; the flag is always passed so the record says which ran.
     options = [{"trt_fp16_enable": str(trt_fp16)} if n == _TENSORRT else {} for n in names]
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=names, provider_options=options)
+    try:
+        session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=names, provider_options=options
+        )
+    except Exception as exc:  # ORT's error types (InvalidProtobuf, Fail, ...) live in a private module
+        raise ValueError(f"{path}: onnxruntime cannot load it ({_load_reason(exc, path)})") from exc
     # ORT drops an EP whose libraries fail to load (with only a warning) and runs on the CPU instead.
     missing = [n for n in names if n not in session.get_providers()]
     if missing:

@@ -325,7 +325,13 @@ def _state(run: _Run, epoch: int) -> dict:
 
 
 def _restore(run: _Run, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    from toolkit.models.teacher_files import torch_load
+
+    # Weights-only like every other load: a run directory from elsewhere must not run code on --resume.
+    # The state holds only tensors, numbers, strings and containers (history rows are JSON-ready).
+    state = torch_load(path, "cpu")
+    if not isinstance(state, dict) or "settings" not in state:
+        raise ValueError(f"{path}: not an edgekd training state (no settings key); delete it to start over")
     if state["settings"] != asdict(run.settings):
         raise ValueError(f"{path}: saved with other training settings; cannot resume with these")
     run.student.load_state_dict(state["student"])

@@ -52,7 +52,9 @@ def torch_load(path: Path, map_location) -> Any:
     except pickle.UnpicklingError as e:
         # torch wraps the reason in a long advice text; keep only the unpickler's own words.
         text = str(e)
-        if m := re.search(r"Unsupported global: GLOBAL (\S+)", text):
+        # torch words it "Unsupported global: GLOBAL x.y" or, for blocked modules (os, posix, builtins
+        # ...), "unsupported GLOBAL x.y whose module x is blocked".
+        if m := re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", text):
             raise ConfigError(
                 f"{path}: holds a pickled {m.group(1)}, which a weights-only load refuses; "
                 "save its state_dict, TorchScript or a torch.export .pt2 instead"

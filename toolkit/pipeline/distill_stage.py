@@ -35,11 +35,9 @@ def teacher_names(cfg: RunConfig) -> list[str]:
 
 def load_checkpoint(path: Path):
     """Rebuild the model a checkpoint describes; returns (model in eval mode, spec, checkpoint dict)."""
-    import torch
-
     from toolkit.models import ModelSpec, create_model
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = _read_checkpoint(path)
     spec = ModelSpec.from_dict(ckpt["spec"])
     if ckpt.get("source") is not None:  # a teacher loaded from the user's file: load it from there again
         model, _ = _load_source(ckpt["source"], spec)
@@ -47,6 +45,17 @@ def load_checkpoint(path: Path):
     model = create_model(spec)
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), spec, ckpt
+
+
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint this stage wrote, loaded weights-only; one `EdgekdError` line naming it otherwise."""
+    from toolkit.errors import RunDirError
+    from toolkit.models.teacher_files import torch_load
+
+    ckpt = torch_load(path, "cpu")
+    if not isinstance(ckpt, dict) or not {"spec", "info"} <= ckpt.keys():
+        raise RunDirError(f"{path}: not an edgekd checkpoint (expected its spec and info keys)")
+    return ckpt
 
 
 def _load_source(source: dict, spec):
@@ -243,10 +252,8 @@ def _reusable_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> dict | None:
     path = ctx.run.checkpoint(name)
     if not path.exists():
         return None
-    import torch
-
     # Only the metadata is compared: no need to build the model and load its weights here.
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = _read_checkpoint(path)
     same = (
         ckpt.get("source") is None
         and ckpt["train"] == _as_train_config(tcfg).model_dump(mode="json")
