@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.backends import BACKENDS
+from benchmarks.stats import COVERED_ROUNDS
 
 __all__ = ["TimingProtocol", "DEFAULT_PROTOCOL", "BenchConfig"]
 
@@ -21,7 +22,9 @@ class TimingProtocol:
     min_runs: int = 200
     min_time_s: float = 0.5
     max_runs: int = 100_000
-    repeats: int = 3  # rounds: fresh worker processes per configuration, in shuffled order
+    # Rounds: fresh worker processes per configuration, in shuffled order; enough for the rounds'
+    # bootstrap interval to cover close to its 95 % (README, Rounds, intervals and significance).
+    repeats: int = COVERED_ROUNDS
 
 
 DEFAULT_PROTOCOL = TimingProtocol()

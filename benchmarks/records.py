@@ -222,12 +222,12 @@ def group_rounds(records: list[BenchRecord]) -> list[list[BenchRecord]]:
 
 def latest_rounds(records: list[BenchRecord]) -> tuple[list[BenchRecord], int]:
     """Each configuration's rounds from its latest `edgekd bench` call, and how many older records were
-    left out. `edgekd bench` appends, and a call's round 0 of a configuration precedes its later rounds,
-    so the latest call starts at the configuration's last round-0 record."""
+    left out. `edgekd bench` appends, and one call writes a configuration's rounds in increasing order,
+    so a call starts wherever the round number does not go up (also when its round 0 is missing)."""
     kept: list[BenchRecord] = []
     for rounds in group_rounds(records):
-        starts = [i for i, rec in enumerate(rounds) if rec.round == 0]
-        kept.extend(rounds[starts[-1] if starts else 0 :])
+        starts = [i for i, rec in enumerate(rounds) if i == 0 or rec.round <= rounds[i - 1].round]
+        kept.extend(rounds[starts[-1] :])
     order = {id(rec): i for i, rec in enumerate(records)}
     kept.sort(key=lambda rec: order[id(rec)])
     return kept, len(records) - len(kept)

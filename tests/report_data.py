@@ -151,9 +151,11 @@ def write_run(
     return run_dir
 
 
-def rows_of(tmp_path: Path, records: list[dict] = RECORDS) -> list[ReportRow]:
-    """Rows built from `records` and MANIFEST written under `tmp_path`."""
-    run = write_run(tmp_path, records)
+def rows_of(
+    tmp_path: Path, records: list[dict] = RECORDS, factors: tuple[float, ...] = ROUND_FACTORS
+) -> list[ReportRow]:
+    """Rows from `records` (each as rounds scaled by `factors`) and MANIFEST written under `tmp_path`."""
+    run = write_run(tmp_path, records, factors=factors)
     return build_rows(read_results(run / "bench/results.jsonl"), read_manifest(run / "bundle/manifest.json"))
 
 

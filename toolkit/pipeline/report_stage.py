@@ -28,19 +28,27 @@ def run_compare(run_dirs: list[Path], *, out: Path | None = None) -> Path:
 
 def regression_gate(run_dirs: list[Path], *, max_slowdown_pct: float) -> tuple[list, EdgekdError | None]:
     """(regressions, the error to exit with): a later run's row significantly slower than the first run's
-    same row by more than `max_slowdown_pct`, or no row matched at all (a gate that checks nothing fails)."""
+    same row by more than `max_slowdown_pct`, or no row that could be tested (a gate that checks nothing
+    fails: no match, or one round a side)."""
     from toolkit.report.compare import find_regressions
     from toolkit.report.run import load_run
 
-    found, matched = find_regressions([load_run(d) for d in run_dirs], max_slowdown_pct=max_slowdown_pct)
+    runs = [load_run(d) for d in run_dirs]
+    found, matched, tested = find_regressions(runs, max_slowdown_pct=max_slowdown_pct)
     if not matched:
         return found, EdgekdError(
-            f"{run_dirs[1]}: no benchmarked configuration matches one of {run_dirs[0]} "
-            "(same file, threads, batch, streams and target), so no regression could be checked"
+            f"{run_dirs[1]}: no benchmarked configuration matches one of {run_dirs[0]} (same file, threads, "
+            "batch, streams and target), so no regression could be checked"
+        )
+    if not tested:
+        return found, EdgekdError(
+            f"{run_dirs[1]}: {matched} configurations match {run_dirs[0]}, but each has one round on a side, "
+            "so none could be tested (edgekd bench --repeats 2 or more)"
         )
     if found:
+        slow = ", ".join(str(d) for d in dict.fromkeys(r.run_dir for r in found))
         return found, EdgekdError(
-            f"{run_dirs[-1]}: {len(found)} of {matched} configurations significantly slower than in "
+            f"{slow}: {len(found)} of {tested} tested configurations significantly slower than in "
             f"{run_dirs[0]} by more than {max_slowdown_pct:g}%"
         )
     return found, None

@@ -12,7 +12,7 @@ from toolkit.report.html_out import blocks_to_html
 from toolkit.report.markdown import machine_facts
 from toolkit.report.rows import ReportRow, sort_key
 from toolkit.report.run import RunData, load_run
-from toolkit.report.significance import Difference, compare_rounds
+from toolkit.report.significance import Difference, compare_rounds, slower_by_more_than
 from toolkit.report.table import DASH, Table, fmt_p50, opt
 
 __all__ = ["Regression", "build_compare_report", "compare_blocks", "compare_table", "find_regressions"]
@@ -77,9 +77,17 @@ def _setup(row: ReportRow) -> tuple[Any, ...]:
     return (row.threads, row.batch_size, row.streams)
 
 
+def _reference(group: _Group, groups: list[_Group], first: RunData) -> _Group | None:
+    """The first run's column group with `group`'s threads, batch and streams (any target: comparing
+    one file on two devices is what compare is for); None for the first run's own groups."""
+    if group.run is first:
+        return None
+    return next((g for g in groups if g.run is first and _setup(g.first) == _setup(group.first)), None)
+
+
 def _delta(row: ReportRow | None, ref: ReportRow | None) -> tuple[str, Any]:
-    """'+36.5%' (significant), '+1.2% (n.s.)' or '(untested)': `row`'s p50 against the first group's."""
-    if row is None or ref is None or _setup(row) != _setup(ref):
+    """'+36.5%' (significant), '+1.2% (n.s.)' or '(untested)': `row`'s p50 against its reference's."""
+    if row is None or ref is None:
         return DASH, None
     diff = compare_rounds(ref.round_p50s_ms, row.round_p50s_ms)
     return f"{diff.pct:+.1f}%{diff.mark()}", diff.pct
@@ -92,19 +100,20 @@ def compare_table(runs: list[RunData]) -> Table:
     every = sorted((r for g in groups for r in g.rows.values()), key=sort_key)
     keys = list(dict.fromkeys(_key(r) for r in every))
     with_setup = len({(g.first.threads, g.first.batch_size, g.first.streams) for g in groups}) > 1
+    refs = [_reference(g, groups, runs[0]) for g in groups]
     cells, values = [], []
     for key in keys:
         row_cells = [f"**{key[0]}**" if key[0] == "teacher" else key[0], *key[1:]]
         row_values: list[Any] = [None] * 4
-        for i, g in enumerate(groups):
+        for g, ref in zip(groups, refs, strict=True):
             c, v = _metrics(g.rows.get(key))
-            if i:
-                text, value = _delta(g.rows.get(key), groups[0].rows.get(key))
+            if g.run is not runs[0]:
+                text, value = _delta(g.rows.get(key), ref.rows.get(key) if ref else None)
                 c, v = [c[0], text, *c[1:]], [v[0], value, *v[1:]]
             row_cells, row_values = row_cells + c, row_values + v
         cells.append(row_cells)
         values.append(row_values)
-    metrics = [_METRICS] + [[_METRICS[0], _DELTA, *_METRICS[1:]]] * (len(groups) - 1)
+    metrics = [_METRICS if g.run is runs[0] else [_METRICS[0], _DELTA, *_METRICS[1:]] for g in groups]
     return Table(
         headers=["Model", "Format", "Precision", "Backend"] + [h for m in metrics for h in m],
         cells=cells,
@@ -116,9 +125,10 @@ def compare_table(runs: list[RunData]) -> Table:
 
 @dataclass(frozen=True)
 class Regression:
-    """A row of a later run significantly slower than the same row of the first run."""
+    """A row of a later run significantly slower than the same row of the first run, beyond the gate."""
 
-    run: str
+    run: str  # the run's name in the compare report
+    run_dir: Path
     row: ReportRow
     diff: Difference
 
@@ -126,7 +136,7 @@ class Regression:
         r, d = self.row, self.diff
         return (
             f"{self.run}: {r.model} {r.format} {r.precision} ({r.backend}, {r.threads}t b{r.batch_size} "
-            f"s{r.streams}, {r.target_name}) p50 {d.pct:+.1f}% (p = {d.p_value:.3g})"
+            f"s{r.streams}, {r.target_name}) p50 {d.pct:+.1f}% (one-sided p = {d.p_value:.3g})"
         )
 
 
@@ -134,21 +144,23 @@ def _match(row: ReportRow) -> tuple[Any, ...]:
     return (*_key(row), *_setup(row), row.target_name)
 
 
-def find_regressions(runs: list[RunData], *, max_slowdown_pct: float) -> tuple[list[Regression], int]:
+def find_regressions(runs: list[RunData], *, max_slowdown_pct: float) -> tuple[list[Regression], int, int]:
     """Rows of each later run significantly slower than the first run's same row (file, setup and target)
-    by more than `max_slowdown_pct`, and how many rows were matched at all."""
+    by more than `max_slowdown_pct` (one-sided test against that threshold); also how many rows were
+    matched and how many of those could be tested (two rounds or more a side)."""
     first = {_match(r): r for r in runs[0].rows}
-    found, matched = [], 0
+    found, matched, tested = [], 0, 0
     for run, name in zip(runs[1:], _names(runs)[1:], strict=True):
         for row in run.rows:
             ref = first.get(_match(row))
             if ref is None:
                 continue
             matched += 1
-            diff = compare_rounds(ref.round_p50s_ms, row.round_p50s_ms)
-            if diff.significant and diff.pct > max_slowdown_pct:
-                found.append(Regression(run=name, row=row, diff=diff))
-    return found, matched
+            diff = slower_by_more_than(ref.round_p50s_ms, row.round_p50s_ms, max_slowdown_pct)
+            tested += diff.tested
+            if diff.significant:
+                found.append(Regression(run=name, run_dir=run.run_dir, row=row, diff=diff))
+    return found, matched, tested
 
 
 def compare_blocks(runs: list[RunData]) -> list[Block]:
@@ -159,9 +171,9 @@ def compare_blocks(runs: list[RunData]) -> list[Block]:
         para(
             "Rows are matched on model, format, precision and backend; each column group is one run on one "
             "target (header: run · target · CPU). – means that run has no such row. *Δ p50 vs first* is "
-            "the change against the first column group with the same threads, batch and streams; (n.s.) "
-            "marks a change Welch's t-test on the rounds' log p50s does not find significant (p ≥ 0.05), "
-            "(untested) a side with one round."
+            "the change against the first run's column group with the same threads, batch and streams; "
+            "(n.s.) marks a change Welch's t-test on the rounds' log p50s does not find significant "
+            "(p ≥ 0.05), (untested) a side with one round."
         ),
     ]
     for run, name in zip(runs, _names(runs), strict=True):

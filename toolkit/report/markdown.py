@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.records import BenchRecord
-from benchmarks.stats import STABLE_SPREAD
+from benchmarks.stats import COVERED_ROUNDS, STABLE_SPREAD
 from toolkit.report.blocks import Block, heading, image, note, para, table
 from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
@@ -120,6 +120,15 @@ def _stability_notes(rows: list[ReportRow]) -> list[Block]:
     split = [f"{r.model} {r.format} {r.precision}" for r in rows if r.bimodal]
     if split:
         blocks.append(note(f"Bimodal rounds (two clusters of p50s): {', '.join(split)}."))
+    few = sorted({r.rounds for r in rows if 2 <= r.rounds < COVERED_ROUNDS})
+    if few:
+        blocks.append(
+            note(
+                f"Rows with {'/'.join(map(str, few))} rounds: their 95% intervals cover less than 95% (a "
+                "bootstrap cannot reach beyond the rounds' own range; in simulation about 80% at 3 rounds, "
+                f"92% at 5). Use `--repeats {COVERED_ROUNDS}` or more for intervals to rank by."
+            )
+        )
     if rows and max(r.rounds for r in rows) < 2:
         blocks.append(
             note(

@@ -39,19 +39,20 @@ def _reference(rows: list[ReportRow]) -> ReportRow | None:
 
 
 def _fastest(fits: list[ReportRow]) -> tuple[ReportRow | None, tuple[ReportRow, ...]]:
-    """The fastest qualifying row and the rows tied with it. Rows not significantly slower than the
-    lowest p50 are tied, and among them the smallest file wins: a latency gap the test cannot confirm
-    decides nothing."""
+    """The fastest qualifying row and the rows tied with it. Rows whose gap to the lowest p50 the test
+    finds not significant are tied, and among them the smallest file wins: a latency gap the test
+    cannot confirm decides nothing. A gap that could not be tested (one round) is no tie: p50 decides."""
     if not fits:
         return None, ()
     quickest = min(fits, key=lambda r: (r.p50_ms, r.size_bytes or 0))
-    tied = [
-        r
-        for r in fits
-        if r is quickest or not compare_rounds(quickest.round_p50s_ms, r.round_p50s_ms).significant
-    ]
+    tied = [r for r in fits if r is quickest or _tied(quickest, r)]
     pick = min(tied, key=lambda r: (r.size_bytes if r.size_bytes is not None else math.inf, r.p50_ms))
     return pick, tuple(r for r in tied if r is not pick)
+
+
+def _tied(a: ReportRow, b: ReportRow) -> bool:
+    diff = compare_rounds(a.round_p50s_ms, b.round_p50s_ms)
+    return diff.tested and not diff.significant
 
 
 def _pick(rows: list[ReportRow], *, max_accuracy_drop: float) -> Recommendation:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALPHA", "MIN_ROUNDS", "Difference", "available", "compare_rounds"]
+__all__ = ["ALPHA", "MIN_ROUNDS", "Difference", "available", "compare_rounds", "slower_by_more_than"]
 
 ALPHA = 0.05
 MIN_ROUNDS = 2  # a side with one round has no spread to test against
@@ -52,14 +52,37 @@ def available() -> bool:
     return importlib.util.find_spec("scipy") is not None
 
 
-def compare_rounds(a: Sequence[float], b: Sequence[float]) -> Difference:
-    """Compare the rounds' p50s (ms) of two rows; untested when either has fewer than MIN_ROUNDS."""
-    from scipy import stats  # the report extra; benchmarks/ on a board never needs it
+def _scipy_stats():
+    try:
+        from scipy import stats  # the report extra; benchmarks/ on a board never needs it
+    except ImportError:
+        raise ValueError("the significance test needs scipy: pip install 'edgekd[report]'") from None
+    return stats
 
+
+def _logs(a: Sequence[float], b: Sequence[float]) -> tuple[float, np.ndarray, np.ndarray]:
     ratio = float(np.median(b) / np.median(a))  # the pooled p50s' ratio, as the table shows them
-    la, lb = np.log(np.asarray(a, dtype=np.float64)), np.log(np.asarray(b, dtype=np.float64))
+    return ratio, np.log(np.asarray(a, dtype=np.float64)), np.log(np.asarray(b, dtype=np.float64))
+
+
+def compare_rounds(a: Sequence[float], b: Sequence[float]) -> Difference:
+    """Compare the rounds' p50s (ms) of two rows, two-sided; untested when either has fewer than
+    MIN_ROUNDS."""
+    ratio, la, lb = _logs(a, b)
     if len(la) < MIN_ROUNDS or len(lb) < MIN_ROUNDS:
         return Difference(ratio=ratio, p_value=None)
-    p_value = float(stats.ttest_ind(la, lb, equal_var=False).pvalue)
+    p_value = float(_scipy_stats().ttest_ind(la, lb, equal_var=False).pvalue)
     # Both sides without any spread give NaN: nothing to weigh the difference against.
+    return Difference(ratio=ratio, p_value=None if np.isnan(p_value) else p_value)
+
+
+def slower_by_more_than(a: Sequence[float], b: Sequence[float], pct: float) -> Difference:
+    """Is b significantly slower than a by more than `pct` percent? One-sided Welch test of
+    mean(log b) - mean(log a) > log(1 + pct/100), so a 6 % slowdown whose noise reaches 2 % does not
+    fail a 5 % gate. Untested when either side has fewer than MIN_ROUNDS."""
+    ratio, la, lb = _logs(a, b)
+    if len(la) < MIN_ROUNDS or len(lb) < MIN_ROUNDS:
+        return Difference(ratio=ratio, p_value=None)
+    shifted = la + np.log1p(pct / 100)
+    p_value = float(_scipy_stats().ttest_ind(lb, shifted, equal_var=False, alternative="greater").pvalue)
     return Difference(ratio=ratio, p_value=None if np.isnan(p_value) else p_value)
