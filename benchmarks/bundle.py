@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import random
+import sys
+import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from itertools import product
 from pathlib import Path
@@ -25,6 +30,8 @@ __all__ = [
     "ModelFile",
     "ModelSet",
     "find_models",
+    "is_bundle_archive",
+    "open_bundle_archive",
     "plan_configs",
     "shuffled_order",
     "run_suite",
@@ -93,6 +100,75 @@ def find_models(path: str | Path) -> ModelSet:
         preprocessing=manifest.input.preprocessing.model_dump(),
         input_shape=list(manifest.input.shape),
     )
+
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")  # what `edgekd export` writes beside the bundle, and its short form
+# Why tarfile's "data" filter refused a member, in words that do not name the temporary folder. By name:
+# Pythons before 3.10.12 / 3.11.4 have no filters, and `import benchmarks` must still work there.
+_REFUSED = {
+    "AbsolutePathError": "has an absolute path",
+    "OutsideDestinationError": "would be written outside the bundle folder",
+    "AbsoluteLinkError": "links to the absolute path {link}",
+    "LinkOutsideDestinationError": "links to {link}, outside the bundle folder",
+    "SpecialFileError": "is a device or FIFO, not a regular file",
+}
+
+
+def is_bundle_archive(path: str | Path) -> bool:
+    """Whether `path` is a file named like a bundle archive (`.tar.gz` or `.tgz`)."""
+    return str(path).lower().endswith(ARCHIVE_SUFFIXES) and Path(path).is_file()
+
+
+def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    # The "data" filter strips a leading "/" and extracts the member anyway; a bundle never has one.
+    if member.name.startswith(("/", os.sep)) or os.path.isabs(member.name):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest)
+
+
+def _refusal(archive: Path, error: tarfile.FilterError) -> ValueError:
+    member = error.tarinfo
+    name = member.name if member.name.isprintable() else repr(member.name)  # one line, whatever the name
+    link = member.linkname if member.linkname.isprintable() else repr(member.linkname)
+    known = _REFUSED.get(type(error).__name__)
+    reason = known.format(link=link) if known is not None else " ".join(str(error).split())
+    return ValueError(f"{archive}: refused member {name}: {reason}")
+
+
+def _archive_bundle(folder: Path, archive: Path) -> Path:
+    """The extracted bundle: the folder itself, or the one folder in it (`edgekd export` writes `bundle/`)."""
+    if (folder / "manifest.json").is_file():
+        return folder
+    entries = list(folder.iterdir())
+    if len(entries) == 1 and (entries[0] / "manifest.json").is_file():
+        return entries[0]
+    raise ValueError(
+        f"{archive}: no manifest.json at its top or in its one top folder (is it an edgekd bundle archive?)"
+    )
+
+
+@contextmanager
+def open_bundle_archive(path: str | Path) -> Iterator[Path]:
+    """Extract a bundle archive into a temporary folder, removed on exit; yield the bundle folder in it.
+
+    Members with absolute or escaping paths, links out of the folder and device files raise ValueError.
+    """
+    archive = Path(path)
+    if not hasattr(tarfile, "data_filter"):
+        raise ValueError(
+            f"{archive}: Python {sys.version.split()[0]} cannot extract archives safely (3.10.12+, 3.11.4+ "
+            "and 3.12+ can); extract it with `tar xzf` and benchmark the folder"
+        )
+    with tempfile.TemporaryDirectory(prefix="edgekd-archive-") as tmp:
+        try:
+            with tarfile.open(archive, "r:gz", errorlevel=1) as tar:  # errorlevel 1: refusals raise
+                tar.extractall(tmp, filter=_member_filter)
+        except tarfile.FilterError as exc:
+            raise _refusal(archive, exc) from exc
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            why = " ".join(str(exc).split())  # one line
+            raise ValueError(f"{archive}: not a readable .tar.gz bundle archive ({why})") from exc
+        yield _archive_bundle(Path(tmp), archive)
 
 
 def _backend(file: ModelFile, suite: Suite) -> tuple[str | None, str]:
@@ -254,15 +330,23 @@ def run_suite(
     shape: list[int] | None = None,
     on_result: Callable[[BenchRecord], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    python: str = sys.executable,
 ) -> BundleRun:
     """Benchmark every configuration of `suite` on the files under `path`, in shuffled rounds.
 
-    Each record is appended to `results` (JSONL) as soon as it is measured. A configuration that fails
-    is listed in `errors` and the rest still run; one that cannot run by design (a batch the file does
-    not take, a runtime not installed here) is listed in `skipped`.
+    `path` may be a bundle archive (.tar.gz), extracted to a temporary folder for the run. Each record is
+    appended to `results` (JSONL) as soon as it is measured. A configuration that fails (its worker
+    crashed or ran past `suite.timeout_s`) is listed in `errors` and the rest still run; one that cannot
+    run by design (a batch the file does not take, a runtime not installed here) is listed in `skipped`.
+    `python` runs the workers.
     """
-    models = find_models(path)
-    with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as scratch:  # NHWC copies of the test data
+    archive = is_bundle_archive(path)
+    note = f"measured from the bundle archive {path}, extracted to a temporary folder" if archive else None
+    with (
+        open_bundle_archive(path) if archive else nullcontext(Path(path)) as folder,
+        tempfile.TemporaryDirectory(prefix="edgekd-bench-") as scratch,  # NHWC copies of the test data
+    ):
+        models = find_models(folder)
         configs, skipped = plan_configs(models, suite, shape=shape, scratch=Path(scratch))
         return _run_configs(
             configs,
@@ -271,6 +355,8 @@ def run_suite(
             BundleRun(skipped=skipped, n_files=len(models.files)),
             on_result=on_result,
             sleep=sleep,
+            python=python,
+            note=note,
         )
 
 
@@ -282,8 +368,10 @@ def _run_configs(
     *,
     on_result: Callable[[BenchRecord], None] | None,
     sleep: Callable[[float], None],
+    python: str = sys.executable,
+    note: str | None = None,
 ) -> BundleRun:
-    """`run_suite`'s loop over the planned configurations, in shuffled rounds."""
+    """`run_suite`'s loop over the planned configurations, in shuffled rounds; `note` goes on each record."""
     accuracy: dict[tuple[str, str | None], tuple[float | None, int | None, int, int]] = {}
     cannot: dict[tuple[str, int], str] = {}  # (file, batch) -> skip reason: no worker needed next time
     failed: set[int] = set()  # configurations that failed: their later rounds would fail the same way
@@ -299,7 +387,7 @@ def _run_configs(
             sleep(suite.cooldown_s)  # let a throttling board cool before the next configuration
         ran = True
         try:
-            record = run_benchmark(config)
+            record = run_benchmark(config, python=python, timeout=suite.timeout_s)
         except BenchmarkSkipped as e:
             cannot[(config.model_path, config.batch_size)] = str(e)
             out.skipped.append(str(e))
@@ -313,6 +401,8 @@ def _run_configs(
             record = _with_accuracy(record, accuracy[key])
         elif record.accuracy is not None:
             accuracy[key] = (record.accuracy, record.n_accuracy, round_, order)
+        if note is not None:
+            record = replace(record, notes=[*record.notes, note])
         append_record(results, record)
         out.records.append(record)
         if on_result is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -58,23 +59,52 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _run_child(config: BenchConfig, python: str, timeout: float) -> dict[str, Any]:
+def _kill(proc: subprocess.Popen) -> None:
+    """Kill the worker and anything it started: a child holding its pipes would block the read forever."""
     try:
-        proc = subprocess.run(
-            [python, "-m", "benchmarks.worker"],
-            input=json.dumps(config.to_dict()),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=_child_env(),
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchmarkError(f"{config.model_path}: benchmark did not finish within {timeout} s") from exc
+        os.killpg(proc.pid, signal.SIGKILL)  # the worker leads its own process group (start_new_session)
+    except (AttributeError, ProcessLookupError, PermissionError):  # Windows: no groups; or already gone
+        proc.kill()
+    proc.wait()
+
+
+def _exit_text(code: int) -> str:
+    """`-11 (SIGSEGV)` for a worker killed by a signal, else the exit code."""
+    if code >= 0:
+        return str(code)
+    try:
+        return f"{code} ({signal.Signals(-code).name})"
+    except ValueError:
+        return str(code)
+
+
+def _run_child(config: BenchConfig, python: str, timeout: float) -> dict[str, Any]:
+    with subprocess.Popen(
+        [python, "-m", "benchmarks.worker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_child_env(),
+        start_new_session=os.name == "posix",  # its own process group, so a timeout can kill all of it
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(json.dumps(config.to_dict()), timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            _kill(proc)
+            raise BenchmarkError(
+                f"{config.model_path}: benchmark did not finish within {timeout:g} s; worker killed"
+            ) from exc
+        except BaseException:  # Ctrl-C: the worker is in another session and would not get the signal
+            _kill(proc)
+            raise
     if proc.returncode != 0:
-        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        lines = [line for line in stderr.splitlines() if line.strip()]
         last = lines[-1] if lines else "no error output"
-        raise BenchmarkError(f"{config.model_path}: benchmark worker exited with {proc.returncode}: {last}")
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        raise BenchmarkError(
+            f"{config.model_path}: benchmark worker exited with {_exit_text(proc.returncode)}: {last}"
+        )
+    lines = [line for line in stdout.splitlines() if line.strip()]
     try:
         return json.loads(lines[-1])
     except (IndexError, ValueError) as exc:

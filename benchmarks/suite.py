@@ -36,6 +36,8 @@ class Suite:
     seed: int = 0
     accuracy: bool = True
     pin: bool = True  # pin each worker to cores of its own (native targets; see bundle._pinned_cores)
+    # Seconds one worker may take before it is killed and its configuration counted as failed (a hang).
+    timeout_s: float = 600.0
     backends: dict[str, list[str]] = field(default_factory=dict)  # format -> preference order
     backend_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> load() kwargs
     # kind: native | constrained; device: raspberry-pi | jetson; cpus, max_threads: constrained only.
@@ -64,6 +66,9 @@ def _check_value(key: str, value: Any) -> str | None:
     if key in ("min_time_s", "cooldown_s"):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
         return None if ok else f"expected a number >= 0, got {value!r}"
+    if key == "timeout_s":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
+        return None if ok else f"expected a number of seconds > 0, got {value!r}"
     if key in ("accuracy", "pin"):
         return None if isinstance(value, bool) else f"expected true or false, got {value!r}"
     return None if isinstance(value, str) else f"expected a string, got {value!r}"  # name, description
@@ -146,8 +151,9 @@ def _validate(where: str, data: Any) -> dict[str, Any]:
         }
     if "min_time_s" in values:
         values["min_time_s"] = float(values["min_time_s"])
-    if "cooldown_s" in values:
-        values["cooldown_s"] = float(values["cooldown_s"])
+    for key in ("cooldown_s", "timeout_s"):
+        if key in values:
+            values[key] = float(values[key])
     return values
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, parse_manifest
 from export._files import sha256_file
+from toolkit.errors import EdgekdError
 
 __all__ = [
     "MANIFEST_VERSION",
@@ -108,7 +109,12 @@ def write_manifest(
         },
         where=bundle / "manifest.json",
     )
-    manifest.write(bundle / "manifest.json")
+    path = bundle / "manifest.json"
+    try:
+        manifest.write(path)
+    except OSError as exc:  # a full disk: no manifest, so the bundle stays incomplete, as it should
+        path.with_name(".manifest.partial.json").unlink(missing_ok=True)  # the name Manifest.write uses
+        raise EdgekdError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
     return json.loads(manifest.to_json())
 
 
@@ -118,10 +124,14 @@ def write_archive(bundle: Path) -> Path:
         raise FileNotFoundError(f"{bundle / 'manifest.json'}: not found; the bundle is incomplete")
     dst = bundle.with_name(f"{bundle.name}.tar.gz")
     tmp = dst.with_name(f".{bundle.name}.partial.tar.gz")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for path in sorted(bundle.rglob("*")):
-            if path.is_file() and ".partial" not in path.name:
-                tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)))
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for path in sorted(bundle.rglob("*")):
+                if path.is_file() and ".partial" not in path.name:
+                    tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)))
+    except OSError as exc:  # a full disk: drop the partial archive rather than leave one that looks whole
+        tmp.unlink(missing_ok=True)
+        raise EdgekdError(f"{dst}: cannot write the bundle archive ({exc.strerror or exc})") from exc
     os.replace(tmp, dst)
     return dst
 

@@ -227,7 +227,8 @@ def bench_cli(
     path: Annotated[
         Path,
         typer.Argument(
-            help="Run directory, bundle folder, a .onnx/.tflite/.pt2 file or a folder of them.", exists=True
+            help="Run directory, bundle folder or .tar.gz, a .onnx/.tflite/.pt2 file or a folder of them.",
+            exists=True,
         ),
     ],
     threads: Annotated[list[int] | None, typer.Option("--threads", min=1, help="Repeat for several.")] = None,
@@ -257,13 +258,19 @@ def bench_cli(
         bool | None,
         typer.Option("--pin/--no-pin", help="Pin each worker to cores of its own (default: pin)."),
     ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds one worker may run before it is killed and counted failed (default 600)."),
+    ] = None,
 ) -> None:
     """Benchmark every file (x threads x batch x streams, shuffled, repeated) on this machine; one JSON
     record per configuration appended as measured, results.csv rewritten at the end."""
     dims = _parse_shape(shape)
+    if timeout is not None and not 0 < timeout < float("inf"):  # typer's min= cannot exclude 0
+        raise ValueError(f"--timeout: expected seconds > 0, got {timeout:g}")
     overrides = dict(threads=threads, batch_sizes=batch or ([dims[0]] if dims else None), streams=streams)
     overrides |= dict(min_runs=min_runs, min_time_s=min_time, repeats=repeats, cooldown_s=cooldown, seed=seed)
-    overrides["pin"] = pin
+    overrides |= dict(pin=pin, timeout_s=timeout)
     _raise(_bench(path, suite=suite, results=results, shape=dims, **overrides))
 
 
