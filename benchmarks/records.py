@@ -152,7 +152,8 @@ class BenchRecord:
         latency = values["latency"]
         if not isinstance(latency, dict):
             raise ValueError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")
-        if unknown := sorted(latency.keys() - {f.name for f in fields(LatencyStats)}):
+        stats = fields(LatencyStats)
+        if unknown := sorted(latency.keys() - {f.name for f in stats}):
             raise ValueError(f"BenchRecord: latency: unknown keys {unknown}")  # a list: keys shown with repr
         for key in ("p50", "p90", "p99"):
             if not isinstance(latency.get(key), int | float) or latency[key] <= 0:
@@ -162,8 +163,8 @@ class BenchRecord:
         for key in ("threads", "batch_size", "streams"):
             if not isinstance(values.get(key, 1), int) or isinstance(values.get(key), bool):
                 raise ValueError(f"BenchRecord: {key} must be an integer, got {values[key]!r}")
-        stats = fields(LatencyStats)
-        if missing := sorted(f.name for f in stats if f.default is MISSING and f.name not in latency):
+        required = [f.name for f in stats if f.default is MISSING and f.default_factory is MISSING]
+        if missing := sorted(name for name in required if name not in latency):
             raise ValueError(f"BenchRecord: latency: missing keys {missing}")
         values["latency"] = LatencyStats(**latency)
         return cls(**values)
@@ -224,12 +225,11 @@ def latest_rounds(records: list[BenchRecord]) -> tuple[list[BenchRecord], int]:
     """Each configuration's rounds from its latest `edgekd bench` call, and how many older records were
     left out. `edgekd bench` appends, and one call writes a configuration's rounds in increasing order,
     so a call starts wherever the round number does not go up (also when its round 0 is missing)."""
-    kept: list[BenchRecord] = []
+    latest: set[int] = set()  # ids of the records kept
     for rounds in group_rounds(records):
         starts = [i for i, rec in enumerate(rounds) if i == 0 or rec.round <= rounds[i - 1].round]
-        kept.extend(rounds[starts[-1] :])
-    order = {id(rec): i for i, rec in enumerate(records)}
-    kept.sort(key=lambda rec: order[id(rec)])
+        latest.update(id(rec) for rec in rounds[starts[-1] :])
+    kept = [rec for rec in records if id(rec) in latest]  # in file order
     return kept, len(records) - len(kept)
 
 

@@ -15,6 +15,7 @@ from benchmarks.stats import bimodal, median_draws, pool_latency, ratio_interval
 from tests.conftest import edgekd_main, write_manifest_for
 from tests.report_data import RECORDS, as_rounds, record, rows_of, write_run
 from toolkit.report.recommend import recommend, recommendation_text
+from toolkit.report.rows import build_rows
 from toolkit.report.significance import compare_rounds
 
 
@@ -290,3 +291,12 @@ def test_report_marks_unstable_and_bimodal_rows(tmp_path):
         "5 · 21.0% **unstable bimodal**" in md and "Bimodal rounds (two clusters of p50s): teacher onnx" in md
     )
     assert "cover less than 95%" not in md
+
+
+def test_a_record_without_samples_still_reads_and_pools_on_its_p50():
+    lat = {k: v for k, v in RECORDS[1]["latency"].items() if k != "samples_ms"}  # samples are optional
+    scaled = [dict(lat, p50=f * lat["p50"]) for f in (0.9, 1.0)]
+    rounds = [BenchRecord.from_dict(dict(RECORDS[1], latency=x, round=i)) for i, x in enumerate(scaled)]
+    assert [r.latency.samples_ms for r in rounds] == [[], []]
+    (row,) = build_rows(rounds, {})
+    assert row.round_p50s_ms == (0.9 * lat["p50"], lat["p50"])

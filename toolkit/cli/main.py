@@ -321,7 +321,7 @@ def report_cli(
     ] = None,
 ) -> None:
     """Write report.md/.html, results.csv and plots; with several runs, compare.md/.html side by side."""
-    from toolkit.pipeline.report_stage import regression_gate, run_compare
+    from toolkit.pipeline.report_stage import run_compare
 
     runs = [run_dir, *(more_runs or [])]
     if not (compare or more_runs):
@@ -329,11 +329,10 @@ def report_cli(
             raise EdgekdError(f"{run_dir}: --fail-on-regression needs --compare and a second run directory")
         _report(run_dir, out=out, max_accuracy_drop=max_accuracy_drop)
         return
-    output.compare_written(run_compare(runs, out=out))
-    if fail_on_regression is not None:
-        found, failure = regression_gate(runs, max_slowdown_pct=fail_on_regression)
-        output.regressions(found)
-        _raise(failure)
+    path, found, failure = run_compare(runs, out=out, max_slowdown_pct=fail_on_regression)
+    output.compare_written(path)
+    output.regressions(found)
+    _raise(failure)
 
 
 def _report(run_dir: Path, **options) -> None:

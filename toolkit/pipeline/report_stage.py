@@ -7,7 +7,7 @@ from pathlib import Path
 from toolkit.errors import EdgekdError
 from toolkit.pipeline.rundir import RunDir
 
-__all__ = ["run_report", "run_compare", "regression_gate"]
+__all__ = ["run_report", "run_compare"]
 
 
 def run_report(run_dir: Path, *, out: Path | None = None, max_accuracy_drop: float = 1.0):
@@ -17,23 +17,32 @@ def run_report(run_dir: Path, *, out: Path | None = None, max_accuracy_drop: flo
     return build_report(run_dir, out_dir=out, max_accuracy_drop=max_accuracy_drop)
 
 
-def run_compare(run_dirs: list[Path], *, out: Path | None = None) -> Path:
-    """compare.md/.html of two or more runs, targets side by side (default: in the first run's report)."""
-    from toolkit.report import build_compare_report
+def run_compare(
+    run_dirs: list[Path], *, out: Path | None = None, max_slowdown_pct: float | None = None
+) -> tuple[Path, list, EdgekdError | None]:
+    """compare.md/.html of two or more runs, targets side by side (default: in the first run's report);
+    with `max_slowdown_pct`, also the regression gate on the same loaded runs: (path, regressions, the
+    error to exit with or None)."""
+    from toolkit.report.compare import write_compare_report
+    from toolkit.report.run import load_run
 
     if len(run_dirs) < 2:
         raise EdgekdError(f"{run_dirs[0]}: --compare needs two or more run directories")
-    return build_compare_report(run_dirs, out_dir=out or RunDir(run_dirs[0]).report)
+    runs = [load_run(d) for d in run_dirs]
+    path = write_compare_report(runs, out_dir=out or RunDir(run_dirs[0]).report)
+    if max_slowdown_pct is None:
+        return path, [], None
+    return (path, *_regression_gate(runs, run_dirs, max_slowdown_pct=max_slowdown_pct))
 
 
-def regression_gate(run_dirs: list[Path], *, max_slowdown_pct: float) -> tuple[list, EdgekdError | None]:
+def _regression_gate(
+    runs, run_dirs: list[Path], *, max_slowdown_pct: float
+) -> tuple[list, EdgekdError | None]:
     """(regressions, the error to exit with): a later run's row significantly slower than the first run's
     same row by more than `max_slowdown_pct`, or no row that could be tested (a gate that checks nothing
     fails: no match, or one round a side)."""
     from toolkit.report.compare import find_regressions
-    from toolkit.report.run import load_run
 
-    runs = [load_run(d) for d in run_dirs]
     found, matched, tested = find_regressions(runs, max_slowdown_pct=max_slowdown_pct)
     if not matched:
         return found, EdgekdError(

@@ -15,7 +15,14 @@ from toolkit.report.run import RunData, load_run
 from toolkit.report.significance import Difference, compare_rounds, slower_by_more_than
 from toolkit.report.table import DASH, Table, fmt_p50, opt
 
-__all__ = ["Regression", "build_compare_report", "compare_blocks", "compare_table", "find_regressions"]
+__all__ = [
+    "Regression",
+    "build_compare_report",
+    "compare_blocks",
+    "compare_table",
+    "find_regressions",
+    "write_compare_report",
+]
 
 RowKey = tuple[str, str, str, str]  # (model, format, precision, backend): the same file run the same way
 _METRICS = ["p50 ms [95% CI]", "Acc %", "Peak RSS MB"]
@@ -196,7 +203,12 @@ def build_compare_report(run_dirs: list[Path], *, out_dir: Path) -> Path:
     """Write compare.md and compare.html for `run_dirs` into `out_dir`; return the Markdown path."""
     if len(run_dirs) < 2:
         raise ValueError(f"compare needs at least two run directories, got {len(run_dirs)}")
-    blocks = compare_blocks([load_run(Path(d)) for d in run_dirs])
+    return write_compare_report([load_run(Path(d)) for d in run_dirs], out_dir=out_dir)
+
+
+def write_compare_report(runs: list[RunData], *, out_dir: Path) -> Path:
+    """Write compare.md and compare.html for runs already loaded; return the Markdown path."""
+    blocks = compare_blocks(runs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = out_dir / "compare.md"

@@ -95,7 +95,7 @@ def _measured(rows: list[ReportRow], ctx: ReportContext) -> str:
 
 def _rounds_text(rows: list[ReportRow]) -> str:
     """How rounds were pooled, what the interval covers and how differences were tested."""
-    counts = "/".join(str(n) for n in _distinct(sorted({r.rounds for r in rows})))
+    counts = "/".join(str(n) for n in sorted({r.rounds for r in rows}))
     return (
         f"Each configuration ran in {counts} fresh worker process(es) (rounds, in shuffled order); p50 is "
         "the median of the rounds' p50s, [95% CI] a bootstrap over rounds and their samples. A speedup "

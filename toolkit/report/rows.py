@@ -102,7 +102,7 @@ def sort_key(row: ReportRow) -> tuple[Any, ...]:
 
 
 def _median(values: list[float | None]) -> float | None:
-    known = sorted(v for v in values if v is not None)
+    known = [v for v in values if v is not None]
     return float(np.median(known)) if known else None
 
 
