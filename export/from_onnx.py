@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from export._files import atomic_path, sha256_file
+from export._files import sha256_file
+from export.onnx_normalize import short_names
 from toolkit.errors import DataError, ExportError
 
 __all__ = ["check_from_onnx_arguments", "load_inputs", "onnx_input_spec", "export_from_onnx"]
@@ -62,7 +64,8 @@ def onnx_input_spec(path: Path) -> dict:
     t = inputs[0].type.tensor_type if len(inputs) == 1 else None
     shape = [d.dim_value or None for d in t.shape.dim] if t is not None else []
     if t is None or t.elem_type != onnx.TensorProto.FLOAT or len(shape) != 4:
-        raise ExportError(f"{path}: expected one float32 4-D image input, got {[i.name for i in inputs]}")
+        got = short_names(i.name for i in inputs)  # a zoo file may have hundreds of inputs: bounded
+        raise ExportError(f"{path}: expected one float32 4-D image input, got {len(inputs)}: {got}")
     channels_last = shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
     return {
         "name": inputs[0].name,
@@ -123,10 +126,12 @@ class _Bundle:
     """Writes files into `bundle/` and checks each against the source's outputs on the parity inputs."""
 
     def __init__(self, bundle: Path, src: Path, layout: str, x, y, on_file: FileCallback | None) -> None:
+        from export._files import native_stderr_hidden
         from export.parity import run_file
 
         self.bundle, self.stem, self.on_file = bundle, src.stem, on_file
-        self.x, self.reference = x, run_file(src, x)
+        with native_stderr_hidden():  # onnxruntime warns once per initializer listed as an input
+            self.x, self.reference = x, run_file(src, x)
         if self.reference.ndim != 2:
             raise ExportError(f"{src}: expected (N, classes) logits, got shape {list(self.reference.shape)}")
         self.y = y if y is not None else self.reference.argmax(1)  # labels: the source's own predictions
@@ -142,9 +147,12 @@ class _Bundle:
 
     def add(self, fmt: str, precision: str, quant: dict | None, **extra) -> None:
         from export.bundle import file_entry
+        from export.onnx import onnx_opset
         from export.parity import TOLERANCES, check_parity
 
         dst = self.path(fmt, precision)
+        if fmt == "onnx":  # each file's own opset: an int8 file's may be converted up from the source's
+            quant = dict(quant or {}, opset=onnx_opset(dst))
         tolerance = precision if precision in TOLERANCES else "int8"  # e.g. dynamic-int8
         parity = check_parity(dst, self.x, self.y, self.reference, precision=tolerance).to_dict()
         parity["reference"] = "source ONNX in onnxruntime"
@@ -173,36 +181,54 @@ class _Bundle:
     def make(self, fmt: str, precision: str, build: Callable[[Path], dict | None]) -> None:
         try:
             quant = build(self.path(fmt, precision))
+            _check_single_input(self.path(fmt, precision))
         except ExportError as e:
             self.fail(fmt, precision, e)
         else:
             self.add(fmt, precision, quant)
 
 
-def _copy(src: Path, dst: Path) -> None:
-    import shutil
-
+def _check_single_input(path: Path) -> None:
+    """Raise `ExportError` when a written file asks for more than its image input (weights left as inputs)."""
     import onnx
+
+    from export.onnx_normalize import real_inputs
+
+    names = real_inputs(onnx.load(str(path), load_external_data=False).graph)
+    if len(names) != 1:
+        raise ExportError(f"{path}: expected one input, the file asks for {len(names)}: {short_names(names)}")
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """`src` as the bundle's fp32 file, with initializers dropped from its graph inputs (zoo files at IR 3/4
+    list them there, which keeps onnxruntime from treating them as weights)."""
+    import onnx
+
+    from export.onnx_normalize import normalized_copy
 
     model = onnx.load(str(src), load_external_data=False)
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise ExportError(f"{src}: weights are in external data files; save the model as one .onnx file")
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+    normalized_copy(src, dst)
 
 
-def _static(src: Path, calib, test, max_accuracy_drop: float | None) -> Callable[[Path], dict]:
+def _static(src: Path, calib, test, max_drop: float | None, per_channel: bool, why: str) -> Callable:
+    """The static int8 build step for `_Bundle.make`; `why` is the per-channel choice's reason."""
     from export.quantize import quantize_static
     from export.sensitivity import quantize_with_max_drop
     from toolkit.data import ArrayCalibrationReader
 
     def build(dst: Path) -> dict:
-        reader = ArrayCalibrationReader(calib, input_name=onnx_input_spec(src)["name"], batch_size=32)
-        if max_accuracy_drop is None:
-            return dict(quantize_static(src, dst, reader), calibration_samples=len(calib))
-        res = quantize_with_max_drop(src, dst, reader, *test, max_accuracy_drop=max_accuracy_drop)
+        spec = onnx_input_spec(src)  # a fixed-batch file takes calibration batches of its own size
+        reader = ArrayCalibrationReader(calib, input_name=spec["name"], batch_size=spec["shape"][0] or 32)
+        done = dict(calibration_samples=len(calib), per_channel_reason=why)
+        if max_drop is None:
+            return dict(quantize_static(src, dst, reader, per_channel=per_channel), **done)
+        res = quantize_with_max_drop(
+            src, dst, reader, *test, max_accuracy_drop=max_drop, per_channel=per_channel
+        )
         search = {k: v for k, v in res.items() if k not in ("quantization", "sensitivity")}
-        return dict(res["quantization"], calibration_samples=len(calib), accuracy_budget=search)
+        return dict(res["quantization"], **done, accuracy_budget=search)
 
     return build
 
@@ -236,10 +262,11 @@ def export_from_onnx(
     (bundle / "manifest.json").unlink(missing_ok=True)  # incomplete until the manifest is rewritten
     out = _Bundle(bundle, src, spec["layout"], *_parity_data(spec, calib, test_xy), on_file)
     fp32 = out.path("onnx", "fp32")
-    if fp32.resolve() != src.resolve():
-        _copy(src, fp32)
+    _copy(src, fp32)
     out.add("onnx", "fp32", None)
-    _variants(out, fp32, int8=int8, fp16=fp16, calib=calib, test=test_xy, max_drop=max_accuracy_drop)
+    options = dict(int8=int8, fp16=fp16, calib=calib, test=test_xy, max_drop=max_accuracy_drop)
+    with tempfile.TemporaryDirectory(prefix="edgekd-from-onnx-") as work:
+        _variants(out, fp32, Path(work), **options)
     if tflite:
         _tflite(out, fp32, int8=int8, fp16=fp16, calib=calib)
     manifest = write_manifest(
@@ -254,15 +281,30 @@ def export_from_onnx(
     return manifest
 
 
-def _variants(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib, test, max_drop) -> None:
-    from export.quantize import convert_fp16, quantize_dynamic
+def _variants(out: _Bundle, fp32: Path, work: Path, *, int8, fp16: bool, calib, test, max_drop) -> None:
+    from export.quantize import convert_fp16
 
-    if int8 == "static":
-        out.make("onnx", "int8", _static(fp32, calib, test, max_drop))
-    if int8 == "dynamic":
-        out.make("onnx", "dynamic-int8", lambda dst: quantize_dynamic(fp32, dst))
+    if int8 is not None:
+        _int8(out, fp32, work, int8=int8, calib=calib, test=test, max_drop=max_drop)
     if fp16:
         out.make("onnx", "fp16", lambda dst: convert_fp16(fp32, dst))
+
+
+def _int8(out: _Bundle, fp32: Path, work: Path, *, int8: str, calib, test, max_drop) -> None:
+    """The int8 file, quantized from `fp32` converted in `work` to an opset quantization handles."""
+    from export.onnx_normalize import quantization_source
+    from export.quantize import quantize_dynamic
+
+    precision = "int8" if int8 == "static" else "dynamic-int8"
+    try:
+        src, per_channel, why = quantization_source(fp32, work)
+    except ExportError as e:
+        out.fail("onnx", precision, e)
+        return
+    if int8 == "static":
+        out.make("onnx", precision, _static(src, calib, test, max_drop, per_channel, why))
+    else:
+        out.make("onnx", precision, lambda dst: quantize_dynamic(src, dst))
 
 
 def _tflite(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib) -> None:
