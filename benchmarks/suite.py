@@ -138,7 +138,8 @@ def _validate(where: str, data: Any) -> dict[str, Any]:
         if key in _TABLES:
             problem = _TABLES[key](value)
             if problem is not None:
-                raise ValueError(f"{where}: {key}{problem[0]}: {problem[1]}")
+                sub = problem[0] if problem[0].isprintable() else repr(problem[0])  # nested keys too
+                raise ValueError(f"{where}: {key}{sub}: {problem[1]}")
         elif (message := _check_value(key, value)) is not None:
             raise ValueError(f"{where}: {key}: {message}")
     max_runs = data.get("max_runs", DEFAULT_PROTOCOL.max_runs)
