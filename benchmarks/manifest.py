@@ -23,6 +23,7 @@ __all__ = [
     "FileSettings",
     "InputSpec",
     "Preprocessing",
+    "ImageStep",
     "TestData",
     "ManifestKey",
     "parse_manifest",
@@ -47,12 +48,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+Size = Annotated[int, Field(ge=1)]
+
+
+class ConvertStep(_Strict):
+    """Convert a decoded image to gray (`L`) or `RGB` (RGBA and palette images included)."""
+
+    op: Literal["convert"]
+    mode: Literal["L", "RGB"]
+
+
+class ResizeStep(_Strict):
+    """Resize to `[H, W]`, or with one number the shorter side to it (aspect ratio kept)."""
+
+    op: Literal["resize"]
+    size: list[Size] = Field(min_length=1, max_length=2)
+    interpolation: Literal["nearest", "bilinear", "bicubic"] = "bilinear"
+
+
+class CenterCropStep(_Strict):
+    op: Literal["center_crop"]
+    size: list[Size] = Field(min_length=2, max_length=2)  # [H, W]
+
+
+ImageStep = Annotated[ConvertStep | ResizeStep | CenterCropStep, Field(discriminator="op")]
+
+
 class Preprocessing(_Strict):
-    """float input = (uint8 * scale - mean) / std, per channel, in the file's layout."""
+    """Image `steps` in order (decoded image -> uint8 array), then float = (uint8 * scale - mean) / std,
+    per channel, in the file's layout (`benchmarks.preprocess` applies it, here and on the board)."""
 
     scale: float = Field(gt=0)
     mean: list[float] = Field(min_length=1)
     std: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    steps: list[ImageStep] = Field(default_factory=list)
 
 
 class InputSpec(_Strict):

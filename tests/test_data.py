@@ -85,4 +85,5 @@ def test_calibration_reader_yields_batches_then_none():
 def test_real_fashion_mnist_has_70k_images():
     s = load_idx_splits(FASHION_MNIST, val_size=5000)
     assert (len(s.train_y), len(s.val_y), len(s.test_y)) == (55000, 5000, 10000)
-    assert s.labels[0] == "T-shirt/top" and 0.28 < s.mean < 0.29 and 0.35 < s.std < 0.36
+    assert s.labels[0] == "T-shirt/top" and 0.28 < s.mean[0] < 0.29 and 0.35 < s.std[0] < 0.36
+    assert len(s.mean) == len(s.std) == 1 and [st.op for st in s.steps] == ["convert", "resize"]

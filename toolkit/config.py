@@ -6,10 +6,10 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from benchmarks.protocol import DEFAULT_PROTOCOL
 from toolkit.errors import ConfigError
@@ -32,11 +32,47 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
 class DataConfig(_Strict):
-    root: Path = Path("/usr/share/datasets/fashion-mnist")
-    val_size: int = Field(5000, ge=1)
+    """Where the images come from (`kind`), how they split, and the preprocessing they get."""
+
+    kind: Literal["idx", "image_folder", "npz", "factory"] = "idx"
+    root: Path | None = Path("/usr/share/datasets/fashion-mnist")  # a folder, or the .npz file
+    factory: str | None = None  # kind factory: "package.module:function" returning the splits
+    layout: Literal["NCHW", "NHWC", "NHW"] = "NCHW"  # of npz/factory arrays (NHW: gray, no channel axis)
+    labels: list[str] | None = None  # class names; image folders use their folder names
+    # image_folder: decoded to gray or RGB (None: gray when every image is), resized ([H, W], or one
+    # number for the shorter side), center-cropped; the same steps go into the manifest for the board.
+    color: Literal["L", "RGB"] | None = None
+    resize: list[PositiveInt] | None = Field(None, min_length=1, max_length=2)
+    center_crop: list[PositiveInt] | None = Field(None, min_length=2, max_length=2)
+    mean: list[float] | None = Field(None, min_length=1)  # per channel, of x / 255; None: from train
+    std: list[Annotated[float, Field(gt=0)]] | None = Field(None, min_length=1)
+    val_size: int = Field(5000, ge=1)  # idx: training images held out for validation
+    # image_folder/npz/factory without val/test: the fractions split off train, per class (seeded)
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)
+    test_fraction: float = Field(0.1, gt=0, lt=0.5)
+    cache_dir: Path | None = None  # decoded-image cache; None: $XDG_CACHE_HOME/edgekd/decoded
+    workers: int = Field(0, ge=0)  # DataLoader worker processes reading training batches
     limit_train: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
+
+    @field_validator("resize", "center_crop", mode="before")
+    @classmethod
+    def _size(cls, v):
+        return [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _kind_needs(self):
+        if self.kind == "factory" and not (self.factory and FACTORY_SPEC.match(self.factory)):
+            raise ValueError("kind factory needs factory: 'package.module:function'")
+        if self.kind != "factory" and self.root is None:
+            raise ValueError(f"kind {self.kind} needs root")
+        if self.kind != "image_folder" and (self.resize or self.center_crop or self.color):
+            raise ValueError("resize, center_crop and color apply to kind image_folder")
+        return self
 
 
 class TrainConfig(_Strict):
@@ -72,9 +108,16 @@ class TeacherSource:
     arch: str | None = None  # registry name (state_dict) or timm/torchvision model name
     factory: str | None = None  # "package.module:callable"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # The teacher's own preprocessing when it differs from the data's: input [H, W] and per-channel
+    # mean/std of x / 255 (`toolkit.models.adapt.TeacherInput` maps the student's input to it).
+    input_size: list[int] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
     def __post_init__(self) -> None:
         self.path = Path(self.path) if self.path is not None else None
+        if self.kind == "auto" and self.factory is not None:
+            self.kind = "factory"  # `{factory: mod:fn, path: w.pt}` says what it is without `kind:`
 
     @classmethod
     def parse(cls, spec: str | os.PathLike) -> TeacherSource:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from benchmarks.harness import BenchmarkError
 from toolkit.cli import output
@@ -140,12 +141,32 @@ def export_cli(
     tflite: Annotated[
         bool, typer.Option("--tflite", help="With --from: TFLite files too, via onnx2tf (extra 'onnx2tf').")
     ] = False,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="SPEC",
+            help="Bundle your own torch model: package.module:factory (with --weights), .pt2 or TorchScript.",
+        ),
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="With --model FACTORY: its state_dict file.", exists=True)
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="With --model: a config whose data and export sections to use.", exists=True),
+    ] = None,
 ) -> None:
     """Export every checkpoint to ONNX and TFLite (+ int8 student), check parity, write the bundle; or,
     with --from, bundle an ONNX file you already have, checked against it."""
     from_only = dict(
         out=out, calibration=calibration, test=test, int8=int8, max_accuracy_drop=max_accuracy_drop
     )
+    if model is not None:
+        if run_dir is not None or from_onnx is not None or data is None or out is None:
+            raise ValueError("--model: give --data CONFIG and --out DIR (and no run directory or --from)")
+        _export_model(model, weights, data, out)
+        return
     if from_onnx is not None:
         if run_dir is not None:
             raise ValueError(f"{run_dir}: give a run directory or --from, not both")
@@ -158,6 +179,16 @@ def export_cli(
     from toolkit.pipeline import RunDir
 
     _raise(_export(RunDir(run_dir)))
+
+
+def _export_model(model: str, weights: Path | None, data: Path, out: Path) -> None:
+    """`edgekd export --model`: load the model on the config's data, then export it like a run's teacher."""
+    from toolkit.pipeline.own_model import model_run
+
+    _distill(*model_run(model, weights, data, out), teachers_only=True)
+    from toolkit.pipeline import RunDir
+
+    _raise(_export(RunDir(out)))
 
 
 def _export(run) -> EdgekdError | None:
@@ -287,6 +318,37 @@ def _bench(path: Path, **options) -> EdgekdError | None:
 
 
 @app.command(
+    "predict",
+    epilog="Example: edgekd predict bundle/ shoe.png shirt.jpg --top-k 3   "
+    "or, for scripts:   edgekd predict bundle/ *.png --file student_kd_int8.tflite --json",
+)
+def predict_cli(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (or its manifest.json).", exists=True)],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Image files (PNG, JPEG, ...).", exists=True, dir_okay=False, metavar="IMAGE"),
+    ],
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file", help="File to run, as the manifest names it (default: the KD student's fp32 ONNX)."
+        ),
+    ] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per image.")] = 5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")
+    ] = False,
+) -> None:
+    """Classify images with one file of a bundle: the manifest's preprocessing, then the top-k labels."""
+    from benchmarks.predict import predict
+    from export._files import native_stderr_hidden
+
+    with native_stderr_hidden():  # the runtime's notices (TFLite's XNNPACK line); --verbose shows them
+        result = predict(bundle, images, file=file, top_k=top_k)
+    output.predictions(result, as_json=as_json)
+
+
+@app.command(
     "report",
     epilog="Example: edgekd report runs/exp1   or, side by side:   edgekd report --compare runs/pc runs/pi4",
 )
@@ -366,7 +428,8 @@ def main() -> None:
         if _state["debug"]:
             raise
         text = e.format_message() if isinstance(e, typer.TyperException) else str(e)
-        console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
+        # escaped and without emoji codes: a message is text (a path like `a[1]` or `d.npz:x:` stays as is)
+        console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True, emoji=False)
         sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit.cli._progress import console
@@ -20,6 +23,7 @@ __all__ = [
     "bench_done",
     "report_written",
     "compare_written",
+    "predictions",
 ]
 
 
@@ -75,6 +79,8 @@ def distill_summary(summary: dict) -> None:
             f"{seeds}",
             highlight=False,
         )
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 def exported_file(name: str, fmt: str, precision: str, entry: dict) -> None:
@@ -262,3 +268,21 @@ def regressions(found: list) -> None:
     """One line per configuration the regression gate caught."""
     for regression in found:
         console.print(f"regression: {regression.text()}", highlight=False)
+
+
+def predictions(result, *, as_json: bool = False) -> None:
+    """`edgekd predict` on stdout: one JSON document, or a table of each image's top-1 and runners-up."""
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
+        return
+    table = Table(title=escape(f"{result.file} ({result.backend})"))
+    for col in ("image", "top-1", "prob", "next"):
+        table.add_column(col, justify="right" if col == "prob" else "left")
+    for p in result.predictions:
+        best, *rest = p.top
+        others = ", ".join(f"{t.label} ({t.probability:.3f})" for t in rest)
+        # escaped: paths and labels are text, a `[...]` in them is not markup
+        table.add_row(escape(p.image), escape(best.label), f"{best.probability:.3f}", escape(others))
+    # stdout: the predictions are the command's result (other commands' log lines go to stderr)
+    out = Console(soft_wrap=True, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200)
+    out.print(table)

@@ -1,4 +1,5 @@
-"""Train/val/test splits of an IDX image folder (Fashion-MNIST by default), read from disk only."""
+"""Train/val/test splits of the data a run trains on: IDX files (Fashion-MNIST by default), an image folder,
+an `.npz` or a factory, each read from disk only, with the preprocessing the model and the board apply."""
 
 from __future__ import annotations
 
@@ -7,10 +8,20 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.manifest import ImageStep, Preprocessing
+from benchmarks.preprocess import image_steps, to_float
 from toolkit.data.idx import read_idx
+from toolkit.data.store import FloatView, RowStore
 from toolkit.errors import DataError
 
-__all__ = ["DEFAULT_FASHION_MNIST_ROOT", "FASHION_MNIST_LABELS", "DataSplits", "load_idx_splits"]
+__all__ = [
+    "DEFAULT_FASHION_MNIST_ROOT",
+    "FASHION_MNIST_LABELS",
+    "DataSplits",
+    "load_idx_splits",
+    "channel_stats",
+    "splits_from_arrays",
+]
 
 # Debian's `dataset-fashion-mnist` package installs the 70k images here.
 DEFAULT_FASHION_MNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
@@ -36,25 +47,48 @@ _FILES = {
 
 @dataclass
 class DataSplits:
-    """uint8 NCHW images and int64 labels per split, plus the normalization the model expects."""
+    """uint8 NCHW images (arrays, or `RowStore`s of a decoded folder) and int64 labels per split, plus the
+    preprocessing the model expects: image `steps`, then per-channel (x / 255 - mean) / std."""
 
-    train_x: np.ndarray
+    train_x: np.ndarray | RowStore
     train_y: np.ndarray
-    val_x: np.ndarray
+    val_x: np.ndarray | RowStore
     val_y: np.ndarray
-    test_x: np.ndarray
+    test_x: np.ndarray | RowStore
     test_y: np.ndarray
-    mean: float
-    std: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     labels: tuple[str, ...] = field(default_factory=tuple)
+    steps: list[ImageStep] = field(default_factory=list)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        """uint8 images -> float32 model input: (x / 255 - mean) / std."""
-        return ((x.astype(np.float32) / 255.0 - self.mean) / self.std).astype(np.float32)
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(scale=1 / 255, mean=list(self.mean), std=list(self.std), steps=self.steps)
+
+    def normalize(self, x) -> np.ndarray:
+        """uint8 images -> float32 model input, exactly as the board computes it (`to_float`)."""
+        return to_float(np.asarray(x), self.preprocessing)
+
+    def model_input(self, x) -> np.ndarray | FloatView:
+        """Float input for a whole split: normalized in memory, or batch by batch for images on disk."""
+        return FloatView(x, self.preprocessing) if isinstance(x, RowStore) else self.normalize(x)
+
+
+def channel_stats(x, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 NCHW images scaled to [0, 1], read `chunk` images at a time."""
+    sums, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for i in range(0, len(x), chunk):
+        part = np.asarray(x[i : i + chunk], dtype=np.float64) / 255.0
+        sums += part.sum(axis=(0, 2, 3))
+        squares += (part**2).sum(axis=(0, 2, 3))
+    n = len(x) * x.shape[2] * x.shape[3]
+    mean = sums / n
+    std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))
+    return tuple(float(m) for m in mean), tuple(max(float(s), 1e-6) for s in std)
 
 
 def _find(root: Path, stem: str) -> Path:
@@ -95,11 +129,11 @@ def load_idx_splits(
         train_idx = train_idx[:limit_train]
     if limit_test is not None:
         test_x, test_y = test_x[:limit_test], test_y[:limit_test]
-    tx = train_x[train_idx]
-    scaled = tx.astype(np.float32) / 255.0
     n_classes = int(max(train_y.max(), test_y.max())) + 1
     if labels is None:
         labels = FASHION_MNIST_LABELS if n_classes == 10 else tuple(str(i) for i in range(n_classes))
+    tx = train_x[train_idx]
+    mean, std = _scalar_stats(tx)
     return DataSplits(
         train_x=tx,
         train_y=train_y[train_idx],
@@ -107,7 +141,51 @@ def load_idx_splits(
         val_y=train_y[val_idx],
         test_x=test_x,
         test_y=test_y,
-        mean=float(scaled.mean()),
-        std=float(scaled.std()),
+        mean=(mean,),
+        std=(std,),
         labels=tuple(labels),
+        steps=image_steps(mode="L", resize=list(train_x.shape[2:])),
+    )
+
+
+def _scalar_stats(x: np.ndarray) -> tuple[float, float]:
+    # float32 over the whole split, as the IDX path always computed it (its runs stay comparable).
+    scaled = x.astype(np.float32) / 255.0
+    return float(scaled.mean()), float(scaled.std())
+
+
+def splits_from_arrays(
+    parts: dict[str, tuple],
+    *,
+    labels: list[str] | None,
+    steps: list[ImageStep],
+    mean: list[float] | None,
+    std: list[float] | None,
+    where: object,
+) -> DataSplits:
+    """DataSplits from train/val/test (images, labels), with mean/std from the training split unless given."""
+    train_x = parts["train"][0]
+    n_classes = int(max(int(y.max()) for _, y in parts.values() if len(y))) + 1
+    if labels is not None and len(labels) < n_classes:
+        raise DataError(f"{where}: {len(labels)} label names for {n_classes} classes")
+    if len(np.unique(parts["train"][1])) < 2:
+        raise DataError(f"{where}: the training split holds a single class; a classifier needs two or more")
+    channels = train_x.shape[1]
+    if mean is None or std is None:
+        got_mean, got_std = channel_stats(train_x)
+        mean, std = mean or list(got_mean), std or list(got_std)
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) not in (1, channels):
+            raise DataError(f"{where}: data.{key} has {len(values)} values for {channels}-channel images")
+    return DataSplits(
+        train_x=train_x,
+        train_y=parts["train"][1],
+        val_x=parts["val"][0],
+        val_y=parts["val"][1],
+        test_x=parts["test"][0],
+        test_y=parts["test"][1],
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        labels=tuple(labels or (str(i) for i in range(n_classes))),
+        steps=steps,
     )

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -145,9 +146,10 @@ class _Run:
     amp: bool
     rank: int
     world: int
-    x: torch.Tensor
+    x: torch.Tensor | Any  # in-memory images, or a view that reads and normalizes batches (FloatView)
     y: torch.Tensor
     steps: int  # batches per epoch
+    workers: int = 0  # DataLoader processes reading batches (for images read from disk)
     history: list[dict] = field(default_factory=list)
     start: int = 0  # the first epoch still to train (after a resume)
 
@@ -303,7 +305,7 @@ def _prepare(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSett
         amp=amp,
         rank=rank,
         world=world,
-        x=torch.from_numpy(x),
+        x=torch.from_numpy(x) if isinstance(x, np.ndarray) else x,
         y=torch.from_numpy(y),
         steps=steps,
     )
@@ -357,13 +359,36 @@ def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, epoc
     return loss, logits
 
 
+class _Batches(torch.utils.data.Dataset):
+    """Batch `i` of an epoch's order, read from the training images (in a DataLoader worker or here)."""
+
+    def __init__(self, x, batches: list[torch.Tensor]) -> None:
+        self.x, self.batches = x, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        idx = self.batches[i]
+        if isinstance(self.x, torch.Tensor):
+            return self.x[idx]
+        return torch.from_numpy(np.asarray(self.x[idx.numpy()]))
+
+
+def _batch_images(run: _Run, batches: list[torch.Tensor]):
+    """The epoch's batches of images in order; read ahead by `run.workers` processes when there are any."""
+    data = _Batches(run.x, batches)
+    if run.workers == 0:
+        return (data[i] for i in range(len(data)))
+    return iter(torch.utils.data.DataLoader(data, batch_size=None, num_workers=run.workers))
+
+
 def _train_epoch(run: _Run, epoch: int, on_step: StepCallback | None) -> _Epoch:
     s, acc = run.settings, _Epoch()
     run.student.train()
     order = torch.randperm(len(run.x), generator=run.gen)
-    for b in range(run.steps):
-        idx = order[b * s.batch_size : (b + 1) * s.batch_size]
-        xb = run.x[idx]
+    batches = [order[b * s.batch_size : (b + 1) * s.batch_size] for b in range(run.steps)]
+    for b, (idx, xb) in enumerate(zip(batches, _batch_images(run, batches), strict=True)):
         if s.augment:
             xb = augment_batch(xb, run.gen)  # drawn for the whole batch on every rank: same stream
         idx, xb = idx[run.rank :: run.world], xb[run.rank :: run.world]  # this rank's share of the batch
@@ -408,13 +433,16 @@ def train_model(
     resume: bool = False,
     metrics_path: str | Path | None = None,
     on_step: StepCallback | None = None,
+    workers: int = 0,
 ) -> list[dict]:
     """Train `model` in place (AdamW + one-cycle LR) with `settings.methods` against `teachers`.
 
     With `state_path` the full training state is saved after every epoch; `resume=True` continues from it
-    to the same result. Returns per-epoch metrics.
+    to the same result. `x` is float32 images, or a view read batch by batch (`workers` processes reading
+    ahead). Returns per-epoch metrics.
     """
     run = _prepare(model, x, y, settings, teachers)
+    run.workers = workers
     state_path = Path(state_path) if state_path is not None else None
     try:
         if resume and state_path is not None and state_path.exists():

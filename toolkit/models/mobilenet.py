@@ -1,7 +1,9 @@
 """MobileNetV2-style family: inverted residuals (1x1 expand, 3x3 depthwise, linear 1x1 projection), ReLU6.
 
-Sized for 28x28 inputs: a stride-1 stem, then stages that halve the side (28 -> 14 -> 7 -> 4). `features`
-holds the stem (`features.0`), one `nn.Sequential` per stage (`features.1`...), then any 1x1 head conv.
+Strides follow the input: below 64 px a stride-1 stem, then stages that halve the side (28 -> 14 -> 7 -> 4);
+from 64 px a stride-2 stem (96 -> 6x6 features), from 128 px the first stage strides too (224 -> 7x7, as
+MobileNetV2 at ImageNet size). `features` holds the stem (`features.0`), one `nn.Sequential` per stage
+(`features.1`...), then any 1x1 head conv.
 """
 
 from __future__ import annotations
@@ -65,12 +67,12 @@ class MobileNetV2(nn.Module):
         *,
         widths: Sequence[int] = (16, 24, 32, 64),
         blocks: Sequence[int] = (1, 2, 2, 2),
-        strides: Sequence[int] = (1, 2, 2, 2),
+        strides: Sequence[int] | None = None,  # None: from input_size (module docstring)
         expand_ratio: float | Sequence[float] = (1, 6, 6, 6),
         width_mult: float = 1.0,
         depth_mult: float = 1.0,
         stem_width: int = 16,
-        stem_stride: int = 1,
+        stem_stride: int | None = None,
         head_width: int = 0,
         in_chans: int = 1,
         num_classes: int = 10,
@@ -79,6 +81,10 @@ class MobileNetV2(nn.Module):
     ) -> None:
         super().__init__()
         n = len(widths)
+        if stem_stride is None:
+            stem_stride = 1 if input_size < 64 else 2
+        if strides is None:
+            strides = ((2 if input_size >= 128 else 1), *[2] * (n - 1))
         if len(blocks) != n or len(strides) != n:
             raise ValueError(
                 f"widths, blocks and strides need the same length, got {n}, {len(blocks)}, {len(strides)}"
@@ -86,7 +92,7 @@ class MobileNetV2(nn.Module):
         ratios = _per_stage(expand_ratio, n, "expand_ratio")
         cin = _make_divisible(stem_width * width_mult)
         layers: list[nn.Module] = [_conv_bn_act(in_chans, cin, 3, stem_stride)]
-        reduction = stem_stride  # `input_size` is unused: global average pooling accepts any side
+        reduction = stem_stride  # global average pooling accepts any side; input_size only sets strides
         self.feature_info = [dict(module="features.0", num_chs=cin, reduction=reduction)]
         for width, depth, stride, ratio in zip(widths, blocks, strides, ratios, strict=True):
             cout = _make_divisible(width * width_mult)

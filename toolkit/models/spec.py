@@ -18,8 +18,8 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     input_shape: tuple[int, ...] = (1, 28, 28)
     layout: str = "NCHW"
-    mean: float = 0.0
-    std: float = 1.0
+    mean: tuple[float, ...] = (0.0,)  # per channel (one value: all channels)
+    std: tuple[float, ...] = (1.0,)
     labels: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -29,6 +29,9 @@ class ModelSpec:
     def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
         d = dict(d)
         d["input_shape"], d["labels"] = tuple(d["input_shape"]), tuple(d.get("labels", ()))
+        for key in ("mean", "std"):  # checkpoints before per-channel normalization hold one float
+            if key in d:
+                d[key] = tuple(d[key]) if isinstance(d[key], list | tuple) else (float(d[key]),)
         return cls(**d)
 
 

@@ -57,9 +57,10 @@ def _kind(name: str, **rules: Any) -> Callable[[Loader], Loader]:
 class ExportedProgramModule(nn.Module):
     """Runs an ExportedProgram's module; train/eval only set the flag (its ops were fixed at export)."""
 
-    def __init__(self, graph: nn.Module) -> None:
+    def __init__(self, graph: nn.Module, batch: int | None = None) -> None:
         super().__init__()
         self.program = graph
+        self.batch = batch  # the batch size the program was exported with, when it is fixed
 
     def train(self, mode: bool = True):
         # The unlifted graph module raises on train()/eval(), so do not recurse into it.
@@ -67,7 +68,27 @@ class ExportedProgramModule(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.program(x)
+        if self.batch is None or len(x) == self.batch:
+            return self.program(x)
+        # A program exported with a fixed batch (often 1) takes exactly that many: feed it in pieces.
+        outs = []
+        for start in range(0, len(x), self.batch):
+            piece = x[start : start + self.batch]
+            short = self.batch - len(piece)
+            if short:
+                piece = torch.cat([piece, piece.new_zeros((short, *piece.shape[1:]))])
+            outs.append(self.program(piece)[: self.batch - short])
+        return torch.cat(outs)
+
+
+def _static_batch(program) -> int | None:
+    """The first user input's batch size when the program fixed it at export, else None (dynamic)."""
+    user = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op == "placeholder" and node.name in user:
+            dim = getattr(node.meta.get("val"), "shape", [None])[0]
+            return dim if isinstance(dim, int) else None
+    return None
 
 
 @_kind("checkpoint", needs=("path",), model_file=True)
@@ -114,7 +135,8 @@ def _torchscript(src: TeacherSource, input_shape, num_classes: int, map_location
 @_kind("exported_program", needs=("path",), model_file=True, feature_taps=False)
 def _exported_program(src: TeacherSource, input_shape, num_classes: int, map_location):
     try:  # map_location does not apply: torch.export.load restores tensors where they were saved
-        return ExportedProgramModule(torch.export.load(str(src.path)).module()), {}
+        program = torch.export.load(str(src.path))
+        return ExportedProgramModule(program.module(), _static_batch(program)), {}
     except Exception as e:
         raise ConfigError(f"{src.path}: not a loadable torch.export program: {first_line(e)}") from e
 

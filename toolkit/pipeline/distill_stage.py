@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.config import RunConfig, TeacherConfig, TrainConfig
-from toolkit.data import DataSplits, load_idx_splits
+from toolkit.data import DataSplits
 from toolkit.pipeline.rundir import RunDir
 from toolkit.pipeline.summary import write_summary
 
@@ -22,10 +22,9 @@ __all__ = ["run_distill", "load_splits", "load_checkpoint", "teacher_names"]
 
 
 def load_splits(cfg: RunConfig) -> DataSplits:
-    d = cfg.data
-    return load_idx_splits(
-        d.root, val_size=d.val_size, seed=cfg.seed, limit_train=d.limit_train, limit_test=d.limit_test
-    )
+    from toolkit.data import load_splits as load_data
+
+    return load_data(cfg.data, cfg.seed)
 
 
 def teacher_names(cfg: RunConfig) -> list[str]:
@@ -59,11 +58,19 @@ def _read_checkpoint(path: Path) -> dict:
 
 
 def _load_source(source: dict, spec):
+    """Load a teacher from its source; with preprocessing of its own, behind a `TeacherInput` adapter."""
     from toolkit.models.sources import TeacherSource, load_teacher
 
-    return load_teacher(
-        TeacherSource(**source), input_shape=spec.input_shape, num_classes=len(spec.labels) or 10
-    )
+    src = TeacherSource(**source)
+    shape = (spec.input_shape[0], *src.input_size) if src.input_size else spec.input_shape
+    model, described = load_teacher(src, input_shape=shape, num_classes=len(spec.labels) or 10)
+    if src.input_size or src.mean or src.std:
+        from toolkit.models.adapt import TeacherInput
+
+        model = TeacherInput(
+            model, mean_in=spec.mean, std_in=spec.std, mean=src.mean, std=src.std, size=src.input_size
+        ).eval()
+    return model, described
 
 
 def _dist() -> tuple[int, int]:
@@ -131,7 +138,7 @@ class _Ctx:
         self.device = _device(cfg)
         self.splits = load_splits(cfg)
         s = self.splits
-        self.xs = {k: s.normalize(getattr(s, f"{k}_x")) for k in ("train", "val", "test")}
+        self.xs = {k: s.model_input(getattr(s, f"{k}_x")) for k in ("train", "val", "test")}
 
 
 def _save(ctx: _Ctx, name: str, ckpt: dict) -> None:
@@ -233,6 +240,7 @@ def _train(
         resume=ctx.resume,
         metrics_path=ctx.run.distill / f"{name}_metrics.jsonl" if ctx.rank == 0 else None,
         on_step=on_step,
+        workers=ctx.cfg.data.workers,
     )
     info = _train_info(ctx, spec, model, settings, history, t0)
     ckpt = {
@@ -320,6 +328,24 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
     return logits
 
 
+def validation_warnings(summary: dict, teachers: list[str]) -> list[str]:
+    """Validation-split warnings: a teacher not better than the scratch student, KD below scratch."""
+    scratch = summary["student_scratch"]["val_accuracy"]
+    out = [
+        f"{name} scores {100 * summary[name]['val_accuracy']:.2f} % on validation, not better than the "
+        f"student trained from scratch ({100 * scratch:.2f} %): distilling from it can make the student worse"
+        for name in teachers
+        if summary[name].get("val_accuracy") is not None and summary[name]["val_accuracy"] <= scratch
+    ]
+    kd = summary["student_kd"]["val_accuracy"]
+    if kd < scratch:
+        out.append(
+            f"the KD student scores {100 * kd:.2f} % on validation, below the scratch control "
+            f"({100 * scratch:.2f} %): ship the scratch student or change the teacher or settings"
+        )
+    return out
+
+
 def _kd_vs_scratch(summary: dict, seeds: list[int]) -> dict:
     """Per-seed test accuracy of the KD and scratch students, their means and the difference in points."""
     rows = []
@@ -354,10 +380,12 @@ def run_distill(
     s = ctx.splits
     summary: dict = {
         "data": {
-            "root": str(cfg.data.root),
+            "kind": cfg.data.kind,
+            "root": str(cfg.data.root or cfg.data.factory),
             "train": len(s.train_y),
             "val": len(s.val_y),
             "test": len(s.test_y),
+            "classes": list(s.labels),
         },
         "device": ctx.device,
         "world_size": ctx.world,
@@ -387,6 +415,7 @@ def run_distill(
             run.checkpoint("student_scratch").unlink(missing_ok=True)
         if cfg.distill.scratch_control:
             summary["kd_vs_scratch"] = _kd_vs_scratch(summary, seeds)
+            summary["warnings"] = validation_warnings(summary, teacher_names(cfg))
     if ctx.rank == 0:
         write_summary(run.summary, summary)
     return summary

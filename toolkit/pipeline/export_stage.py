@@ -62,6 +62,7 @@ def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg)
 
     from export import quantize
     from export._files import atomic_path
+    from export.from_onnx import onnx_input_spec
     from toolkit.data import ArrayCalibrationReader
 
     e = cfg.export
@@ -74,7 +75,9 @@ def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg)
         return quantize.convert_fp16(fp32, dst)
     if precision == "dynamic-int8":
         return quantize.quantize_dynamic(fp32, dst)
-    reader = ArrayCalibrationReader(data["calib"], input_name="input", batch_size=32)
+    # A model with a fixed batch (a user's .pt2 exported at batch 1) takes calibration batches of its size.
+    batch = onnx_input_spec(fp32)["shape"][0] or 32
+    reader = ArrayCalibrationReader(data["calib"], input_name="input", batch_size=batch)
     quant = dict(
         method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=data["per_channel"]
     )
@@ -237,7 +240,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
         "shape": [None, *spec.input_shape],
         "dtype": "float32",
         "layout": spec.layout,
-        "preprocessing": {"scale": 1 / 255, "mean": [spec.mean], "std": [spec.std]},
+        "preprocessing": splits.preprocessing.model_dump(mode="json"),
     }
     test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
     manifest = write_manifest(

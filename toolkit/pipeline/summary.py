@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 SUMMARY_VERSION = 1  # summaries written before the field existed read as version 1
-_FIXED = ("schema_version", "data", "device", "world_size", "kd_vs_scratch")  # other keys: models
+_FIXED = ("schema_version", "data", "device", "world_size", "kd_vs_scratch", "warnings")  # other keys: models
 
 
 class _Strict(BaseModel):
@@ -31,10 +31,12 @@ class _Strict(BaseModel):
 
 
 class DataSizes(_Strict):
+    kind: str = "idx"
     root: str
     train: int = Field(ge=0)
     val: int = Field(ge=0)
     test: int = Field(ge=0)
+    classes: list[str] | None = None
 
 
 class ModelSummary(_Strict):
@@ -85,6 +87,9 @@ class DistillSummary(_Strict):
     world_size: int = 1
     models: dict[str, ModelSummary]
     kd_vs_scratch: KdVsScratch | None = None
+    # Validation-split findings a user must see before shipping: a teacher no better than training from
+    # scratch, a KD student below the scratch control.
+    warnings: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_json_dict(cls, data: Any) -> DistillSummary:
@@ -98,8 +103,8 @@ class DistillSummary(_Strict):
         """The file's flat layout, with exactly the keys the writer gave (older files round-trip)."""
         out = self.model_dump(mode="json", exclude_unset=True)
         models = out.pop("models")
-        kd = out.pop("kd_vs_scratch", None)
-        return {**out, **models, **({"kd_vs_scratch": kd} if kd is not None else {})}
+        tail = {k: out.pop(k) for k in ("kd_vs_scratch", "warnings") if k in out}
+        return {**out, **models, **tail}
 
 
 def _where(err: ValidationError) -> str:

@@ -49,4 +49,7 @@ def read_summary(path: Path) -> dict[str, dict[str, Any]] | None:
     out = {name: m.model_dump(mode="json", exclude_unset=True) for name, m in typed.models.items()}
     if typed.kd_vs_scratch is not None:
         out["kd_vs_scratch"] = typed.kd_vs_scratch.model_dump(mode="json")
+    out["data"] = typed.data.model_dump(mode="json", exclude_unset=True)  # type: ignore[assignment]
+    if typed.warnings:
+        out["warnings"] = typed.warnings  # type: ignore[assignment]
     return out

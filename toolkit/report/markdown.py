@@ -160,6 +160,8 @@ def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
     failed = _distinct([f"{r.model} {r.format} {r.precision}" for r in rows if r.parity_passed is False])
     if failed:
         blocks.append(note(f"**PARITY CHECK FAILED** for {', '.join(failed)}: outputs differ from torch."))
+    for warning in (ctx.training or {}).get("warnings", []):
+        blocks.append(note(f"**Training warning:** {warning}."))
     return blocks
 
 
@@ -247,10 +249,25 @@ def _kd_vs_scratch(cmp: dict[str, Any]) -> list[Block]:
     return [table(seeds), summary]
 
 
+def _data_para(data: dict[str, Any] | None) -> list[Block]:
+    """One paragraph: where the images came from, the split sizes and the class names."""
+    if not data:
+        return []
+    classes = data.get("classes") or []
+    names = f": {', '.join(classes[:50])}{' …' if len(classes) > 50 else ''}" if classes else ""
+    return [
+        para(
+            f"Data: {data.get('kind', 'idx')} `{data['root']}`, {data['train']:,} training / {data['val']:,} "
+            f"validation / {data['test']:,} test images; {len(classes) or 'an unknown number of'} "
+            f"classes{names}."
+        )
+    ]
+
+
 def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
     """The Training section: torch test metrics per model, and the KD gain over training from scratch."""
-    entries = [(name, e) for name, e in training.items() if "test_accuracy" in e]
-    blocks = [heading("Training"), table(_models_table(entries))]
+    entries = [(name, e) for name, e in training.items() if isinstance(e, dict) and "test_accuracy" in e]
+    blocks = [heading("Training"), *_data_para(training.get("data")), table(_models_table(entries))]
     cmp = training.get("kd_vs_scratch")
     if cmp:
         return blocks + _kd_vs_scratch(cmp)

@@ -1,0 +1,83 @@
+"""`load_splits`: the one entry point that reads a run's data, by `data.kind`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.preprocess import image_steps
+from toolkit.data.datasets import DataSplits, load_idx_splits, splits_from_arrays
+from toolkit.data.split import stratified_split
+
+__all__ = ["load_splits"]
+
+
+def load_splits(data, seed: int) -> DataSplits:
+    """The train/val/test splits `data` (a `DataConfig`) describes, with their preprocessing."""
+    if data.kind == "idx":
+        return load_idx_splits(
+            data.root,
+            val_size=data.val_size,
+            seed=seed,
+            limit_train=data.limit_train,
+            limit_test=data.limit_test,
+            labels=tuple(data.labels) if data.labels else None,
+        )
+    if data.kind == "image_folder":
+        return _folder(data, seed)
+    from toolkit.data.arrays import load_factory, load_npz
+
+    where = data.root if data.kind == "npz" else data.factory
+    parts, labels = (
+        load_npz(Path(data.root), data.layout)
+        if data.kind == "npz"
+        else load_factory(data.factory, data.layout)
+    )
+    parts = _split_off(parts, data, seed, where)
+    x = parts["train"][0]
+    steps = image_steps(mode="L" if x.shape[1] == 1 else "RGB", resize=list(x.shape[2:]))
+    return _finish(parts, data, labels, steps, where)
+
+
+def _folder(data, seed: int) -> DataSplits:
+    from toolkit.data.folder import load_folder
+
+    parts, classes, steps = load_folder(
+        Path(data.root),
+        color=data.color,
+        resize=data.resize,
+        center_crop=data.center_crop,
+        val_fraction=data.val_fraction,
+        test_fraction=data.test_fraction,
+        seed=seed,
+        cache_dir=data.cache_dir,
+    )
+    return _finish(parts, data, data.labels or classes, steps, data.root)
+
+
+def _split_off(parts: dict, data, seed: int, where) -> dict:
+    """Split val and test off the training arrays where the source did not provide them."""
+    missing = {n: getattr(data, f"{n}_fraction") for n in ("val", "test") if n not in parts}
+    if not missing:
+        return parts
+    x, y = parts.pop("train")
+    idx = stratified_split(y, missing, seed, where)
+    return dict(parts, **{name: (x[i], y[i]) for name, i in idx.items()})
+
+
+def _finish(parts: dict, data, labels, steps, where) -> DataSplits:
+    """Apply the limits and build the splits (mean/std from the training split unless configured)."""
+    if data.limit_train is not None:
+        x, y = parts["train"]
+        keep = np.random.default_rng(0).permutation(len(y))[: data.limit_train]
+        keep.sort()
+        parts["train"] = (_take(x, keep), y[keep])
+    if data.limit_test is not None:
+        x, y = parts["test"]
+        parts["test"] = (_take(x, np.arange(min(len(y), data.limit_test))), y[: data.limit_test])
+    return splits_from_arrays(parts, labels=labels, steps=steps, mean=data.mean, std=data.std, where=where)
+
+
+def _take(x, idx: np.ndarray):
+    return x.subset(idx) if hasattr(x, "subset") else x[idx]
