@@ -22,7 +22,7 @@ import numpy as np
 from benchmarks.backends import available, backend_for
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
 from benchmarks.manifest import FILE_SUFFIXES, check_files, read_manifest
-from benchmarks.records import BenchRecord, append_record
+from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from benchmarks.suite import Suite, resolve_target
 
 __all__ = [
@@ -331,6 +331,7 @@ def run_suite(
     on_result: Callable[[BenchRecord], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     python: str = sys.executable,
+    resume: bool = False,
 ) -> BundleRun:
     """Benchmark every configuration of `suite` on the files under `path`, in shuffled rounds.
 
@@ -338,7 +339,8 @@ def run_suite(
     appended to `results` (JSONL) as soon as it is measured. A configuration that fails (its worker
     crashed or ran past `suite.timeout_s`) is listed in `errors` and the rest still run; one that cannot
     run by design (a batch the file does not take, a runtime not installed here) is listed in `skipped`.
-    `python` runs the workers.
+    `python` runs the workers. With `resume`, (configuration, round) pairs that already have a record in
+    `results` are not measured again.
     """
     archive = is_bundle_archive(path)
     note = f"measured from the bundle archive {path}, extracted to a temporary folder" if archive else None
@@ -357,7 +359,24 @@ def run_suite(
             sleep=sleep,
             python=python,
             note=note,
+            measured=measured_rounds(results) if resume else set(),
         )
+
+
+def _round_key(model: str, fmt: str, precision: str, backend: str | None, threads: int, batch: int,
+               streams: int, round_: int) -> tuple:  # fmt: skip
+    return (model, fmt, precision, backend, threads, batch, streams, round_)
+
+
+def measured_rounds(results: str | Path) -> set[tuple]:
+    """(configuration, round) keys that `results` already holds; a torn last line is cut off first."""
+    if not Path(results).is_file():
+        return set()
+    drop_torn_tail(results)
+    return {
+        _round_key(r.model, r.format, r.precision, r.backend, r.threads, r.batch_size, r.streams, r.round)
+        for r in read_records(results)
+    }
 
 
 def _run_configs(
@@ -370,6 +389,7 @@ def _run_configs(
     sleep: Callable[[float], None],
     python: str = sys.executable,
     note: str | None = None,
+    measured: set[tuple] = frozenset(),
 ) -> BundleRun:
     """`run_suite`'s loop over the planned configurations, in shuffled rounds; `note` goes on each record."""
     accuracy: dict[tuple[str, str | None], tuple[float | None, int | None, int, int]] = {}
@@ -380,6 +400,10 @@ def _run_configs(
         config = replace(configs[i], round=round_, order=order)
         if (config.model_path, config.batch_size) in cannot or i in failed:
             continue
+        c = config
+        if _round_key(c.model, c.format, c.precision, c.backend, c.threads, c.batch_size, c.streams,
+                      round_) in measured:  # fmt: skip
+            continue  # --resume: this round was measured before the run was cut off
         key = (config.model_path, config.backend)
         if key in accuracy:
             config = replace(config, data_path=None)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.files import atomic_path
+
 __all__ = [
     "HIGH_CV",
     "RECORD_VERSION",
@@ -191,6 +193,21 @@ def append_record(path: str | os.PathLike[str], record: BenchRecord) -> None:
         os.fsync(f.fileno())
 
 
+def drop_torn_tail(path: str | os.PathLike[str]) -> bool:
+    """Cut a last line that has no newline (a process killed while appending); True when one was cut.
+
+    Every whole record ends with one (`append_record` writes the line and its newline in one write)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data.endswith(b"\n"):
+            return False
+        f.truncate(data.rfind(b"\n") + 1)
+    return True
+
+
 def read_records(path: str | os.PathLike[str]) -> list[BenchRecord]:
     """Read every record from a JSON-lines file; blank lines are skipped."""
     records = []
@@ -257,7 +274,7 @@ def write_csv(results: str | os.PathLike[str], path: str | os.PathLike[str]) -> 
         rows.append(flat)
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)

@@ -11,25 +11,9 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.files import atomic_path  # noqa: F401  (export's writers use it from here)
+
 __all__ = ["atomic_path", "sha256_file", "quiet_converters", "native_stderr_hidden", "failure_reason"]
-
-
-@contextlib.contextmanager
-def atomic_path(dst: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `dst`; move it onto `dst` only if the block succeeds.
-
-    A crashed or failed export therefore never leaves a partial file under the final name.
-    """
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-    try:
-        yield tmp
-        if not tmp.is_file():
-            raise FileNotFoundError(f"{dst}: the exporter finished but wrote no file")
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def sha256_file(path: str | Path) -> str:

@@ -6,13 +6,16 @@ import json
 import os
 import platform
 import tarfile
+import zipfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
-from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, parse_manifest
+from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, ModelEntry, parse_manifest
 from export._files import sha256_file
 from toolkit.errors import EdgekdError
 
@@ -56,12 +59,60 @@ def file_entry(path: Path, bundle: Path, **fields) -> dict:
     )
 
 
+JOURNAL = ".export-journal.jsonl"  # entries of the files written so far, until the manifest is
+
+
+def record_entry(bundle: Path, entry: dict) -> None:
+    """Note a file that was written and checked, so an export cut off later keeps it (`--resume`)."""
+    with open(bundle / JOURNAL, "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def finished_entries(bundle: Path) -> dict[tuple[str, str, str], dict]:
+    """Entries of files an earlier export wrote (its manifest and journal) whose file is still intact."""
+    found: list[Any] = []
+    if (bundle / "manifest.json").is_file():
+        try:
+            found += json.loads((bundle / "manifest.json").read_text())["models"]
+        except (ValueError, KeyError, TypeError):
+            pass  # an unreadable manifest keeps nothing: every file is exported again
+    if (bundle / JOURNAL).is_file():
+        for line in (bundle / JOURNAL).read_text(encoding="utf-8").splitlines():
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue  # the line being written when the export was killed
+    out = {}
+    for raw in found:
+        try:
+            entry = ModelEntry.model_validate(raw)
+        except ValidationError:
+            continue
+        path = bundle / entry.file
+        if path.is_file() and sha256_file(path) == entry.sha256:
+            out[entry.key] = entry.model_dump(mode="json", exclude_unset=True)
+    return out
+
+
+def _write_npz(dst: Path, **arrays: np.ndarray) -> None:
+    """Compressed .npz with fixed member timestamps: the same arrays give the same bytes (np.savez stamps
+    each member with the current time)."""
+    with zipfile.ZipFile(dst, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(value), allow_pickle=False)
+
+
 def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> dict:
     """Store the held-out test split (raw uint8 images + labels) so a board can measure accuracy."""
     dst = bundle / "data" / "test.npz"
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(".test.partial.npz")
-    np.savez_compressed(tmp, x=x_uint8, y=y)
+    _write_npz(tmp, x=np.asarray(x_uint8), y=y)
     os.replace(tmp, dst)
     return {"file": "data/test.npz", "n": int(len(y)), "sha256": sha256_file(dst)}
 

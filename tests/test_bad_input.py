@@ -738,6 +738,106 @@ def test_non_finite_npz_for_export_from_onnx(monkeypatch, capsys, tmp_path, opti
     assert not out.exists()
 
 
+def _image_folder(root: Path, classes: dict[str, int], size=(10, 10)) -> Path:
+    from PIL import Image
+
+    for name, n in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.new("RGB", size, (40 * i % 255, 80, 120)).save(root / name / f"{i}.png")
+    return root
+
+
+def _folder_fault(tmp: Path, kind: str) -> tuple[dict, str]:
+    """(data config, the exact message) of one broken image folder, npz file or factory."""
+    root = _image_folder(tmp / "imgs", {"cat": 4, "dog": 4})
+    folder = {"kind": "image_folder", "root": str(root)}
+    if kind == "empty-class":
+        (root / "fox").mkdir()
+        return folder, f"{root / 'fox'}: class folder holds no images (.png/.jpg/.jpeg/.bmp/.webp)"
+    if kind == "one-class":
+        one = _image_folder(tmp / "one", {"cat": 4})
+        expected = (
+            "only one class folder ('cat'); an image folder needs one sub-folder per class, at least two"
+        )
+        return {"kind": "image_folder", "root": str(one)}, f"{one}: {expected}"
+    if kind == "no-folder":
+        return {
+            "kind": "image_folder",
+            "root": str(tmp / "nowhere"),
+        }, f"{tmp / 'nowhere'}: image folder not found"
+    if kind == "unreadable-image":
+        (root / "dog" / "9.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+        return folder, f"re:{re.escape(str(root / 'dog' / '9.jpg'))}: cannot (decode|read) image \\(.+\\)"
+    if kind == "mixed-sizes":
+        from PIL import Image
+
+        Image.new("RGB", (12, 10)).save(root / "dog" / "wide.png")
+        return folder, (
+            f"{root / 'dog' / 'wide.png'}: image is 10x12 (3 channels), 0.png is 10x10 (3 channels); "
+            "set data.resize (and data.center_crop) to train on images of mixed sizes"
+        )
+    path = tmp / "d.npz"
+    x, y = np.zeros((10, 1, 4, 4), np.uint8), np.arange(10) % 2
+    npz = {"kind": "npz", "root": str(path)}
+    arrays = {
+        "npz-nan": (
+            dict(x=np.where(np.eye(4) > 0, np.nan, 0.5)[None, None].repeat(10, 0), y=y),
+            f"{path}:x: images contain NaN or Inf",
+        ),
+        "npz-label-count": (dict(x=x, y=y[:9]), f"{path}:x/y: 10 images but 9 labels"),
+        "npz-fraction-labels": (
+            dict(x=x, y=y + 0.5),
+            f"{path}:y: labels must be whole numbers (found NaN, Inf or fractions)",
+        ),
+        "npz-negative-label": (dict(x=x, y=y - 1), f"{path}:y: negative label -1"),
+        "npz-out-of-range": (
+            dict(x=x.astype(np.float32) + 300, y=y),
+            f"{path}:x: values span [300, 300]; expected [0, 1] or [0, 255]",
+        ),
+        "npz-channels": (
+            dict(x=np.zeros((10, 4, 4, 4), np.uint8), y=y),
+            f"{path}:x: 4 channels in layout NCHW; expected 1 or 3 (right layout?)",
+        ),
+        "npz-no-y": (dict(x=x), f"{path}: expected arrays 'x' and 'y', got ['x']"),
+        "npz-one-class": (
+            dict(x=x, y=np.zeros(10, np.int64)),
+            f"{path}: the training split holds a single class; a classifier needs two or more",
+        ),
+    }
+    if kind in arrays:
+        data, expected = arrays[kind]
+        np.savez(path, **data)
+        return npz, expected
+    assert kind == "factory-missing"
+    spec = "nosuchmodule_edgekd:splits"
+    return {
+        "kind": "factory",
+        "factory": spec,
+    }, f"re:{re.escape(spec)}: cannot import the data factory \\(.+\\)"
+
+
+FOLDER_FAULTS = [
+    "empty-class", "one-class", "no-folder", "unreadable-image", "mixed-sizes", "npz-nan", "npz-label-count",
+    "npz-fraction-labels", "npz-negative-label", "npz-out-of-range", "npz-channels", "npz-no-y",
+    "npz-one-class", "factory-missing",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", FOLDER_FAULTS)
+def test_bad_image_data_fails_before_training(monkeypatch, capsys, tmp_path, kind):
+    pytest.importorskip("torch")
+    pytest.importorskip("PIL")
+    data, expected = _folder_fault(tmp_path, kind)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(json.dumps({"device": "cpu", "data": {**data, "cache_dir": str(tmp_path / "cache")}}))
+    run = tmp_path / "run"
+    _assert_message(_error_line(monkeypatch, capsys, "distill", cfg, "--out", run), expected)
+    assert not list(run.rglob("*.pt")) and not list(run.rglob("*.jsonl"))  # no model was trained
+    cache = tmp_path / "cache"  # splits decoded before the fault are whole caches; no partial one is left
+    assert not list(cache.glob(".*")) and all(p.with_suffix(".json").is_file() for p in cache.glob("*.u8"))
+
+
 # --- results and report ---------------------------------------------------------------------------------
 
 

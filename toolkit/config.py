@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from benchmarks.files import write_text_atomic
 from benchmarks.protocol import DEFAULT_PROTOCOL
 from toolkit.errors import ConfigError
 
@@ -309,4 +310,4 @@ def load_config(path: str | Path | None = None) -> RunConfig:
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     # `teacher:` is folded into `teachers` on load, so only the list is written.
     data = cfg.model_dump(mode="json", exclude={"teacher"})
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    write_text_atomic(path, yaml.safe_dump(data, sort_keys=False))

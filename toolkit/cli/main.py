@@ -51,12 +51,17 @@ def _root(
         os.environ[VERBOSE_ENV] = "1"
 
 
-def _prepare(config: Path | None, out: Path):
+def _prepare(config: Path | None, out: Path, *, resume: bool = False):
+    """The config, saved into the run directory; resuming, it must be the one the run started with."""
     from toolkit.config import load_config, save_config
     from toolkit.pipeline import RunDir
 
     cfg = load_config(config)
     run = RunDir(out)
+    if resume and run.config.is_file() and load_config(run.config) != cfg:
+        raise EdgekdError(
+            f"{run.config}: the run started with another config; resume with that one, or drop --resume"
+        )
     run.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run.config)
     return cfg, run
@@ -76,7 +81,7 @@ def distill_cli(
     config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
 ) -> None:
     """Train, reuse or load the teacher(s), distill the student per seed, and train the scratch control."""
-    _distill(*_prepare(config, out), resume=resume)
+    _distill(*_prepare(config, out, resume=resume), resume=resume)
 
 
 @app.command("train-teacher", epilog="Example: edgekd train-teacher my.yaml --out runs/exp1")
@@ -84,7 +89,7 @@ def train_teacher_cli(
     config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
 ) -> None:
     """Train (or load) only the teacher(s); a later `edgekd distill` on the same run directory reuses them."""
-    _distill(*_prepare(config, out), resume=resume, teachers_only=True)
+    _distill(*_prepare(config, out, resume=resume), resume=resume, teachers_only=True)
 
 
 def _distill(cfg, run, *, resume: bool = False, teachers_only: bool = False) -> None:
@@ -156,6 +161,9 @@ def export_cli(
         Path | None,
         typer.Option(help="With --model: a config whose data and export sections to use.", exists=True),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Keep files an earlier, cut-off export wrote and checked.")
+    ] = False,
 ) -> None:
     """Export every checkpoint to ONNX and TFLite (+ int8 student), check parity, write the bundle; or,
     with --from, bundle an ONNX file you already have, checked against it."""
@@ -178,7 +186,7 @@ def export_cli(
         raise ValueError(f"--{given[0].replace('_', '-')}: only with --from model.onnx")
     from toolkit.pipeline import RunDir
 
-    _raise(_export(RunDir(run_dir)))
+    _raise(_export(RunDir(run_dir), resume=resume))
 
 
 def _export_model(model: str, weights: Path | None, data: Path, out: Path) -> None:
@@ -191,11 +199,11 @@ def _export_model(model: str, weights: Path | None, data: Path, out: Path) -> No
     _raise(_export(RunDir(out)))
 
 
-def _export(run) -> EdgekdError | None:
+def _export(run, *, resume: bool = False) -> EdgekdError | None:
     """Export a run's checkpoints and print the parity table; the failure to exit with, if any."""
     from toolkit.pipeline.export_stage import export_failure, run_export
 
-    manifest = run_export(run, on_file=output.exported_file)
+    manifest = run_export(run, on_file=output.exported_file, resume=resume)
     output.parity_table(manifest)
     return export_failure(run.bundle, manifest["failures"])
 
@@ -293,6 +301,9 @@ def bench_cli(
         float | None,
         typer.Option(help="Seconds one worker may run before it is killed and counted failed (default 600)."),
     ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Measure only the rounds that --results does not hold yet.")
+    ] = False,
 ) -> None:
     """Benchmark every file (x threads x batch x streams, shuffled, repeated) on this machine; one JSON
     record per configuration appended as measured, results.csv rewritten at the end."""
@@ -302,7 +313,7 @@ def bench_cli(
     overrides = dict(threads=threads, batch_sizes=batch or ([dims[0]] if dims else None), streams=streams)
     overrides |= dict(min_runs=min_runs, min_time_s=min_time, repeats=repeats, cooldown_s=cooldown, seed=seed)
     overrides |= dict(pin=pin, timeout_s=timeout)
-    _raise(_bench(path, suite=suite, results=results, shape=dims, **overrides))
+    _raise(_bench(path, suite=suite, results=results, shape=dims, resume=resume, **overrides))
 
 
 def _bench(path: Path, **options) -> EdgekdError | None:
@@ -404,15 +415,26 @@ def _report(run_dir: Path, **options) -> None:
 
 
 @app.command("run", epilog="Example: edgekd run --out runs/demo   (or: edgekd run my.yaml --out runs/exp1)")
-def run_cli(config: ConfigArg = None, out: OutOpt = Path("runs/default")) -> None:
+def run_cli(
+    config: ConfigArg = None,
+    out: OutOpt = Path("runs/default"),
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a run that was cut off: finished models, files and rounds are kept.",
+        ),
+    ] = False,
+) -> None:
     """All four stages on one run directory: distill, export, bench, report."""
     from toolkit.pipeline.bench_stage import rotate_results
 
-    cfg, run = _prepare(config, out)
-    _distill(cfg, run)
-    export_failed = _export(run)  # files that did export are still benchmarked and reported
-    rotate_results(run.results)  # a fresh run measures afresh; earlier measurements are kept beside it
-    bench_failed = _bench(run.root)
+    cfg, run = _prepare(config, out, resume=resume)
+    _distill(cfg, run, resume=resume)
+    export_failed = _export(run, resume=resume)  # files that did export are still benchmarked and reported
+    if not resume:
+        rotate_results(run.results)  # a fresh run measures afresh; earlier measurements are kept beside it
+    bench_failed = _bench(run.root, resume=resume)
     _report(run.root)
     _raise(export_failed, bench_failed)
 

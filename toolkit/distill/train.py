@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.files import atomic_path, write_text_atomic
 from toolkit.distill.losses import (
     FEATURE_METHODS,
     TERMS,
@@ -201,9 +202,9 @@ def _dist() -> tuple[int, int]:
 
 def _write_metrics(metrics_path: Path, history: list[dict]) -> None:
     """JSON lines and a CSV of the same rows, rewritten whole each epoch (a resumed run stays one file)."""
-    metrics_path.write_text("".join(json.dumps(row) + "\n" for row in history))
+    write_text_atomic(metrics_path, "".join(json.dumps(row) + "\n" for row in history))
     keys = list(dict.fromkeys(k for row in history for k in row))
-    with open(metrics_path.with_suffix(".csv"), "w", newline="") as f:
+    with atomic_path(metrics_path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(history)

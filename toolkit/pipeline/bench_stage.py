@@ -64,17 +64,19 @@ def run_bench(
     results: Path | None = None,
     shape: list[int] | None = None,
     on_result: Callable[[BenchRecord], None] | None = None,
+    resume: bool = False,
     **overrides,
 ) -> BenchOutcome:
     """Benchmark a run directory's bundle, a bundle, a model file or a folder; append records to `results`
-    (default RUN/bench/results.jsonl, else ./results.jsonl) and rewrite results.csv beside it."""
+    (default RUN/bench/results.jsonl, else ./results.jsonl) and rewrite results.csv beside it. With
+    `resume`, rounds already in `results` are not measured again."""
     run = RunDir(path) if (path / "bundle").is_dir() else None
     models = run.bundle if run is not None else path
     chosen = bench_suite(run, suite, **overrides)
     results = results or (run.results if run is not None else Path("results.jsonl"))
     if results.suffix == ".csv":
         raise ValueError(f"{results}: --results is the JSONL file; results.csv is written beside it")
-    done = run_suite(models, results, chosen, shape=shape, on_result=on_result)
+    done = run_suite(models, results, chosen, shape=shape, on_result=on_result, resume=resume)
     csv_path = write_csv(results, results.with_suffix(".csv")) if results.exists() else None
     return BenchOutcome(done=done, models=models, results=results, csv=csv_path)
 

@@ -222,6 +222,8 @@ def _train(
 
     spec = _spec(tcfg.arch, tcfg.kwargs, ctx.splits)
     settings = _settings(ctx, tcfg, seed, tuple(methods))
+    if ctx.resume and (done := _finished(ctx, name, tcfg, seed, methods)) is not None:
+        return done  # trained to the end before the run was cut off: not trained or evaluated again
     torch.manual_seed(seed)  # same init for the KD and scratch students of a seed: only the loss differs
     model = create_model(spec)
     state = ctx.run.distill / f"{name}.train.pt"
@@ -253,6 +255,24 @@ def _train(
     }
     _save(ctx, name, ckpt)
     return info, model
+
+
+def _finished(ctx: _Ctx, name: str, tcfg: TrainConfig, seed: int, methods) -> tuple[dict, object] | None:
+    """(info, model) of a checkpoint this run already finished with these settings, else None."""
+    path = ctx.run.checkpoint(name)
+    if not path.exists():
+        return None
+    ckpt = _read_checkpoint(path)
+    same = (
+        ckpt.get("train") == tcfg.model_dump(mode="json")
+        and ckpt.get("seed") == seed
+        and ckpt.get("data") == ctx.cfg.data.model_dump(mode="json")
+        and ckpt["info"].get("methods") == list(methods)
+    )
+    if not same:
+        return None
+    model, _, _ = load_checkpoint(path)
+    return dict(ckpt["info"]), model
 
 
 def _reusable_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> dict | None:

@@ -153,12 +153,12 @@ def _export_one(name, model, fmt: str, precision: str, sample, dst: Path, data: 
     return settings
 
 
-def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback | None):
+def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback | None, done: dict):
     """Export and check every variant of one checkpoint; returns (manifest entries, failures, spec)."""
     import torch
 
     from export._files import quiet_converters, sha256_file
-    from export.bundle import file_entry
+    from export.bundle import file_entry, record_entry
     from export.parity import check_parity
     from toolkit.distill.train import predict
     from toolkit.models import count_macs, count_params
@@ -179,6 +179,12 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     entries, failures = [], []
     for fmt, precision in variants_for(name, cfg):
         dst = run.bundle / file_name(name, fmt, precision)
+        kept = done.get((name, fmt, precision))
+        if kept is not None and kept.get("source_checkpoint_sha256") == common["source_checkpoint_sha256"]:
+            entries.append(kept)  # --resume: written and checked before the export was cut off
+            if on_file:
+                on_file(name, fmt, precision, kept)
+            continue
         layout = cfg.export.tflite_layout if fmt == "tflite" else "NCHW"
         try:
             with quiet_converters():
@@ -205,14 +211,16 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
             parity=parity.to_dict(),
         )
         entries.append(entry)
+        record_entry(run.bundle, entry)
         if on_file:
             on_file(name, fmt, precision, entry)
     return entries, failures, spec
 
 
-def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
-    """Export every checkpoint in `run.distill`, check each against torch, write the manifest."""
-    from export.bundle import write_archive, write_manifest, write_test_data
+def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool = False) -> dict:
+    """Export every checkpoint in `run.distill`, check each against torch, write the manifest. With
+    `resume`, files an earlier export wrote and checked from the same checkpoint are kept as they are."""
+    from export.bundle import JOURNAL, finished_entries, write_archive, write_manifest, write_test_data
 
     cfg = load_config(run.require(run.config, "distill"))
     names = [n for n in MODEL_NAMES if run.checkpoint(n).exists()]
@@ -227,12 +235,15 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
         "y_val": splits.val_y,
     }
     run.bundle.mkdir(parents=True, exist_ok=True)
+    done = finished_entries(run.bundle) if resume else {}
+    if not resume:
+        (run.bundle / JOURNAL).unlink(missing_ok=True)
     run.manifest.unlink(missing_ok=True)  # the bundle is incomplete until the manifest is rewritten
     models, failures = [], []
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work:
         data["work"] = Path(work)  # the named float ONNX files the shipped variants are made from
         for name in names:
-            entries, failed, spec = _export_model(name, run, cfg, data, on_file)
+            entries, failed, spec = _export_model(name, run, cfg, data, on_file, done)
             models += entries
             failures += failed
     input_spec = {
@@ -251,6 +262,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None) -> dict:
         test_data=test_data,
         failures=failures,
     )
+    (run.bundle / JOURNAL).unlink(missing_ok=True)  # the manifest now lists every file
     write_archive(run.bundle)
     return manifest
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.files import write_text_atomic
 from toolkit.pipeline.rundir import RunDir
 from toolkit.report.blocks import blocks_to_markdown
 from toolkit.report.compare import build_compare_report
@@ -66,9 +67,9 @@ def build_report(
     csv_path = save_csv(run.rows, out_dir / "results.csv")
     blocks = report_blocks(run.rows, run.context, recommendations=recs, plots=plots, overview=plot_path)
     markdown_path = out_dir / "report.md"
-    markdown_path.write_text(blocks_to_markdown(blocks), encoding="utf-8")
+    write_text_atomic(markdown_path, blocks_to_markdown(blocks))
     html_path = out_dir / "report.html"
-    html_path.write_text(blocks_to_html(blocks, title=TITLE), encoding="utf-8")
+    write_text_atomic(html_path, blocks_to_html(blocks, title=TITLE))
     return ReportResult(
         markdown_path=markdown_path,
         csv_path=csv_path,

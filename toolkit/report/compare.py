@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.files import write_text_atomic
 from toolkit.report.blocks import Block, blocks_to_markdown, heading, note, para, table
 from toolkit.report.html_out import blocks_to_html
 from toolkit.report.markdown import machine_facts
@@ -212,7 +213,7 @@ def write_compare_report(runs: list[RunData], *, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     md_path = out_dir / "compare.md"
-    md_path.write_text(blocks_to_markdown(blocks), encoding="utf-8")
+    write_text_atomic(md_path, blocks_to_markdown(blocks))
     title = blocks[0].text
-    (out_dir / "compare.html").write_text(blocks_to_html(blocks, title=title), encoding="utf-8")
+    write_text_atomic(out_dir / "compare.html", blocks_to_html(blocks, title=title))
     return md_path

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from benchmarks.files import atomic_path
 from toolkit.report.rows import ReportRow
 
 __all__ = ["save_plot", "pyplot", "log_axis", "model_colors", "format_markers", "TEACHER_COLOR"]
@@ -145,7 +146,8 @@ def save_plot(rows: list[ReportRow], path: Path, *, dpi: int = 150) -> Path:
         if handles:
             ax.legend(handles=handles, loc="best", fontsize=8)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.files import atomic_path
 from toolkit.report.plot import TEACHER_COLOR, format_markers, log_axis, model_colors, pyplot
 from toolkit.report.rows import ReportRow
 from toolkit.report.table import fmt_ms, fmt_p50
@@ -109,7 +110,8 @@ def _front_plot(rows: list[ReportRow], path: Path, kind: str, *, dpi: int) -> Pa
         ax.set_ylabel("accuracy (%)", fontsize=11)
         ax.set_title(f"{_title(rows)}: {_CAPTIONS[kind]}", fontsize=12)
         ax.grid(True, which="both", alpha=0.3)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path
@@ -154,7 +156,8 @@ def _bars(rows: list[ReportRow], path: Path, *, dpi: int) -> Path:
         ax.grid(True, axis="x", which="both", alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False)
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
     return path

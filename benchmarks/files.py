@@ -1,0 +1,36 @@
+"""Atomic writes: every output goes to a temporary name beside it and is renamed when whole.
+
+A file under its final name is therefore complete; a killed process or a full disk leaves at most a
+`.NAME.partial` file, which no reader looks at. Stdlib only (a board has it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["atomic_path", "write_text_atomic"]
+
+
+@contextlib.contextmanager
+def atomic_path(dst: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `dst`; move it onto `dst` only if the block succeeds."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    try:
+        yield tmp
+        if not tmp.is_file():
+            raise FileNotFoundError(f"{dst}: the writer finished but wrote no file")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """`path.write_text(text)` (UTF-8), atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
