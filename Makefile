@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.edgekd-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 RUN    ?= runs/demo
 
-.PHONY: demo test test-fast install data browser lint clean
+.PHONY: demo test test-fast install data browser sshd lint clean
 
 install: $(STAMP)
 
@@ -50,12 +50,23 @@ browser:
 	  echo "chromium is missing ('apt-get install chromium' as root): the browser test will be skipped" >&2; \
 	fi
 
+# The remote-board tests start real OpenSSH servers on 127.0.0.1 (Debian's openssh-server).
+sshd:
+	@if [ -x /usr/sbin/sshd ]; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq openssh-server >/dev/null) \
+	    || echo "openssh-server could not be installed: the SSH board tests will be skipped" >&2; \
+	else \
+	  echo "sshd is missing ('apt-get install openssh-server' as root): the SSH board tests will be skipped" >&2; \
+	fi
+
 demo: install data
 	$(BIN)/edgekd run --out $(RUN)
 
 # Every test, the `slow` ones too (fresh board venvs from the package index; skipped, with the reason,
 # only when no index answers). test-fast leaves the slow ones out for a quick loop.
-test: install data browser
+test: install data browser sshd
 	$(BIN)/python -m pytest -q
 
 test-fast: install data

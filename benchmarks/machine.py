@@ -10,6 +10,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.board import board_facts
+
 __all__ = ["machine_facts"]
 
 # Distribution names, not import names: versions come from metadata so no runtime is imported.
@@ -116,5 +118,7 @@ def machine_facts() -> dict[str, Any]:
     }
     facts.update(_cpufreq())
     facts["thermal"] = _thermal()
+    if board := board_facts():  # Raspberry Pi / Jetson model, throttling, power mode: only where present
+        facts["board"] = board
     facts["versions"] = {name: _version(dist) for name, dist in _PACKAGES.items()}
     return facts

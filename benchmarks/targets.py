@@ -1,0 +1,119 @@
+"""Remote boards to benchmark on: `ssh://user@host[:port]`, edgekd's targets YAML, or an Ansible inventory.
+
+edgekd's YAML: `boards: {NAME: {host, user, port, key, suite, python, dir}}`. An Ansible YAML inventory is
+read unchanged: every host under `all` (and its `children` groups) with `ansible_host`, `ansible_user`,
+`ansible_port`, `ansible_ssh_private_key_file`, `ansible_python_interpreter`, and `edgekd_suite` /
+`edgekd_dir` where a lab wants them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["Board", "parse_target", "load_targets"]
+
+# Names go into file names and records; refusing other characters keeps them out of shells and paths.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class Board(BaseModel):
+    """One board reached over SSH, and how edgekd uses it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    host: str = Field(min_length=1)
+    user: str | None = None
+    port: int = Field(22, ge=1, le=65535)
+    key: Path | None = None  # private key file; None: the SSH agent and ~/.ssh defaults
+    suite: str | None = None  # a shipped suite name or a YAML file here; None: the run's bench settings
+    python: str = "python3"  # the board's interpreter that creates edgekd's venv
+    dir: str = ".edgekd"  # edgekd's folder on the board, relative to the login directory or absolute
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not NAME.match(v):
+            raise ValueError(f"board name {v!r}: use letters, digits, '.', '_' and '-' only")
+        return v
+
+    @property
+    def address(self) -> str:
+        return f"{self.user + '@' if self.user else ''}{self.host}:{self.port}"
+
+
+def _board(where: object, **fields: Any) -> Board:
+    try:
+        return Board(**{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise ValueError(
+            f"{where}: board {fields.get('name')!r}: {loc + ': ' if loc else ''}{err['msg']}"
+        ) from None
+
+
+def parse_target(url: str) -> Board:
+    """`ssh://user@host[:port]` -> a board named after its host."""
+    parts = urlsplit(url)
+    if parts.scheme != "ssh" or not parts.hostname:
+        raise ValueError(f"{url}: expected ssh://user@host[:port]")
+    try:
+        port = parts.port or 22
+    except ValueError:
+        raise ValueError(f"{url}: the port is not a number from 1 to 65535") from None
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", parts.hostname)
+    return _board(url, name=name, host=parts.hostname, user=parts.username, port=port)
+
+
+def _ansible_hosts(group: dict, inherited: dict) -> dict[str, dict]:
+    """Hosts of an Ansible group and its children, with group vars folded in (host vars win)."""
+    vars_ = {**inherited, **(group.get("vars") or {})}
+    hosts = {name: {**vars_, **(hv or {})} for name, hv in (group.get("hosts") or {}).items()}
+    for child in (group.get("children") or {}).values():
+        hosts.update(_ansible_hosts(child or {}, vars_))
+    return hosts
+
+
+def _from_ansible(path: Path, inventory: dict) -> list[Board]:
+    hosts = _ansible_hosts(inventory["all"] or {}, {})
+    return [
+        _board(
+            path,
+            name=name,
+            host=v.get("ansible_host", name),
+            user=v.get("ansible_user"),
+            port=v.get("ansible_port"),
+            key=v.get("ansible_ssh_private_key_file"),
+            python=v.get("ansible_python_interpreter"),
+            suite=v.get("edgekd_suite"),
+            dir=v.get("edgekd_dir"),
+        )
+        for name, v in hosts.items()
+    ]
+
+
+def load_targets(path: str | Path) -> list[Board]:
+    """The boards a targets file lists (edgekd YAML or Ansible inventory); one-line `ValueError` if bad."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read the targets file ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    if isinstance(data, dict) and isinstance(data.get("all"), dict):
+        boards = _from_ansible(path, data)
+    elif isinstance(data, dict) and isinstance(data.get("boards"), dict):
+        boards = [_board(path, name=str(n), **(v or {})) for n, v in data["boards"].items()]
+    else:
+        raise ValueError(f"{path}: expected `boards:` (edgekd) or `all:` (an Ansible YAML inventory)")
+    if not boards:
+        raise ValueError(f"{path}: lists no boards")
+    return boards

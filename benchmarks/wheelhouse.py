@@ -1,0 +1,80 @@
+"""An offline wheelhouse for a board: edgekd's own wheel plus its `bench` extra, for the board's platform.
+
+Built here with `pip download --platform ... --only-binary=:all:` (boards on a lab network often have no
+internet), cached per (machine, Python) and pushed to the board, which installs with `--no-index`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["BENCH_REQUIREMENTS", "platform_tags", "build_wheelhouse", "edgekd_version"]
+
+# The core and the bench extra (pyproject.toml): what `edgekd bench` needs on a board.
+BENCH_REQUIREMENTS = [
+    "numpy>=1.24",
+    "pyyaml>=6",
+    "pydantic>=2.5",
+    "typer>=0.12",
+    "rich>=13",
+    "psutil>=5.9",
+    "onnxruntime>=1.20",
+    "ai-edge-litert>=1.2",
+]
+SOURCE = Path(__file__).resolve().parents[1]  # the source tree, when edgekd runs from one
+
+
+def edgekd_version() -> str:
+    return metadata.version("edgekd")
+
+
+def platform_tags(machine: str, glibc: str | None) -> list[str]:
+    """pip `--platform` tags for a Linux board: manylinux from 2014 up to its glibc."""
+    major, minor = (int(p) for p in (glibc or "2.17").split(".")[:2])
+    tags = [f"manylinux_{major}_{m}_{machine}" for m in range(minor, 16, -1)] if major == 2 else []
+    return [*tags, f"manylinux2014_{machine}", f"linux_{machine}"]
+
+
+def _pip(args: list[str], where: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{where}: pip {args[0]} failed: {last[:200]}")
+
+
+def _own_wheel(dest: Path) -> Path:
+    """edgekd's wheel at this version, built from a copy of the source tree (nothing written into it)."""
+    version = edgekd_version()
+    found = sorted(dest.glob(f"edgekd-{version}-*.whl"))
+    if found:
+        return found[0]
+    if not (SOURCE / "pyproject.toml").is_file():
+        raise RuntimeError(f"{SOURCE}: no edgekd source tree to build the board's wheel from")
+    with tempfile.TemporaryDirectory(prefix="edgekd-src-") as tmp:
+        src = Path(tmp)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy(SOURCE / name, src)
+        for pkg in ("toolkit", "export", "benchmarks"):
+            shutil.copytree(SOURCE / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+        _pip(["wheel", "-q", "--no-deps", "-w", str(dest), str(src)], str(SOURCE))
+    return next(dest.glob(f"edgekd-{version}-*.whl"))
+
+
+def build_wheelhouse(cache: Path, *, machine: str, python: str, glibc: str | None) -> Path:
+    """`cache/<machine>-py<python>/` holding every wheel a board needs (downloaded once, reused)."""
+    dest = cache / f"{machine}-py{python}"
+    done = dest / ".complete"
+    dest.mkdir(parents=True, exist_ok=True)
+    if not done.is_file():
+        args = ["download", "-q", "--dest", str(dest), "--only-binary=:all:", "--python-version", python]
+        for tag in platform_tags(machine, glibc):
+            args += ["--platform", tag]
+        _pip([*args, *BENCH_REQUIREMENTS], f"wheelhouse for {machine} Python {python}")
+        done.write_text("\n".join(BENCH_REQUIREMENTS))
+    _own_wheel(dest)
+    return dest

@@ -1,0 +1,242 @@
+"""Boards over SSH (issue #18): real OpenSSH servers on 127.0.0.1 play two boards; edgekd pushes the
+bundle, installs itself there from an offline wheelhouse, streams the records back, survives a dropped
+connection and resumes; host keys are checked; names and paths never reach a shell unquoted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.board import board_facts, parse_nvpmodel, parse_tegra_release, parse_throttled
+from benchmarks.targets import load_targets, parse_target
+from tests.sshd import keygen, start_sshd
+
+EDGEKD = [sys.executable, "-m", "toolkit.cli.main"]
+needs_sshd = pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="openssh-server not installed")
+
+
+# --- targets and board facts (no SSH) -------------------------------------------------------------------
+
+
+def test_targets_from_url_edgekd_yaml_and_ansible_inventory(tmp_path):
+    b = parse_target("ssh://pi@raspberrypi.local:2222")
+    assert (b.name, b.host, b.user, b.port) == ("raspberrypi.local", "raspberrypi.local", "pi", 2222)
+    own = tmp_path / "boards.yaml"
+    own.write_text("boards:\n  pi4: {host: 10.0.0.4, user: pi, suite: raspberry-pi, python: python3.11}\n")
+    [pi4] = load_targets(own)
+    assert (pi4.name, pi4.host, pi4.port, pi4.suite, pi4.python) == (
+        "pi4",
+        "10.0.0.4",
+        22,
+        "raspberry-pi",
+        "python3.11",
+    )
+    inventory = {
+        "all": {
+            "vars": {"ansible_user": "lab"},
+            "hosts": {"orin": {"ansible_host": "10.0.0.9", "ansible_port": 2200, "edgekd_suite": "jetson"}},
+            "children": {
+                "pis": {
+                    "vars": {"ansible_python_interpreter": "/usr/bin/python3"},
+                    "hosts": {
+                        "pi5": {"ansible_host": "10.0.0.5", "ansible_ssh_private_key_file": "~/.ssh/lab"}
+                    },
+                }
+            },
+        }
+    }
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump(inventory))
+    boards = {b.name: b for b in load_targets(tmp_path / "inv.yaml")}
+    assert boards["orin"].address == "lab@10.0.0.9:2200" and boards["orin"].suite == "jetson"
+    assert boards["pi5"].python == "/usr/bin/python3" and str(boards["pi5"].key) == "~/.ssh/lab"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("boards:\n  'pi; rm -rf ~': {host: h}\n", "board 'pi; rm -rf ~': name: Value error, board name"),
+        ("boards:\n  pi: {host: h, port: 99999}\n", "board 'pi': port: Input should be less than or equal"),
+        ("hosts: [a]\n", "expected `boards:` (edgekd) or `all:` (an Ansible YAML inventory)"),
+        ("boards: {}\n", "lists no boards"),
+    ],
+)
+def test_bad_targets_are_one_line(tmp_path, text, message):
+    path = tmp_path / "t.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as e:
+        load_targets(path)
+    assert str(e.value).startswith(f"{path}: ") and message in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="expected ssh://user@host"):
+        parse_target("pi@host")
+
+
+def test_board_facts_from_captured_files(tmp_path):
+    assert parse_throttled("throttled=0x50005") == {
+        "raw": "0x50005",
+        "flags": ["under-voltage", "throttled", "under-voltage has occurred", "throttling has occurred"],
+    }
+    assert parse_throttled("error=1") is None
+    assert parse_nvpmodel("NV Power Mode: MAXN\n0\n") == {"name": "MAXN", "id": 0}
+    release = "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug"
+    assert parse_tegra_release(release) == {"l4t": "35.4.1", "board": "t186ref"}
+    pi = tmp_path / "pi"
+    (pi / "proc/device-tree").mkdir(parents=True)
+    (pi / "proc/device-tree/model").write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    outputs = {"vcgencmd": "throttled=0x0"}
+    facts = board_facts(pi, run=lambda cmd: outputs.get(cmd[0]))
+    assert facts == {"model": "Raspberry Pi 4 Model B Rev 1.4", "throttled": {"raw": "0x0", "flags": []}}
+    jetson = tmp_path / "jetson"
+    (jetson / "etc").mkdir(parents=True)
+    (jetson / "etc/nv_tegra_release").write_text(release)
+    (jetson / "sys/class/devfreq/17000000.gpu").mkdir(parents=True)
+    (jetson / "sys/class/devfreq/17000000.gpu/cur_freq").write_text("1300500000\n")
+    facts = board_facts(jetson, run=lambda cmd: "NV Power Mode: 15W\n1" if cmd[0] == "nvpmodel" else None)
+    assert facts["jetson"]["l4t"] == "35.4.1" and facts["power_mode"] == {"name": "15W", "id": 1}
+    assert facts["clocks_mhz"] == {"17000000.gpu": 1300.5}
+    assert board_facts(tmp_path / "plain-pc", run=lambda cmd: None) == {}  # nothing there: nothing faked
+
+
+# --- real SSH on 127.0.0.1 ------------------------------------------------------------------------------
+
+
+def _bench(path: Path, targets: Path, known_hosts: Path, results: Path, *extra: str) -> subprocess.Popen:
+    args = ["bench", str(path), "--targets", str(targets), "--known-hosts", str(known_hosts)]
+    args += ["--results", str(results), "--repeats", "2", "--min-runs", "5", "--min-time", "0", *extra]
+    return subprocess.Popen([*EDGEKD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _by_board(results: Path) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {}
+    if results.is_file():
+        for line in results.read_text().splitlines():
+            r = json.loads(line)
+            key = (r["model"], r["format"], r["precision"], r["backend"], r["threads"], r["round"])
+            out.setdefault(r["target"]["name"], []).append(key)
+    return out
+
+
+def _drop_connections(board) -> None:
+    """Kill the server's per-connection processes (and the suite they run): the link drops mid-suite."""
+    import psutil
+
+    for child in psutil.Process(board.proc.pid).children(recursive=True):
+        child.kill()
+
+
+@needs_sshd
+@pytest.mark.slow
+@pytest.mark.usefixtures("package_index")
+def test_two_boards_at_once_a_dropped_link_and_resume(tiny_run, tmp_path):
+    key = keygen(tmp_path / "client")
+    a, b = start_sshd(tmp_path / "sshd-a", key), start_sshd(tmp_path / "sshd-b", key)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(f"{a.known_hosts_line()}\n{b.known_hosts_line()}\n")
+        weird = tmp_path / "board a" / "$(touch PWNED); x"  # a path a shell would run, given the chance
+        hosts = {
+            "loop-a": {"ansible_port": a.port, "edgekd_dir": str(weird)},
+            "loop-b": {"ansible_port": b.port, "edgekd_dir": str(tmp_path / "board-b")},
+        }
+        common = {
+            "ansible_host": "127.0.0.1",
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": str(key),
+        }
+        inventory = {
+            "all": {"vars": {**common, "ansible_python_interpreter": "/usr/bin/python3"}, "hosts": hosts}
+        }
+        targets = tmp_path / "inventory.yaml"
+        targets.write_text(yaml.safe_dump(inventory))
+        results = tmp_path / "results.jsonl"
+        files = [m for m in json.loads((tiny_run / "bundle" / "manifest.json").read_text())["models"]]
+        expected = 2 * sum(m["format"] != "torch" for m in files)  # 2 rounds of every ONNX/TFLite file
+        (Path.home() / "PWNED").unlink(missing_ok=True)
+        t0 = time.monotonic()
+        proc = _bench(tiny_run, targets, known, results)
+        while len(_by_board(results).get("loop-b", [])) < 3:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() - t0 < 600
+            time.sleep(0.05)
+        _drop_connections(b)
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 1, err
+        assert "loop-a" in err.split("Boards")[-1] and err.count(" ok ") == 1, err[-3000:]
+        assert [line for line in err.splitlines() if line.startswith("error:")] == [err.splitlines()[-1]]
+        assert err.splitlines()[-1].startswith("error: loop-b (root@127.0.0.1:")
+        got = _by_board(results)
+        assert len(got["loop-a"]) == expected and 3 <= len(got["loop-b"]) < expected
+        kept_b = list(got["loop-b"])
+        proc = _bench(tiny_run, targets, known, results, "--resume")
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        got = _by_board(results)
+        assert len(got["loop-a"]) == expected  # nothing was missing there: nothing measured again
+        assert Counter(got["loop-b"]) == Counter(set(got["loop-b"])) and len(got["loop-b"]) == expected
+        assert got["loop-b"][: len(kept_b)] == kept_b  # every record that arrived before the drop is kept
+        assert (weird / "bundles").is_dir() and not list(tmp_path.rglob("PWNED"))
+        assert not (Path.cwd() / "PWNED").exists() and not (Path.home() / "PWNED").exists()  # the login dir
+        rec = json.loads(results.read_text().splitlines()[0])
+        assert (
+            rec["target"]["label"].startswith(f"{rec['target']['name']}: native") and rec["machine"]["python"]
+        )
+    finally:
+        a.stop()
+        b.stop()
+
+
+@needs_sshd
+def test_changed_host_key_is_refused_and_a_new_one_needs_trust(tmp_path, tiny_bundle_stub):
+    key = keygen(tmp_path / "client")
+    board = start_sshd(tmp_path / "sshd", key)
+    try:
+        targets = tmp_path / "t.yaml"
+        spec = {"host": "127.0.0.1", "port": board.port, "user": "root", "key": str(key)}
+        targets.write_text(yaml.safe_dump({"boards": {"lab-pi": {**spec, "python": "/nonexistent/python3"}}}))
+        other = keygen(tmp_path / "impostor")
+        known = tmp_path / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{board.port} {Path(str(other) + '.pub').read_text().strip()}\n")
+        proc = _bench(tiny_bundle_stub, targets, known, tmp_path / "r.jsonl")
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1
+        assert err.splitlines()[-1].startswith(
+            f"error: lab-pi (root@127.0.0.1:{board.port}): host key not trusted"
+        )
+        known.write_text("")  # a host never seen: refused too, unless trusted
+        proc = _bench(tiny_bundle_stub, targets, known, tmp_path / "r.jsonl")
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 1 and "host key not trusted" in err.splitlines()[-1]
+        proc = _bench(tiny_bundle_stub, targets, known, tmp_path / "r.jsonl", "--trust-new-host")
+        _, err = proc.communicate(timeout=120)
+        assert (
+            known.read_text().split() == board.known_hosts_line().split()[:3]
+        )  # remembered, checked from now
+        # connected: it is the board's (missing) Python that stops it now, in one line naming the board
+        assert proc.returncode == 1 and "lab-pi" in err.splitlines()[-1] and "/nonexistent/python3" in err
+    finally:
+        board.stop()
+
+
+@pytest.fixture
+def tiny_bundle_stub(tmp_path) -> Path:
+    """A minimal valid bundle (one small ONNX file) for tests that stop before measuring."""
+    from tests.test_bad_input import _bundle
+
+    return _bundle(tmp_path / "bundle")
+
+
+def test_machine_facts_say_board_only_where_there_is_one():
+    from benchmarks.machine import machine_facts
+
+    facts = machine_facts()
+    assert "board" not in facts or facts["board"]  # never an empty or invented board entry
+    assert os.path.exists("/proc/device-tree/model") == ("model" in facts.get("board", {}))
+    assert shutil.which("python3")
