@@ -19,11 +19,14 @@ def atomic_path(dst: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `dst`; move it onto `dst` only if the block succeeds."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    # One temporary name per process: ranks or processes writing the same file never share one.
+    tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.partial{dst.suffix}")
     try:
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"{dst}: the writer finished but wrote no file")
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # on disk before the rename: a power cut keeps the old file
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)

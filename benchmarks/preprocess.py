@@ -48,6 +48,7 @@ def apply_steps(img, steps: Sequence[ImageStep], *, where: str | Path = "image")
 
     for step in steps:
         if step.op == "convert":
+            img = _eight_bit(img, where)
             if img.mode == "P" and "transparency" in img.info:
                 img = img.convert("RGBA")  # Pillow asks for this before dropping a palette's alpha
             img = img.convert(step.mode)
@@ -58,6 +59,17 @@ def apply_steps(img, steps: Sequence[ImageStep], *, where: str | Path = "image")
             img = _center_crop(img, step.size, where)
     arr = np.asarray(img, dtype=np.uint8)
     return arr[None] if arr.ndim == 2 else np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _eight_bit(img, where: str | Path):
+    """16-bit gray scaled to 8 bits (Pillow's own convert would clip it to 0 or 255); 32-bit refused."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16"):
+        return Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
+    if img.mode in ("I", "F"):
+        raise ValueError(f"{where}: 32-bit {img.mode} images are not supported; save them as 8 or 16 bits")
+    return img
 
 
 def _resized(size: tuple[int, int], target: Sequence[int]) -> tuple[int, int]:

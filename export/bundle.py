@@ -10,10 +10,8 @@ import zipfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, ModelEntry, parse_manifest
 from export._files import sha256_file
@@ -59,39 +57,32 @@ def file_entry(path: Path, bundle: Path, **fields) -> dict:
     )
 
 
-JOURNAL = ".export-journal.jsonl"  # entries of the files written so far, until the manifest is
+# Each file written and checked so far, with the export settings it was made with: `--resume` keeps the
+# ones whose settings, checkpoint and bytes are unchanged. Kept beside the manifest (not in the archive).
+JOURNAL = ".export-journal.jsonl"
 
 
-def record_entry(bundle: Path, entry: dict) -> None:
-    """Note a file that was written and checked, so an export cut off later keeps it (`--resume`)."""
+def record_entry(bundle: Path, entry: dict, settings: str) -> None:
+    """Note a file that was written and checked (`settings`: a hash of the export settings used)."""
     with open(bundle / JOURNAL, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry) + "\n")
+        f.write(json.dumps({"settings": settings, "entry": entry}) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def finished_entries(bundle: Path) -> dict[tuple[str, str, str], dict]:
-    """Entries of files an earlier export wrote (its manifest and journal) whose file is still intact."""
-    found: list[Any] = []
-    if (bundle / "manifest.json").is_file():
+def finished_entries(bundle: Path, settings: str) -> dict[tuple[str, str, str], dict]:
+    """Entries the journal holds for `settings` whose file is still there with the same sha256."""
+    out: dict[tuple[str, str, str], dict] = {}
+    path = bundle / JOURNAL
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    for line in lines:
         try:
-            found += json.loads((bundle / "manifest.json").read_text())["models"]
+            noted = json.loads(line)
+            entry = ModelEntry.model_validate(noted["entry"])
         except (ValueError, KeyError, TypeError):
-            pass  # an unreadable manifest keeps nothing: every file is exported again
-    if (bundle / JOURNAL).is_file():
-        for line in (bundle / JOURNAL).read_text(encoding="utf-8").splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue  # the line being written when the export was killed
-    out = {}
-    for raw in found:
-        try:
-            entry = ModelEntry.model_validate(raw)
-        except ValidationError:
-            continue
-        path = bundle / entry.file
-        if path.is_file() and sha256_file(path) == entry.sha256:
+            continue  # the line being written when the export was killed, or not a journal line
+        file = bundle / entry.file
+        if noted.get("settings") == settings and file.is_file() and sha256_file(file) == entry.sha256:
             out[entry.key] = entry.model_dump(mode="json", exclude_unset=True)
     return out
 
@@ -178,7 +169,7 @@ def write_archive(bundle: Path) -> Path:
     try:
         with tarfile.open(tmp, "w:gz") as tar:
             for path in sorted(bundle.rglob("*")):
-                if path.is_file() and ".partial" not in path.name:
+                if path.is_file() and ".partial" not in path.name and not path.name.startswith("."):
                     tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)))
     except OSError as exc:  # a full disk: drop the partial archive rather than leave one that looks whole
         tmp.unlink(missing_ok=True)

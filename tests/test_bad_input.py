@@ -761,6 +761,9 @@ def _folder_fault(tmp: Path, kind: str) -> tuple[dict, str]:
             "only one class folder ('cat'); an image folder needs one sub-folder per class, at least two"
         )
         return {"kind": "image_folder", "root": str(one)}, f"{one}: {expected}"
+    if kind == "test-without-train":
+        _image_folder(root / "test", {"cat": 2, "dog": 2})
+        return folder, f"{root}: has val/ or test/ but no train/; put the training images in train/<class>/"
     if kind == "no-folder":
         return {
             "kind": "image_folder",
@@ -818,7 +821,8 @@ def _folder_fault(tmp: Path, kind: str) -> tuple[dict, str]:
 
 
 FOLDER_FAULTS = [
-    "empty-class", "one-class", "no-folder", "unreadable-image", "mixed-sizes", "npz-nan", "npz-label-count",
+    "empty-class", "one-class", "test-without-train", "no-folder", "unreadable-image", "mixed-sizes",
+    "npz-nan", "npz-label-count",
     "npz-fraction-labels", "npz-negative-label", "npz-out-of-range", "npz-channels", "npz-no-y",
     "npz-one-class", "factory-missing",
 ]  # fmt: skip

@@ -273,3 +273,32 @@ def test_teacher_with_its_own_size_and_normalization(tmp_path, monkeypatch, caps
     summary = json.loads((run / "distill" / "summary.json").read_text())
     top1 = float((expected.argmax(1).numpy() == splits.test_y).mean())
     assert summary["teacher"]["test_accuracy"] == pytest.approx(top1)
+
+
+def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
+    arr = np.arange(16, dtype=np.uint16).reshape(4, 4) * 4096  # 0 ... 61440 of 65535
+    PIL.fromarray(arr).save(tmp_path / "a.png")  # uint16 -> a 16-bit gray PNG
+    out = decode_image(tmp_path / "a.png", image_steps(mode="L"))
+    assert out.shape == (1, 4, 4) and out.ravel().tolist() == [v >> 8 for v in arr.ravel().tolist()]
+
+
+def test_empty_selections_and_single_images(tmp_path):
+    from benchmarks.manifest import Preprocessing
+
+    x = np.random.default_rng(1).integers(0, 256, (5, 3, 2, 2), dtype=np.uint8)
+    (tmp_path / "r.u8").write_bytes(x.tobytes())
+    store = RowStore(tmp_path / "r.u8", x.shape)
+    assert store[[]].shape == (0, 3, 2, 2) and store.subset(np.array([], int))[:].shape == (0, 3, 2, 2)
+    assert np.array_equal(store[-1], x[-1])
+    pre = Preprocessing(scale=1 / 255, mean=[0.1, 0.2, 0.3], std=[0.5, 0.6, 0.7])
+    view = FloatView(store, pre)
+    assert np.allclose(view[2], view[[2]][0])  # one image (C, H, W) normalized per channel like a batch
+
+
+def test_calibration_sample_spans_the_classes():
+    from toolkit.pipeline.export_stage import _calibration_rows
+
+    cfg = RunConfig.model_validate({"export": {"calibration_samples": 30}})
+    rows = _calibration_rows(300, cfg)  # 300 training rows sorted by class, 100 per class
+    assert len(rows) == 30 and len(set(rows.tolist())) == 30 and {r // 100 for r in rows} == {0, 1, 2}
+    assert np.array_equal(rows, _calibration_rows(300, cfg))  # seeded

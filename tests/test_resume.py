@@ -134,11 +134,36 @@ def test_kill_in_a_stage_then_resume_gives_the_same_files(reference, tmp_path, s
         b = torch.load(run / "distill" / f"{name}.pt", weights_only=True)["state_dict"]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
-    # the manifest: the same files with the same checksums and parity, and no journal left behind
+    # the manifest: the same files with the same checksums and parity; the journal lists each of them
     assert _entries(run) == _entries(whole)
-    assert not (run / "bundle" / ".export-journal.jsonl").exists()
+    journal = [
+        json.loads(line) for line in (run / "bundle" / ".export-journal.jsonl").read_text().splitlines()
+    ]
+    assert {j["entry"]["file"] for j in journal} == set(_entries(whole))  # kept, outside the archive
     # the benchmarks: every configuration and round measured exactly once, nothing lost
     records = [json.loads(line) for line in (run / "bench" / "results.jsonl").read_text().splitlines()]
     keys = [(r["model"], r["format"], r["precision"], r["backend"], r["round"]) for r in records]
     assert len(keys) == len(set(keys)) == 2 * N_FILES
     assert (run / "report" / "report.md").is_file() and (run / "bundle.tar.gz").is_file()
+
+
+def test_resume_does_not_reuse_work_made_with_other_settings(tmp_path):
+    """A checkpoint, an exported file or a logits cache made under other settings is never taken as done."""
+    from export.bundle import finished_entries, record_entry
+    from tests.test_bad_input import _bundle
+    from toolkit.config import RunConfig
+    from toolkit.pipeline.distill_stage import _fingerprint
+
+    cfg = RunConfig.model_validate(CONFIG)
+    other = RunConfig.model_validate({**CONFIG, "distill": {"temperature": 9.0}})
+    same = _fingerprint(cfg, cfg.student, 0, ("kd",))
+    assert same == _fingerprint(RunConfig.model_validate(CONFIG), cfg.student, 0, ("kd",))
+    assert same != _fingerprint(other, other.student, 0, ("kd",))  # the KD student depends on T
+    assert _fingerprint(cfg, cfg.student, 0, ()) == _fingerprint(other, other.student, 0, ())  # scratch: no
+    bundle = _bundle(tmp_path / "b")
+    entry = json.loads((bundle / "manifest.json").read_text())["models"][0]
+    record_entry(bundle, entry, "settings-a")
+    assert set(finished_entries(bundle, "settings-a")) == {("student_kd", "onnx", "fp32")}
+    assert finished_entries(bundle, "settings-b") == {}  # other export settings: exported again
+    (bundle / "student_kd.onnx").write_bytes(b"changed")
+    assert finished_entries(bundle, "settings-a") == {}  # bytes changed since: exported again

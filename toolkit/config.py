@@ -34,13 +34,14 @@ class _Strict(BaseModel):
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
+DEFAULT_IDX_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
 
 class DataConfig(_Strict):
     """Where the images come from (`kind`), how they split, and the preprocessing they get."""
 
     kind: Literal["idx", "image_folder", "npz", "factory"] = "idx"
-    root: Path | None = Path("/usr/share/datasets/fashion-mnist")  # a folder, or the .npz file
+    root: Path | None = None  # a folder, or the .npz file; idx: Fashion-MNIST from Debian by default
     factory: str | None = None  # kind factory: "package.module:function" returning the splits
     layout: Literal["NCHW", "NHWC", "NHW"] = "NCHW"  # of npz/factory arrays (NHW: gray, no channel axis)
     labels: list[str] | None = None  # class names; image folders use their folder names
@@ -69,6 +70,8 @@ class DataConfig(_Strict):
     def _kind_needs(self):
         if self.kind == "factory" and not (self.factory and FACTORY_SPEC.match(self.factory)):
             raise ValueError("kind factory needs factory: 'package.module:function'")
+        if self.kind == "idx" and self.root is None:
+            self.root = DEFAULT_IDX_ROOT
         if self.kind != "factory" and self.root is None:
             raise ValueError(f"kind {self.kind} needs root")
         if self.kind != "image_folder" and (self.resize or self.center_crop or self.color):

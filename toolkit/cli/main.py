@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from benchmarks.harness import BenchmarkError
+from benchmarks.targets import load_targets, parse_target
 from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
 from toolkit.errors import EdgekdError
@@ -304,6 +305,22 @@ def bench_cli(
     resume: Annotated[
         bool, typer.Option("--resume", help="Measure only the rounds that --results does not hold yet.")
     ] = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Also write each record to stdout as one JSON line.", hidden=True)
+    ] = False,
+    target: Annotated[
+        str | None, typer.Option(help="Run on a board over SSH: ssh://user@host[:port].", metavar="URL")
+    ] = None,
+    targets: Annotated[
+        Path | None,
+        typer.Option(help="Run on every board of a targets YAML or Ansible inventory.", exists=True),
+    ] = None,
+    trust_new_host: Annotated[
+        bool, typer.Option("--trust-new-host", help="Accept and remember a board's new host key.")
+    ] = False,
+    known_hosts: Annotated[
+        Path | None, typer.Option(help="known_hosts file for the boards (default ~/.ssh/known_hosts).")
+    ] = None,
 ) -> None:
     """Benchmark every file (x threads x batch x streams, shuffled, repeated) on this machine; one JSON
     record per configuration appended as measured, results.csv rewritten at the end."""
@@ -313,14 +330,74 @@ def bench_cli(
     overrides = dict(threads=threads, batch_sizes=batch or ([dims[0]] if dims else None), streams=streams)
     overrides |= dict(min_runs=min_runs, min_time_s=min_time, repeats=repeats, cooldown_s=cooldown, seed=seed)
     overrides |= dict(pin=pin, timeout_s=timeout)
-    _raise(_bench(path, suite=suite, results=results, shape=dims, resume=resume, **overrides))
+    if target or targets:
+        boards = [parse_target(target)] if target else load_targets(targets)
+        remote = dict(resume=resume, trust_new_host=trust_new_host, known_hosts=known_hosts)
+        _raise(_bench_remote(path, boards, suite, results, overrides, **remote))
+        return
+    on_result = output.record_line if stream else output.bench_row
+    options = dict(suite=suite, results=results, shape=dims, resume=resume, on_result=on_result)
+    _raise(_bench(path, **options, **overrides))
 
 
-def _bench(path: Path, **options) -> EdgekdError | None:
+# Suite fields -> `edgekd bench` flags, for the command a board runs.
+_FLAGS = {"threads": "--threads", "batch_sizes": "--batch", "streams": "--streams", "min_runs": "--min-runs",
+          "min_time_s": "--min-time", "repeats": "--repeats", "cooldown_s": "--cooldown", "seed": "--seed",
+          "timeout_s": "--timeout"}  # fmt: skip
+
+
+def _board_args(suite: str | None, overrides: dict):
+    """The flags of the suite each board runs: its own `suite:`, else --suite, plus the overrides given."""
+    flags = []
+    for key, value in overrides.items():
+        if key in _FLAGS and value is not None:
+            values = value if isinstance(value, list) else [value]
+            flags += [x for v in values for x in (_FLAGS[key], str(v))]
+    if overrides.get("pin") is not None:
+        flags.append("--pin" if overrides["pin"] else "--no-pin")
+    return lambda board: [*(["--suite", board.suite or suite] if board.suite or suite else []), *flags]
+
+
+def _bench_remote(path: Path, boards, suite, results, overrides, **remote) -> EdgekdError | None:
+    """`edgekd bench --target/--targets`: every board at once, a line per board event, a table at the end."""
+    from benchmarks.remote import run_boards
+    from benchmarks.wheelhouse import build_wheelhouse
+    from toolkit.pipeline import RunDir
+    from toolkit.pipeline.bench_stage import bench_suite
+
+    run = RunDir(path) if (path / "bundle").is_dir() else None
+    bundle = run.bundle if run is not None else path
+    results = results or (run.results if run is not None else Path("results.jsonl"))
+    if run is not None and suite is None:  # the run's own bench settings travel as flags
+        s = bench_suite(run, None)
+        base = dict(threads=s.threads, batch_sizes=s.batch_sizes, min_runs=s.min_runs)
+        base |= dict(min_time_s=s.min_time_s)
+        overrides = {**base, "repeats": s.repeats, "pin": s.pin, **{k: v for k, v in overrides.items() if v}}
+    cache = Path.home() / ".cache" / "edgekd" / "wheelhouse"
+    runs = run_boards(
+        boards,
+        bundle,
+        results,
+        args=_board_args(suite, overrides),
+        wheels=lambda info: build_wheelhouse(cache, **{k: info[k] for k in ("machine", "python", "glibc")}),
+        known_hosts=remote["known_hosts"] or Path.home() / ".ssh" / "known_hosts",
+        trust_new_host=remote["trust_new_host"],
+        resume=remote["resume"],
+        on_event=output.board_line,
+    )
+    output.boards_table(runs)
+    failed = [r for r in runs if r.error is not None]
+    if failed:
+        many = f"{len(failed)} of {len(runs)} boards failed (see the table)"
+        return EdgekdError(failed[0].error if len(failed) == 1 else many)
+    return None
+
+
+def _bench(path: Path, *, on_result=output.bench_row, **options) -> EdgekdError | None:
     """Benchmark and print each record, then the table; the failure to exit with, if any."""
     from toolkit.pipeline.bench_stage import bench_failure, run_bench
 
-    outcome = run_bench(path, on_result=output.bench_row, **options)
+    outcome = run_bench(path, on_result=on_result, **options)
     done = outcome.done
     if not done.records and not done.skipped and len(done.errors) == 1:
         return EdgekdError(done.errors[0])  # one file, unreadable: its error is the whole story
@@ -430,10 +507,10 @@ def run_cli(
     from toolkit.pipeline.bench_stage import rotate_results
 
     cfg, run = _prepare(config, out, resume=resume)
+    if not resume:  # a fresh run measures afresh (a later --resume must not count older rounds as done)
+        rotate_results(run.results)  # earlier measurements are kept beside it
     _distill(cfg, run, resume=resume)
     export_failed = _export(run, resume=resume)  # files that did export are still benchmarked and reported
-    if not resume:
-        rotate_results(run.results)  # a fresh run measures afresh; earlier measurements are kept beside it
     bench_failed = _bench(run.root, resume=resume)
     _report(run.root)
     _raise(export_failed, bench_failed)

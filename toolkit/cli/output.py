@@ -164,6 +164,32 @@ def parity_table(manifest: dict, *, reference: str = "torch") -> None:
             console.print(t)
 
 
+def record_line(record) -> None:
+    """`bench --stream`: the record as one JSON line on stdout (for a remote runner), its row on stderr."""
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
+    sys.stdout.flush()
+    bench_row(record)
+
+
+def board_line(board: str, event: str) -> None:
+    """One progress line of a remote board: `[pi-4] 12 records`, `[pi-4] pushing bundle`, ..."""
+    console.print(f"[bold]\\[{board}][/bold] {event}", highlight=False)
+
+
+def boards_table(runs: list) -> None:
+    """The remote boards at the end: address, records received, time, and the error of any that failed."""
+    table = Table(title="Boards")
+    for col in ("board", "address", "records", "seconds", "status"):
+        table.add_column(col, justify="right" if col in ("records", "seconds") else "left")
+    for r in runs:
+        status = "[green]ok[/green]" if r.error is None else f"[red]{r.error}[/red]"
+        table.add_row(r.board.name, r.board.address, str(r.records), f"{r.seconds:.0f}", status)
+    console.print(table)
+
+
 def bench_row(record) -> None:
     lat = record.latency
     noisy = " [yellow]high CV[/yellow]" if lat.cv_high else ""

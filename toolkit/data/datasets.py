@@ -78,13 +78,14 @@ class DataSplits:
         return FloatView(x, self.preprocessing) if isinstance(x, RowStore) else self.normalize(x)
 
 
-def channel_stats(x, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of uint8 NCHW images scaled to [0, 1], read `chunk` images at a time."""
+def channel_stats(x, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 NCHW images scaled to [0, 1], read `chunk` images at a time
+    (float32 chunks, float64 sums: 256 RGB 96-px images take 28 MB instead of a float64 copy's 57)."""
     sums, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
     for i in range(0, len(x), chunk):
-        part = np.asarray(x[i : i + chunk], dtype=np.float64) / 255.0
-        sums += part.sum(axis=(0, 2, 3))
-        squares += (part**2).sum(axis=(0, 2, 3))
+        part = np.asarray(x[i : i + chunk], dtype=np.float32) / np.float32(255)
+        sums += part.sum(axis=(0, 2, 3), dtype=np.float64)
+        squares += np.square(part).sum(axis=(0, 2, 3), dtype=np.float64)
     n = len(x) * x.shape[2] * x.shape[3]
     mean = sums / n
     std = np.sqrt(np.maximum(squares / n - mean**2, 0.0))

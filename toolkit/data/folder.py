@@ -23,7 +23,7 @@ from toolkit.errors import DataError
 __all__ = ["FolderSplit", "find_images", "folder_splits", "decode_cached", "default_cache_dir"]
 
 SPLIT_NAMES = ("train", "val", "test")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 @dataclass
@@ -72,6 +72,9 @@ def folder_splits(
     if not root.is_dir():
         raise DataError(f"{root}: image folder not found")
     has = {name: (root / name).is_dir() for name in SPLIT_NAMES}
+    if (has["val"] or has["test"]) and not has["train"]:
+        # Otherwise val/ or test/ would be read as a class and its images trained on.
+        raise DataError(f"{root}: has val/ or test/ but no train/; put the training images in train/<class>/")
     train, classes = find_images(root / "train" if has["train"] else root)
     splits = {"train": train}
     for name in ("val", "test"):
@@ -105,8 +108,9 @@ def color_mode(files: list[Path]) -> str:
             with Image.open(path) as img:
                 if img.mode not in _GRAY_MODES:
                     return "RGB"
-        except OSError as e:
-            raise DataError(f"{path}: cannot read image ({str(e).splitlines()[0][:160]})") from None
+        except (OSError, SyntaxError, Image.DecompressionBombError) as e:
+            reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            raise DataError(f"{path}: cannot read image ({reason})") from None
     return "L"
 
 
@@ -123,8 +127,11 @@ def decode_cached(files: list[Path], steps: list[ImageStep], cache_dir: Path) ->
     key = _cache_key(files, steps)
     data, meta = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
     if meta.is_file() and data.is_file():
-        shape = tuple(json.loads(meta.read_text())["shape"])
-        if data.stat().st_size == int(np.prod(shape)):
+        try:
+            shape = tuple(int(d) for d in json.loads(meta.read_text())["shape"])
+        except (ValueError, KeyError, TypeError):
+            shape = ()  # an unreadable record of the cache: rebuilt below
+        if shape and data.stat().st_size == int(np.prod(shape)):
             return RowStore(data, shape)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = data.with_name(f".{key}.{os.getpid()}.partial")

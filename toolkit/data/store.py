@@ -52,8 +52,10 @@ class RowStore:
         return self._read(np.asarray(picked))
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
-        fd = self._open()
         out = np.empty((len(rows), *self._shape[1:]), np.uint8)
+        if len(rows) == 0:
+            return out
+        fd = self._open()
         flat = out.reshape(len(rows), -1)
         for i, r in enumerate(rows.tolist()):
             flat[i] = np.frombuffer(os.pread(fd, self._row_bytes, r * self._row_bytes), np.uint8)
@@ -87,4 +89,5 @@ class FloatView:
         return len(self.images)
 
     def __getitem__(self, key) -> np.ndarray:
-        return to_float(np.asarray(self.images[key]), self.pre)
+        x = np.asarray(self.images[key])
+        return to_float(x, self.pre, channel_axis=0 if x.ndim == 3 else 1)  # one image, or a batch

@@ -220,10 +220,11 @@ def _train(
     from toolkit.distill.train import train_model
     from toolkit.models import create_model
 
+    fingerprint = _fingerprint(ctx.cfg, tcfg, seed, methods)
+    if ctx.resume and (done := _finished(ctx, name, fingerprint)) is not None:
+        return done  # trained to the end before the run was cut off: not trained or evaluated again
     spec = _spec(tcfg.arch, tcfg.kwargs, ctx.splits)
     settings = _settings(ctx, tcfg, seed, tuple(methods))
-    if ctx.resume and (done := _finished(ctx, name, tcfg, seed, methods)) is not None:
-        return done  # trained to the end before the run was cut off: not trained or evaluated again
     torch.manual_seed(seed)  # same init for the KD and scratch students of a seed: only the loss differs
     model = create_model(spec)
     state = ctx.run.distill / f"{name}.train.pt"
@@ -250,6 +251,7 @@ def _train(
         "train": tcfg.model_dump(mode="json"),
         "seed": seed,
         "data": ctx.cfg.data.model_dump(mode="json"),
+        "fingerprint": fingerprint,
         "state_dict": model.state_dict(),
         "info": info,
     }
@@ -257,22 +259,27 @@ def _train(
     return info, model
 
 
-def _finished(ctx: _Ctx, name: str, tcfg: TrainConfig, seed: int, methods) -> tuple[dict, object] | None:
-    """(info, model) of a checkpoint this run already finished with these settings, else None."""
+def _fingerprint(cfg: RunConfig, tcfg: TrainConfig, seed: int, methods) -> str:
+    """What a trained model depends on: its own settings, the distillation, the teachers, data and seed."""
+    parts = {
+        "train": tcfg.model_dump(mode="json"),
+        "seed": seed,
+        "methods": list(methods),
+        "distill": cfg.distill.model_dump(mode="json") if methods else None,
+        "teachers": [t.model_dump(mode="json") for t in cfg.teachers] if methods else None,
+        "data": cfg.data.model_dump(mode="json"),
+        "amp": cfg.amp,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _finished(ctx: _Ctx, name: str, fingerprint: str) -> tuple[dict, object] | None:
+    """(info, model) of a checkpoint this run already finished with the same fingerprint, else None."""
     path = ctx.run.checkpoint(name)
     if not path.exists():
         return None
-    ckpt = _read_checkpoint(path)
-    same = (
-        ckpt.get("train") == tcfg.model_dump(mode="json")
-        and ckpt.get("seed") == seed
-        and ckpt.get("data") == ctx.cfg.data.model_dump(mode="json")
-        and ckpt["info"].get("methods") == list(methods)
-    )
-    if not same:
-        return None
-    model, _, _ = load_checkpoint(path)
-    return dict(ckpt["info"]), model
+    model, _, ckpt = load_checkpoint(path)
+    return (dict(ckpt["info"]), model) if ckpt.get("fingerprint") == fingerprint else None
 
 
 def _reusable_teacher(ctx: _Ctx, name: str, tcfg: TeacherConfig) -> dict | None:
@@ -334,7 +341,10 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
     from toolkit.distill.train import predict
 
     x = ctx.xs["train"]
-    key = info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name))
+    # The teacher (its file or checkpoint, its config with any input adapter) and the images it scored.
+    parts = [info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name)), ctx.cfg.seed]
+    parts += [[t.model_dump(mode="json") for t in ctx.cfg.teachers], ctx.cfg.data.model_dump(mode="json")]
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
     cache = ctx.run.distill / f"{name}_logits.npz"
     if cache.exists():
         with np.load(cache) as z:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 from export.bundle import variant_file_name as file_name
 from toolkit.config import load_config
@@ -211,10 +215,17 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
             parity=parity.to_dict(),
         )
         entries.append(entry)
-        record_entry(run.bundle, entry)
+        record_entry(run.bundle, entry, data["settings"])
         if on_file:
             on_file(name, fmt, precision, entry)
     return entries, failures, spec
+
+
+def _calibration_rows(n: int, cfg) -> np.ndarray:
+    """A seeded random sample of training rows: an image folder's rows are sorted by class, so its first
+    rows would calibrate int8 ranges on one class only."""
+    take = min(n, cfg.export.calibration_samples)
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, size=take, replace=False))
 
 
 def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool = False) -> dict:
@@ -230,12 +241,15 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     data = {
         "x_test": splits.normalize(splits.test_x),
         "y_test": splits.test_y,
-        "calib": splits.normalize(splits.train_x[: cfg.export.calibration_samples]),
+        "calib": splits.normalize(splits.train_x[_calibration_rows(len(splits.train_y), cfg)]),
         "x_val": splits.normalize(splits.val_x),
         "y_val": splits.val_y,
     }
     run.bundle.mkdir(parents=True, exist_ok=True)
-    done = finished_entries(run.bundle) if resume else {}
+    # What every file depends on besides its checkpoint: the export settings and the preprocessing.
+    fp = [cfg.export.model_dump(mode="json"), splits.preprocessing.model_dump(mode="json")]
+    data["settings"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
+    done = finished_entries(run.bundle, data["settings"]) if resume else {}
     if not resume:
         (run.bundle / JOURNAL).unlink(missing_ok=True)
     run.manifest.unlink(missing_ok=True)  # the bundle is incomplete until the manifest is rewritten
@@ -262,7 +276,6 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
         test_data=test_data,
         failures=failures,
     )
-    (run.bundle / JOURNAL).unlink(missing_ok=True)  # the manifest now lists every file
     write_archive(run.bundle)
     return manifest
 
