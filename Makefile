@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.edgekd-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 RUN    ?= runs/demo
 
-.PHONY: demo test test-fast install data browser sshd lint clean
+.PHONY: demo test test-fast test-arm install data browser sshd arm lint clean
 
 install: $(STAMP)
 
@@ -61,16 +61,32 @@ sshd:
 	  echo "sshd is missing ('apt-get install openssh-server' as root): the SSH board tests will be skipped" >&2; \
 	fi
 
+# The aarch64 board test: Debian's qemu-user-static and debootstrap give an arm64 root on this x86 machine.
+arm:
+	@if command -v debootstrap >/dev/null && [ -f /usr/lib/binfmt.d/qemu-aarch64.conf ]; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq qemu-user-static binfmt-support debootstrap >/dev/null) \
+	    || echo "qemu-user-static/debootstrap could not be installed: the aarch64 test will be skipped" >&2; \
+	else \
+	  echo "the aarch64 test needs root and qemu-user-static + debootstrap: it will be skipped" >&2; \
+	fi
+
+# Only the SSH board tests, the emulated aarch64 one included, with their wall time.
+test-arm: install data sshd arm
+	@start=$$(date +%s); $(BIN)/python -m pytest -q tests/test_remote.py; rc=$$?; \
+	  echo "test-arm: $$(( $$(date +%s) - start )) s"; exit $$rc
+
 demo: install data
 	$(BIN)/edgekd run --out $(RUN)
 
 # Every test, the `slow` ones too (fresh board venvs from the package index; skipped, with the reason,
 # only when no index answers). test-fast leaves the slow ones out for a quick loop.
 test: install data browser sshd
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not arm"
 
 test-fast: install data
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not arm"
 
 lint: install
 	$(BIN)/ruff check toolkit export benchmarks tests

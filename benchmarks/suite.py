@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,23 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+_ARM = ("aarch64", "arm64", "armv7l", "armv8l")
+_X86_VENDORS = ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
+
+
+def emulation(cpuinfo: str | None = None, machine: str | None = None) -> str | None:
+    """ "qemu-user" when this ARM Python runs under user-mode emulation: qemu-user passes the host's
+    /proc/cpuinfo through, so an ARM process sees an x86 vendor; else None."""
+    if (machine or platform.machine()) not in _ARM:
+        return None
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    return "qemu-user" if any(v in cpuinfo for v in _X86_VENDORS) else None
+
+
 def resolve_target(
     suite: Suite, threads: int, *, root: str | os.PathLike[str] = "/", cpus: list[int] | None = None
 ) -> dict[str, Any]:
@@ -223,6 +241,10 @@ def resolve_target(
         label = f"constrained local CPU ({budget}), not a phone"
         return {"name": suite.name, "kind": "constrained", "label": label, "cpus": chosen}
     device = spec.get("device")
+    if device is None and (emulated := emulation()) is not None:
+        machine = platform.machine()
+        label = f"emulated {machine} ({emulated}) on {_cpu_name()}"  # never presented as an ARM board's
+        return {"name": f"emulated-{machine}", "kind": "emulated", "label": label}
     if device is None:
         return {"name": "local-cpu", "kind": "native", "label": f"native: this CPU ({_cpu_name()})"}
     found = detect_device(root)

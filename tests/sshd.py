@@ -39,8 +39,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_sshd(root: Path, client_key: Path, *, host_key: Path | None = None) -> LoopbackBoard:
-    """sshd on a free 127.0.0.1 port letting `client_key` in (public key only, no PAM)."""
+def start_sshd(
+    root: Path, client_key: Path, *, host_key: Path | None = None, chroot: Path | None = None
+) -> LoopbackBoard:
+    """sshd on a free 127.0.0.1 port letting `client_key` in (public key only, no PAM); with `chroot`,
+    every session runs inside that root (an arm64 Debian root runs there under qemu-user)."""
     root.mkdir(parents=True, exist_ok=True)
     host_key = host_key or keygen(root / "host_ed25519")
     authorized = root / "authorized_keys"
@@ -51,6 +54,7 @@ def start_sshd(root: Path, client_key: Path, *, host_key: Path | None = None) ->
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nAuthorizedKeysFile {authorized}\n"
         f"PidFile {root / 'sshd.pid'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
+        + (f"ChrootDirectory {chroot}\n" if chroot is not None else "")
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=(root / "sshd.log").open("w"))

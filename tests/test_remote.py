@@ -79,6 +79,16 @@ def test_bad_targets_are_one_line(tmp_path, text, message):
         parse_target("pi@host")
 
 
+def test_emulated_arm_is_told_from_a_real_board():
+    from benchmarks.suite import emulation
+
+    host = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+    pi = "processor\t: 0\nFeatures\t: fp asimd evtstrm\nCPU implementer\t: 0x41\nModel\t: Raspberry Pi 4\n"
+    assert emulation(host, machine="aarch64") == "qemu-user"  # qemu-user shows the host's cpuinfo
+    assert emulation(pi, machine="aarch64") is None
+    assert emulation(host, machine="x86_64") is None
+
+
 def test_board_facts_from_captured_files(tmp_path):
     assert parse_throttled("throttled=0x50005") == {
         "raw": "0x50005",
@@ -240,3 +250,45 @@ def test_machine_facts_say_board_only_where_there_is_one():
     assert "board" not in facts or facts["board"]  # never an empty or invented board entry
     assert os.path.exists("/proc/device-tree/model") == ("model" in facts.get("board", {}))
     assert shutil.which("python3")
+
+
+@needs_sshd
+@pytest.mark.slow
+@pytest.mark.arm
+@pytest.mark.usefixtures("package_index")
+def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
+    """A real aarch64 userland (Debian arm64 under qemu-user) reached over SSH: edgekd installs its aarch64
+    wheels there, every ONNX/TFLite file runs, scores as on x86, and is labelled emulated, never a board."""
+    from tests import arm64
+
+    if (why := arm64.missing()) is not None:
+        pytest.skip(f"no arm64 root: {why}")
+    root = arm64.arm64_root()
+    shutil.rmtree(root / "root" / "edgekd-test", ignore_errors=True)
+    key = keygen(tmp_path / "client")
+    board = start_sshd(tmp_path / "sshd", key, chroot=root)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(board.known_hosts_line() + "\n")
+        spec = {"host": "127.0.0.1", "port": board.port, "user": "root", "key": str(key)}
+        targets = tmp_path / "t.yaml"
+        targets.write_text(yaml.safe_dump({"boards": {"qemu-arm64": {**spec, "dir": "/root/edgekd-test"}}}))
+        results = tmp_path / "results.jsonl"
+        proc = _bench(tiny_run, targets, known, results, "--repeats", "1")
+        _, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        board.stop()
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    manifest = json.loads((tiny_run / "bundle" / "manifest.json").read_text())
+    parity = {(m["name"], m["format"], m["precision"]): m["parity"] for m in manifest["models"]}
+    shipped = {k for k in parity if k[1] != "torch"}
+    assert {(r["model"], r["format"], r["precision"]) for r in records} == shipped
+    for r in records:
+        assert r["machine"]["arch"] == "aarch64" and r["target"]["kind"] == "emulated"
+        assert (
+            r["target"]["label"] == f"qemu-arm64: emulated aarch64 (qemu-user) on {r['machine']['cpu_model']}"
+        )
+        x86 = parity[(r["model"], r["format"], r["precision"])]
+        # the same test images, scored on aarch64 kernels: at most one image in 100 may flip (int8 rounding)
+        assert abs(r["accuracy"] - x86["accuracy"]) <= 0.01, (r["model"], r["format"], r["precision"])
