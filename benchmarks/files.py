@@ -19,6 +19,7 @@ def atomic_path(dst: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `dst`; move it onto `dst` only if the block succeeds."""
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
+    _drop_orphans(dst)
     # One temporary name per process: ranks or processes writing the same file never share one.
     tmp = dst.with_name(f".{dst.stem}.{os.getpid()}.partial{dst.suffix}")
     try:
@@ -30,6 +31,24 @@ def atomic_path(dst: str | Path) -> Iterator[Path]:
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _drop_orphans(dst: Path) -> None:
+    """Remove temporary files of `dst` left by processes that no longer run (killed mid-write)."""
+    for tmp in dst.parent.glob(f".{dst.stem}.*.partial{dst.suffix}"):
+        pid = tmp.name[len(dst.stem) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: running
+    return True
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:

@@ -3,6 +3,8 @@ complete, and a writer that fails leaves the previous file as it was and no part
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from benchmarks.files import atomic_path, write_text_atomic
@@ -56,3 +58,17 @@ def test_results_csv_and_config_are_written_atomically(tmp_path, monkeypatch):
     assert rows and float(rows[0]["latency_p50"]) > 0
     save_config(RunConfig(), tmp_path / "config.yaml")
     assert _partials(tmp_path) == [] and (tmp_path / "config.yaml").read_text().startswith("seed: 0")
+
+
+def test_a_temporary_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    import subprocess
+
+    proc = subprocess.Popen(["sleep", "0"])  # once it has exited, its pid names no running process
+    proc.wait()
+    orphan = tmp_path / f".model.{proc.pid}.partial.onnx"  # what SIGKILL mid-write leaves behind
+    orphan.write_bytes(b"half")
+    mine = tmp_path / f".model.{os.getpid()}.partial.onnx"
+    with atomic_path(tmp_path / "model.onnx") as tmp:
+        assert tmp == mine and not orphan.exists()
+        tmp.write_bytes(b"whole")
+    assert (tmp_path / "model.onnx").read_bytes() == b"whole" and _partials(tmp_path) == []
