@@ -5,13 +5,14 @@ Torch-free (pydantic, a core dependency): a board reads it with the `bench` inst
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from benchmarks.files import sha256_file
 
 __all__ = [
     "MANIFEST_VERSION",
@@ -259,14 +260,6 @@ def read_manifest(bundle: str | Path) -> Manifest:
     return parse_manifest(data, where=path)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_files(manifest: Manifest, bundle: str | Path) -> None:
     """Raise `ValueError` naming the first file the manifest lists that is missing, lies outside `bundle`
     (a `../` path or a symlink: a received bundle must not make the board read other files) or whose
@@ -285,7 +278,7 @@ def check_files(manifest: Manifest, bundle: str | Path) -> None:
             )
         if not path.is_file():
             raise ValueError(f"{path}: {what} not found")
-        if (actual := _sha256(path)) != sha:
+        if (actual := sha256_file(path)) != sha:
             raise ValueError(
                 f"{path}: sha256 {actual[:12]}… does not match the manifest's {sha[:12]}… "
                 "(changed since export?)"

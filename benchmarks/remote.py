@@ -10,7 +10,6 @@ line, and does SFTP and known_hosts checking itself.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import shlex
 import time
@@ -19,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.files import sha256_file
 from benchmarks.manifest import read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from benchmarks.targets import Board
@@ -99,14 +99,14 @@ async def _probe(conn, board: Board, files: list[str], timeout: float) -> dict:
     return json.loads(await _run(conn, [board.python, "-c", PROBE, *files], board.name, timeout))
 
 
-def _bundle_files(bundle: Path) -> dict[str, str | None]:
+def _bundle_files(bundle: Path, manifest_sha: str) -> dict[str, str | None]:
     """Relative path -> expected sha256 of every file the manifest lists, and of the manifest itself (a board
     checks them all; one without torch skips the .pt2 files, but they must be there and whole)."""
     manifest = read_manifest(bundle)
     files: dict[str, str | None] = {m.file: m.sha256 for m in manifest.models}
     if manifest.test_data is not None:
         files[manifest.test_data.file] = manifest.test_data.sha256
-    files["manifest.json"] = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()
+    files["manifest.json"] = manifest_sha
     return files
 
 
@@ -141,15 +141,13 @@ async def _venv(conn, board: Board, info: dict, wheels: Callable[[dict], Path], 
         return f"{venv}/bin"
     house = wheels(info)  # built here for the board's machine and Python, installed there offline
     remote_house = f"{board.dir}/wheelhouse/{house.name}"
-    await _push(conn, board, house, remote_house, {p.name: _sha(p) for p in house.glob("*.whl")}, timeout)
+    await _push(
+        conn, board, house, remote_house, {p.name: sha256_file(p) for p in house.glob("*.whl")}, timeout
+    )
     await _run(conn, [board.python, "-m", "venv", "--clear", venv], board.name, timeout)
     pip = [f"{venv}/bin/python", "-m", "pip", "install", "-q", "--no-index", "--find-links", remote_house]
     await _run(conn, [*pip, "edgekd[bench]"], board.name, timeout)
     return f"{venv}/bin"
-
-
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _as_board_record(line: str, board: Board) -> BenchRecord:
@@ -192,14 +190,15 @@ async def _bench_board(board: Board, bundle: Path, results: Path, opts: dict, lo
     import asyncssh
 
     run, t0, on_event, timeout = BoardRun(board), time.monotonic(), opts["on_event"], opts["timeout"]
-    bundle_id = hashlib.sha256((bundle / "manifest.json").read_bytes()).hexdigest()[:16]
+    manifest_sha = sha256_file(bundle / "manifest.json")
+    bundle_id = manifest_sha[:16]
     remote_bundle, remote_run = f"{board.dir}/bundles/{bundle_id}", f"{board.dir}/runs/{bundle_id}"
     async with lock:  # one suite per board at a time: measurements never overlap on a board
         try:
             async with await _connect(board, opts["known_hosts"], opts["trust_new_host"], timeout) as conn:
                 on_event(board.name, f"connected to {board.address}")
                 info = await _probe(conn, board, [], timeout)
-                await _push(conn, board, bundle, remote_bundle, _bundle_files(bundle), timeout)
+                await _push(conn, board, bundle, remote_bundle, _bundle_files(bundle, manifest_sha), timeout)
                 on_event(board.name, f"bundle in place ({info['machine']}, Python {info['python']})")
                 bin_ = await _venv(conn, board, info, opts["wheels"], timeout)
                 await _reset_results(conn, board, results, f"{remote_run}/results.jsonl", opts["resume"])

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import re
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
-from benchmarks.files import atomic_path  # noqa: F401  (export's writers use it from here)
+from benchmarks.files import atomic_path, sha256_file  # noqa: F401  (export's writers use them from here)
 
 __all__ = ["atomic_path", "sha256_file", "quiet_converters", "native_stderr_hidden", "failure_reason"]
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 VERBOSE_ENV = "EDGEKD_VERBOSE"  # set by `edgekd --verbose`: third-party log lines are shown

@@ -60,3 +60,20 @@ def write_user_zoo(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "userzoo.py").write_text(USER_ZOO)
     return folder
+
+
+def user_model(folder: Path, monkeypatch, *, seed: int = 0):
+    """`userzoo` written to `folder` and imported afresh, a seeded `tiny_net` (eval mode) and its weights
+    saved as `folder/w.pt`: the user model a config names as `{factory: "userzoo:tiny_net", path: ...}`."""
+    import sys
+
+    import torch
+
+    monkeypatch.syspath_prepend(str(write_user_zoo(folder)))
+    sys.modules.pop("userzoo", None)
+    import userzoo
+
+    torch.manual_seed(seed)
+    net = userzoo.tiny_net().eval()
+    torch.save(net.state_dict(), folder / "w.pt")
+    return net, folder / "w.pt"

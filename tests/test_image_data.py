@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import yaml
 from benchmarks.manifest import read_manifest
 from benchmarks.preprocess import decode_image, image_steps, to_float
 from tests.conftest import edgekd_main
-from tests.image_data import write_image_folder, write_user_zoo
+from tests.image_data import user_model, write_image_folder
 from tests.test_bad_input import _error_line
 from toolkit.config import RunConfig
 from toolkit.data import load_splits
@@ -187,16 +186,9 @@ def test_bad_arrays_are_one_line(tmp_path, monkeypatch, capsys):
 def test_run_end_to_end_on_an_image_folder_with_a_factory_teacher(tmp_path, monkeypatch, capsys, side):
     """`edgekd run` on PNG+JPEG RGB images of mixed sizes, teacher `{factory, path}`: every file passes
     parity, the manifest and report carry the class names and the preprocessing steps."""
-    import torch
 
     write_image_folder(tmp_path / "imgs")
-    zoo = write_user_zoo(tmp_path / "zoo")
-    monkeypatch.syspath_prepend(str(zoo))
-    sys.modules.pop("userzoo", None)
-    import userzoo
-
-    torch.manual_seed(0)
-    torch.save(userzoo.tiny_net().state_dict(), zoo / "w.pt")
+    _, weights = user_model(tmp_path / "zoo", monkeypatch)
     cfg = {
         "data": {
             "kind": "image_folder",
@@ -204,7 +196,7 @@ def test_run_end_to_end_on_an_image_folder_with_a_factory_teacher(tmp_path, monk
             "resize": [side, side],
             "cache_dir": str(tmp_path / "cache"),
         },
-        "teacher": {"source": {"factory": "userzoo:tiny_net", "path": str(zoo / "w.pt")}},
+        "teacher": {"source": {"factory": "userzoo:tiny_net", "path": str(weights)}},
         "student": {"arch": "cnn_student", "epochs": 2, "batch_size": 16},
         "export": {
             "formats": ["onnx", "tflite"],
@@ -246,15 +238,8 @@ def test_teacher_with_its_own_size_and_normalization(tmp_path, monkeypatch, caps
     from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
 
     write_image_folder(tmp_path / "imgs", {"cat": 12, "dog": 12, "fox": 12})
-    zoo = write_user_zoo(tmp_path / "zoo")
-    monkeypatch.syspath_prepend(str(zoo))
-    sys.modules.pop("userzoo", None)
-    import userzoo
-
-    torch.manual_seed(1)
-    raw = userzoo.tiny_net().eval()
-    torch.save(raw.state_dict(), zoo / "w.pt")
-    source = {"factory": "userzoo:tiny_net", "path": str(zoo / "w.pt")}
+    raw, weights = user_model(tmp_path / "zoo", monkeypatch, seed=1)
+    source = {"factory": "userzoo:tiny_net", "path": str(weights)}
     source |= {"input_size": [48, 48], "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     data = {"kind": "image_folder", "root": str(tmp_path / "imgs"), "resize": [24, 24]}
     cfg = {"data": {**data, "cache_dir": str(tmp_path / "cache")}, "teacher": {"source": source}}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import yaml
@@ -12,7 +11,8 @@ import yaml
 from benchmarks.manifest import read_manifest
 from benchmarks.records import read_records
 from tests.conftest import edgekd_main
-from tests.image_data import write_image_folder, write_user_zoo
+from tests.image_data import user_model as make_user_model
+from tests.image_data import write_image_folder
 from tests.test_bad_input import _error_line
 
 pytest.importorskip("PIL")
@@ -23,14 +23,7 @@ torch = pytest.importorskip("torch")
 def user_model(tmp_path, monkeypatch):
     """An image folder, a data config for it, and `userzoo:tiny_net` with saved weights on sys.path."""
     write_image_folder(tmp_path / "imgs", {"cat": 16, "dog": 12, "fox": 8})
-    zoo = write_user_zoo(tmp_path / "zoo")
-    monkeypatch.syspath_prepend(str(zoo))
-    sys.modules.pop("userzoo", None)
-    import userzoo
-
-    torch.manual_seed(0)
-    net = userzoo.tiny_net().eval()
-    torch.save(net.state_dict(), zoo / "w.pt")
+    net, _ = make_user_model(tmp_path / "zoo", monkeypatch)
     cfg = {
         "data": {
             "kind": "image_folder",

@@ -362,12 +362,9 @@ def _bench_remote(path: Path, boards, suite, results, overrides, **remote) -> Ed
     """`edgekd bench --target/--targets`: every board at once, a line per board event, a table at the end."""
     from benchmarks.remote import run_boards
     from benchmarks.wheelhouse import build_wheelhouse
-    from toolkit.pipeline import RunDir
-    from toolkit.pipeline.bench_stage import bench_suite
+    from toolkit.pipeline.bench_stage import bench_paths, bench_suite
 
-    run = RunDir(path) if (path / "bundle").is_dir() else None
-    bundle = run.bundle if run is not None else path
-    results = results or (run.results if run is not None else Path("results.jsonl"))
+    run, bundle, results = bench_paths(path, results)
     if run is not None and suite is None:  # the run's own bench settings travel as flags
         s = bench_suite(run, None)
         base = dict(threads=s.threads, batch_sizes=s.batch_sizes, min_runs=s.min_runs)

@@ -14,7 +14,7 @@ from toolkit.config import BenchSettings, load_config
 from toolkit.errors import EdgekdError
 from toolkit.pipeline.rundir import RunDir
 
-__all__ = ["BenchOutcome", "bench_failure", "bench_suite", "rotate_results", "run_bench"]
+__all__ = ["BenchOutcome", "bench_failure", "bench_paths", "bench_suite", "rotate_results", "run_bench"]
 
 
 @dataclass
@@ -57,6 +57,14 @@ def rotate_results(results: Path) -> Path | None:
     return results.rename(results.with_name(f"results-{stamp}.jsonl"))
 
 
+def bench_paths(path: Path, results: Path | None) -> tuple[RunDir | None, Path, Path]:
+    """(the run directory `path` is, if it is one; what to measure; the JSONL to append to): a run's
+    bundle and RUN/bench/results.jsonl, else `path` itself and ./results.jsonl, unless `results` is given."""
+    run = RunDir(path) if (path / "bundle").is_dir() else None
+    models = run.bundle if run is not None else path
+    return run, models, results or (run.results if run is not None else Path("results.jsonl"))
+
+
 def run_bench(
     path: Path,
     *,
@@ -70,10 +78,8 @@ def run_bench(
     """Benchmark a run directory's bundle, a bundle, a model file or a folder; append records to `results`
     (default RUN/bench/results.jsonl, else ./results.jsonl) and rewrite results.csv beside it. With
     `resume`, rounds already in `results` are not measured again."""
-    run = RunDir(path) if (path / "bundle").is_dir() else None
-    models = run.bundle if run is not None else path
+    run, models, results = bench_paths(path, results)
     chosen = bench_suite(run, suite, **overrides)
-    results = results or (run.results if run is not None else Path("results.jsonl"))
     if results.suffix == ".csv":
         raise ValueError(f"{results}: --results is the JSONL file; results.csv is written beside it")
     done = run_suite(models, results, chosen, shape=shape, on_result=on_result, resume=resume)
