@@ -74,7 +74,7 @@ arm:
 
 # Only the SSH board tests, the emulated aarch64 one included, with their wall time.
 test-arm: install data sshd arm
-	@start=$$(date +%s); $(BIN)/python -m pytest -q tests/test_remote.py; rc=$$?; \
+	@start=$$(date +%s); $(BIN)/python -m pytest -q -s tests/test_remote.py; rc=$$?; \
 	  echo "test-arm: $$(( $$(date +%s) - start )) s"; exit $$rc
 
 demo: install data

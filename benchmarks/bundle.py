@@ -21,7 +21,7 @@ import numpy as np
 
 from benchmarks.backends import available, backend_for
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
-from benchmarks.manifest import FILE_SUFFIXES, check_files, read_manifest
+from benchmarks.manifest import FILE_SUFFIXES, Manifest, ModelEntry, check_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from benchmarks.suite import Suite, resolve_target
 
@@ -50,6 +50,7 @@ class ModelFile:
     format: str = ""
     precision: str = "unknown"
     layout: str = "NCHW"  # the file's input layout; a bundle's test data and declared shape are NCHW
+    reference: dict[str, Any] | None = None  # BenchConfig.reference: the export machine's outputs
 
 
 @dataclass
@@ -91,7 +92,9 @@ def find_models(path: str | Path) -> ModelSet:
     manifest = read_manifest(path)
     check_files(manifest, path)  # a received bundle: every file present, inside it and unchanged
     files = [
-        ModelFile(str(path / e.file), e.name, e.role, e.format, e.precision, e.layout)
+        ModelFile(
+            str(path / e.file), e.name, e.role, e.format, e.precision, e.layout, _reference(e, manifest, path)
+        )
         for e in manifest.models
     ]
     return ModelSet(
@@ -100,6 +103,15 @@ def find_models(path: str | Path) -> ModelSet:
         preprocessing=manifest.input.preprocessing.model_dump(),
         input_shape=list(manifest.input.shape),
     )
+
+
+def _reference(entry: ModelEntry, manifest: Manifest, bundle: Path) -> dict[str, Any] | None:
+    """What the accuracy pass compares `entry`'s outputs with: the manifest's reference outputs, if any."""
+    ref = manifest.reference_outputs
+    if ref is None or entry.file not in ref.arrays:
+        return None
+    return {"path": str(bundle / ref.file), "key": ref.arrays[entry.file], "rows": ref.rows,
+            "machine": ref.machine, "tolerance": dict(entry.parity.tolerance)}  # fmt: skip
 
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")  # what `edgekd export` writes beside the bundle, and its short form
@@ -271,6 +283,7 @@ def plan_configs(
             precision=file.precision,
             data_path=data_path,
             preprocessing=preprocessing,
+            reference=file.reference if data_path is not None else None,
             backend_options=dict(suite.backend_options.get(backend, {})),
             input_shape=shape if shape is not None else input_shape,
             warmup=suite.warmup,
@@ -316,10 +329,16 @@ class BundleRun:
     n_files: int = 0
 
 
-def _with_accuracy(record: BenchRecord, known: tuple[float | None, int | None, int, int]) -> BenchRecord:
-    accuracy, n, round_, order = known
+def _with_accuracy(record: BenchRecord, measured: tuple[BenchRecord, int, int]) -> BenchRecord:
+    first, round_, order = measured
     note = f"accuracy measured once per file and backend (round {round_}, position {order}), copied here"
-    return replace(record, accuracy=accuracy, n_accuracy=n, notes=[*record.notes, note])
+    return replace(
+        record,
+        accuracy=first.accuracy,
+        n_accuracy=first.n_accuracy,
+        output_check=first.output_check,
+        notes=[*record.notes, note],
+    )
 
 
 def run_suite(
@@ -392,7 +411,7 @@ def _run_configs(
     measured: set[tuple] = frozenset(),
 ) -> BundleRun:
     """`run_suite`'s loop over the planned configurations, in shuffled rounds; `note` goes on each record."""
-    accuracy: dict[tuple[str, str | None], tuple[float | None, int | None, int, int]] = {}
+    accuracy: dict[tuple[str, str | None], tuple[BenchRecord, int, int]] = {}
     cannot: dict[tuple[str, int], str] = {}  # (file, batch) -> skip reason: no worker needed next time
     failed: set[int] = set()  # configurations that failed: their later rounds would fail the same way
     ran = False
@@ -424,7 +443,7 @@ def _run_configs(
         if key in accuracy:
             record = _with_accuracy(record, accuracy[key])
         elif record.accuracy is not None:
-            accuracy[key] = (record.accuracy, record.n_accuracy, round_, order)
+            accuracy[key] = (record, round_, order)
         if note is not None:
             record = replace(record, notes=[*record.notes, note])
         append_record(results, record)

@@ -145,6 +145,7 @@ def run_benchmark(config: BenchConfig, *, python: str = sys.executable, timeout:
         file_size_bytes=os.path.getsize(config.model_path),
         accuracy=result["accuracy"],
         n_accuracy=result["n_accuracy"],
+        output_check=result.get("output_check"),
         machine=machine_facts(),
         runtime_version=result["runtime_version"],
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -26,6 +26,7 @@ __all__ = [
     "Preprocessing",
     "ImageStep",
     "TestData",
+    "ReferenceOutputs",
     "ManifestKey",
     "parse_manifest",
     "read_manifest",
@@ -99,6 +100,16 @@ class TestData(_Strict):
     file: str
     n: int = Field(ge=1)
     sha256: Sha256
+
+
+class ReferenceOutputs(_Strict):
+    """Each file's outputs on the first `rows` test images where it was exported (benchmarks/outputs.py)."""
+
+    file: str
+    sha256: Sha256
+    rows: int = Field(ge=1)
+    machine: str = Field(min_length=1)  # "x86_64, <CPU model>": where the outputs were computed
+    arrays: dict[str, str]  # model file (as in `models`) -> array name in `file`
 
 
 class Parity(_Strict):
@@ -193,6 +204,7 @@ class Manifest(_Strict):
     failures: list[Failure]
     exported_on: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str | None]
+    reference_outputs: ReferenceOutputs | None = None
 
     @model_validator(mode="after")
     def _one_entry_per_key(self) -> Manifest:
@@ -269,6 +281,9 @@ def check_files(manifest: Manifest, bundle: str | Path) -> None:
     named = [(m.file, m.sha256, "model file") for m in manifest.models]
     if manifest.test_data is not None:
         named.append((manifest.test_data.file, manifest.test_data.sha256, "test data file"))
+    if manifest.reference_outputs is not None:
+        ref = manifest.reference_outputs
+        named.append((ref.file, ref.sha256, "reference outputs file"))
     for file, sha, what in named:
         path = bundle / file
         resolved = path.resolve()

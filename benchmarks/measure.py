@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.backends import backend_for, load_backend
+from benchmarks.outputs import batched_outputs, normalize, output_check
 from benchmarks.records import LatencyStats
 
 if TYPE_CHECKING:
     from benchmarks.protocol import BenchConfig
 
 __all__ = ["measure", "time_runs", "time_streams", "feed_shape"]
-
-_DEFAULT_PREPROCESSING = {"scale": 1 / 255, "mean": [0.0], "std": [1.0]}
 
 
 def time_runs(
@@ -141,8 +140,9 @@ ACCURACY_BATCH = 256
 
 def _accuracy(
     config: BenchConfig, run: Callable[[np.ndarray], np.ndarray], x_like: np.ndarray
-) -> tuple[float, int]:
-    """Top-1 accuracy over `config.data_path`, in batches shaped like `x_like` (last batch padded)."""
+) -> tuple[float, int, dict[str, Any] | None]:
+    """Top-1 accuracy over `config.data_path`, in batches shaped like `x_like` (last batch padded), and the
+    first rows' outputs checked against `config.reference` when the bundle ships one."""
     path = config.data_path
     with np.load(path) as data:
         if "x" not in data or "y" not in data:
@@ -157,19 +157,22 @@ def _accuracy(
             f"{path}: examples have shape {list(xs.shape[1:])}, model {config.model_path} "
             f"expects {list(x_like.shape[1:])}"
         )
-    pre = {**_DEFAULT_PREPROCESSING, **(config.preprocessing or {})}
-    mean = np.asarray(pre["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(pre["std"], dtype=np.float32).reshape(1, -1, 1, 1)
-    batch = x_like.shape[0]
-    correct = 0
+    ref = config.reference
+    rows = int(ref["rows"]) if ref is not None else 0
+    batch, correct, head = x_like.shape[0], 0, []
     for start in range(0, len(xs), batch):
-        chunk = (xs[start : start + batch].astype(np.float32) * float(pre["scale"]) - mean) / std
-        n = len(chunk)
-        if n < batch:  # fixed-batch models need a full batch; padded rows are dropped below
-            chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), np.float32)])
-        logits = np.asarray(run(chunk.astype(np.float32))).reshape(batch, -1)[:n]
-        correct += int((logits.argmax(axis=1) == ys[start : start + n]).sum())
-    return correct / len(xs), len(xs)
+        logits = batched_outputs(run, normalize(xs[start : start + batch], config.preprocessing), batch)
+        correct += int((logits.argmax(axis=1) == ys[start : start + len(logits)]).sum())
+        if start < rows:
+            head.append(logits)
+    return correct / len(xs), len(xs), _output_check(ref, head) if ref is not None else None
+
+
+def _output_check(ref: dict[str, Any], head: list[np.ndarray]) -> dict[str, Any]:
+    with np.load(ref["path"]) as data:
+        reference = data[ref["key"]]
+    out = np.concatenate(head)[: len(reference)]
+    return output_check(out, reference, ref["tolerance"], machine=ref["machine"])
 
 
 def _affinity() -> list[int] | None:
@@ -242,11 +245,11 @@ def measure(config: BenchConfig) -> dict[str, Any]:
     # to catch short peaks. Read it before the accuracy pass so the dataset does not count.
     peak_mb, _ = memory_mb()
 
-    accuracy = n_accuracy = None
+    accuracy = n_accuracy = check = None
     if config.data_path is not None:
         # Accuracy does not depend on the batch: a file with a dynamic batch axis runs it 256 at a time.
         like = np.zeros((ACCURACY_BATCH, *x.shape[1:]), x.dtype) if spec[1] and spec[1][0] is None else x
-        accuracy, n_accuracy = _accuracy(config, lambda a: backend.run(handle, a), like)
+        accuracy, n_accuracy, check = _accuracy(config, lambda a: backend.run(handle, a), like)
 
     samples = [s for stream in per_stream for s in stream]
     images = config.batch_size * len(samples)
@@ -265,6 +268,7 @@ def measure(config: BenchConfig) -> dict[str, Any]:
         "rss_increase_mb": peak_mb - baseline_mb if peak_mb is not None and baseline_mb is not None else None,
         "accuracy": accuracy,
         "n_accuracy": n_accuracy,
+        "output_check": check,
         "input_shape": list(x.shape),
         "cpu_affinity": _affinity(),
         "backend_info": info,

@@ -53,6 +53,9 @@ class BenchConfig:
     target: dict[str, Any] = field(default_factory=_default_target)
     data_path: str | None = None  # .npz with uint8 x (N, C, H, W) and int64 y
     preprocessing: dict[str, Any] | None = None  # {"scale", "mean", "std"}; float = (x*scale - mean)/std
+    # The bundle's reference outputs for this file {"path", "key", "rows", "machine", "tolerance"}: the
+    # accuracy pass compares its first rows' outputs with them (benchmarks/outputs.py).
+    reference: dict[str, Any] | None = None
     # Passed to the backend's load() as keyword arguments (execution provider, XNNPACK, delegate, ...).
     backend_options: dict[str, Any] = field(default_factory=dict)
     streams: int = 1  # concurrent streams, each a thread with its own loaded model

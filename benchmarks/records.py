@@ -127,6 +127,8 @@ class BenchRecord:
     backend_options: dict[str, Any] = field(default_factory=dict)
     backend_info: dict[str, Any] | None = None  # backend.describe(): providers, delegate, XNNPACK, ...
     notes: list[str] = field(default_factory=list)
+    # The first test rows' outputs against the bundle's reference outputs (benchmarks/outputs.py).
+    output_check: dict[str, Any] | None = None
     # The format's version; records written before it existed read as version 1.
     schema_version: int = RECORD_VERSION
 

@@ -106,6 +106,8 @@ def _bundle_files(bundle: Path, manifest_sha: str) -> dict[str, str | None]:
     files: dict[str, str | None] = {m.file: m.sha256 for m in manifest.models}
     if manifest.test_data is not None:
         files[manifest.test_data.file] = manifest.test_data.sha256
+    if manifest.reference_outputs is not None:
+        files[manifest.reference_outputs.file] = manifest.reference_outputs.sha256
     files["manifest.json"] = manifest_sha
     return files
 
@@ -129,11 +131,11 @@ async def _push(conn, board: Board, local: Path, remote: str, want: dict[str, st
 
 
 async def _venv(conn, board: Board, info: dict, wheels: Callable[[dict], Path], timeout: float) -> str:
-    """edgekd's venv on the board (reused when its edgekd version is this one); its bin folder."""
-    from benchmarks.wheelhouse import edgekd_version
+    """edgekd's venv on the board (reused when it was built from this edgekd's source); its bin folder."""
+    from benchmarks.wheelhouse import edgekd_build, edgekd_version
 
     version = edgekd_version()
-    venv = f"{board.dir}/venv-{version}"
+    venv = f"{board.dir}/venv-{edgekd_build()}"
     found = await conn.run(
         shlex.join([f"{venv}/bin/python", "-c", VERSION_PROBE]), check=False, timeout=timeout
     )

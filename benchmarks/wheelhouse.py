@@ -6,6 +6,7 @@ internet), cached per (machine, Python) and pushed to the board, which installs 
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["BENCH_REQUIREMENTS", "platform_tags", "build_wheelhouse", "edgekd_version"]
+__all__ = ["BENCH_REQUIREMENTS", "platform_tags", "build_wheelhouse", "edgekd_version", "edgekd_build"]
 
 # The core and the bench extra (pyproject.toml): what `edgekd bench` needs on a board.
 BENCH_REQUIREMENTS = [
@@ -33,6 +34,17 @@ def edgekd_version() -> str:
     return metadata.version("edgekd")
 
 
+def edgekd_build() -> str:
+    """`<version>-<12 hex>`: the version and a digest of edgekd's source files, so a board never keeps a
+    venv or wheel built from other code under the same version number."""
+    digest = hashlib.sha256()
+    for pkg in ("toolkit", "export", "benchmarks"):
+        for path in sorted((SOURCE / pkg).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                digest.update(path.relative_to(SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
+    return f"{edgekd_version()}-{digest.hexdigest()[:12]}"
+
+
 def platform_tags(machine: str, glibc: str | None) -> list[str]:
     """pip `--platform` tags for a Linux board: manylinux from 2014 up to its glibc."""
     major, minor = (int(p) for p in (glibc or "2.17").split(".")[:2])
@@ -49,10 +61,13 @@ def _pip(args: list[str], where: str) -> None:
 
 def _own_wheel(dest: Path) -> Path:
     """edgekd's wheel at this version, built from a copy of the source tree (nothing written into it)."""
-    version = edgekd_version()
+    version, build = edgekd_version(), edgekd_build()
+    marker = dest / ".edgekd-build"
     found = sorted(dest.glob(f"edgekd-{version}-*.whl"))
-    if found:
+    if found and marker.is_file() and marker.read_text() == build:
         return found[0]
+    for stale in dest.glob("edgekd-*.whl"):  # built from other source: never pushed to a board
+        stale.unlink()
     if not (SOURCE / "pyproject.toml").is_file():
         raise RuntimeError(f"{SOURCE}: no edgekd source tree to build the board's wheel from")
     with tempfile.TemporaryDirectory(prefix="edgekd-src-") as tmp:
@@ -62,6 +77,7 @@ def _own_wheel(dest: Path) -> Path:
         for pkg in ("toolkit", "export", "benchmarks"):
             shutil.copytree(SOURCE / pkg, src / pkg, ignore=shutil.ignore_patterns("__pycache__"))
         _pip(["wheel", "-q", "--no-deps", "-w", str(dest), str(src)], str(SOURCE))
+    marker.write_text(build)
     return next(dest.glob(f"edgekd-{version}-*.whl"))
 
 

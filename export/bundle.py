@@ -22,6 +22,7 @@ __all__ = [
     "file_entry",
     "variant_file_name",
     "write_test_data",
+    "write_reference_outputs",
     "write_manifest",
     "write_archive",
     "library_versions",
@@ -108,6 +109,47 @@ def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> dict:
     return {"file": "data/test.npz", "n": int(len(y)), "sha256": sha256_file(dst)}
 
 
+def _file_outputs(path: Path, x: np.ndarray, backend: str) -> np.ndarray:
+    """The file's logits on `x` through the benchmark backend a board runs (fixed-batch files padded)."""
+    from benchmarks.backends import load_backend
+    from benchmarks.outputs import batched_outputs
+
+    mod = load_backend(backend)
+    handle = mod.load(str(path), threads=os.cpu_count() or 1)
+    batch = mod.input_spec(handle)[1][0] or 256
+    return batched_outputs(lambda a: mod.run(handle, a), x, batch)
+
+
+def write_reference_outputs(
+    bundle: Path, models: list[dict], preprocessing: dict, x_uint8: np.ndarray
+) -> dict | None:
+    """`data/reference.npz`: each ONNX/TFLite file's logits on the first test images, computed here, so a
+    board can show its runtime gives the same (benchmarks/outputs.py); None when no file runs here."""
+    from benchmarks.backends import available, backend_for
+    from benchmarks.machine import machine_facts
+    from benchmarks.outputs import REFERENCE_ROWS, normalize
+
+    x = normalize(np.asarray(x_uint8[:REFERENCE_ROWS]), preprocessing)
+    arrays, names = {}, {}
+    for i, m in enumerate(models):
+        backend = m["parity"].get("backend") or backend_for(m["file"])
+        if m["format"] == "torch" or not available(backend):
+            continue
+        feed = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if m.get("layout") == "NHWC" else x
+        names[m["file"]] = f"m{i}"
+        arrays[f"m{i}"] = _file_outputs(bundle / m["file"], feed, backend)
+    if not arrays:
+        return None
+    dst = bundle / "data" / "reference.npz"
+    tmp = dst.with_name(".reference.partial.npz")
+    _write_npz(tmp, **arrays)
+    os.replace(tmp, dst)
+    facts = machine_facts()
+    machine = ", ".join(str(v) for v in (facts.get("arch"), facts.get("cpu_model")) if v)
+    return {"file": "data/reference.npz", "sha256": sha256_file(dst), "rows": len(x), "machine": machine,
+            "arrays": names}  # fmt: skip
+
+
 def parity_failures(models: list[dict]) -> list[dict]:
     """A failure for every written file that missed its parity tolerance; its `file` stays in the bundle."""
     out = []
@@ -133,6 +175,7 @@ def write_manifest(
     labels: list[str],
     test_data: dict,
     failures: list[dict],
+    reference_outputs: dict | None = None,
 ) -> dict:
     """Write `manifest.json` last and atomically: a bundle without it is incomplete by definition.
 
@@ -148,7 +191,8 @@ def write_manifest(
             "failures": failures + parity_failures(models),
             "exported_on": {"machine": platform.machine(), "python": platform.python_version()},
             "versions": library_versions(),
-        },
+        }
+        | ({"reference_outputs": reference_outputs} if reference_outputs is not None else {}),
         where=bundle / "manifest.json",
     )
     path = bundle / "manifest.json"

@@ -125,6 +125,58 @@ def test_benchmark_accuracy_is_the_parity_accuracy_of_each_file(tiny_run):
             assert abs(r["accuracy"] - p["torch_accuracy"]) <= 1e-3, name
 
 
+def test_every_record_reproduces_the_export_machines_outputs(tiny_run):
+    """The bundle ships each ONNX/TFLite file's outputs on its first test images; the bench accuracy pass
+    compares them (here the same machine: within the file's own parity tolerance)."""
+    manifest = json.loads((tiny_run / "bundle" / "manifest.json").read_text())
+    ref = manifest["reference_outputs"]
+    shipped = {m["file"] for m in manifest["models"] if m["format"] != "torch"}
+    assert set(ref["arrays"]) == shipped and ref["rows"] == 300  # the tiny test split has 300 images
+    records = [json.loads(line) for line in (tiny_run / "bench" / "results.jsonl").read_text().splitlines()]
+    for r in records:
+        check = r["output_check"]
+        if r["format"] == "torch":
+            assert check is None
+            continue
+        assert check["rows"] == 300 and check["passed"], (r["file"], check)
+        assert check["tolerance"] == next(m["parity"]["tolerance"] for m in manifest["models"]
+                                          if r["file"].endswith(m["file"]))  # fmt: skip
+        if r["precision"] == "fp32":
+            assert check["max_abs_diff"] <= 1e-4, (r["file"], check)
+    report = (tiny_run / "report" / "report.md").read_text()
+    section = report[report.index("## Outputs against the export machine") :]
+    assert "| Max abs diff |" in section and "**OUTPUTS DIFFER**" not in section
+    assert sum(line.startswith("| native |") for line in section.splitlines()) == len(shipped)
+
+
+def test_a_file_that_gives_other_outputs_fails_its_output_check(tiny_run, tmp_path):
+    """Reference outputs that are not the file's (the teacher's, relabelled as the student's) fail the check,
+    even though the file and its accuracy are untouched."""
+    import shutil
+
+    import numpy as np
+
+    from benchmarks.bundle import run_suite
+    from benchmarks.files import sha256_file
+    from benchmarks.suite import Suite
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_run / "bundle", bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    ref = manifest["reference_outputs"]
+    with np.load(bundle / ref["file"]) as data:
+        arrays = dict(data)
+    arrays[ref["arrays"]["student_kd.onnx"]] = arrays[ref["arrays"]["teacher.onnx"]]
+    np.savez(bundle / ref["file"], **arrays)
+    ref["sha256"] = sha256_file(bundle / ref["file"])
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    suite = Suite(name="t", threads=[1], batch_sizes=[1], repeats=1, warmup=0, min_runs=3, min_time_s=0)
+    run = run_suite(bundle / "student_kd.onnx", tmp_path / "r.jsonl", suite)
+    (record,) = run.records
+    check = record.output_check
+    assert not check["passed"] and check["max_abs_diff"] > 1e-3 and check["rows"] == 300, check
+
+
 def _failing_config(tmp_path):
     import yaml
 

@@ -258,13 +258,17 @@ def test_machine_facts_say_board_only_where_there_is_one():
 @pytest.mark.usefixtures("package_index")
 def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
     """A real aarch64 userland (Debian arm64 under qemu-user) reached over SSH: edgekd installs its aarch64
-    wheels there, every ONNX/TFLite file runs, scores as on x86, and is labelled emulated, never a board."""
+    wheels there, every ONNX/TFLite file runs, gives the x86 outputs within its parity tolerance, scores as
+    on x86, and is labelled emulated, never a board, in the records and in `report --compare`."""
     from tests import arm64
 
     if (why := arm64.missing()) is not None:
         pytest.skip(f"no arm64 root: {why}")
     root = arm64.arm64_root()
     shutil.rmtree(root / "root" / "edgekd-test", ignore_errors=True)
+    arm_run = tmp_path / "arm-run"  # the x86 run's files, with the board's results as its bench
+    shutil.copytree(tiny_run, arm_run, ignore=shutil.ignore_patterns("bench", "report"))
+    results = arm_run / "bench" / "results.jsonl"
     key = keygen(tmp_path / "client")
     board = start_sshd(tmp_path / "sshd", key, chroot=root)
     try:
@@ -273,8 +277,7 @@ def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
         spec = {"host": "127.0.0.1", "port": board.port, "user": "root", "key": str(key)}
         targets = tmp_path / "t.yaml"
         targets.write_text(yaml.safe_dump({"boards": {"qemu-arm64": {**spec, "dir": "/root/edgekd-test"}}}))
-        results = tmp_path / "results.jsonl"
-        proc = _bench(tiny_run, targets, known, results, "--repeats", "1")
+        proc = _bench(tiny_run / "bundle", targets, known, results, "--repeats", "1")
         _, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err[-3000:]
     finally:
@@ -284,11 +287,25 @@ def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
     parity = {(m["name"], m["format"], m["precision"]): m["parity"] for m in manifest["models"]}
     shipped = {k for k in parity if k[1] != "torch"}
     assert {(r["model"], r["format"], r["precision"]) for r in records} == shipped
-    for r in records:
+    print(f"\noutputs on aarch64 against {manifest['reference_outputs']['machine']}:")
+    for r in sorted(records, key=lambda r: r["file"]):
         assert r["machine"]["arch"] == "aarch64" and r["target"]["kind"] == "emulated"
         assert (
             r["target"]["label"] == f"qemu-arm64: emulated aarch64 (qemu-user) on {r['machine']['cpu_model']}"
         )
-        x86 = parity[(r["model"], r["format"], r["precision"])]
+        x86, check = parity[(r["model"], r["format"], r["precision"])], r["output_check"]
+        print(f"  {Path(r['file']).name:28} {r['backend']:12} max |diff| {check['max_abs_diff']:.3g}"
+              f"  top-1 agreement {check['top1_agreement']:.4f}  tolerance {check['tolerance']}")  # fmt: skip
+        assert check["passed"] and check["rows"] == 300, (r["file"], check)
         # the same test images, scored on aarch64 kernels: at most one image in 100 may flip (int8 rounding)
         assert abs(r["accuracy"] - x86["accuracy"]) <= 0.01, (r["model"], r["format"], r["precision"])
+    out = tmp_path / "compare"
+    proc = subprocess.run([*EDGEKD, "report", "--compare", str(tiny_run), str(arm_run), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    text = (out / "compare.md").read_text()
+    header = next(line for line in text.splitlines() if "arm-run ·" in line)
+    assert "tiny ·" in header and "*qemu-arm64: emulated aarch64 (qemu-user) on" in header
+    assert "## Outputs against the export machine" in text and "**OUTPUTS DIFFER**" not in text
+    assert "| Max abs diff |" in text
+    print(text[text.index("## Outputs against") :])

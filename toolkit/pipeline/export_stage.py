@@ -231,7 +231,14 @@ def _calibration_rows(n: int, cfg) -> np.ndarray:
 def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool = False) -> dict:
     """Export every checkpoint in `run.distill`, check each against torch, write the manifest. With
     `resume`, files an earlier export wrote and checked from the same checkpoint are kept as they are."""
-    from export.bundle import JOURNAL, finished_entries, write_archive, write_manifest, write_test_data
+    from export.bundle import (
+        JOURNAL,
+        finished_entries,
+        write_archive,
+        write_manifest,
+        write_reference_outputs,
+        write_test_data,
+    )
 
     cfg = load_config(run.require(run.config, "distill"))
     names = [n for n in MODEL_NAMES if run.checkpoint(n).exists()]
@@ -268,6 +275,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
         "preprocessing": splits.preprocessing.model_dump(mode="json"),
     }
     test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
+    reference = write_reference_outputs(run.bundle, models, input_spec["preprocessing"], splits.test_x)
     manifest = write_manifest(
         run.bundle,
         models=models,
@@ -275,6 +283,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
         labels=list(spec.labels),
         test_data=test_data,
         failures=failures,
+        reference_outputs=reference,
     )
     write_archive(run.bundle)
     return manifest

@@ -11,6 +11,7 @@ from benchmarks.files import write_text_atomic
 from toolkit.report.blocks import Block, blocks_to_markdown, heading, note, para, table
 from toolkit.report.html_out import blocks_to_html
 from toolkit.report.markdown import machine_facts
+from toolkit.report.outputs import output_check_blocks
 from toolkit.report.rows import ReportRow, sort_key
 from toolkit.report.run import RunData, load_run
 from toolkit.report.significance import Difference, compare_rounds, slower_by_more_than
@@ -197,7 +198,7 @@ def compare_blocks(runs: list[RunData]) -> list[Block]:
                 "they describe that setup, not the device it imitates."
             )
         )
-    return blocks + [table(compare_table(runs))]
+    return blocks + [table(compare_table(runs))] + output_check_blocks([r for run in runs for r in run.rows])
 
 
 def build_compare_report(run_dirs: list[Path], *, out_dir: Path) -> Path:

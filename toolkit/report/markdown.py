@@ -9,6 +9,7 @@ from typing import Any
 from benchmarks.records import BenchRecord
 from benchmarks.stats import COVERED_ROUNDS, STABLE_SPREAD
 from toolkit.report.blocks import Block, heading, image, note, para, table
+from toolkit.report.outputs import output_check_blocks
 from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
 from toolkit.report.rows import ReportRow
@@ -319,6 +320,7 @@ def report_blocks(
         blocks += [heading("Recommendation")] + [para(recommendation_text(r)) for r in recommendations]
     blocks += [heading("All variants"), table(results_table(rows)), para(_PARETO)]
     blocks += _plots(plots or {}, rows, overview)
+    blocks += output_check_blocks(rows)
     best = _best_student(rows)
     if best:
         blocks.append(para(best))

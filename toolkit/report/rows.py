@@ -60,6 +60,7 @@ class ReportRow:
     bimodal: bool = False
     speedup_ci: tuple[float, float] | None = None
     baseline_round_p50s_ms: tuple[float, ...] | None = None  # the baseline's rounds, for `vs_baseline`
+    output_check: dict[str, Any] | None = None  # the record's outputs vs the export machine's (bench)
 
     @property
     def rounds(self) -> int:
@@ -123,6 +124,7 @@ def _row_from_rounds(
     target = rec.target
     # The record's accuracy is measured on the benchmarked file; parity accuracy is the export-time fallback.
     measured = next((r for r in rounds if r.accuracy is not None), None)
+    checked = next((r.output_check for r in rounds if r.output_check is not None), None)
     size = rec.file_size_bytes or (entry.size_bytes if entry is not None else None)
     return ReportRow(
         model=rec.model,
@@ -153,6 +155,7 @@ def _row_from_rounds(
         p50_ci_ms=(pooled.ci_low_ms, pooled.ci_high_ms),
         spread=pooled.spread,
         bimodal=pooled.bimodal,
+        output_check=checked,
     )
 
 
