@@ -1,6 +1,11 @@
 """Epoch time of response KD with cached teacher logits divided by plain training of the same student.
 
     python scripts/bench_kd_epoch.py [--run RUN_DIR] [--rounds 2] [--limit N] [--device cpu|cuda] [--amp]
+                                     [--views K]
+
+With `--views K`, KD replays K stored augmented views per image (toolkit/distill/views.py) against their
+stored soft targets, the teacher's logits on every view computed once before timing (that time is printed
+too); the target for that ratio is 1.2 (it pays for the shift/flip of each batch).
 
 Both trainings run the same student, data, batch size and optimizer through `toolkit.distill.train`;
 they alternate (plain, KD, plain, KD, ...) so drift on a shared machine hits both. The teacher logits
@@ -14,16 +19,19 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
 
 from toolkit.config import RunConfig, load_config
 from toolkit.distill.train import Teacher, TrainSettings, predict, train_model
+from toolkit.distill.views import SoftTargets, ViewSpec, draw_views, teacher_view_logits
 from toolkit.models import ModelSpec, create_model
 from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
 
 TARGET = 1.15
+TARGET_VIEWS = 1.2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="float16 autocast (CUDA)")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--views", type=int, default=0, help="stored augmented views per image (0: plain KD)")
     args = parser.parse_args(argv)
 
     cfg = load_config(args.run / "config.yaml") if args.run else RunConfig()
@@ -50,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = ModelSpec(arch="cnn_teacher", input_shape=splits.input_shape, labels=splits.labels)
         teacher = create_model(spec).eval()
     logits = predict(teacher.to(args.device), x, device=args.device)
+    spec, teachers, mode, target = None, [Teacher(logits=logits)], "cached", TARGET
+    if args.views:
+        spec = ViewSpec(count=args.views, shift=2, flip=True, seed=0)
+        t0 = time.perf_counter()
+        soft = SoftTargets.from_logits(
+            teacher_view_logits(teacher, x, draw_views(len(x), spec), device=args.device), None
+        )
+        print(f"teacher logits on {args.views} views of {len(x):,} images: {time.perf_counter() - t0:.1f} s, "
+              f"{soft.bytes_per_image} bytes per image")  # fmt: skip
+        teachers, mode, target = [Teacher(view_logits=soft)], "views", TARGET_VIEWS
     student_spec = ModelSpec(arch=cfg.student.arch, kwargs=cfg.student.kwargs, input_shape=splits.input_shape)
     base = dict(epochs=1, batch_size=args.batch_size, lr=cfg.student.lr, device=args.device, amp=args.amp)
     times: dict[str, list[float]] = {"plain": [], "kd": []}
@@ -60,11 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "plain":
                 hist = train_model(model, x, y, TrainSettings(**base))
             else:
-                s = TrainSettings(
-                    **base, methods=("kd",), temperature=cfg.distill.temperature, alpha=cfg.distill.alpha
-                )
-                hist = train_model(model, x, y, s, teachers=[Teacher(logits=logits)])
-                assert hist[0]["teacher_targets"] == "cached"
+                d = cfg.distill
+                kd = dict(methods=("kd",), temperature=d.temperature, alpha=d.alpha, views=spec)
+                s = TrainSettings(**base, **kd)
+                hist = train_model(model, x, y, s, teachers=teachers)
+                assert hist[0]["teacher_targets"] == mode
             times[kind].append(hist[0]["seconds"])
             print(
                 f"round {r + 1} {kind:>5}: {hist[0]['seconds']:.2f} s "
@@ -75,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{cfg.student.arch} on {len(x):,} images, batch {args.batch_size}, {args.device}"
         f"{' AMP' if args.amp else ''}, {torch.get_num_threads()} threads: "
-        f"plain {plain:.2f} s/epoch ({len(x) / plain:,.0f} img/s), KD cached {kd:.2f} s/epoch "
-        f"({len(x) / kd:,.0f} img/s); ratio {ratio:.3f} (target <= {TARGET})"
+        f"plain {plain:.2f} s/epoch ({len(x) / plain:,.0f} img/s), KD {mode} {kd:.2f} s/epoch "
+        f"({len(x) / kd:,.0f} img/s); ratio {ratio:.3f} (target <= {target})"
     )
-    return 0 if ratio <= TARGET else 1
+    return 0 if ratio <= target else 1
 
 
 if __name__ == "__main__":

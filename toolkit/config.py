@@ -86,6 +86,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    # This model's own random shift/flip augmentation (None: distill.augment), e.g. a teacher trained
+    # augmented so that it does not memorize the images its cached logits are computed on.
+    augment: bool | None = None
 
 
 SourceKind = Literal[
@@ -178,6 +181,16 @@ class HintConfig(_Strict):
     beta: float = Field(1.0, ge=0)
 
 
+class ViewsConfig(_Strict):
+    """Stored augmented views (toolkit/distill/views.py): `count` shift/flip draws per training image, the
+    teachers' logits on each computed once; view 0 is the image itself."""
+
+    count: int = Field(4, ge=1)
+    shift: int = Field(2, ge=0)
+    flip: bool = True
+    top_k: int | None = Field(None, ge=1)  # keep only the k largest logits per view (many classes)
+
+
 class DistillConfig(_Strict):
     methods: list[Literal["kd", "dkd", "hint"]] = Field(default_factory=lambda: ["kd"], min_length=1)
     temperature: float = Field(2.0, gt=0)
@@ -185,9 +198,16 @@ class DistillConfig(_Strict):
     dkd: DKDConfig = Field(default_factory=DKDConfig)
     hint: HintConfig = Field(default_factory=HintConfig)
     augment: bool = False  # random shifts/flips; teacher targets then come from an online forward
+    views: ViewsConfig | None = None  # stored views for the KD students; the scratch control trains plain
     scratch_control: bool = True
     # Student seeds: the KD and scratch students are trained once per seed (the first one is exported).
     seeds: list[int] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _augment_or_views(self):
+        if self.augment and self.views is not None:
+            raise ValueError("augment (new random views every batch) and views (stored ones): choose one")
+        return self
 
 
 Precision = Literal["fp32", "fp16", "int8", "dynamic-int8"]
@@ -270,6 +290,8 @@ class RunConfig(_Strict):
         if not self.teachers:
             self.teachers = [self.teacher or TeacherConfig(arch="cnn_teacher", epochs=2, lr=2e-3)]
         self.teacher = None
+        if self.distill.views is not None and self.student.augment:
+            raise ValueError("student.augment draws new views every batch, distill.views replays stored ones")
         return self
 
     @property

@@ -1,9 +1,10 @@
 """The training engine: plain supervised or distillation (KD, DKD, FitNets hint, several teachers).
 
-Teacher targets come from logits cached once on the augmentation-free training images when they can
-(response KD costs about what plain training does), else from a teacher forward on every batch
-("online": random augmentation or feature KD). CPU or CUDA (AMP on CUDA); under `torchrun` the student
-is wrapped in DistributedDataParallel and each rank takes its share of every batch.
+Teacher targets come from logits cached once on the augmentation-free training images, or on stored
+augmented views of them (`views.py`), when they can (response KD then costs about what plain training
+does), else from a teacher forward on every batch ("online": random augmentation or feature KD). CPU or
+CUDA (AMP on CUDA); under `torchrun` the student is wrapped in DistributedDataParallel and each rank
+takes its share of every batch.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from toolkit.distill.losses import (
     Step,
     ensemble_logits,
 )
+from toolkit.distill.views import SoftTargets, Views, ViewSpec, draw_views, shift_flip
 
 __all__ = [
     "Teacher",
@@ -64,22 +66,32 @@ class TrainSettings:
     hint_teacher: str = "features.1"
     hint_beta: float = 1.0
     augment: bool = False  # random 2-pixel shifts and horizontal flips, seeded
+    views: ViewSpec | None = None  # replay stored augmented views (teachers' view logits stored once)
     device: str = "cpu"
     amp: bool = False  # float16 autocast + gradient scaling; CUDA only
+    # Conv weights in NHWC order while training: oneDNN's NHWC kernels train cnn_student on 2 CPU cores
+    # 1.4-1.6x faster than NCHW (scripts/bench_kd_epoch.py); the model is handed back in NCHW order.
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
         unknown = [m for m in self.methods if m not in TERMS]
         if unknown:
             raise ValueError(f"unknown distillation method(s) {unknown}; known: {TERMS.names()}")
+        if isinstance(self.views, dict):
+            self.views = ViewSpec(**self.views)
+        if self.augment and self.views is not None:
+            raise ValueError("augment draws new views every batch, views replays stored ones: choose one")
 
 
 @dataclass
 class Teacher:
-    """One teacher: its module (for online targets) and/or its logits cached on the training images."""
+    """One teacher: its module (for online targets) and/or its logits cached on the training images (or
+    on their stored views)."""
 
     model: nn.Module | None = None
     logits: np.ndarray | None = None
+    view_logits: SoftTargets | None = None
     weight: float = 1.0
     name: str = "teacher"
 
@@ -92,8 +104,8 @@ class Targets:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-# (the batch's images on the device, their rows in the training set) -> the batch's teacher targets
-TargetFn = Callable[[torch.Tensor, torch.Tensor], Targets]
+# (the batch's images on the device, their rows in the training set, their stored views or None) -> targets
+TargetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], Targets]
 
 
 class _Student(nn.Module):
@@ -150,18 +162,20 @@ class _Run:
     x: torch.Tensor | Any  # in-memory images, or a view that reads and normalizes batches (FloatView)
     y: torch.Tensor
     steps: int  # batches per epoch
+    views: Views | None = None  # the stored augmented views replayed, one per image per epoch
     workers: int = 0  # DataLoader processes reading batches (for images read from disk)
     history: list[dict] = field(default_factory=list)
     start: int = 0  # the first epoch still to train (after a resume)
 
 
 def teacher_mode(settings: TrainSettings, teachers: Sequence[Teacher]) -> str:
-    """ "none", "cached" (logits computed once) or "online" (teacher forward per batch)."""
+    """ "none", "cached" (logits computed once), "views" (logits on stored views, computed once) or
+    "online" (teacher forward per batch: random augmentation, or feature KD, on stored views too)."""
     if not teachers or not settings.methods:
         return "none"
     if settings.augment or FEATURE_METHODS & set(settings.methods):
         return "online"
-    return "cached"
+    return "views" if settings.views is not None else "cached"
 
 
 @torch.no_grad()
@@ -182,16 +196,11 @@ def accuracy(logits: np.ndarray, y: np.ndarray) -> float:
 
 def augment_batch(x: torch.Tensor, gen: torch.Generator, *, shift: int = 2) -> torch.Tensor:
     """Random shifts of up to `shift` pixels (zero padding) and horizontal flips, one draw per image."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (shift, shift, shift, shift))
+    b = len(x)
     oy = torch.randint(0, 2 * shift + 1, (b,), generator=gen)
     ox = torch.randint(0, 2 * shift + 1, (b,), generator=gen)
     flip = torch.rand(b, generator=gen) < 0.5
-    rows = oy[:, None] + torch.arange(h)
-    cols = ox[:, None] + torch.arange(w)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    out = padded[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    return shift_flip(x, oy, ox, flip, shift)
 
 
 def _dist() -> tuple[int, int]:
@@ -217,21 +226,32 @@ def _save_state(path: Path, state: dict) -> None:
 
 
 def _no_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
-    return lambda xb, idx: Targets()
+    return lambda xb, idx, view: Targets()
 
 
 def _cached_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
     # Combine the teachers once: the soft targets do not change between epochs.
     logits = [torch.from_numpy(t.logits) for t in teachers]
     table = ensemble_logits(logits, [t.weight for t in teachers], temperature=settings.temperature)
-    return lambda xb, idx: Targets(table[idx].to(device, non_blocking=True))
+    return lambda xb, idx, view: Targets(table[idx].to(device, non_blocking=True))
+
+
+def _view_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
+    weights = [t.weight for t in teachers]
+
+    def targets(xb: torch.Tensor, idx: torch.Tensor, view: torch.Tensor | None) -> Targets:
+        outs = [t.view_logits.logits(idx, view) for t in teachers]
+        logits = ensemble_logits(outs, weights, temperature=settings.temperature)
+        return Targets(logits.to(device, non_blocking=True))
+
+    return targets
 
 
 def _online_targets(settings: TrainSettings, teachers, device, taps: dict[str, FeatureTap]) -> TargetFn:
     models = [t.model.to(device).eval() for t in teachers]
     weights = [t.weight for t in teachers]
 
-    def targets(xb: torch.Tensor, idx: torch.Tensor) -> Targets:
+    def targets(xb: torch.Tensor, idx: torch.Tensor, view: torch.Tensor | None) -> Targets:
         with torch.no_grad():
             outs = [m(xb).float() for m in models]
         logits = ensemble_logits(outs, weights, temperature=settings.temperature)
@@ -241,7 +261,7 @@ def _online_targets(settings: TrainSettings, teachers, device, taps: dict[str, F
 
 
 # teacher_mode -> builder(settings, teachers, device, teacher taps by method) of the per-batch targets
-_TARGETS = {"none": _no_targets, "cached": _cached_targets, "online": _online_targets}
+_TARGETS = {"none": _no_targets, "cached": _cached_targets, "views": _view_targets, "online": _online_targets}
 
 
 def _objective(terms: Sequence[LossTerm]) -> Callable[[Step], torch.Tensor]:
@@ -284,7 +304,8 @@ def _prepare(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSett
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     terms = _terms(settings, model, teachers, x)
-    student = _Student(model, terms).to(device)
+    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    student = _Student(model, terms).to(device, memory_format=fmt)
     taps = {n: FeatureTap(teachers[0].model, t.layers[1]) for n, t in terms.items() if t.module is not None}
     steps = (len(x) + settings.batch_size - 1) // settings.batch_size
     opt = torch.optim.AdamW(student.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
@@ -309,6 +330,7 @@ def _prepare(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSett
         x=torch.from_numpy(x) if isinstance(x, np.ndarray) else x,
         y=torch.from_numpy(y),
         steps=steps,
+        views=draw_views(len(x), settings.views) if settings.views is not None else None,
     )
 
 
@@ -346,10 +368,10 @@ def _restore(run: _Run, path: Path) -> None:
     run.start, run.history = state["epoch"], state["history"]
 
 
-def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, epoch: int):
+def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, view, epoch: int):
     """One optimizer step on this rank's share of a batch; returns (loss, student logits)."""
     with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
-        targets = run.targets(xb, idx)
+        targets = run.targets(xb, idx, view)
         logits, parts = run.wrapped(xb, targets.features)
         loss = run.objective(Step(logits.float(), yb, targets.logits, parts, epoch))
     run.opt.zero_grad(set_to_none=True)
@@ -390,11 +412,16 @@ def _train_epoch(run: _Run, epoch: int, on_step: StepCallback | None) -> _Epoch:
     order = torch.randperm(len(run.x), generator=run.gen)
     batches = [order[b * s.batch_size : (b + 1) * s.batch_size] for b in range(run.steps)]
     for b, (idx, xb) in enumerate(zip(batches, _batch_images(run, batches), strict=True)):
+        view = None
         if s.augment:
             xb = augment_batch(xb, run.gen)  # drawn for the whole batch on every rank: same stream
-        idx, xb = idx[run.rank :: run.world], xb[run.rank :: run.world]  # this rank's share of the batch
+        elif run.views is not None:
+            view = torch.randint(0, run.views.spec.count, (len(idx),), generator=run.gen)
+            xb = run.views.apply(xb, idx, view)
+        share = slice(run.rank, None, run.world)  # this rank's share of the batch
+        idx, xb, view = idx[share], xb[share], view[share] if view is not None else None
         yb = run.y[idx].to(run.device, non_blocking=True)
-        loss, logits = _step(run, xb.to(run.device, non_blocking=True), yb, idx, epoch)
+        loss, logits = _step(run, xb.to(run.device, non_blocking=True), yb, idx, view, epoch)
         acc.loss += loss.item() * len(idx)
         acc.correct += int((logits.argmax(1) == yb).sum())
         acc.seen += len(idx)
@@ -462,7 +489,7 @@ def train_model(
         for tap in run.teacher_taps.values():
             tap.remove()
         run.student.remove_taps()
-    model.to("cpu")
+    model.to("cpu", memory_format=torch.contiguous_format)
     return run.history
 
 
@@ -483,6 +510,10 @@ def _check_teachers(mode: str, settings: TrainSettings, teachers: Sequence[Teach
                 raise ValueError(f"{t.name}: cached-logit training needs its logits on the training images")
             if len(t.logits) != n:
                 raise ValueError(f"{t.name}: {len(t.logits)} cached logit rows for {n} training images")
+    if mode == "views":
+        for t in teachers:
+            if t.view_logits is None or len(t.view_logits.values) != n:
+                raise ValueError(f"{t.name}: stored-view training needs logits on every view of {n} images")
     if mode == "online":
         for t in teachers:
             if t.model is None:

@@ -172,10 +172,19 @@ def _settings(ctx: _Ctx, tcfg: TrainConfig, seed: int, methods: tuple[str, ...])
         hint_student=d.hint.student_layer,
         hint_teacher=d.hint.teacher_layer,
         hint_beta=d.hint.beta,
-        augment=d.augment,
+        augment=d.augment if tcfg.augment is None else tcfg.augment,
+        views=_view_spec(ctx.cfg) if methods else None,  # the scratch control trains on the plain images
         device=ctx.device,
         amp=ctx.cfg.amp,
     )
+
+
+def _view_spec(cfg: RunConfig):
+    """The run's stored views (one draw, seeded by the run, shared by every student and seed), or None."""
+    from toolkit.distill.views import ViewSpec
+
+    v = cfg.distill.views
+    return ViewSpec(count=v.count, shift=v.shift, flip=v.flip, top_k=v.top_k, seed=cfg.seed) if v else None
 
 
 def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float) -> dict:
@@ -197,7 +206,8 @@ def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float
         "teacher_targets": history[0]["teacher_targets"] if history else None,
         "temperature": d.temperature if methods else None,
         "alpha": d.alpha if "kd" in methods else None,
-        "augment": d.augment,
+        "augment": settings.augment,
+        "views": settings.views.to_dict() if settings.views is not None else None,
         # the last epoch's validation pass ran on these final weights: not repeated
         **_evaluate(
             model, ctx.xs, ctx.splits, ctx.device, history[-1].get("val_accuracy") if history else None
@@ -335,16 +345,21 @@ def _as_train_config(tcfg: TeacherConfig) -> TrainConfig:
     return TrainConfig.model_validate(tcfg.model_dump(exclude={"source", "weight"}))
 
 
+def _logits_key(ctx: _Ctx, name: str, info: dict, *extra) -> str:
+    """The teacher (its file or checkpoint, its config with any input adapter) and the images it scored."""
+    from export._files import sha256_file
+
+    parts = [info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name)), ctx.cfg.seed]
+    parts += [[t.model_dump(mode="json") for t in ctx.cfg.teachers], ctx.cfg.data.model_dump(mode="json")]
+    return hashlib.sha256(json.dumps([*parts, *extra], sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
     """Teacher logits on the (augmentation-free) training images, computed once per teacher."""
-    from export._files import sha256_file
     from toolkit.distill.train import predict
 
     x = ctx.xs["train"]
-    # The teacher (its file or checkpoint, its config with any input adapter) and the images it scored.
-    parts = [info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name)), ctx.cfg.seed]
-    parts += [[t.model_dump(mode="json") for t in ctx.cfg.teachers], ctx.cfg.data.model_dump(mode="json")]
-    key = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    key = _logits_key(ctx, name, info)
     cache = ctx.run.distill / f"{name}_logits.npz"
     if cache.exists():
         with np.load(cache) as z:
@@ -356,6 +371,31 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
         np.savez(tmp, logits=logits, teacher_sha256=key)
         tmp.replace(cache)
     return logits
+
+
+def _teacher_view_logits(ctx: _Ctx, name: str, model, info: dict, spec):
+    """Teacher logits on every stored view of the training images (`SoftTargets`), computed once per
+    teacher and view spec; the seconds it took go into the teacher's summary entry."""
+    from toolkit.distill.views import SoftTargets, draw_views, teacher_view_logits
+
+    x = ctx.xs["train"]
+    key = _logits_key(ctx, name, info, spec.to_dict())
+    cache = ctx.run.distill / f"{name}_views.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            if str(z["key"]) == key and len(z["values"]) == len(x):
+                parts = {k: z[k] if k in z else None for k in ("values", "indices", "rest")}
+                return SoftTargets(classes=int(z["classes"]), **parts)
+    t0 = time.perf_counter()
+    views = draw_views(len(x), spec)
+    soft = SoftTargets.from_logits(teacher_view_logits(model, x, views, device=ctx.device), spec.top_k)
+    info["view_logits_seconds"] = round(time.perf_counter() - t0, 1)
+    if ctx.rank == 0:
+        arrays = {k: v for k, v in (("indices", soft.indices), ("rest", soft.rest)) if v is not None}
+        tmp = cache.with_suffix(".partial.npz")
+        np.savez(tmp, values=soft.values, classes=soft.classes, key=key, **arrays)
+        tmp.replace(cache)
+    return soft
 
 
 def validation_warnings(summary: dict, teachers: list[str]) -> list[str]:
@@ -427,10 +467,14 @@ def run_distill(
         teachers.append(Teacher(model=model, weight=tcfg.weight, name=name))
     if not teachers_only:
         methods = tuple(cfg.distill.methods)
-        mode = teacher_mode(TrainSettings(methods=methods, augment=cfg.distill.augment), teachers)
+        spec = _view_spec(cfg)
+        mode = teacher_mode(TrainSettings(methods=methods, augment=cfg.distill.augment, views=spec), teachers)
         for t in teachers:
             if mode == "cached":
                 t.logits = _teacher_logits(ctx, t.name, t.model, summary[t.name])
+            elif mode == "views":
+                t.view_logits = _teacher_view_logits(ctx, t.name, t.model, summary[t.name], spec)
+                summary[t.name]["soft_target_bytes_per_image"] = t.view_logits.bytes_per_image
         seeds = cfg.student_seeds
         for i, seed in enumerate(seeds):
             suffix = "" if i == 0 else f"_seed{seed}"

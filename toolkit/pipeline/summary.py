@@ -59,6 +59,9 @@ class ModelSummary(_Strict):
     temperature: float | None = None
     alpha: float | None = None
     augment: bool | None = None
+    views: dict[str, Any] | None = None  # stored augmented views replayed (toolkit/distill/views.py)
+    view_logits_seconds: float | None = None  # teachers: computing their logits on every stored view
+    soft_target_bytes_per_image: int | None = None  # teachers: stored soft targets, all views of an image
     weight: float | None = None  # teachers: ensemble weight
     reused: bool | None = None  # teachers: an earlier run's checkpoint with the same settings
     loaded: bool | None = None  # teachers: from a source file, not trained

@@ -1,0 +1,129 @@
+"""Stored augmented views (FKD): drawn once, replayed exactly, soft targets stored once (top-k too), and
+distillation on them needs no teacher forward during training."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from tests.test_distill_stage import _cfg
+from tests.test_train import _data, _model
+from toolkit.config import RunConfig
+from toolkit.distill.train import Teacher, TrainSettings, predict, teacher_mode, train_model
+from toolkit.distill.views import SoftTargets, ViewSpec, draw_views, shift_flip, teacher_view_logits
+from toolkit.pipeline import RunDir
+from toolkit.pipeline.distill_stage import run_distill
+
+
+def test_views_are_seeded_and_view_0_is_the_image_itself():
+    spec = ViewSpec(count=3, shift=2, seed=5)
+    a, b = draw_views(50, spec), draw_views(50, spec)
+    assert torch.equal(a.oy, b.oy) and torch.equal(a.ox, b.ox) and torch.equal(a.flip, b.flip)
+    assert not torch.equal(a.oy, draw_views(50, ViewSpec(count=3, shift=2, seed=6)).oy)
+    assert int(a.oy.max()) <= 4 and a.flip[:, 1:].any() and not a.flip[:, 0].any()
+    x = torch.randn(50, 1, 8, 8)
+    idx = torch.arange(50)
+    assert torch.equal(a.apply(x, idx, torch.zeros(50, dtype=torch.long)), x)
+    assert not draw_views(50, ViewSpec(count=3, flip=False)).flip.any()
+
+
+def test_shift_flip_moves_pixels_by_the_stored_offsets():
+    x = torch.arange(16, dtype=torch.float32).reshape(1, 1, 4, 4)
+    # offset (oy, ox) = (0, 2) of the 1-padded image: one row down, one column left, zeros coming in
+    out = shift_flip(x, torch.tensor([0]), torch.tensor([2]), torch.tensor([False]), 1)
+    assert out[0, 0].tolist() == [[0, 0, 0, 0], [1, 2, 3, 0], [5, 6, 7, 0], [9, 10, 11, 0]]
+    flipped = shift_flip(x, torch.tensor([1]), torch.tensor([1]), torch.tensor([True]), 1)
+    assert torch.equal(flipped, x.flip(3))
+
+
+def test_top_k_soft_targets_keep_the_top_logits_and_the_rest_mass():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (20, 2, 100)).astype(np.float32)
+    full = SoftTargets.from_logits(logits, None)
+    assert full.bytes_per_image == 2 * 100 * 2  # float16
+    soft = SoftTargets.from_logits(logits, 5)
+    assert soft.bytes_per_image == 2 * (5 * 2 + 5 * 2 + 2)  # values, indices, one rest value per view
+    idx, view = torch.arange(20), torch.tensor([0, 1] * 10)
+    got = soft.logits(idx, view).numpy()
+    want = logits[np.arange(20), view.numpy()]
+    top = np.argsort(-want, axis=1)[:, :5]
+    assert np.allclose(np.take_along_axis(got, top, 1), np.take_along_axis(want, top, 1), atol=0.02)
+    p_got = torch.softmax(torch.from_numpy(got), 1).numpy()
+    p_want = torch.softmax(torch.from_numpy(want), 1).numpy()
+    rest_got = 1 - np.take_along_axis(p_got, top, 1).sum(1)
+    rest_want = 1 - np.take_along_axis(p_want, top, 1).sum(1)
+    assert np.allclose(rest_got, rest_want, atol=2e-3)  # the other 95 classes keep their total mass
+
+
+def test_view_logits_are_the_teachers_outputs_on_each_replayed_view():
+    x, _ = _data(40)
+    teacher = _model((8, 8), seed=1).eval()
+    views = draw_views(40, ViewSpec(count=3, shift=1))
+    stored = teacher_view_logits(teacher, x, views, batch_size=16)
+    for v in range(3):
+        replayed = views.apply(torch.from_numpy(x), torch.arange(40), torch.full((40,), v)).numpy()
+        assert np.allclose(stored[:, v], predict(teacher, replayed), atol=1e-5)
+    assert np.allclose(stored[:, 0], predict(teacher, x), atol=1e-5)
+
+
+def test_kd_on_stored_views_trains_without_a_teacher_model_and_repeats_exactly():
+    x, y = _data()
+    teacher = _model((16, 32), seed=1)
+    train_model(teacher, x, y, TrainSettings(epochs=3, batch_size=16, lr=1e-2))
+    spec = ViewSpec(count=2, shift=1)
+    soft = SoftTargets.from_logits(teacher_view_logits(teacher, x, draw_views(len(x), spec)), None)
+    only_logits = [Teacher(model=None, view_logits=soft)]  # no module: an online forward would fail
+    s = TrainSettings(
+        epochs=3, batch_size=16, lr=1e-2, methods=("kd",), alpha=0.7, temperature=2.0, views=spec
+    )
+    assert teacher_mode(s, only_logits) == "views"
+    a, b = _model(), _model()
+    hist = train_model(a, x, y, s, teachers=only_logits, val=(x, y))
+    train_model(b, x, y, s, teachers=only_logits)
+    assert hist[0]["teacher_targets"] == "views" and hist[-1]["val_accuracy"] > 0.6
+    assert all(
+        torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+    # DKD reads the same stored targets; the hint needs features, so the teacher runs on the replayed views
+    assert teacher_mode(TrainSettings(methods=("dkd",), views=spec), only_logits) == "views"
+    assert teacher_mode(TrainSettings(methods=("kd", "hint"), views=spec), only_logits) == "online"
+    with pytest.raises(ValueError, match="needs logits on every view of 50 images"):
+        train_model(_model(), x[:50], y[:50], s, teachers=only_logits)
+
+
+def test_augment_and_views_are_one_or_the_other():
+    with pytest.raises(ValueError, match="choose one"):
+        TrainSettings(augment=True, views=ViewSpec())
+    with pytest.raises(ValidationError, match="choose one"):
+        RunConfig.model_validate({"distill": {"augment": True, "views": {"count": 2}}})
+
+
+def test_distill_stage_stores_view_logits_once_and_the_scratch_control_trains_plain(idx_folder, tmp_path):
+    cfg = _cfg(idx_folder, distill={"views": {"count": 3, "shift": 1}})
+    run = RunDir(tmp_path / "run")
+    summary = run_distill(cfg, run)
+    kd, scratch = summary["student_kd"], summary["student_scratch"]
+    assert kd["teacher_targets"] == "views" and kd["views"]["count"] == 3 and kd["views"]["seed"] == 0
+    assert scratch["views"] is None and scratch["teacher_targets"] == "none"
+    assert summary["teacher"]["soft_target_bytes_per_image"] == 3 * 3 * 2  # 3 views x 3 classes x float16
+    assert "view_logits_seconds" in summary["teacher"]
+    cache = run.distill / "teacher_views.npz"
+    stamp = cache.stat().st_mtime_ns
+    again = run_distill(cfg, RunDir(tmp_path / "run"))  # the teacher is reused, and so are its view logits
+    assert cache.stat().st_mtime_ns == stamp and "view_logits_seconds" not in again["teacher"]
+    assert again["student_kd"]["test_accuracy"] == kd["test_accuracy"]
+
+
+def test_a_teacher_of_its_own_augmentation_and_plain_students(idx_folder, tmp_path):
+    """`teacher.augment` trains only the teacher augmented (so it does not memorize the images its cached
+    logits are computed on); the students follow distill.augment (off)."""
+    cfg = _cfg(idx_folder, teacher={"augment": True}, distill={"scratch_control": False})
+    summary = run_distill(cfg, RunDir(tmp_path / "run"))
+    assert summary["teacher"]["augment"] is True and summary["student_kd"]["augment"] is False
+    assert summary["student_kd"]["teacher_targets"] == "cached"
+    with pytest.raises(ValidationError, match="distill.views replays stored ones"):
+        RunConfig.model_validate(
+            {"student": {"arch": "cnn_student", "augment": True}, "distill": {"views": {}}}
+        )

@@ -1,0 +1,126 @@
+"""Stored augmented views (as in FKD, Shen & Xing 2022): `count` shift/flip draws per training image, fixed
+once, with the teacher's logits on each computed once; a student replays one stored view per image per
+epoch against its stored soft targets, so an epoch costs about what plain training costs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ViewSpec", "Views", "SoftTargets", "shift_flip", "draw_views", "teacher_view_logits"]
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """How the views are drawn and stored. View 0 of every image is the image itself."""
+
+    count: int = 4
+    shift: int = 2  # pixels, zero padding
+    flip: bool = True
+    top_k: int | None = None  # store only the k largest logits per view (many classes); None: all
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def shift_flip(
+    x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor, shift: int
+) -> torch.Tensor:
+    """Each NCHW image cropped at offset (oy, ox) of its `shift`-padded self, then flipped where `flip`."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (shift, shift, shift, shift))
+    rows = oy.long()[:, None] + torch.arange(h)
+    cols = ox.long()[:, None] + torch.arange(w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    out = padded[torch.arange(b)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass
+class Views:
+    """Per (image, view) crop offsets and flips, (N, count) each."""
+
+    spec: ViewSpec
+    oy: torch.Tensor
+    ox: torch.Tensor
+    flip: torch.Tensor
+
+    def apply(self, x: torch.Tensor, idx: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """The stored `view` of each image of the batch `x` (rows `idx` of the training set)."""
+        return shift_flip(x, self.oy[idx, view], self.ox[idx, view], self.flip[idx, view], self.spec.shift)
+
+
+def draw_views(n: int, spec: ViewSpec) -> Views:
+    """`spec.count` seeded draws per image; view 0 is the unaugmented image."""
+    if spec.count < 1 or spec.shift < 0:
+        raise ValueError(f"views: count must be >= 1 and shift >= 0, got {spec.count} and {spec.shift}")
+    gen = torch.Generator().manual_seed(spec.seed)
+    size = (n, spec.count)
+    oy = torch.randint(0, 2 * spec.shift + 1, size, generator=gen, dtype=torch.uint8)
+    ox = torch.randint(0, 2 * spec.shift + 1, size, generator=gen, dtype=torch.uint8)
+    flip = (torch.rand(size, generator=gen) < 0.5) & spec.flip
+    oy[:, 0], ox[:, 0], flip[:, 0] = spec.shift, spec.shift, False
+    return Views(spec, oy, ox, flip)
+
+
+@dataclass
+class SoftTargets:
+    """Stored teacher logits per (image, view): all of them in float16, or the top k with the others
+    stored as one value (their log-mean-exp, so the softmax keeps their total mass at T = 1)."""
+
+    values: np.ndarray  # (N, V, C) or (N, V, k) float16
+    classes: int
+    indices: np.ndarray | None = None  # (N, V, k) int16 with top-k
+    rest: np.ndarray | None = None  # (N, V) float16 with top-k
+
+    @property
+    def bytes_per_image(self) -> int:
+        parts = [self.values, self.indices, self.rest]
+        return sum(p.nbytes for p in parts if p is not None) // len(self.values)
+
+    def logits(self, idx: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """(B, C) float32 logits of the given views."""
+        i, v = idx.numpy(), view.numpy()
+        vals = torch.from_numpy(self.values[i, v].astype(np.float32))
+        if self.indices is None:
+            return vals
+        out = torch.from_numpy(self.rest[i, v].astype(np.float32))[:, None].repeat(1, self.classes)
+        return out.scatter_(1, torch.from_numpy(self.indices[i, v].astype(np.int64)), vals)
+
+    @classmethod
+    def from_logits(cls, logits: np.ndarray, top_k: int | None) -> SoftTargets:
+        """Compress (N, V, C) float32 logits: float16, and the top k only when k < C."""
+        n, v, c = logits.shape
+        if top_k is None or top_k >= c:
+            return cls(logits.astype(np.float16), c)
+        order = np.argpartition(-logits, top_k - 1, axis=2)
+        top, others = order[..., :top_k], order[..., top_k:]
+        rest = np.take_along_axis(logits, others, axis=2).astype(np.float64)
+        peak = rest.max(axis=2, keepdims=True)
+        lme = (peak[..., 0] + np.log(np.exp(rest - peak).mean(axis=2))).astype(np.float16)
+        vals = np.take_along_axis(logits, top, axis=2).astype(np.float16)
+        return cls(vals, c, top.astype(np.int16), lme)
+
+
+@torch.no_grad()
+def teacher_view_logits(
+    model: nn.Module, x: np.ndarray, views: Views, *, batch_size: int = 512, device: str = "cpu"
+) -> np.ndarray:
+    """(N, count, C) float32 logits of `model` (eval mode) on every stored view of float32 NCHW `x`."""
+    model.eval().to(device)
+    n, k = len(x), views.spec.count
+    out = None
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, min(start + batch_size, n))
+        xb = torch.from_numpy(np.asarray(x[idx.numpy()]))
+        for v in range(k):
+            logits = model(views.apply(xb, idx, torch.full_like(idx, v)).to(device)).float().cpu().numpy()
+            if out is None:
+                out = np.empty((n, k, logits.shape[1]), np.float32)
+            out[start : start + len(idx), v] = logits
+    return out
