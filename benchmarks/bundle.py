@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import available, backend_for
+from benchmarks.files import atomic_path
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
 from benchmarks.manifest import FILE_SUFFIXES, Manifest, ModelEntry, check_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
@@ -236,9 +237,8 @@ def _nhwc_data(
             x, y = data["x"], data["y"]
         if x.ndim != 4:
             return None, None, f"{data_path}: expected 4-D (N, C, H, W) test images, got {list(x.shape)}"
-        tmp = dst.with_name(f".{dst.stem}.partial.npz")
-        np.savez(tmp, x=np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y=y)
-        os.replace(tmp, dst)
+        with atomic_path(dst) as tmp:
+            np.savez(tmp, x=np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y=y)
     return str(dst), pre if preprocessing is not None else None, None
 
 

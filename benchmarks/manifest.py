@@ -6,13 +6,12 @@ Torch-free (pydantic, a core dependency): a board reads it with the `bench` inst
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from benchmarks.files import sha256_file
+from benchmarks.files import sha256_file, write_text_atomic
 
 __all__ = [
     "MANIFEST_VERSION",
@@ -224,11 +223,7 @@ class Manifest(_Strict):
 
     def write(self, path: str | Path) -> Path:
         """Write atomically: a manifest that exists is whole (it is what makes a bundle complete)."""
-        path = Path(path)
-        tmp = path.with_name(".manifest.partial.json")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, self.to_json())
 
 
 def validation_message(err: ValidationError) -> str:

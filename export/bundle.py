@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.files import atomic_path
 from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, ModelEntry, parse_manifest
 from export._files import sha256_file
 from toolkit.errors import EdgekdError
@@ -102,10 +103,8 @@ def _write_npz(dst: Path, **arrays: np.ndarray) -> None:
 def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> dict:
     """Store the held-out test split (raw uint8 images + labels) so a board can measure accuracy."""
     dst = bundle / "data" / "test.npz"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(".test.partial.npz")
-    _write_npz(tmp, x=np.asarray(x_uint8), y=y)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        _write_npz(tmp, x=np.asarray(x_uint8), y=y)
     return {"file": "data/test.npz", "n": int(len(y)), "sha256": sha256_file(dst)}
 
 
@@ -141,9 +140,8 @@ def write_reference_outputs(
     if not arrays:
         return None
     dst = bundle / "data" / "reference.npz"
-    tmp = dst.with_name(".reference.partial.npz")
-    _write_npz(tmp, **arrays)
-    os.replace(tmp, dst)
+    with atomic_path(dst) as tmp:
+        _write_npz(tmp, **arrays)
     facts = machine_facts()
     machine = ", ".join(str(v) for v in (facts.get("arch"), facts.get("cpu_model")) if v)
     return {"file": "data/reference.npz", "sha256": sha256_file(dst), "rows": len(x), "machine": machine,
@@ -199,7 +197,6 @@ def write_manifest(
     try:
         manifest.write(path)
     except OSError as exc:  # a full disk: no manifest, so the bundle stays incomplete, as it should
-        path.with_name(".manifest.partial.json").unlink(missing_ok=True)  # the name Manifest.write uses
         raise EdgekdError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
     return json.loads(manifest.to_json())
 
@@ -209,16 +206,13 @@ def write_archive(bundle: Path) -> Path:
     if not (bundle / "manifest.json").is_file():
         raise FileNotFoundError(f"{bundle / 'manifest.json'}: not found; the bundle is incomplete")
     dst = bundle.with_name(f"{bundle.name}.tar.gz")
-    tmp = dst.with_name(f".{bundle.name}.partial.tar.gz")
     try:
-        with tarfile.open(tmp, "w:gz") as tar:
+        with atomic_path(dst) as tmp, tarfile.open(tmp, "w:gz") as tar:
             for path in sorted(bundle.rglob("*")):
                 if path.is_file() and ".partial" not in path.name and not path.name.startswith("."):
                     tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)))
-    except OSError as exc:  # a full disk: drop the partial archive rather than leave one that looks whole
-        tmp.unlink(missing_ok=True)
+    except OSError as exc:  # a full disk: atomic_path drops the partial archive, none looks whole
         raise EdgekdError(f"{dst}: cannot write the bundle archive ({exc.strerror or exc})") from exc
-    os.replace(tmp, dst)
     return dst
 
 

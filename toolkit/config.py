@@ -299,7 +299,7 @@ class RunConfig(_Strict):
         return self.distill.seeds or [self.seed]
 
 
-def _first_error(e: ValidationError) -> str:
+def first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     # A key from the file is quoted when it is not printable, so a line break in it cannot split the line.
     where = ".".join(str(p) if str(p).isprintable() else repr(p) for p in err["loc"]) or "(top level)"
@@ -307,7 +307,7 @@ def _first_error(e: ValidationError) -> str:
     return f"{where}: {err['msg']}{more}"
 
 
-def _yaml_problem(e: yaml.YAMLError) -> str:
+def yaml_problem(e: yaml.YAMLError) -> str:
     """`line L, column C: problem` where PyYAML knows it (its first line is often only the context)."""
     problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
     if problem is None or mark is None:
@@ -323,13 +323,13 @@ def load_config(path: str | Path | None = None) -> RunConfig:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML ({_yaml_problem(e)})") from e
+        raise ConfigError(f"{path}: invalid YAML ({yaml_problem(e)})") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(f"{path}: {_first_error(e)}") from e
+        raise ConfigError(f"{path}: {first_error(e)}") from e
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

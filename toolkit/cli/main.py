@@ -488,6 +488,27 @@ def _report(run_dir: Path, **options) -> None:
     output.report_written(run_report(run_dir, **options))
 
 
+@app.command("sweep", epilog="Example: edgekd sweep toolkit/configs/sweeps/student.yaml --out runs/sweep")
+def sweep_cli(
+    sweep_file: Annotated[Path, typer.Argument(help="The sweep file: base config, fixed settings, space.")],
+    out: OutOpt = Path("runs/sweep"),
+    max_accuracy_drop: Annotated[
+        float | None, typer.Option(help="Accuracy points below the teacher a recommended student may lose.")
+    ] = None,
+) -> None:
+    """Search the student and distillation settings: one pipeline run per trial, one shared teacher; the
+    sweep report (trials, fronts, recommendation) and the winning trial's config as best.yaml."""
+    from toolkit.sweep.report import write_sweep_report
+    from toolkit.sweep.search import run_sweep
+    from toolkit.sweep.space import load_sweep
+
+    sweep, cfg = load_sweep(sweep_file)
+    results = run_sweep(sweep, cfg, out, on_trial=output.sweep_trial)
+    drop = sweep.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop
+    path = write_sweep_report(out, results, max_accuracy_drop=drop)
+    output.console.print(f"sweep report: {path}")
+
+
 @app.command("run", epilog="Example: edgekd run --out runs/demo   (or: edgekd run my.yaml --out runs/exp1)")
 def run_cli(
     config: ConfigArg = None,

@@ -312,3 +312,16 @@ def predictions(result, *, as_json: bool = False) -> None:
     # stdout: the predictions are the command's result (other commands' log lines go to stderr)
     out = Console(soft_wrap=True, highlight=False, emoji=False, width=None if sys.stdout.isatty() else 200)
     out.print(table)
+
+
+def sweep_trial(result, ran: bool, front: list) -> None:
+    """One line per trial as it finishes (or is found finished), then the front so far."""
+    r = result
+    how = "" if ran else " (finished before)"
+    console.print(
+        f"[bold]{r.trial}[/bold] {escape(str(r.params))}: {r.file} {r.accuracy * 100:.2f} % "
+        f"({(r.teacher_accuracy - r.accuracy) * 100:+.2f} pts vs teacher), p50 {r.p50_ms:.4f} ms "
+        f"({r.teacher_p50_ms / r.p50_ms:.1f}× faster), {r.size_bytes / 1024:.1f} KiB, {r.seconds:.0f} s{how}",
+        highlight=False,
+    )
+    console.print(f"  front so far: {', '.join(t.trial for t in front)}", highlight=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.files import atomic_path, write_text_atomic
 from benchmarks.manifest import ImageStep
 from benchmarks.preprocess import IMAGE_SUFFIXES, decode_image, image_steps
 from toolkit.data.split import stratified_split
@@ -133,17 +134,10 @@ def decode_cached(files: list[Path], steps: list[ImageStep], cache_dir: Path) ->
             shape = ()  # an unreadable record of the cache: rebuilt below
         if shape and data.stat().st_size == int(np.prod(shape)):
             return RowStore(data, shape)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = data.with_name(f".{key}.{os.getpid()}.partial")
-    try:
+    with atomic_path(data) as tmp:
         shape = _decode_into(tmp, files, steps)
-        os.replace(tmp, data)
-    finally:
-        tmp.unlink(missing_ok=True)
     # The metadata is written last: a cache without it (a killed build) is rebuilt, never read.
-    meta_tmp = meta.with_name(f".{key}.{os.getpid()}.json.partial")
-    meta_tmp.write_text(json.dumps({"shape": list(shape), "files": len(files)}))
-    os.replace(meta_tmp, meta)
+    write_text_atomic(meta, json.dumps({"shape": list(shape), "files": len(files)}))
     return RowStore(data, shape)
 
 

@@ -220,9 +220,8 @@ def _write_metrics(metrics_path: Path, history: list[dict]) -> None:
 
 
 def _save_state(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".partial")
-    torch.save(state, tmp)
-    tmp.replace(path)  # a kill mid-write leaves the previous epoch's state intact
+    with atomic_path(path) as tmp:  # a kill mid-write leaves the previous epoch's state intact
+        torch.save(state, tmp)
 
 
 def _no_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:

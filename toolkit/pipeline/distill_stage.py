@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.files import atomic_path
 from toolkit.config import RunConfig, TeacherConfig, TrainConfig
 from toolkit.data import DataSplits
 from toolkit.pipeline.rundir import RunDir
@@ -145,9 +146,8 @@ def _save(ctx: _Ctx, name: str, ckpt: dict) -> None:
     import torch
 
     if ctx.rank == 0:
-        tmp = ctx.run.checkpoint(name).with_suffix(".partial")
-        torch.save(ckpt, tmp)
-        tmp.replace(ctx.run.checkpoint(name))
+        with atomic_path(ctx.run.checkpoint(name)) as tmp:
+            torch.save(ckpt, tmp)
     if ctx.world > 1:  # other ranks read the file (its hash keys the logits cache) only once it is whole
         torch.distributed.barrier()
 
@@ -367,9 +367,8 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
                 return z["logits"]
     logits = predict(model, x)
     if ctx.rank == 0:
-        tmp = cache.with_suffix(".partial.npz")
-        np.savez(tmp, logits=logits, teacher_sha256=key)
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, logits=logits, teacher_sha256=key)
     return logits
 
 
@@ -392,9 +391,8 @@ def _teacher_view_logits(ctx: _Ctx, name: str, model, info: dict, spec):
     info["view_logits_seconds"] = round(time.perf_counter() - t0, 1)
     if ctx.rank == 0:
         arrays = {k: v for k, v in (("indices", soft.indices), ("rest", soft.rest)) if v is not None}
-        tmp = cache.with_suffix(".partial.npz")
-        np.savez(tmp, values=soft.values, classes=soft.classes, key=key, **arrays)
-        tmp.replace(cache)
+        with atomic_path(cache) as tmp:
+            np.savez(tmp, values=soft.values, classes=soft.classes, key=key, **arrays)
     return soft
 
 

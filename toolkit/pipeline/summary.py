@@ -7,11 +7,12 @@ Model entries sit at the top level under their names (teacher, teacher_2, studen
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from benchmarks.files import write_text_atomic
 
 __all__ = [
     "SUMMARY_VERSION",
@@ -121,9 +122,7 @@ def write_summary(path: Path, summary: dict[str, Any]) -> DistillSummary:
         typed = DistillSummary.from_json_dict({"schema_version": SUMMARY_VERSION, **summary})
     except ValidationError as e:  # a writer bug: say which field
         raise ValueError(f"{path}: {_where(e)}") from None
-    tmp = path.with_name(f".{path.stem}.partial.json")
-    tmp.write_text(json.dumps(typed.to_json_dict(), indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(typed.to_json_dict(), indent=2))
     return typed
 
 

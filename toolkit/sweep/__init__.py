@@ -1,0 +1,1 @@
+"""Sweeps over the student and distillation settings (`edgekd sweep`)."""

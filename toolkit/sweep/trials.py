@@ -1,0 +1,143 @@
+"""One sweep trial: the pipeline on its own run directory, the teacher shared; `trials.jsonl` records it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from benchmarks.records import drop_torn_tail
+from toolkit.config import RunConfig, save_config
+from toolkit.pipeline import RunDir
+
+__all__ = ["TrialResult", "read_trials", "append_trial", "prepare_teacher", "run_trial"]
+
+# Files of the shared teacher a trial links instead of recomputing (the logits caches are keyed, so a
+# trial whose teacher or data differed would recompute them rather than read wrong ones).
+SHARED = ("teacher.pt", "teacher_logits.npz", "teacher_views.npz")
+
+
+@dataclass
+class TrialResult:
+    """A finished trial (one line of trials.jsonl): its point of the space and its fastest KD student file."""
+
+    trial: str  # t000, t001, ... in the order trials finished
+    key: str  # params_key(params): the same point is never run twice
+    params: dict[str, Any]
+    run_dir: str  # relative to the sweep directory
+    file: str  # the KD student file the objectives come from (the fastest one the trial measured)
+    accuracy: float
+    p50_ms: float
+    size_bytes: int
+    teacher_accuracy: float
+    teacher_p50_ms: float  # the teacher fp32 file of the same format and backend, measured in the trial
+    seconds: float
+
+    @property
+    def objectives(self) -> tuple[float, float, float]:
+        """(accuracy, p50 ms, size bytes): maximized, minimized, minimized."""
+        return (self.accuracy, self.p50_ms, float(self.size_bytes))
+
+
+def read_trials(path: Path) -> list[TrialResult]:
+    """The finished trials in `path` (a torn last line, from a killed sweep, is cut off first)."""
+    if not path.is_file():
+        return []
+    drop_torn_tail(path)
+    names = {f.name for f in fields(TrialResult)}
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        data = json.loads(line)
+        if set(data) != names:
+            raise ValueError(f"{path}:{n}: not a trial record (keys {sorted(set(data) ^ names)} differ)")
+        out.append(TrialResult(**data))
+    return out
+
+
+def append_trial(path: Path, result: TrialResult) -> None:
+    """Append one trial as a whole line, on disk before returning."""
+    with open(path, "a") as f:
+        f.write(json.dumps(asdict(result), sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def prepare_teacher(cfg: RunConfig, out: Path) -> RunDir:
+    """Train (or reuse) the sweep's one teacher in `out/teacher`; every trial links its files."""
+    from toolkit.pipeline.distill_stage import run_distill
+
+    run = RunDir(out / "teacher")
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run.config)
+    run_distill(cfg, run, teachers_only=True)
+    return run
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.unlink(missing_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
+
+
+def _share(src: RunDir, dst: RunDir, names: tuple[str, ...] = SHARED) -> None:
+    """Link `src`'s shared teacher files into `dst` (those `dst` lacks, when sharing back)."""
+    for name in names:
+        if (src.distill / name).is_file():
+            _link(src.distill / name, dst.distill / name)
+
+
+def _objectives(run: RunDir) -> dict[str, Any]:
+    """The fastest KD student row of the trial's report rows, and its teacher baseline."""
+    from toolkit.report.run import load_run
+
+    rows = load_run(run.root).rows
+    students = [r for r in rows if r.model == "student_kd" and r.accuracy is not None]
+    if not students:
+        raise RuntimeError(f"{run.root}: the trial measured no KD student file")
+    best = min(students, key=lambda r: r.p50_ms)
+    teacher = next(
+        (r for r in rows if r.role == "teacher" and r.precision == "fp32" and r.format == best.format), None
+    )
+    if teacher is None or teacher.accuracy is None:
+        raise RuntimeError(f"{run.root}: the trial measured no teacher fp32 {best.format} file")
+    return {
+        "file": f"student_kd {best.format} {best.precision}",
+        "accuracy": best.accuracy,
+        "p50_ms": best.p50_ms,
+        "size_bytes": best.size_bytes or 0,
+        "teacher_accuracy": teacher.accuracy,
+        "teacher_p50_ms": teacher.p50_ms,
+    }
+
+
+def run_trial(cfg: RunConfig, out: Path, name: str, params: dict[str, Any], key: str, teacher: RunDir):
+    """Distill, export and benchmark one trial in `out/trials/<name>-<key>`; its `TrialResult`."""
+    from toolkit.pipeline.bench_stage import run_bench
+    from toolkit.pipeline.distill_stage import run_distill
+    from toolkit.pipeline.export_stage import run_export
+
+    t0 = time.perf_counter()
+    run = RunDir(out / "trials" / f"{name}-{key}")
+    run.root.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run.config)
+    _share(teacher, run)
+    run_distill(cfg, run)
+    # the first trial computed the teacher's logits: later trials read them
+    _share(run, teacher, tuple(n for n in SHARED[1:] if not (teacher.distill / n).exists()))
+    run_export(run)
+    run_bench(run.root)
+    return TrialResult(
+        trial=name,
+        key=key,
+        params=params,
+        run_dir=str(run.root.relative_to(out)),
+        seconds=round(time.perf_counter() - t0, 1),
+        **_objectives(run),
+    )
