@@ -12,7 +12,7 @@ def test_default_config_is_the_builtin_default():
     cfg = load_config()
     assert [t.arch for t in cfg.teachers] == ["cnn_teacher"] and cfg.student.arch == "cnn_student"
     assert cfg.distill.methods == ["kd"] and cfg.student_seeds == [0]
-    assert cfg.distill.temperature == 2.0 and cfg.distill.alpha == 0.5
+    assert cfg.distill.temperature == 2.05 and cfg.distill.alpha == 0.2 and cfg.student.epochs == 7
     assert load_config(DEFAULT_CONFIG) == cfg == RunConfig()  # the YAML and the model defaults agree
 
 

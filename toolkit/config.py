@@ -193,8 +193,9 @@ class ViewsConfig(_Strict):
 
 class DistillConfig(_Strict):
     methods: list[Literal["kd", "dkd", "hint"]] = Field(default_factory=lambda: ["kd"], min_length=1)
-    temperature: float = Field(2.0, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1)
+    # the default run's values, from the sweep (toolkit/configs/default.yaml says which trial)
+    temperature: float = Field(2.05, gt=0)
+    alpha: float = Field(0.2, ge=0, le=1)
     dkd: DKDConfig = Field(default_factory=DKDConfig)
     hint: HintConfig = Field(default_factory=HintConfig)
     augment: bool = False  # random shifts/flips; teacher targets then come from an online forward
@@ -278,7 +279,7 @@ class RunConfig(_Strict):
     # One teacher (`teacher:`) or several (`teachers:`, soft targets averaged by weight); kept as `teachers`.
     teacher: TeacherConfig | None = None
     teachers: list[TeacherConfig] = Field(default_factory=list)
-    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=4, lr=5e-3))
+    student: TrainConfig = Field(default_factory=lambda: TrainConfig(arch="cnn_student", epochs=7, lr=5e-3))
     distill: DistillConfig = Field(default_factory=DistillConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     bench: BenchSettings = Field(default_factory=BenchSettings)

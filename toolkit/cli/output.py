@@ -314,13 +314,21 @@ def predictions(result, *, as_json: bool = False) -> None:
     out.print(table)
 
 
+def _params(params: dict) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def _below(drop: float) -> str:
+    return f"{abs(drop) * 100:.2f} pts {'below' if drop >= 0 else 'above'}"
+
+
 def sweep_trial(result, ran: bool, front: list) -> None:
     """One line per trial as it finishes (or is found finished), then the front so far."""
     r = result
     how = "" if ran else " (finished before)"
     console.print(
-        f"[bold]{r.trial}[/bold] {escape(str(r.params))}: {r.file} {r.accuracy * 100:.2f} % "
-        f"({(r.teacher_accuracy - r.accuracy) * 100:+.2f} pts vs teacher), p50 {r.p50_ms:.4f} ms "
+        f"[bold]{r.trial}[/bold] {escape(_params(r.params))}: {r.file} {r.accuracy * 100:.2f} % "
+        f"({_below(r.teacher_accuracy - r.accuracy)} the teacher), p50 {r.p50_ms:.4f} ms "
         f"({r.teacher_p50_ms / r.p50_ms:.1f}× faster), {r.size_bytes / 1024:.1f} KiB, {r.seconds:.0f} s{how}",
         highlight=False,
     )

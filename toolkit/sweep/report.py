@@ -36,15 +36,19 @@ def sweep_rows(out: Path, results: list[TrialResult]) -> list[ReportRow]:
     return mark_pareto(sorted(rows, key=sort_key))
 
 
+def _value(v: object) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def _trials_table(results: list[TrialResult]) -> Table:
     keys = list(dict.fromkeys(k for r in results for k in r.params))
     cells, values = [], []
     for r in results:
         speedup = r.teacher_p50_ms / r.p50_ms
         drop = (r.teacher_accuracy - r.accuracy) * 100
-        cells.append([r.trial, *(str(r.params.get(k, "–")) for k in keys), r.file, f"{r.accuracy * 100:.2f}",
-                      f"{drop:+.2f}", f"{r.p50_ms:.4f}", f"{speedup:.1f}×", f"{r.size_bytes / 1024:.1f}",
-                      f"{r.seconds:.0f}"])  # fmt: skip
+        values_ = [_value(r.params.get(k, "–")) for k in keys]
+        cells.append([r.trial, *values_, r.file, f"{r.accuracy * 100:.2f}", f"{drop:+.2f}", f"{r.p50_ms:.4f}",
+                      f"{speedup:.1f}×", f"{r.size_bytes / 1024:.1f}", f"{r.seconds:.0f}"])  # fmt: skip
         values.append(
             [None] * (len(keys) + 2) + [r.accuracy, drop, r.p50_ms, speedup, r.size_bytes, r.seconds]
         )
