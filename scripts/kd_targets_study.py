@@ -2,7 +2,7 @@
 
     python scripts/kd_targets_study.py scratch kd views:k=4:sh=2:fl=1 cf:ep=4:f=2 kd:tep=4:taug=1:T=4:a=0.7
 
-Each argument is one experiment, students cnn_student for 4 epochs (the default config), seeds 0/1/2:
+Each argument is one experiment; students: cnn_student, 4 epochs (the pre-sweep default), seeds 0/1/2:
   scratch                      plain training
   kd[:T=..:a=..]               KD from logits cached on the plain training images
   views:k=K:sh=S:fl=0|1        KD replaying K stored shift/flip views (toolkit/distill/views.py)
