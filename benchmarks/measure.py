@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.backends import backend_for, load_backend
-from benchmarks.outputs import batched_outputs, normalize, output_check
+from benchmarks.outputs import batched_outputs, output_check
 from benchmarks.records import LatencyStats
 
 if TYPE_CHECKING:
     from benchmarks.protocol import BenchConfig
+
+_DEFAULT_PREPROCESSING = {"scale": 1 / 255, "mean": [0.0], "std": [1.0]}  # a bare file: x / 255
 
 __all__ = ["measure", "time_runs", "time_streams", "feed_shape"]
 
@@ -157,11 +159,16 @@ def _accuracy(
             f"{path}: examples have shape {list(xs.shape[1:])}, model {config.model_path} "
             f"expects {list(x_like.shape[1:])}"
         )
+    # Imported here, after the peak memory was read: pydantic must not count towards the model's memory.
+    from benchmarks.manifest import Preprocessing
+    from benchmarks.preprocess import to_float
+
+    pre = Preprocessing.model_validate({**_DEFAULT_PREPROCESSING, **(config.preprocessing or {})})
     ref = config.reference
     rows = int(ref["rows"]) if ref is not None else 0
     batch, correct, head = x_like.shape[0], 0, []
     for start in range(0, len(xs), batch):
-        logits = batched_outputs(run, normalize(xs[start : start + batch], config.preprocessing), batch)
+        logits = batched_outputs(run, to_float(xs[start : start + batch], pre), batch)
         correct += int((logits.argmax(axis=1) == ys[start : start + len(logits)]).sum())
         if start < rows:
             head.append(logits)

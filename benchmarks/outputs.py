@@ -8,19 +8,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["REFERENCE_ROWS", "normalize", "batched_outputs", "output_check"]
+__all__ = ["REFERENCE_ROWS", "batched_outputs", "output_check"]
 
 # 512 images: top-1 agreement to 0.2 %, and 20 KB of float32 per 10-class file.
 REFERENCE_ROWS = 512
-_DEFAULT = {"scale": 1 / 255, "mean": [0.0], "std": [1.0]}
-
-
-def normalize(x_uint8: np.ndarray, preprocessing: Mapping[str, Any] | None) -> np.ndarray:
-    """uint8 NCHW images -> float32 model input, (x * scale - mean) / std along axis 1 (as bench feeds it)."""
-    pre = {**_DEFAULT, **(preprocessing or {})}
-    mean = np.asarray(pre["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(pre["std"], dtype=np.float32).reshape(1, -1, 1, 1)
-    return ((x_uint8.astype(np.float32) * np.float32(pre["scale"]) - mean) / std).astype(np.float32)
 
 
 def batched_outputs(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch: int) -> np.ndarray:

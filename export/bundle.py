@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.files import atomic_path
 from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, ModelEntry, parse_manifest
-from export._files import sha256_file
+from export._files import atomic_path, sha256_file
 from toolkit.errors import EdgekdError
 
 __all__ = [
@@ -108,27 +107,16 @@ def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> dict:
     return {"file": "data/test.npz", "n": int(len(y)), "sha256": sha256_file(dst)}
 
 
-def _file_outputs(path: Path, x: np.ndarray, backend: str) -> np.ndarray:
-    """The file's logits on `x` through the benchmark backend a board runs (fixed-batch files padded)."""
-    from benchmarks.backends import load_backend
-    from benchmarks.outputs import batched_outputs
-
-    mod = load_backend(backend)
-    handle = mod.load(str(path), threads=os.cpu_count() or 1)
-    batch = mod.input_spec(handle)[1][0] or 256
-    return batched_outputs(lambda a: mod.run(handle, a), x, batch)
-
-
-def write_reference_outputs(
-    bundle: Path, models: list[dict], preprocessing: dict, x_uint8: np.ndarray
-) -> dict | None:
-    """`data/reference.npz`: each ONNX/TFLite file's logits on the first test images, computed here, so a
-    board can show its runtime gives the same (benchmarks/outputs.py); None when no file runs here."""
+def write_reference_outputs(bundle: Path, models: list[dict], x_test: np.ndarray) -> dict | None:
+    """`data/reference.npz`: each ONNX/TFLite file's logits on the first test images (`x_test`: the NCHW
+    model input, as parity ran it), computed here, so a board can show its runtime gives the same
+    (benchmarks/outputs.py); None when no file runs here."""
     from benchmarks.backends import available, backend_for
     from benchmarks.machine import machine_facts
-    from benchmarks.outputs import REFERENCE_ROWS, normalize
+    from benchmarks.outputs import REFERENCE_ROWS
+    from export.parity import run_file
 
-    x = normalize(np.asarray(x_uint8[:REFERENCE_ROWS]), preprocessing)
+    x = x_test[:REFERENCE_ROWS]
     arrays, names = {}, {}
     for i, m in enumerate(models):
         backend = m["parity"].get("backend") or backend_for(m["file"])
@@ -136,7 +124,7 @@ def write_reference_outputs(
             continue
         feed = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if m.get("layout") == "NHWC" else x
         names[m["file"]] = f"m{i}"
-        arrays[f"m{i}"] = _file_outputs(bundle / m["file"], feed, backend)
+        arrays[f"m{i}"] = run_file(bundle / m["file"], feed, backend=backend).astype(np.float32)
     if not arrays:
         return None
     dst = bundle / "data" / "reference.npz"

@@ -39,12 +39,14 @@ def run_file(
 ) -> np.ndarray:
     """Run all of `x` through the file with a benchmark backend (the same code a board runs)."""
     from benchmarks.backends import backend_for, load_backend
+    from benchmarks.outputs import batched_outputs
 
     mod = load_backend(backend or backend_for(path))
     handle = mod.load(str(path), threads=os.cpu_count() or 1)
     _, shape, _ = mod.input_spec(handle)
-    step = batch_size if shape[0] is None else shape[0]  # fixed-batch files (TFLite) run at their batch
-    return np.concatenate([mod.run(handle, x[i : i + step]) for i in range(0, len(x), step)])
+    if shape[0] is not None:  # fixed-batch files (TFLite) run at their batch, the last one padded
+        return batched_outputs(lambda a: mod.run(handle, a), x, shape[0])
+    return np.concatenate([mod.run(handle, x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
 def _compare(out: np.ndarray, reference: np.ndarray, tol: dict[str, float]) -> tuple[float, float, bool]:

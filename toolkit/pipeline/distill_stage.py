@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.files import atomic_path
+from benchmarks.files import atomic_path, sha256_file
 from toolkit.config import RunConfig, TeacherConfig, TrainConfig
 from toolkit.data import DataSplits
 from toolkit.pipeline.rundir import RunDir
@@ -184,7 +184,7 @@ def _view_spec(cfg: RunConfig):
     from toolkit.distill.views import ViewSpec
 
     v = cfg.distill.views
-    return ViewSpec(count=v.count, shift=v.shift, flip=v.flip, top_k=v.top_k, seed=cfg.seed) if v else None
+    return ViewSpec(**v.model_dump(), seed=cfg.seed) if v is not None else None
 
 
 def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float) -> dict:
@@ -347,8 +347,6 @@ def _as_train_config(tcfg: TeacherConfig) -> TrainConfig:
 
 def _logits_key(ctx: _Ctx, name: str, info: dict, *extra) -> str:
     """The teacher (its file or checkpoint, its config with any input adapter) and the images it scored."""
-    from export._files import sha256_file
-
     parts = [info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name)), ctx.cfg.seed]
     parts += [[t.model_dump(mode="json") for t in ctx.cfg.teachers], ctx.cfg.data.model_dump(mode="json")]
     return hashlib.sha256(json.dumps([*parts, *extra], sort_keys=True, default=str).encode()).hexdigest()

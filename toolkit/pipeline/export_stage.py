@@ -275,7 +275,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
         "preprocessing": splits.preprocessing.model_dump(mode="json"),
     }
     test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
-    reference = write_reference_outputs(run.bundle, models, input_spec["preprocessing"], splits.test_x)
+    reference = write_reference_outputs(run.bundle, models, data["x_test"])
     manifest = write_manifest(
         run.bundle,
         models=models,

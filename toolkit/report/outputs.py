@@ -6,7 +6,7 @@ from toolkit.report.blocks import Block, heading, note, para, table
 from toolkit.report.rows import ReportRow, sort_key
 from toolkit.report.table import Table, target_cell
 
-__all__ = ["output_check_table", "output_check_blocks"]
+__all__ = ["output_check_blocks"]
 
 
 def _checked(rows: list[ReportRow]) -> list[ReportRow]:
@@ -18,10 +18,10 @@ def _checked(rows: list[ReportRow]) -> list[ReportRow]:
     return list(seen.values())
 
 
-def output_check_table(rows: list[ReportRow]) -> Table:
+def _table(checked: list[ReportRow]) -> Table:
     """Target, file, rows compared, max |diff|, top-1 agreement and whether the file's tolerance holds."""
     cells, values = [], []
-    for r in _checked(rows):
+    for r in checked:
         c = r.output_check or {}
         ok = "yes" if c["passed"] else "**NO**"
         diff, agreement = f"{c['max_abs_diff']:.3g}", f"{c['top1_agreement'] * 100:.2f}"
@@ -45,7 +45,7 @@ def output_check_blocks(rows: list[ReportRow]) -> list[Block]:
             f"Each file's logits on the first test images, compared with {'; '.join(references)} "
             "(shipped in the bundle's data/reference.npz), within the file's parity tolerance."
         ),
-        table(output_check_table(rows)),
+        table(_table(checked)),
     ]
     failed = [
         f"{r.model} {r.format} {r.precision} on {target_cell(r)}"

@@ -46,8 +46,8 @@ def _trials_table(results: list[TrialResult]) -> Table:
     for r in results:
         speedup = r.teacher_p50_ms / r.p50_ms
         drop = (r.teacher_accuracy - r.accuracy) * 100
-        values_ = [_value(r.params.get(k, "–")) for k in keys]
-        cells.append([r.trial, *values_, r.file, f"{r.accuracy * 100:.2f}", f"{drop:+.2f}", f"{r.p50_ms:.4f}",
+        point = [_value(r.params.get(k, "–")) for k in keys]
+        cells.append([r.trial, *point, r.file, f"{r.accuracy * 100:.2f}", f"{drop:+.2f}", f"{r.p50_ms:.4f}",
                       f"{speedup:.1f}×", f"{r.size_bytes / 1024:.1f}", f"{r.seconds:.0f}"])  # fmt: skip
         values.append(
             [None] * (len(keys) + 2) + [r.accuracy, drop, r.p50_ms, speedup, r.size_bytes, r.seconds]
