@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -13,6 +18,7 @@ from tests.conftest import FASHION_MNIST, TINY
 from toolkit.cli.main import app
 from toolkit.config import DEFAULT_CONFIG
 from toolkit.errors import ConfigError
+from toolkit.sweep.node import Phase, overlaps
 from toolkit.sweep.space import Range, SweepConfig, grid, load_sweep, params_key, sample, trial_config
 
 pytest.importorskip("torch")
@@ -127,3 +133,55 @@ SWEEPS = sorted((DEFAULT_CONFIG.parent / "sweeps").glob("*.yaml"))
 def test_shipped_sweeps_are_valid(path):
     sweep, cfg = load_sweep(path)
     assert sweep.space and cfg.teachers
+
+
+@pytest.fixture
+def ray_head():
+    """A one-node Ray cluster on 127.0.0.1 with 2 CPUs, started and stopped with Ray's own CLI."""
+    pytest.importorskip("ray.tune")
+    ray = Path(sys.executable).with_name("ray")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = [str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    subprocess.run(
+        start + ["--include-dashboard=false", "--disable-usage-stats"], check=True, timeout=180, **quiet
+    )
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray), "stop", "--force"], check=False, timeout=120, **quiet)
+
+
+@needs_data
+@pytest.mark.slow
+def test_a_sweep_on_ray_gets_the_local_accuracies_and_benchmarks_alone(tmp_path, ray_head):
+    space = {"distill.temperature": [1.0, 2.0, 4.0]}
+    path = _sweep_file(tmp_path, space=space, cpus_per_trial=1)  # 1 torch thread here and on Ray
+    here, there = tmp_path / "local", tmp_path / "ray"
+    r = CliRunner().invoke(app, ["sweep", str(path), "--out", str(here)])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    r = CliRunner().invoke(app, ["sweep", str(path), "--out", str(there), "--ray", ray_head])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    local, remote = _trials(here), _trials(there)
+    assert len(local) == len(remote) == 3 and r.output.count("front so far") == 3
+    assert {t["key"]: t["accuracy"] for t in remote} == {t["key"]: t["accuracy"] for t in local}
+    phases = [(t["trial"], Phase(**p)) for t in remote for p in t["phases"]]
+    assert sorted(p.name for _, p in phases) == ["bench"] * 3 + ["distill"] * 3 + ["export"] * 3
+    assert overlaps(phases) == []  # no benchmark shared its node with anything
+    distill = [p for _, p in phases if p.name == "distill"]
+    assert any(a.start < b.end and b.start < a.end for a, b in itertools.combinations(distill, 2))  # parallel
+    assert "Every benchmark (3) had its node alone" in (there / "sweep.md").read_text()
+    again = CliRunner().invoke(app, ["sweep", str(path), "--out", str(there), "--ray", ray_head])
+    assert again.exit_code == 0 and again.output.count("(finished before)") == 0 and _trials(there) == remote
+    # Optuna's NSGA-II through Tune's OptunaSearch, told the finished trials when resumed
+    space = {"distill.alpha": {"low": 0.1, "high": 0.9}, "student.kwargs.widths": [[4, 8, 8], [8, 16, 16]]}
+    path = _sweep_file(tmp_path, search="optuna", trials=2, space=space, cpus_per_trial=1)
+    optuna_out = tmp_path / "optuna"
+    for trials in (2, 3):
+        path.write_text(path.read_text().replace("trials: 2", f"trials: {trials}"))
+        r = CliRunner().invoke(app, ["sweep", str(path), "--out", str(optuna_out), "--ray", ray_head])
+        assert r.exit_code == 0, r.output + repr(r.exception)
+        assert len(_trials(optuna_out)) == trials and "Configuration for experiment" not in r.output
+    assert all(0.1 <= t["params"]["distill.alpha"] <= 0.9 for t in _trials(optuna_out))

@@ -495,6 +495,14 @@ def sweep_cli(
     max_accuracy_drop: Annotated[
         float | None, typer.Option(help="Accuracy points below the teacher a recommended student may lose.")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="ADDRESS",
+            help="Run the trials on this Ray cluster (host:port or auto) through Ray Tune (edgekd[ray]).",
+        ),
+    ] = None,
 ) -> None:
     """Search the student and distillation settings: one pipeline run per trial, one shared teacher; the
     sweep report (trials, fronts, recommendation) and the winning trial's config as best.yaml."""
@@ -503,7 +511,7 @@ def sweep_cli(
     from toolkit.sweep.space import load_sweep
 
     sweep, cfg = load_sweep(sweep_file)
-    results = run_sweep(sweep, cfg, out, on_trial=output.sweep_trial)
+    results = run_sweep(sweep, cfg, out, on_trial=output.sweep_trial, ray_address=ray)
     drop = sweep.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop
     path = write_sweep_report(out, results, max_accuracy_drop=drop)
     output.console.print(f"sweep report: {path}")

@@ -16,6 +16,7 @@ from toolkit.report.recommend import Recommendation, recommend, recommendation_t
 from toolkit.report.rows import ReportRow, mark_pareto, sort_key
 from toolkit.report.run import load_run
 from toolkit.report.table import Table, results_table
+from toolkit.sweep.node import overlaps
 from toolkit.sweep.trials import TrialResult
 
 __all__ = ["sweep_rows", "write_sweep_report"]
@@ -78,6 +79,23 @@ def _closest(results: list[TrialResult], max_drop: float) -> str:
     )
 
 
+def _isolation(results: list[TrialResult]) -> str:
+    """Whether every trial's benchmark had its node alone, from the trials' recorded phases."""
+    phases = [(r.trial, p) for r in results for p in r.phases]
+    benches = sum(p.name == "bench" for _, p in phases)
+    nodes = len({p.node for _, p in phases})
+    clashes = overlaps(phases)
+    if not benches:
+        return "The trials recorded no phases (trials from before edgekd recorded them)."
+    if clashes:
+        listed = ", ".join(f"{a} with {b}" for a, b in clashes[:5])
+        return f"**Benchmarks overlapped other work on their node, so their timings are suspect:** {listed}."
+    return (
+        f"Every benchmark ({benches}) had its node alone: no training, export or other benchmark ran beside "
+        f"it ({nodes} node(s), from the trials' recorded phases)."
+    )
+
+
 def write_sweep_report(out: Path, results: list[TrialResult], *, max_accuracy_drop: float) -> Path:
     """sweep.md, sweep.html, tradeoff.png and (when a student qualifies) best.yaml in `out`."""
     rows = sweep_rows(out, results)
@@ -87,6 +105,7 @@ def write_sweep_report(out: Path, results: list[TrialResult], *, max_accuracy_dr
     blocks: list[Block] = [
         heading(TITLE, 1),
         para(f"{len(results)} trials, each a pipeline run under `{out / 'trials'}` sharing one teacher."),
+        para(_isolation(results)),
         heading("Trials"),
         table(_trials_table(results)),
         heading("Recommendation"),

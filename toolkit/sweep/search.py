@@ -13,9 +13,10 @@ from toolkit.report.pareto import pareto_front
 from toolkit.sweep.space import Range, SweepConfig, grid, params_key, sample, trial_config
 from toolkit.sweep.trials import TrialResult, append_trial, prepare_teacher, read_trials, run_trial
 
-__all__ = ["run_sweep", "front"]
+__all__ = ["run_sweep", "front", "points", "study", "distributions", "decode", "encode"]
 
 TRIALS = "trials.jsonl"
+STUDY = "edgekd-sweep"
 # (result, whether it ran now or was found finished, the front so far)
 OnTrial = Callable[[TrialResult, bool, list[TrialResult]], None]
 
@@ -26,7 +27,8 @@ def front(results: list[TrialResult]) -> list[TrialResult]:
     return [r for r, on in zip(results, flags, strict=True) if on]
 
 
-def _points(sweep: SweepConfig) -> Iterator[dict[str, Any]]:
+def points(sweep: SweepConfig) -> Iterator[dict[str, Any]]:
+    """The grid, or `trials` seeded random draws (repeats included: they are not run twice)."""
     if sweep.search == "grid":
         yield from grid(sweep)
         return
@@ -36,34 +38,55 @@ def _points(sweep: SweepConfig) -> Iterator[dict[str, Any]]:
 
 
 def run_sweep(
-    sweep: SweepConfig, cfg: RunConfig, out: Path, *, on_trial: OnTrial | None = None
+    sweep: SweepConfig,
+    cfg: RunConfig,
+    out: Path,
+    *,
+    on_trial: OnTrial | None = None,
+    ray_address: str | None = None,
 ) -> list[TrialResult]:
-    """Every trial of `sweep` on `cfg`, each in `out/trials/`; the finished ones (now or before)."""
+    """Every trial of `sweep` on `cfg`, each in `out/trials/`; the finished ones (now or before). With
+    `ray_address` the trials run on that Ray cluster through Ray Tune, else one after another here."""
+    out = out.resolve()  # trials on Ray run in other processes, in other folders
     out.mkdir(parents=True, exist_ok=True)
     results = read_trials(out / TRIALS)
     teacher = prepare_teacher(cfg, out)
 
-    def trial(params: dict[str, Any]) -> TrialResult:
-        key = params_key(params)
-        done = next((r for r in results if r.key == key), None)
-        ran = done is None
-        if done is None:
-            done = run_trial(trial_config(cfg, params), out, f"t{len(results):03d}", params, key, teacher)
+    def record(done: TrialResult, ran: bool) -> None:
+        if ran:
             append_trial(out / TRIALS, done)
             results.append(done)
         if on_trial is not None:
             on_trial(done, ran, front(results))
+
+    if ray_address is not None:
+        from toolkit.sweep.cluster import run_on_ray
+
+        run_on_ray(sweep, cfg, out, teacher, results, record, ray_address)
+        return results
+
+    def trial(params: dict[str, Any]) -> TrialResult:
+        key = params_key(params)
+        done = next((r for r in results if r.key == key), None)
+        if done is not None:
+            record(done, False)
+            return done
+        name = f"t{len(results):03d}"
+        done = run_trial(
+            trial_config(cfg, params), out, name, params, key, teacher, threads=sweep.cpus_per_trial
+        )
+        record(done, True)
         return done
 
     if sweep.search == "optuna":
         _optuna(sweep, results, trial)
     else:
-        for params in _points(sweep):
+        for params in points(sweep):
             trial(params)
     return results
 
 
-def _distributions(sweep: SweepConfig) -> dict[str, Any]:
+def distributions(sweep: SweepConfig) -> dict[str, Any]:
     """Optuna distributions; choices go by index (Optuna's categorical values must be scalars)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -78,13 +101,13 @@ def _distributions(sweep: SweepConfig) -> dict[str, Any]:
     return out
 
 
-def _optuna(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[dict], TrialResult]) -> None:
-    """Ask-and-tell with NSGA-II or TPE over (accuracy up, p50 down, size down); finished trials are told
-    to the study first, so a resumed sweep continues the same search."""
+def study(sweep: SweepConfig, results: list[TrialResult], storage: Any = None) -> Any:
+    """An Optuna study with NSGA-II or TPE over (accuracy up, p50 down, size down), told the finished
+    trials first, so a resumed sweep continues the same search."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = _distributions(sweep)
+    dists = distributions(sweep)
     # Seeded by the sweep and the trials already done: a resumed sweep does not redraw its first points.
     seed = sweep.seed + len(results)
     sampler = (
@@ -92,22 +115,31 @@ def _optuna(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[dic
         if sweep.sampler == "nsga2"
         else optuna.samplers.TPESampler(seed=seed)
     )
-    study = optuna.create_study(directions=["maximize", "minimize", "minimize"], sampler=sampler)
+    out = optuna.create_study(
+        directions=["maximize", "minimize", "minimize"], sampler=sampler, storage=storage, study_name=STUDY
+    )
     for r in results:
-        params = _encode(sweep, r.params)
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=r.objectives))
+        params = encode(sweep, r.params)
+        out.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=r.objectives))
+    return out
+
+
+def _optuna(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[dict], TrialResult]) -> None:
+    """Ask-and-tell, one trial at a time."""
+    dists = distributions(sweep)
+    search = study(sweep, results)
     wanted = sweep.trials or 0
     for _ in range(20 * wanted):  # a small space runs out of new points: asked again, they are not re-run
         if len(results) >= wanted:
             break
-        asked = study.ask(dists)
-        done = trial(_decode(sweep, asked.params))
-        study.tell(asked, list(done.objectives))
+        asked = search.ask(dists)
+        done = trial(decode(sweep, asked.params))
+        search.tell(asked, list(done.objectives))
 
 
-def _decode(sweep: SweepConfig, raw: dict[str, Any]) -> dict[str, Any]:
+def decode(sweep: SweepConfig, raw: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(sweep.space[k], Range) else sweep.space[k][v] for k, v in raw.items()}
 
 
-def _encode(sweep: SweepConfig, params: dict[str, Any]) -> dict[str, Any]:
+def encode(sweep: SweepConfig, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v if isinstance(sweep.space[k], Range) else sweep.space[k].index(v) for k, v in params.items()}

@@ -60,6 +60,10 @@ class SweepConfig(BaseModel):
     trials: int | None = Field(None, ge=1)  # random/optuna: how many; grid: at most this many
     seed: int = 0
     max_accuracy_drop: float = Field(1.0, ge=0)
+    # Torch threads per trial's training and export, and the CPUs a trial asks Ray for (on Ray: 1 if
+    # unset; locally unset means torch's default, every core). GPUs: what a trial asks Ray for.
+    cpus_per_trial: int | None = Field(None, ge=1)
+    gpus_per_trial: float = Field(0.0, ge=0)
     fixed: dict[str, Any] = Field(default_factory=dict)  # dotted key -> value, for every trial
     space: dict[str, Choice | Range] = Field(min_length=1)  # dotted key -> choices or a range
 

@@ -6,13 +6,15 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from benchmarks.files import atomic_path
 from benchmarks.records import drop_torn_tail
 from toolkit.config import RunConfig, save_config
 from toolkit.pipeline import RunDir
+from toolkit.sweep.node import Phase, node_phase
 
 __all__ = ["TrialResult", "read_trials", "append_trial", "prepare_teacher", "run_trial"]
 
@@ -36,6 +38,8 @@ class TrialResult:
     teacher_accuracy: float
     teacher_p50_ms: float  # the teacher fp32 file of the same format and backend, measured in the trial
     seconds: float
+    # when each stage ran, on which node (a benchmark never overlaps other work there; older records: [])
+    phases: list[Phase] = field(default_factory=list)
 
     @property
     def objectives(self) -> tuple[float, float, float]:
@@ -49,11 +53,13 @@ def read_trials(path: Path) -> list[TrialResult]:
         return []
     drop_torn_tail(path)
     names = {f.name for f in fields(TrialResult)}
+    required = {f.name for f in fields(TrialResult) if f.default is MISSING and f.default_factory is MISSING}
     out = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         data = json.loads(line)
-        if set(data) != names:
+        if not required <= set(data) <= names:
             raise ValueError(f"{path}:{n}: not a trial record (keys {sorted(set(data) ^ names)} differ)")
+        data["phases"] = [Phase(**p) for p in data.get("phases", [])]
         out.append(TrialResult(**data))
     return out
 
@@ -73,17 +79,19 @@ def prepare_teacher(cfg: RunConfig, out: Path) -> RunDir:
     run = RunDir(out / "teacher")
     run.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run.config)
-    run_distill(cfg, run, teachers_only=True)
+    with node_phase("teacher", "work", []):
+        run_distill(cfg, run, teachers_only=True)
     return run
 
 
 def _link(src: Path, dst: Path) -> None:
+    """`dst` becomes `src` in one rename: trials running at once may link the same file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.unlink(missing_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:  # another file system
-        shutil.copy2(src, dst)
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:  # another file system
+            shutil.copy2(src, tmp)
 
 
 def _share(src: RunDir, dst: RunDir, names: tuple[str, ...] = SHARED) -> None:
@@ -117,8 +125,31 @@ def _objectives(run: RunDir) -> dict[str, Any]:
     }
 
 
-def run_trial(cfg: RunConfig, out: Path, name: str, params: dict[str, Any], key: str, teacher: RunDir):
-    """Distill, export and benchmark one trial in `out/trials/<name>-<key>`; its `TrialResult`."""
+def run_trial(
+    cfg: RunConfig,
+    out: Path,
+    name: str,
+    params: dict[str, Any],
+    key: str,
+    teacher: RunDir,
+    *,
+    threads: int | None = None,
+) -> TrialResult:
+    """Distill, export and benchmark one trial in `out/trials/<name>-<key>`; its `TrialResult`. Training
+    and export use `threads` torch threads (None: torch's default); the benchmark has the node alone."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    try:
+        return _run_trial(cfg, out, name, params, key, teacher)
+    finally:  # the process goes on (a local sweep's next teacher, the CLI's caller) with its own count
+        torch.set_num_threads(before)
+
+
+def _run_trial(
+    cfg: RunConfig, out: Path, name: str, params: dict[str, Any], key: str, teacher: RunDir
+) -> TrialResult:
     from toolkit.pipeline.bench_stage import run_bench
     from toolkit.pipeline.distill_stage import run_distill
     from toolkit.pipeline.export_stage import run_export
@@ -128,16 +159,21 @@ def run_trial(cfg: RunConfig, out: Path, name: str, params: dict[str, Any], key:
     run.root.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run.config)
     _share(teacher, run)
-    run_distill(cfg, run)
+    phases: list[Phase] = []
+    with node_phase("distill", "work", phases):
+        run_distill(cfg, run)
     # the first trial computed the teacher's logits: later trials read them
     _share(run, teacher, tuple(n for n in SHARED[1:] if not (teacher.distill / n).exists()))
-    run_export(run)
-    run_bench(run.root)
+    with node_phase("export", "work", phases):
+        run_export(run)
+    with node_phase("bench", "bench", phases):
+        run_bench(run.root)
     return TrialResult(
         trial=name,
         key=key,
         params=params,
         run_dir=str(run.root.relative_to(out)),
         seconds=round(time.perf_counter() - t0, 1),
+        phases=phases,
         **_objectives(run),
     )

@@ -1,0 +1,150 @@
+"""Sweep trials on a Ray cluster through Ray Tune: trials train side by side, as many as the cluster's
+CPUs and GPUs allow, and a trial's benchmark waits until it has its node alone (`toolkit.sweep.node`).
+
+Every node reads the config's data and writes the sweep directory at the same paths: one machine, or a
+shared file system. The driver records each trial as it finishes, so a cut-off sweep resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from toolkit.config import RunConfig
+from toolkit.errors import EdgekdError
+from toolkit.pipeline import RunDir
+from toolkit.sweep.node import Phase
+from toolkit.sweep.space import SweepConfig, params_key, trial_config
+from toolkit.sweep.trials import TrialResult, run_trial
+
+__all__ = ["run_on_ray"]
+
+OBJECTIVES = (["accuracy", "p50_ms", "size_bytes"], ["max", "min", "min"])
+
+
+def _trainable(
+    config: dict[str, Any],
+    *,
+    sweep: SweepConfig,
+    cfg: RunConfig,
+    out: str,
+    teacher: str,
+    cwd: str,
+    threads: int,
+) -> None:
+    """One trial inside a Ray worker: the pipeline on its own run directory, reported to Tune."""
+    from ray import tune
+
+    from toolkit.sweep.search import decode
+
+    os.chdir(cwd)  # relative paths in the config mean what they meant where the sweep started
+    params = config["point"] if "point" in config else decode(sweep, config)
+    name = tune.get_context().get_trial_id()
+    key = params_key(params)
+    done = run_trial(
+        trial_config(cfg, params), Path(out), name, params, key, RunDir(Path(teacher)), threads=threads
+    )
+    tune.report(
+        {
+            "accuracy": done.accuracy,
+            "p50_ms": done.p50_ms,
+            "size_bytes": done.size_bytes,
+            "trial_record": json.dumps(asdict(done)),
+        }
+    )
+
+
+def _from_report(result: dict[str, Any]) -> TrialResult:
+    data = json.loads(result["trial_record"])
+    data["phases"] = [Phase(**p) for p in data["phases"]]
+    return TrialResult(**data)
+
+
+def _search(sweep: SweepConfig, results: list[TrialResult]) -> tuple[dict[str, Any], Any, int]:
+    """Tune's param space, search algorithm and sample count for the trials still to run."""
+    from ray import tune
+
+    from toolkit.sweep.search import distributions, points, study
+
+    if sweep.search != "optuna":
+        finished = {r.key for r in results}
+        pending = {params_key(p): p for p in points(sweep) if params_key(p) not in finished}
+        return {"point": tune.grid_search(list(pending.values()))}, None, 1 if pending else 0
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    storage = optuna.storages.InMemoryStorage()
+    search = study(sweep, results, storage=storage)  # told the finished trials, in the storage Tune loads
+    algo = OptunaSearch(
+        space=distributions(sweep),
+        metric=OBJECTIVES[0],
+        mode=OBJECTIVES[1],
+        sampler=search.sampler,
+        storage=storage,
+        study_name=search.study_name,
+    )
+    # Optuna may ask for a point again: that trial is run again, and recorded once.
+    return {}, algo, max(0, (sweep.trials or 0) - len(results))
+
+
+def run_on_ray(
+    sweep: SweepConfig,
+    cfg: RunConfig,
+    out: Path,
+    teacher: RunDir,
+    results: list[TrialResult],
+    record: Callable[[TrialResult, bool], None],
+    address: str,
+) -> None:
+    """Run the sweep's remaining trials on the Ray cluster at `address` ("auto": the one this machine
+    joined); `record` gets each as it finishes. Failed trials: `EdgekdError` after the others finish."""
+    import ray
+    from ray import tune
+
+    space, algo, samples = _search(sweep, results)
+    if not samples:
+        return
+    cpus = sweep.cpus_per_trial or 1
+
+    class Recorder(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            done = _from_report(result)
+            seen = any(r.key == done.key for r in results)
+            if not seen:  # finishing order names the trial, as a local sweep does
+                done.trial = f"t{len(results):03d}"
+            record(done, not seen)
+
+    # edgekd prints a line per trial itself; Tune's newer console output prints tables even at verbose=0
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        trainable = tune.with_parameters(
+            _trainable,
+            sweep=sweep,
+            cfg=cfg,
+            out=str(out),
+            teacher=str(teacher.root),
+            cwd=os.getcwd(),
+            threads=cpus,
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": cpus, "gpu": sweep.gpus_per_trial}),
+            param_space=space,
+            tune_config=tune.TuneConfig(search_alg=algo, num_samples=samples),
+            run_config=tune.RunConfig(
+                name=time.strftime("tune-%Y%m%d-%H%M%S"),
+                storage_path=str(out / "ray"),
+                verbose=0,
+                callbacks=[Recorder()],
+            ),
+        )
+        grid = tuner.fit()
+    finally:
+        ray.shutdown()
+    if grid.errors:
+        raise EdgekdError(f"{out}: {len(grid.errors)} trial(s) failed on Ray; the first: {grid.errors[0]}")
