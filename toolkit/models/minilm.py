@@ -1,0 +1,42 @@
+"""The text teacher: a sentence-transformers encoder (all-MiniLM-L6-v2) read from a local folder, mean-pooled
+as sentence-transformers pools it, with a linear classification head; one int input of token ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["SentenceClassifier", "load_encoder"]
+
+
+def load_encoder(model_dir: Path) -> nn.Module:
+    """The BERT encoder in `model_dir` (config.json + model.safetensors), never from the internet."""
+    from transformers import AutoModel
+
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"{model_dir}: no config.json (run `make text-data`)")
+    return AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+
+
+class SentenceClassifier(nn.Module):
+    """Encoder, mean pooling over the non-padding tokens, linear head."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int, pad_id: int = 0) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pad_id = pad_id
+        self.num_features = encoder.config.hidden_size
+        self.head = nn.Linear(self.num_features, num_classes)
+
+    def forward_features(self, ids: torch.Tensor) -> torch.Tensor:
+        """The sentence embedding (what sentence-transformers' mean pooling gives)."""
+        ids = ids.long()
+        keep = (ids != self.pad_id).long()
+        hidden = self.encoder(input_ids=ids, attention_mask=keep).last_hidden_state
+        weight = keep.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weight).sum(1) / weight.sum(1).clamp(min=1e-9)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.forward_features(ids))
