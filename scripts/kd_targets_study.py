@@ -1,8 +1,9 @@
 """Which teacher targets make KD beat scratch on the built-in data (issue #22): prints per-seed test accuracy.
 
-    python scripts/kd_targets_study.py scratch kd views:k=4:sh=2:fl=1 cf:ep=4:f=2 kd:tep=4:taug=1:T=4:a=0.7
+    python scripts/kd_targets_study.py [--epochs N] scratch kd views:k=4:sh=2:fl=1 cf:ep=4:f=2 kd:tep=4:taug=1
 
-Each argument is one experiment; students: cnn_student, 4 epochs (the pre-sweep default), seeds 0/1/2:
+Each argument is one experiment; students: cnn_student, --epochs epochs (default 4, the pre-sweep
+default; the default run now trains 7), seeds 0/1/2:
   scratch                      plain training
   kd[:T=..:a=..]               KD from logits cached on the plain training images
   views:k=K:sh=S:fl=0|1        KD replaying K stored shift/flip views (toolkit/distill/views.py)
@@ -90,6 +91,9 @@ def _targets(kind: str, opts: dict, s, data) -> tuple[list[Teacher], ViewSpec | 
 
 
 def main(argv: list[str]) -> int:
+    epochs = 4
+    if argv[:1] == ["--epochs"]:
+        epochs, argv = int(argv[1]), argv[2:]
     OUT.mkdir(parents=True, exist_ok=True)
     s, data = _data()
     (x, y), (xt, yt) = data["train"], data["test"]
@@ -101,11 +105,12 @@ def main(argv: list[str]) -> int:
         test = []
         for seed in SEEDS:
             student = _net("cnn_student", s, seed)
-            settings = TrainSettings(epochs=4, batch_size=128, lr=0.005, seed=seed, views=views,
+            settings = TrainSettings(epochs=epochs, batch_size=128, lr=0.005, seed=seed, views=views,
                                      **(kd if teachers else {}))  # fmt: skip
             train_model(student, x, y, settings, teachers=teachers)
             test.append(100 * accuracy(predict(student, xt), yt))
-        print(f"{arg}: test {' / '.join(f'{t:.2f}' for t in test)} %, mean {np.mean(test):.2f}", flush=True)
+        scores = " / ".join(f"{t:.2f}" for t in test)
+        print(f"{arg} ({epochs} epochs): test {scores} %, mean {np.mean(test):.2f}", flush=True)
     return 0
 
 

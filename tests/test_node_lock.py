@@ -19,10 +19,10 @@ def test_work_shares_the_node_and_a_benchmark_has_it_alone(tmp_path, monkeypatch
             time.sleep(seconds)
 
     plan = [
-        ("A", "work", 0.0, 0.8),
-        ("B", "work", 0.1, 0.8),
-        ("C", "bench", 0.3, 0.3),
-        ("D", "work", 0.5, 0.1),
+        ("A", "work", 0.0, 1.6),  # (who, kind, starts asking after s, holds for s); gaps of 0.2 s or more
+        ("B", "work", 0.2, 1.6),
+        ("C", "bench", 0.6, 0.4),
+        ("D", "work", 1.2, 0.1),
     ]
     threads = [threading.Thread(target=hold, args=step) for step in plan]
     for t in threads:

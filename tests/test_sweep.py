@@ -126,6 +126,17 @@ def test_optuna_sweep_runs_its_trials_and_a_resumed_one_only_the_new_ones(tmp_pa
     )
 
 
+def test_a_ray_client_address_is_refused_before_anything_trains(tmp_path):
+    path = _sweep_file(tmp_path, space={"distill.temperature": [2.0]})
+    r = CliRunner().invoke(
+        app, ["sweep", str(path), "--out", str(tmp_path / "s"), "--ray", "ray://head:10001"]
+    )
+    assert (
+        isinstance(r.exception, ConfigError) and not (tmp_path / "s").exists()
+    )  # main() prints it in one line
+    assert "--ray ray://head:10001: give the cluster's host:port (or auto)" in str(r.exception)
+
+
 SWEEPS = sorted((DEFAULT_CONFIG.parent / "sweeps").glob("*.yaml"))
 
 
@@ -170,11 +181,13 @@ def test_a_sweep_on_ray_gets_the_local_accuracies_and_benchmarks_alone(tmp_path,
     phases = [(t["trial"], Phase(**p)) for t in remote for p in t["phases"]]
     assert sorted(p.name for _, p in phases) == ["bench"] * 3 + ["distill"] * 3 + ["export"] * 3
     assert overlaps(phases) == []  # no benchmark shared its node with anything
-    distill = [p for _, p in phases if p.name == "distill"]
-    assert any(a.start < b.end and b.start < a.end for a, b in itertools.combinations(distill, 2))  # parallel
+    work = [(t, p) for t, p in phases if p.name != "bench"]
+    assert any(  # two trials' training or export did run side by side
+        a != b and p.start < q.end and q.start < p.end for (a, p), (b, q) in itertools.combinations(work, 2)
+    )
     assert "Every benchmark (3) had its node alone" in (there / "sweep.md").read_text()
     again = CliRunner().invoke(app, ["sweep", str(path), "--out", str(there), "--ray", ray_head])
-    assert again.exit_code == 0 and again.output.count("(finished before)") == 0 and _trials(there) == remote
+    assert again.exit_code == 0 and again.output.count("(finished before)") == 3 and _trials(there) == remote
     # Optuna's NSGA-II through Tune's OptunaSearch, told the finished trials when resumed
     space = {"distill.alpha": {"low": 0.1, "high": 0.9}, "student.kwargs.widths": [[4, 8, 8], [8, 16, 16]]}
     path = _sweep_file(tmp_path, search="optuna", trials=2, space=space, cpus_per_trial=1)

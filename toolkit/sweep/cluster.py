@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.config import RunConfig
-from toolkit.errors import EdgekdError
+from toolkit.errors import ConfigError, EdgekdError
 from toolkit.pipeline import RunDir
-from toolkit.sweep.node import Phase
+from toolkit.sweep.search import OBJECTIVES
 from toolkit.sweep.space import SweepConfig, params_key, trial_config
 from toolkit.sweep.trials import TrialResult, run_trial
 
-__all__ = ["run_on_ray"]
-
-OBJECTIVES = (["accuracy", "p50_ms", "size_bytes"], ["max", "min", "min"])
+__all__ = ["run_on_ray", "check_address"]
 
 
 def _trainable(
@@ -42,27 +40,15 @@ def _trainable(
 
     from toolkit.sweep.search import decode
 
-    os.chdir(cwd)  # relative paths in the config mean what they meant where the sweep started
+    if Path(cwd).is_dir():  # relative paths in the config mean what they meant where the sweep started
+        os.chdir(cwd)
     params = config["point"] if "point" in config else decode(sweep, config)
     name = tune.get_context().get_trial_id()
     key = params_key(params)
-    done = run_trial(
-        trial_config(cfg, params), Path(out), name, params, key, RunDir(Path(teacher)), threads=threads
-    )
-    tune.report(
-        {
-            "accuracy": done.accuracy,
-            "p50_ms": done.p50_ms,
-            "size_bytes": done.size_bytes,
-            "trial_record": json.dumps(asdict(done)),
-        }
-    )
-
-
-def _from_report(result: dict[str, Any]) -> TrialResult:
-    data = json.loads(result["trial_record"])
-    data["phases"] = [Phase(**p) for p in data["phases"]]
-    return TrialResult(**data)
+    run = trial_config(cfg, params)
+    done = run_trial(run, Path(out), name, params, key, RunDir(Path(teacher)), threads=threads)
+    metrics = {metric: getattr(done, metric) for metric, _ in OBJECTIVES}
+    tune.report({**metrics, "trial_record": json.dumps(asdict(done))})
 
 
 def _search(sweep: SweepConfig, results: list[TrialResult]) -> tuple[dict[str, Any], Any, int]:
@@ -79,17 +65,65 @@ def _search(sweep: SweepConfig, results: list[TrialResult]) -> tuple[dict[str, A
     from ray.tune.search.optuna import OptunaSearch
 
     storage = optuna.storages.InMemoryStorage()
-    search = study(sweep, results, storage=storage)  # told the finished trials, in the storage Tune loads
+    told = study(sweep, results, storage=storage)  # told the finished trials, in the storage Tune loads
     algo = OptunaSearch(
         space=distributions(sweep),
-        metric=OBJECTIVES[0],
-        mode=OBJECTIVES[1],
-        sampler=search.sampler,
+        metric=[m for m, _ in OBJECTIVES],
+        mode=[way for _, way in OBJECTIVES],
+        sampler=told.sampler,
         storage=storage,
-        study_name=search.study_name,
+        study_name=told.study_name,
     )
     # Optuna may ask for a point again: that trial is run again, and recorded once.
     return {}, algo, max(0, (sweep.trials or 0) - len(results))
+
+
+def _recorder(results: list[TrialResult], record: Callable[[TrialResult, bool], None]) -> Any:
+    """A Tune callback, run in the driver, that records each trial as it reports."""
+    from ray import tune
+
+    class Recorder(tune.Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            done = TrialResult.from_dict(json.loads(result["trial_record"]), f"Ray trial {trial}")
+            seen = any(r.key == done.key for r in results)
+            if not seen:  # finishing order names the trial, as a local sweep does
+                done.trial = f"t{len(results):03d}"
+            record(done, not seen)
+
+    return Recorder()
+
+
+def _tuner(sweep, cfg, out: Path, teacher: RunDir, space, algo, samples: int, recorder) -> Any:
+    """The Tuner: one trial per point, each asking for its CPUs and GPUs, Tune's files in DIR/ray."""
+    from ray import tune
+
+    cpus = sweep.cpus_per_trial or 1
+    trainable = tune.with_parameters(
+        _trainable,
+        sweep=sweep,
+        cfg=cfg,
+        out=str(out),
+        teacher=str(teacher.root),
+        cwd=os.getcwd(),
+        threads=cpus,
+    )
+    return tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cpus, "gpu": sweep.gpus_per_trial}),
+        param_space=space,
+        tune_config=tune.TuneConfig(search_alg=algo, num_samples=samples),
+        run_config=tune.RunConfig(
+            name=time.strftime("tune-%Y%m%d-%H%M%S"),
+            storage_path=str(out / "ray"),
+            verbose=0,
+            callbacks=[recorder],
+        ),
+    )
+
+
+def check_address(address: str) -> None:
+    """`ConfigError` for an address the sweep cannot record trials through."""
+    if address.startswith("ray://"):  # Ray Client runs Tune's driver on the head: no records here
+        raise ConfigError(f"--ray {address}: give the cluster's host:port (or auto), not a ray:// address")
 
 
 def run_on_ray(
@@ -104,47 +138,20 @@ def run_on_ray(
     """Run the sweep's remaining trials on the Ray cluster at `address` ("auto": the one this machine
     joined); `record` gets each as it finishes. Failed trials: `EdgekdError` after the others finish."""
     import ray
-    from ray import tune
 
     space, algo, samples = _search(sweep, results)
     if not samples:
         return
-    cpus = sweep.cpus_per_trial or 1
-
-    class Recorder(tune.Callback):
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            done = _from_report(result)
-            seen = any(r.key == done.key for r in results)
-            if not seen:  # finishing order names the trial, as a local sweep does
-                done.trial = f"t{len(results):03d}"
-            record(done, not seen)
-
     # edgekd prints a line per trial itself; Tune's newer console output prints tables even at verbose=0
+    quiet = "RAY_AIR_NEW_OUTPUT" not in os.environ
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # connected before anything is put in the object store, which would start a local Ray instead
     ray.init(address=address, log_to_driver=False, configure_logging=False)
     try:
-        trainable = tune.with_parameters(
-            _trainable,
-            sweep=sweep,
-            cfg=cfg,
-            out=str(out),
-            teacher=str(teacher.root),
-            cwd=os.getcwd(),
-            threads=cpus,
-        )
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": cpus, "gpu": sweep.gpus_per_trial}),
-            param_space=space,
-            tune_config=tune.TuneConfig(search_alg=algo, num_samples=samples),
-            run_config=tune.RunConfig(
-                name=time.strftime("tune-%Y%m%d-%H%M%S"),
-                storage_path=str(out / "ray"),
-                verbose=0,
-                callbacks=[Recorder()],
-            ),
-        )
-        grid = tuner.fit()
+        grid = _tuner(sweep, cfg, out, teacher, space, algo, samples, _recorder(results, record)).fit()
     finally:
         ray.shutdown()
+        if quiet:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
     if grid.errors:
         raise EdgekdError(f"{out}: {len(grid.errors)} trial(s) failed on Ray; the first: {grid.errors[0]}")

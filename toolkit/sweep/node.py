@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,8 +34,19 @@ class Phase:
 
 
 def lock_dir() -> Path:
-    """Where this node's lock files live (EDGEKD_NODE_LOCK_DIR, else the temporary folder)."""
-    return Path(os.environ.get("EDGEKD_NODE_LOCK_DIR") or tempfile.gettempdir())
+    """Where this node's lock files live: EDGEKD_NODE_LOCK_DIR, else /tmp (not $TMPDIR, which batch
+    schedulers set per job: two jobs on one node would lock different files)."""
+    return Path(os.environ.get("EDGEKD_NODE_LOCK_DIR") or "/tmp")
+
+
+def _open_shared(path: Path) -> int:
+    """A descriptor on `path`, created writable for every user (another user's sweep locks it too)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        os.fchmod(fd, 0o666)  # past the umask; only the creator may, and only the creator needs to
+    except PermissionError:
+        pass
+    return fd
 
 
 @contextmanager
@@ -45,7 +55,8 @@ def node_phase(name: str, kind: Literal["work", "bench"], phases: list[Phase]) -
     is appended to `phases`."""
     folder = lock_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / GATE, "a+") as gate, open(folder / LOCK, "a+") as lock:
+    gate, lock = _open_shared(folder / GATE), _open_shared(folder / LOCK)
+    try:
         fcntl.flock(gate, fcntl.LOCK_EX)
         try:
             fcntl.flock(lock, fcntl.LOCK_SH if kind == "work" else fcntl.LOCK_EX)
@@ -56,7 +67,9 @@ def node_phase(name: str, kind: Literal["work", "bench"], phases: list[Phase]) -
             yield
         finally:
             phases.append(Phase(name, socket.gethostname(), start, time.time()))
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        os.close(lock)  # closing releases the flock
+        os.close(gate)
 
 
 def overlaps(phases: list[tuple[str, Phase]]) -> list[tuple[str, str]]:

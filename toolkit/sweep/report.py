@@ -83,16 +83,18 @@ def _isolation(results: list[TrialResult]) -> str:
     """Whether every trial's benchmark had its node alone, from the trials' recorded phases."""
     phases = [(r.trial, p) for r in results for p in r.phases]
     benches = sum(p.name == "bench" for _, p in phases)
-    nodes = len({p.node for _, p in phases})
-    clashes = overlaps(phases)
     if not benches:
         return "The trials recorded no phases (trials from before edgekd recorded them)."
+    timed = f"{sum(bool(r.phases) for r in results)} of {len(results)} trials recorded their phases"
+    clashes = overlaps(phases)
     if clashes:
         listed = ", ".join(f"{a} with {b}" for a, b in clashes[:5])
-        return f"**Benchmarks overlapped other work on their node, so their timings are suspect:** {listed}."
+        suspect = "**Benchmarks overlapped other work on their node, so their timings are suspect:**"
+        return f"{suspect} {listed} ({timed})."
+    nodes = len({p.node for _, p in phases})
     return (
-        f"Every benchmark ({benches}) had its node alone: no training, export or other benchmark ran beside "
-        f"it ({nodes} node(s), from the trials' recorded phases)."
+        f"Every benchmark ({benches}) had its node alone: no training, export or benchmark of another "
+        f"trial of this sweep ran beside it ({nodes} node(s); {timed}). Work outside edgekd is not seen."
     )
 
 

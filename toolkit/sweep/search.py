@@ -17,6 +17,8 @@ __all__ = ["run_sweep", "front", "points", "study", "distributions", "decode", "
 
 TRIALS = "trials.jsonl"
 STUDY = "edgekd-sweep"
+# The objectives, in TrialResult.objectives' order, and which way each is better.
+OBJECTIVES = (("accuracy", "max"), ("p50_ms", "min"), ("size_bytes", "min"))
 # (result, whether it ran now or was found finished, the front so far)
 OnTrial = Callable[[TrialResult, bool, list[TrialResult]], None]
 
@@ -47,6 +49,10 @@ def run_sweep(
 ) -> list[TrialResult]:
     """Every trial of `sweep` on `cfg`, each in `out/trials/`; the finished ones (now or before). With
     `ray_address` the trials run on that Ray cluster through Ray Tune, else one after another here."""
+    if ray_address is not None:
+        from toolkit.sweep.cluster import check_address
+
+        check_address(ray_address)  # before the teacher trains
     out = out.resolve()  # trials on Ray run in other processes, in other folders
     out.mkdir(parents=True, exist_ok=True)
     results = read_trials(out / TRIALS)
@@ -62,6 +68,8 @@ def run_sweep(
     if ray_address is not None:
         from toolkit.sweep.cluster import run_on_ray
 
+        for done in list(results):
+            record(done, False)
         run_on_ray(sweep, cfg, out, teacher, results, record, ray_address)
         return results
 
@@ -115,13 +123,16 @@ def study(sweep: SweepConfig, results: list[TrialResult], storage: Any = None) -
         if sweep.sampler == "nsga2"
         else optuna.samplers.TPESampler(seed=seed)
     )
-    out = optuna.create_study(
-        directions=["maximize", "minimize", "minimize"], sampler=sampler, storage=storage, study_name=STUDY
+    made = optuna.create_study(
+        directions=[f"{way}imize" for _, way in OBJECTIVES],
+        sampler=sampler,
+        storage=storage,
+        study_name=STUDY,
     )
     for r in results:
         params = encode(sweep, r.params)
-        out.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=r.objectives))
-    return out
+        made.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=r.objectives))
+    return made
 
 
 def _optuna(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[dict], TrialResult]) -> None:
@@ -138,8 +149,10 @@ def _optuna(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[dic
 
 
 def decode(sweep: SweepConfig, raw: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's values back to the space's (a choice's index to the choice)."""
     return {k: v if isinstance(sweep.space[k], Range) else sweep.space[k][v] for k, v in raw.items()}
 
 
 def encode(sweep: SweepConfig, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's values as Optuna holds them (a choice as its index)."""
     return {k: v if isinstance(sweep.space[k], Range) else sweep.space[k].index(v) for k, v in params.items()}

@@ -37,9 +37,20 @@ class TrialResult:
     size_bytes: int
     teacher_accuracy: float
     teacher_p50_ms: float  # the teacher fp32 file of the same format and backend, measured in the trial
-    seconds: float
+    seconds: float  # wall time of the trial, waits for the node lock included
     # when each stage ran, on which node (a benchmark never overlaps other work there; older records: [])
     phases: list[Phase] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> TrialResult:
+        """A record as `append_trial` wrote it (`phases` may be missing: older records)."""
+        names = {f.name for f in fields(cls)}
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        if not required <= set(data) <= names:
+            wrong = sorted((required - set(data)) | (set(data) - names))
+            raise ValueError(f"{where}: not a trial record (keys {wrong} missing or unknown)")
+        phases = [Phase(**p) for p in data.get("phases", [])]
+        return cls(**{**data, "phases": phases})
 
     @property
     def objectives(self) -> tuple[float, float, float]:
@@ -52,16 +63,8 @@ def read_trials(path: Path) -> list[TrialResult]:
     if not path.is_file():
         return []
     drop_torn_tail(path)
-    names = {f.name for f in fields(TrialResult)}
-    required = {f.name for f in fields(TrialResult) if f.default is MISSING and f.default_factory is MISSING}
-    out = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        data = json.loads(line)
-        if not required <= set(data) <= names:
-            raise ValueError(f"{path}:{n}: not a trial record (keys {sorted(set(data) ^ names)} differ)")
-        data["phases"] = [Phase(**p) for p in data.get("phases", [])]
-        out.append(TrialResult(**data))
-    return out
+    lines = path.read_text().splitlines()
+    return [TrialResult.from_dict(json.loads(line), f"{path}:{n}") for n, line in enumerate(lines, 1)]
 
 
 def append_trial(path: Path, result: TrialResult) -> None:
