@@ -115,6 +115,37 @@ def onnx_p50(model: torch.nn.Module, rows: np.ndarray, path: Path) -> tuple[floa
     return float(np.median(ms)), path.stat().st_size, diff
 
 
+def file_rows(name: str, model: torch.nn.Module, ids: np.ndarray, y: np.ndarray, out: Path) -> None:
+    """Print each file of `model` (ONNX and TFLite, fp32 and dynamic int8): input dtype, size, test
+    accuracy at batch 1, p50 (1 thread) and max |file - torch| over the first 64 rows."""
+    from benchmarks.backends import litert
+    from export.quantize import quantize_dynamic
+    from export.tflite import export_tflite, export_tflite_dynamic_int8
+
+    sample = torch.from_numpy(ids[:1])
+    onnx = out / f"{name}.onnx"
+    torch.onnx.export(model, (sample,), str(onnx), dynamo=True, external_data=False, verbose=False)
+    files = {"onnx fp32": onnx, "onnx dynamic-int8": out / f"{name}_dynamic_int8.onnx"}
+    quantize_dynamic(onnx, files["onnx dynamic-int8"])
+    files["tflite fp32"] = export_tflite(model, sample, out / f"{name}.tflite")
+    files["tflite dynamic-int8"] = out / f"{name}_dynamic_int8.tflite"
+    export_tflite_dynamic_int8(model, sample, files["tflite dynamic-int8"])
+    with torch.no_grad():
+        ref = model(torch.from_numpy(ids[:64])).numpy()
+    for what, path in files.items():
+        backend = ort_backend if what.startswith("onnx") else litert
+        handle = backend.load(path, threads=1)
+        dtype = backend.input_spec(handle)[2]
+        logits = np.concatenate([backend.run(handle, ids[i : i + 1]) for i in range(len(ids))])
+        feed = backend.prepare(handle, ids[:1])
+        ms = time_runs(lambda h=handle, f=feed, b=backend: b.invoke(h, f), warmup=20, min_runs=200,
+                       min_time_s=1.0, max_runs=5000)  # fmt: skip
+        acc = float((logits.argmax(1) == y).mean())
+        diff = float(np.abs(logits[:64] - ref).max())
+        print(f"  {name} {what:20s} input {np.dtype(dtype).name:5s} {path.stat().st_size / 1024:9.0f} KiB  "
+              f"test {acc * 100:.2f} %  p50 {float(np.median(ms)):.4f} ms  max|diff| {diff:.1e}")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", type=Path, default=DEFAULT_TEXT_ROOT)
@@ -127,6 +158,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--alpha", type=float, default=0.5)
+    p.add_argument(
+        "--files", action="store_true", help="also every ONNX/TFLite file of the teacher and seed 0 KD"
+    )
     args = p.parse_args()
     t_start = time.perf_counter()
     texts, labels_y, names = read_rotten_tomatoes(args.root / "rotten_tomatoes.csv.bz2")
@@ -159,10 +193,16 @@ def main() -> None:
             params = sum(q.numel() for q in model.parameters())
             p50, size, diff = onnx_p50(model, rows, args.out / f"student_{how}_{seed}.onnx")
             results.append((seed, how, acc))
+            if args.files and how == "kd" and seed == args.seeds[0]:
+                first_kd = model
             took = time.perf_counter() - t0
             print(f"seed {seed} {how:7s}: test {acc * 100:.2f} %, {params / 1e3:.0f} k params "
                   f"({t_params / params:.0f}x fewer), {size / 1024:.0f} KiB ({t_size / size:.0f}x smaller), "
                   f"p50 {p50:.4f} ms ({t_p50 / p50:.0f}x faster), |d| {diff:.0e}, {took:.0f} s")  # fmt: skip
+    if args.files:
+        print("files (batch 1, 1 thread; accuracy over the whole test split):")
+        file_rows("student_kd", first_kd, ids["test"], y["test"], args.out)
+        file_rows("teacher", teacher, ids["test"], y["test"], args.out)
     gains = [kd - sc for (_, _, sc), (_, _, kd) in zip(results[::2], results[1::2], strict=True)]
     print("KD - scratch per seed (points): " + ", ".join(f"{g * 100:+.2f}" for g in gains))
     wall = time.perf_counter() - t_start
