@@ -1,6 +1,7 @@
 """Which teacher targets make KD beat scratch on the built-in data (issue #22): prints per-seed test accuracy.
 
-    python scripts/kd_targets_study.py [--epochs N] scratch kd views:k=4:sh=2:fl=1 cf:ep=4:f=2 kd:tep=4:taug=1
+    python scripts/kd_targets_study.py [--epochs N] [--widths 24,48,96] EXPERIMENT...
+    e.g. scratch kd views:k=4:sh=2:fl=1 cf:ep=4:f=2 kd:tep=4:taug=1
 
 Each argument is one experiment; students: cnn_student, --epochs epochs (default 4, the pre-sweep
 default; the default run now trains 7), seeds 0/1/2:
@@ -38,9 +39,9 @@ def _data():
     return s, split
 
 
-def _net(arch: str, s, seed: int):
+def _net(arch: str, s, seed: int, **kwargs):
     torch.manual_seed(seed)
-    return create_model(ModelSpec(arch=arch, input_shape=s.input_shape, labels=s.labels))
+    return create_model(ModelSpec(arch=arch, input_shape=s.input_shape, labels=s.labels, kwargs=kwargs))
 
 
 def _teacher(s, data, epochs: int, augment: bool):
@@ -91,9 +92,13 @@ def _targets(kind: str, opts: dict, s, data) -> tuple[list[Teacher], ViewSpec | 
 
 
 def main(argv: list[str]) -> int:
-    epochs = 4
-    if argv[:1] == ["--epochs"]:
-        epochs, argv = int(argv[1]), argv[2:]
+    epochs, student = 4, {}
+    while argv[:1] in (["--epochs"], ["--widths"]):
+        if argv[0] == "--epochs":
+            epochs = int(argv[1])
+        else:
+            student = {"widths": [int(w) for w in argv[1].split(",")]}
+        argv = argv[2:]
     OUT.mkdir(parents=True, exist_ok=True)
     s, data = _data()
     (x, y), (xt, yt) = data["train"], data["test"]
@@ -104,13 +109,14 @@ def main(argv: list[str]) -> int:
         kd = dict(methods=("kd",), temperature=float(opts.get("T", 2)), alpha=float(opts.get("a", 0.5)))
         test = []
         for seed in SEEDS:
-            student = _net("cnn_student", s, seed)
+            net = _net("cnn_student", s, seed, **student)
             settings = TrainSettings(epochs=epochs, batch_size=128, lr=0.005, seed=seed, views=views,
                                      **(kd if teachers else {}))  # fmt: skip
-            train_model(student, x, y, settings, teachers=teachers)
-            test.append(100 * accuracy(predict(student, xt), yt))
+            train_model(net, x, y, settings, teachers=teachers)
+            test.append(100 * accuracy(predict(net, xt), yt))
         scores = " / ".join(f"{t:.2f}" for t in test)
-        print(f"{arg} ({epochs} epochs): test {scores} %, mean {np.mean(test):.2f}", flush=True)
+        what = f"{epochs} epochs" + (f", {student}" if student else "")
+        print(f"{arg} ({what}): test {scores} %, mean {np.mean(test):.2f}", flush=True)
     return 0
 
 
