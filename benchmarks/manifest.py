@@ -23,6 +23,7 @@ __all__ = [
     "FileSettings",
     "InputSpec",
     "Preprocessing",
+    "TokenPreprocessing",
     "ImageStep",
     "TestData",
     "ReferenceOutputs",
@@ -40,7 +41,8 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Unit = Annotated[float, Field(ge=0, le=1)]
 Format = Literal["onnx", "tflite", "torch"]
 Precision = Literal["fp32", "fp16", "int8", "dynamic-int8"]
-Layout = Literal["NCHW", "NHWC"]
+Layout = Literal["NCHW", "NHWC", "NL"]  # NL: token ids (batch, sequence)
+InputDtype = Literal["float32", "float16", "int8", "uint8", "int32", "int64"]
 FILE_SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "torch": ".pt2"}  # a model file's format -> suffix
 
 
@@ -85,16 +87,27 @@ class Preprocessing(_Strict):
     steps: list[ImageStep] = Field(default_factory=list)
 
 
+class TokenPreprocessing(_Strict):
+    """Text -> int token ids: the bundle's `tokenizer` (a tokenizer.json, read with the `tokenizers` package
+    only), truncated and padded with `pad_id` to `seq_len` (`benchmarks.text`)."""
+
+    kind: Literal["tokens"]
+    tokenizer: str = Field(min_length=1)  # file in the bundle
+    sha256: Sha256
+    seq_len: int = Field(ge=1)
+    pad_id: int = Field(0, ge=0)
+
+
 class InputSpec(_Strict):
     name: str = Field(min_length=1)
     shape: list[Annotated[int, Field(ge=1)] | None] = Field(min_length=1)  # None: dynamic
-    dtype: Literal["float32", "float16", "int8", "uint8"]
+    dtype: InputDtype  # of the ONNX files; a file whose own input differs says so in `input_dtype`
     layout: Layout
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | TokenPreprocessing
 
 
 class TestData(_Strict):
-    """Held-out uint8 images and labels inside the bundle, for accuracy on the board."""
+    """Held-out uint8 images (or int64 token ids) and labels inside the bundle, for accuracy on the board."""
 
     file: str
     n: int = Field(ge=1)
@@ -177,6 +190,7 @@ class ModelEntry(_Strict):
     quantization: FileSettings | None = None
     batch: int | None = Field(None, ge=1)  # fixed batch (TFLite); None: dynamic
     converter: str | None = None
+    input_dtype: InputDtype | None = None  # None: the manifest's input dtype (TFLite token ids: int32)
 
     @property
     def key(self) -> ManifestKey:
@@ -279,6 +293,8 @@ def check_files(manifest: Manifest, bundle: str | Path) -> None:
     if manifest.reference_outputs is not None:
         ref = manifest.reference_outputs
         named.append((ref.file, ref.sha256, "reference outputs file"))
+    if isinstance(pre := manifest.input.preprocessing, TokenPreprocessing):
+        named.append((pre.tokenizer, pre.sha256, "tokenizer file"))
     for file, sha, what in named:
         path = bundle / file
         resolved = path.resolve()

@@ -150,9 +150,12 @@ def _accuracy(
         if "x" not in data or "y" not in data:
             raise ValueError(f"{path}: expected arrays 'x' and 'y', got {sorted(data.files)}")
         xs, ys = data["x"], data["y"]
-    if xs.dtype != np.uint8 or xs.ndim != 4 or len(xs) != len(ys) or len(xs) == 0:
+    tokens = (config.preprocessing or {}).get("kind") == "tokens"
+    want = ("int", 2, "(N, L) token ids") if tokens else ("uint8", 4, "uint8 (N, C, H, W)")
+    kind_ok = xs.dtype.kind in "iu" if tokens else xs.dtype == np.uint8
+    if not kind_ok or xs.ndim != want[1] or len(xs) != len(ys) or len(xs) == 0:
         raise ValueError(
-            f"{path}: expected uint8 x (N, C, H, W) and y (N,), got x {xs.dtype} {xs.shape}, y {ys.shape}"
+            f"{path}: expected {want[2]} x and y (N,), got x {xs.dtype} {xs.shape}, y {ys.shape}"
         )
     if xs.shape[1:] != x_like.shape[1:]:
         raise ValueError(
@@ -160,15 +163,16 @@ def _accuracy(
             f"expects {list(x_like.shape[1:])}"
         )
     # Imported here, after the peak memory was read: pydantic must not count towards the model's memory.
-    from benchmarks.manifest import Preprocessing
-    from benchmarks.preprocess import to_float
+    from benchmarks.preprocess import model_input, parse_preprocessing
 
-    pre = Preprocessing.model_validate({**_DEFAULT_PREPROCESSING, **(config.preprocessing or {})})
+    pre = parse_preprocessing(
+        config.preprocessing if tokens else {**_DEFAULT_PREPROCESSING, **(config.preprocessing or {})}
+    )
     ref = config.reference
     rows = int(ref["rows"]) if ref is not None else 0
     batch, correct, head = x_like.shape[0], 0, []
     for start in range(0, len(xs), batch):
-        logits = batched_outputs(run, to_float(xs[start : start + batch], pre), batch)
+        logits = batched_outputs(run, model_input(xs[start : start + batch], pre), batch)
         correct += int((logits.argmax(axis=1) == ys[start : start + len(logits)]).sum())
         if start < rows:
             head.append(logits)

@@ -1,6 +1,7 @@
-"""`edgekd predict`: classify image files with one file of a bundle, as the board runs it.
+"""`edgekd predict`: classify image files (or texts) with one file of a bundle, as the board runs it.
 
-numpy only at import; Pillow is imported when an image is decoded, the runtime when the file is loaded.
+numpy only at import; Pillow is imported when an image is decoded, `tokenizers` when a text bundle's
+tokenizer is read, the runtime when the file is loaded.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import available, backend_for, load_backend
-from benchmarks.manifest import Manifest, ModelEntry, check_files, read_manifest
+from benchmarks.manifest import Manifest, ModelEntry, TokenPreprocessing, check_files, read_manifest
 from benchmarks.preprocess import decode_image, image_steps, to_float
 
 __all__ = ["Label", "Prediction", "PredictResult", "choose_entry", "softmax", "top_labels", "predict"]
@@ -31,8 +32,9 @@ class Label:
 
 @dataclass(frozen=True)
 class Prediction:
-    image: str
+    image: str  # the image file, or the text
     top: list[Label]
+    kind: str = "image"  # or "text"
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class PredictResult:
         """The `--json` document: file and predictions (label, index, probability, best first)."""
         return {
             "file": self.file,
-            "predictions": [{"image": p.image, "top": [vars(t) for t in p.top]} for p in self.predictions],
+            "predictions": [{p.kind: p.image, "top": [vars(t) for t in p.top]} for p in self.predictions],
         }
 
 
@@ -137,7 +139,8 @@ def _load(bundle: Path, entry: ModelEntry, threads: int) -> tuple[str, Any, Any]
 
 
 def _probabilities(backend: Any, handle: Any, x: np.ndarray, fixed: int | None, feed) -> np.ndarray:
-    """Softmax rows for the uint8 images `x`, padded to a fixed-batch file's batch (padding dropped)."""
+    """Softmax rows for the uint8 images (or token ids) `x`, padded to a fixed-batch file's batch (padding
+    dropped)."""
     n = len(x)
     if fixed and n < fixed:  # a fixed-batch file takes full batches only
         x = np.concatenate([x, np.zeros((fixed - n, *x.shape[1:]), x.dtype)])
@@ -145,18 +148,40 @@ def _probabilities(backend: Any, handle: Any, x: np.ndarray, fixed: int | None, 
     return softmax(logits.reshape(len(x), -1)[:n])
 
 
+def _token_ids(texts: Sequence[str], bundle: Path, pre: TokenPreprocessing, size: int):
+    """(start, int64 token ids) of at most `size` texts, tokenized with the bundle's tokenizer."""
+    from benchmarks.text import encode_texts, load_tokenizer
+
+    tokenizer = load_tokenizer(bundle / pre.tokenizer, pre.seq_len)
+    for start in range(0, len(texts), size):
+        yield start, encode_texts(tokenizer, list(texts[start : start + size]))
+
+
+def _inputs_match(manifest: Manifest, images: Sequence, texts: Sequence[str], where: Path) -> None:
+    is_text = isinstance(manifest.input.preprocessing, TokenPreprocessing)
+    if is_text and images:
+        raise ValueError(f"{where}: a text bundle (token ids) classifies texts (--text), not image files")
+    if not is_text and texts:
+        raise ValueError(f"{where}: an image bundle classifies image files, not texts")
+    if not images and not texts:
+        raise ValueError(f"{where}: give {'texts (--text)' if is_text else 'image files'} to classify")
+
+
 def predict(
     bundle: str | Path,
-    images: Sequence[str | Path],
+    images: Sequence[str | Path] = (),
     *,
+    texts: Sequence[str] = (),
     file: str | None = None,
     top_k: int = 5,
     threads: int = 1,
 ) -> PredictResult:
-    """Top-`top_k` labels for each image, from `file` of `bundle` (default: the KD student's fp32 ONNX)."""
+    """Top-`top_k` labels for each image (or text, for a text bundle), from `file` of `bundle` (default:
+    the KD student's fp32 ONNX)."""
     manifest = read_manifest(bundle)
     bundle = Path(bundle)
     bundle = bundle.parent if bundle.suffix == ".json" else bundle
+    _inputs_match(manifest, images, texts, bundle / "manifest.json")
     entry = choose_entry(manifest, file, where=bundle / "manifest.json")
     # Only the file that runs is checked: a board may hold a bundle trimmed to the files it uses.
     check_files(manifest.model_copy(update={"models": [entry], "test_data": None}), bundle)
@@ -164,14 +189,24 @@ def predict(
     _, shape, dtype = backend.input_spec(handle)
     fixed = entry.batch or (shape[0] if shape else None)
     labels = manifest.labels
-    predictions = []
-    for start, x in _images([Path(p) for p in images], manifest, fixed or CHUNK):
-        probs = _probabilities(backend, handle, x, fixed, lambda a: _model_input(a, entry, manifest, dtype))
+    predictions, pre = [], manifest.input.preprocessing
+    if isinstance(pre, TokenPreprocessing):
+        batches, feed, kind, names = (
+            _token_ids(texts, bundle, pre, fixed or CHUNK),
+            (lambda a: a),
+            "text",
+            texts,
+        )
+    else:
+        batches, kind, names = _images([Path(p) for p in images], manifest, fixed or CHUNK), "image", images
+        feed = lambda a: _model_input(a, entry, manifest, dtype)  # noqa: E731
+    for start, x in batches:
+        probs = _probabilities(backend, handle, x, fixed, feed)
         if labels and probs.shape[1] != len(labels):
             raise ValueError(
                 f"{bundle / entry.file}: outputs {probs.shape[1]} classes, "
                 f"the manifest lists {len(labels)} labels"
             )
         for i, row in enumerate(probs):
-            predictions.append(Prediction(str(images[start + i]), top_labels(row, labels, top_k)))
+            predictions.append(Prediction(str(names[start + i]), top_labels(row, labels, top_k), kind))
     return PredictResult(entry.file, name, predictions)

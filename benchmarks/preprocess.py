@@ -10,9 +10,24 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.manifest import CenterCropStep, ConvertStep, ImageStep, Preprocessing, ResizeStep
+from benchmarks.manifest import (
+    CenterCropStep,
+    ConvertStep,
+    ImageStep,
+    Preprocessing,
+    ResizeStep,
+    TokenPreprocessing,
+)
 
-__all__ = ["IMAGE_SUFFIXES", "image_steps", "decode_image", "apply_steps", "to_float"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "image_steps",
+    "decode_image",
+    "apply_steps",
+    "to_float",
+    "model_input",
+    "parse_preprocessing",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
@@ -96,3 +111,18 @@ def to_float(x: np.ndarray, pre: Preprocessing, *, channel_axis: int = 1) -> np.
     mean = np.asarray(pre.mean, dtype=np.float32).reshape(shape)
     std = np.asarray(pre.std, dtype=np.float32).reshape(shape)
     return ((x.astype(np.float32) * np.float32(pre.scale) - mean) / std).astype(np.float32)
+
+
+def parse_preprocessing(data: dict) -> Preprocessing | TokenPreprocessing:
+    """The manifest's `input.preprocessing` object (images, or `kind: tokens`) from its dict."""
+    return (TokenPreprocessing if data.get("kind") == "tokens" else Preprocessing).model_validate(data)
+
+
+def model_input(
+    x: np.ndarray, pre: Preprocessing | TokenPreprocessing, *, channel_axis: int = 1
+) -> np.ndarray:
+    """Stored examples -> what the files take: uint8 images normalized (`to_float`), token ids as int64
+    (each backend casts them to its file's int type)."""
+    if isinstance(pre, TokenPreprocessing):
+        return np.asarray(x, dtype=np.int64)
+    return to_float(x, pre, channel_axis=channel_axis)

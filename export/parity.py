@@ -98,7 +98,7 @@ def check_parity(
     *,
     precision: str,
     backend: str | None = None,
-    layout: Literal["NCHW", "NHWC"] = "NCHW",
+    layout: Literal["NCHW", "NHWC", "NL"] = "NCHW",
 ) -> Parity:
     """Compare the file's outputs on NCHW `x` with the torch `reference` logits; pass/fail by `TOLERANCES`.
 
@@ -108,8 +108,8 @@ def check_parity(
 
     if precision not in TOLERANCES:
         raise ValueError(f"precision must be one of {sorted(TOLERANCES)}, got {precision!r}")
-    if layout not in ("NCHW", "NHWC"):
-        raise ValueError(f"layout must be NCHW or NHWC, got {layout!r}")
+    if layout not in ("NCHW", "NHWC", "NL"):  # NL: token ids, fed as they are
+        raise ValueError(f"layout must be NCHW, NHWC or NL, got {layout!r}")
     if layout == "NHWC":
         if x.ndim != 4:
             raise ValueError(f"{path}: layout NHWC needs 4-D (N, C, H, W) test data, got {list(x.shape)}")

@@ -383,7 +383,7 @@ def test_manifest_schema_takes_layout_dynamic_int8_and_runtimes():
     manifest["input"]["preprocessing"].update(mean=[0.5], std=[0.5])
     validate_manifest(manifest)
     for key, value, message in [
-        ("layout", "CHW", "models.0.layout: Input should be 'NCHW' or 'NHWC' (got 'CHW')"),
+        ("layout", "CHW", "models.0.layout: Input should be 'NCHW', 'NHWC' or 'NL' (got 'CHW')"),
         ("precision", "int4", "models.0.precision: Input should be 'fp32', 'fp16', 'int8' or 'dynamic-int8'"),
     ]:
         with pytest.raises(ValueError, match=re.escape(message)):

@@ -40,8 +40,10 @@ DEFAULT_IDX_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset
 class DataConfig(_Strict):
     """Where the images come from (`kind`), how they split, and the preprocessing they get."""
 
-    kind: Literal["idx", "image_folder", "npz", "factory"] = "idx"
-    root: Path | None = None  # a folder, or the .npz file; idx: Fashion-MNIST from Debian by default
+    kind: Literal["idx", "image_folder", "npz", "factory", "rotten_tomatoes", "bbc_news", "text_csv"] = "idx"
+    # a folder, or the .npz / .csv file; idx: Fashion-MNIST from Debian by default; rotten_tomatoes and
+    # bbc_news: the files `make text-data` extracts
+    root: Path | None = None
     factory: str | None = None  # kind factory: "package.module:function" returning the splits
     layout: Literal["NCHW", "NHWC", "NHW"] = "NCHW"  # of npz/factory arrays (NHW: gray, no channel axis)
     labels: list[str] | None = None  # class names; image folders use their folder names
@@ -58,6 +60,12 @@ class DataConfig(_Strict):
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     cache_dir: Path | None = None  # decoded-image cache; None: $XDG_CACHE_HOME/edgekd/decoded
     workers: int = Field(0, ge=0)  # DataLoader worker processes reading training batches
+    # Text kinds: the tokenizer.json every model's token ids come from (default: MiniLM's, from
+    # `make text-data`), the padded length, and text_csv's columns.
+    tokenizer: Path | None = None
+    seq_len: int | None = Field(None, ge=2)  # text kinds: 64 unless set
+    text_column: str | None = None  # text_csv: "text" unless set
+    label_column: str | None = None  # text_csv: "label" unless set
     limit_train: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
 
@@ -72,11 +80,37 @@ class DataConfig(_Strict):
             raise ValueError("kind factory needs factory: 'package.module:function'")
         if self.kind == "idx" and self.root is None:
             self.root = DEFAULT_IDX_ROOT
+        if self.kind in TEXT_KINDS:
+            self._text_defaults()
+        elif any(v is not None for v in (self.tokenizer, self.seq_len, self.text_column, self.label_column)):
+            raise ValueError(
+                f"tokenizer, seq_len and the columns apply to text kinds ({', '.join(TEXT_KINDS)})"
+            )
         if self.kind != "factory" and self.root is None:
             raise ValueError(f"kind {self.kind} needs root")
         if self.kind != "image_folder" and (self.resize or self.center_crop or self.color):
             raise ValueError("resize, center_crop and color apply to kind image_folder")
         return self
+
+    def _text_defaults(self) -> None:
+        from toolkit.data.text import DEFAULT_TEXT_ROOT, TEXT_DEFAULT_FILES
+
+        if self.root is None and self.kind in TEXT_DEFAULT_FILES:
+            self.root = DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES[self.kind]
+        if self.tokenizer is None:
+            self.tokenizer = DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES["tokenizer"]
+        self.seq_len = self.seq_len or 64
+        if self.kind == "text_csv":
+            self.text_column, self.label_column = self.text_column or "text", self.label_column or "label"
+        if self.mean is not None or self.std is not None:
+            raise ValueError("mean and std apply to images, not text")
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind in TEXT_KINDS
+
+
+TEXT_KINDS = ("rotten_tomatoes", "bbc_news", "text_csv")
 
 
 class TrainConfig(_Strict):
@@ -229,6 +263,9 @@ class ExportConfig(_Strict):
     teacher_precisions: list[Precision] = Field(
         default_factory=lambda: ["fp32", "fp16", "int8", "dynamic-int8"], min_length=1
     )
+    # The precisions TFLite files may have (None: every one listed here). Text models: ai_edge_litert
+    # refuses PT2E dynamic-int8 TFLite files whose embedding table the converter quantized asymmetrically.
+    tflite_precisions: list[Precision] | None = Field(None, min_length=1)
     # The scratch student is a control: fp32 only unless listed here.
     scratch_precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
     calibration_samples: int = Field(128, ge=1)

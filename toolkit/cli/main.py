@@ -405,14 +405,19 @@ def _bench(path: Path, *, on_result=output.bench_row, **options) -> EdgekdError 
 @app.command(
     "predict",
     epilog="Example: edgekd predict bundle/ shoe.png shirt.jpg --top-k 3   "
-    "or, for scripts:   edgekd predict bundle/ *.png --file student_kd_int8.tflite --json",
+    "or, for scripts:   edgekd predict bundle/ *.png --file student_kd_int8.tflite --json   "
+    'or, with a text bundle:   edgekd predict bundle/ --text "a gripping, funny film"',
 )
 def predict_cli(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (or its manifest.json).", exists=True)],
     images: Annotated[
-        list[Path],
+        list[Path] | None,
         typer.Argument(help="Image files (PNG, JPEG, ...).", exists=True, dir_okay=False, metavar="IMAGE"),
-    ],
+    ] = None,
+    texts: Annotated[
+        list[str] | None,
+        typer.Option("--text", help="A text to classify with a text bundle (repeat for several)."),
+    ] = None,
     file: Annotated[
         str | None,
         typer.Option(
@@ -424,12 +429,13 @@ def predict_cli(
         bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")
     ] = False,
 ) -> None:
-    """Classify images with one file of a bundle: the manifest's preprocessing, then the top-k labels."""
+    """Classify images (or texts, --text) with one file of a bundle: the manifest's preprocessing, then the
+    top-k labels."""
     from benchmarks.predict import predict
     from export._files import native_stderr_hidden
 
     with native_stderr_hidden():  # the runtime's notices (TFLite's XNNPACK line); --verbose shows them
-        result = predict(bundle, images, file=file, top_k=top_k)
+        result = predict(bundle, images or [], texts=texts or [], file=file, top_k=top_k)
     output.predictions(result, as_json=as_json)
 
 

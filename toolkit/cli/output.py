@@ -79,8 +79,21 @@ def distill_summary(summary: dict) -> None:
             f"{seeds}",
             highlight=False,
         )
+    for name, s in summary.items():
+        if isinstance(s, dict) and s.get("embeddings"):
+            console.print(f"{name}: {_embeddings(s['embeddings'])}", highlight=False)
     for warning in summary.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+def _embeddings(splits: dict) -> str:
+    """How a frozen-encoder teacher got its sentence embeddings, split by split."""
+    parts = [
+        f"{split} " + ("read from cache" if e["seconds"] is None else f"computed in {e['seconds']:.0f} s")
+        for split, e in splits.items()
+    ]
+    folder = Path(next(iter(splits.values()))["path"]).parent
+    return f"sentence embeddings {', '.join(parts)} ({escape(str(folder))})"
 
 
 def exported_file(name: str, fmt: str, precision: str, entry: dict) -> None:
@@ -302,7 +315,8 @@ def predictions(result, *, as_json: bool = False) -> None:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2) + "\n")
         return
     table = Table(title=escape(f"{result.file} ({result.backend})"))
-    for col in ("image", "top-1", "prob", "next"):
+    first = result.predictions[0].kind if result.predictions else "image"
+    for col in (first, "top-1", "prob", "next"):
         table.add_column(col, justify="right" if col == "prob" else "left")
     for p in result.predictions:
         best, *rest = p.top

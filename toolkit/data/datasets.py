@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.manifest import ImageStep, Preprocessing
-from benchmarks.preprocess import image_steps, to_float
+from benchmarks.manifest import ImageStep, Preprocessing, TokenPreprocessing
+from benchmarks.preprocess import image_steps, model_input
 from toolkit.data.idx import read_idx
 from toolkit.data.store import FloatView, RowStore
 from toolkit.errors import DataError
@@ -48,7 +48,8 @@ _FILES = {
 @dataclass
 class DataSplits:
     """uint8 NCHW images (arrays, or `RowStore`s of a decoded folder) and int64 labels per split, plus the
-    preprocessing the model expects: image `steps`, then per-channel (x / 255 - mean) / std."""
+    preprocessing the model expects: image `steps`, then per-channel (x / 255 - mean) / std. Text: int64
+    token ids (N, L) and `tokens` (the tokenizer that made them); mean and std are empty."""
 
     train_x: np.ndarray | RowStore
     train_y: np.ndarray
@@ -60,18 +61,26 @@ class DataSplits:
     std: tuple[float, ...]
     labels: tuple[str, ...] = field(default_factory=tuple)
     steps: list[ImageStep] = field(default_factory=list)
+    tokens: TokenPreprocessing | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
 
     @property
-    def preprocessing(self) -> Preprocessing:
+    def is_text(self) -> bool:
+        return self.tokens is not None
+
+    @property
+    def preprocessing(self) -> Preprocessing | TokenPreprocessing:
+        if self.tokens is not None:
+            return self.tokens
         return Preprocessing(scale=1 / 255, mean=list(self.mean), std=list(self.std), steps=self.steps)
 
     def normalize(self, x) -> np.ndarray:
-        """uint8 images -> float32 model input, exactly as the board computes it (`to_float`)."""
-        return to_float(np.asarray(x), self.preprocessing)
+        """Stored examples -> model input, exactly as the board computes it (`model_input`): float32
+        images, or int64 token ids."""
+        return model_input(np.asarray(x), self.preprocessing)
 
     def model_input(self, x) -> np.ndarray | FloatView:
         """Float input for a whole split: normalized in memory, or batch by batch for images on disk."""

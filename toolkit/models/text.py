@@ -48,6 +48,8 @@ class TokenEmbedding(nn.Module):
 class TextCNN(nn.Module):
     """Kim-style CNN: token embeddings, 1-D convolutions of several widths, max over time, linear head."""
 
+    takes_token_ids = True
+
     def __init__(
         self,
         *,
@@ -97,6 +99,8 @@ class EncoderLayer(nn.Module):
 
 class TextTransformer(nn.Module):
     """A small transformer encoder (learned positions), mean-pooled over the non-padding tokens."""
+
+    takes_token_ids = True
 
     def __init__(
         self,

@@ -104,10 +104,18 @@ def _device(cfg: RunConfig) -> str:
 def _spec(arch: str, kwargs: dict, splits: DataSplits):
     from toolkit.models import ModelSpec
 
+    kwargs = dict(kwargs)
+    if kwargs.pop("prune_vocab", False):  # a text model's embedding rows for the training tokens only
+        if not splits.is_text:
+            from toolkit.errors import ConfigError
+
+            raise ConfigError(f"{arch}: prune_vocab applies to text models (token ids), not images")
+        kwargs.update(keep_ids=np.unique(np.asarray(splits.train_x)).tolist(), pad_id=splits.tokens.pad_id)
     return ModelSpec(
         arch=arch,
         kwargs=kwargs,
         input_shape=splits.input_shape,
+        layout="NL" if splits.is_text else "NCHW",
         mean=splits.mean,
         std=splits.std,
         labels=splits.labels,
@@ -227,7 +235,6 @@ def _train(
     """Train one model (teacher, KD or scratch student); save its checkpoint; return (info, model)."""
     import torch
 
-    from toolkit.distill.train import train_model
     from toolkit.models import create_model
 
     fingerprint = _fingerprint(ctx.cfg, tcfg, seed, methods)
@@ -242,7 +249,30 @@ def _train(
         state.unlink(missing_ok=True)
     on_step = ctx.on_step and (lambda done, total, m: ctx.on_step(name, done, total, m))
     t0 = time.perf_counter()
-    history = train_model(
+    if getattr(model, "frozen_encoder", False):
+        history = _fit_frozen(ctx, model, settings)
+    else:
+        history = _train_model(ctx, name, model, settings, teachers, state, on_step)
+    info = _train_info(ctx, spec, model, settings, history, t0)
+    if history and "embeddings" in history[0]:
+        info["embeddings"] = history[0]["embeddings"]
+    ckpt = {
+        "spec": spec.to_dict(),
+        "train": tcfg.model_dump(mode="json"),
+        "seed": seed,
+        "data": ctx.cfg.data.model_dump(mode="json"),
+        "fingerprint": fingerprint,
+        "state_dict": model.state_dict(),
+        "info": info,
+    }
+    _save(ctx, name, ckpt)
+    return info, model
+
+
+def _train_model(ctx: _Ctx, name: str, model, settings, teachers, state: Path, on_step) -> list[dict]:
+    from toolkit.distill.train import train_model
+
+    return train_model(
         model,
         ctx.xs["train"],
         ctx.splits.train_y,
@@ -255,18 +285,26 @@ def _train(
         on_step=on_step,
         workers=ctx.cfg.data.workers,
     )
-    info = _train_info(ctx, spec, model, settings, history, t0)
-    ckpt = {
-        "spec": spec.to_dict(),
-        "train": tcfg.model_dump(mode="json"),
-        "seed": seed,
-        "data": ctx.cfg.data.model_dump(mode="json"),
-        "fingerprint": fingerprint,
-        "state_dict": model.state_dict(),
-        "info": info,
-    }
-    _save(ctx, name, ckpt)
-    return info, model
+
+
+def _fit_frozen(ctx: _Ctx, model, settings) -> list[dict]:
+    """A frozen-encoder teacher: embeddings of train and val (cached), then its head fitted on them."""
+    from toolkit.distill.head import default_cache_dir, fit_head, sentence_embeddings
+
+    emb, took = {}, {}
+    for split in ("train", "val"):
+        emb[split], cache = sentence_embeddings(model, ctx.xs[split], default_cache_dir(), device=ctx.device)
+        took[split] = {"path": str(cache.path), "seconds": cache.seconds}  # seconds None: read from cache
+    history = fit_head(
+        model.head,
+        (emb["train"], ctx.splits.train_y),
+        (emb["val"], ctx.splits.val_y),
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        seed=settings.seed,
+    )
+    history[0]["embeddings"] = took
+    return history
 
 
 def _fingerprint(cfg: RunConfig, tcfg: TrainConfig, seed: int, methods) -> str:
@@ -363,7 +401,12 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
         with np.load(cache) as z:
             if str(z["teacher_sha256"]) == key and len(z["logits"]) == len(x):
                 return z["logits"]
-    logits = predict(model, x)
+    if getattr(model, "frozen_encoder", False):  # from its cached embeddings: no second encoding pass
+        from toolkit.distill.head import default_cache_dir, head_logits, sentence_embeddings
+
+        logits = head_logits(model.head, sentence_embeddings(model, x, default_cache_dir())[0])
+    else:
+        logits = predict(model, x)
     if ctx.rank == 0:
         with atomic_path(cache) as tmp:
             np.savez(tmp, logits=logits, teacher_sha256=key)

@@ -32,6 +32,8 @@ def variants_for(name: str, cfg) -> list[tuple[str, str]]:
     out = []
     for fmt in e.formats:
         for precision in precisions:
+            if fmt == "tflite" and e.tflite_precisions is not None and precision not in e.tflite_precisions:
+                continue
             if fmt == "torch" and (
                 precision != "fp32" or (e.torch_models == "teacher" and name != "teacher")
             ):
@@ -189,7 +191,9 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
             if on_file:
                 on_file(name, fmt, precision, kept)
             continue
-        layout = cfg.export.tflite_layout if fmt == "tflite" else "NCHW"
+        layout = (
+            spec.layout if spec.layout == "NL" else cfg.export.tflite_layout if fmt == "tflite" else "NCHW"
+        )
         try:
             with quiet_converters():
                 quant = _export_one(name, model, fmt, precision, sample, dst, data, cfg)
@@ -213,12 +217,31 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
             batch=1 if fmt == "tflite" else None,
             layout=layout,
             parity=parity.to_dict(),
+            **({"input_dtype": _input_dtype(dst)} if spec.layout == "NL" else {}),
         )
         entries.append(entry)
         record_entry(run.bundle, entry, data["settings"])
         if on_file:
             on_file(name, fmt, precision, entry)
     return entries, failures, spec
+
+
+def _input_dtype(path: Path) -> str:
+    """The int type a token-id file takes, read from the file (litert-torch turns int64 into int32)."""
+    from benchmarks.backends import backend_for, load_backend
+
+    backend = load_backend(backend_for(path))
+    return str(np.dtype(backend.input_spec(backend.load(str(path), threads=1))[2]))
+
+
+def _copy_tokenizer(cfg, bundle: Path) -> None:
+    """The tokenizer every text file's ids come from, shipped in the bundle as `tokenizer.json`."""
+    import shutil
+
+    from export._files import atomic_path
+
+    with atomic_path(bundle / "tokenizer.json") as tmp:
+        shutil.copyfile(cfg.data.tokenizer, tmp)
 
 
 def _calibration_rows(n: int, cfg) -> np.ndarray:
@@ -270,10 +293,12 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     input_spec = {
         "name": "input",
         "shape": [None, *spec.input_shape],
-        "dtype": "float32",
+        "dtype": "int64" if splits.is_text else "float32",
         "layout": spec.layout,
         "preprocessing": splits.preprocessing.model_dump(mode="json"),
     }
+    if splits.is_text:
+        _copy_tokenizer(cfg, run.bundle)
     test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
     reference = write_reference_outputs(run.bundle, models, data["x_test"])
     manifest = write_manifest(

@@ -40,6 +40,11 @@ class DataSizes(_Strict):
     classes: list[str] | None = None
 
 
+class EmbeddingsFile(_Strict):
+    path: str
+    seconds: float | None = None
+
+
 class ModelSummary(_Strict):
     """One trained, reused or loaded model: what it is, how it was trained, how it scored."""
 
@@ -68,6 +73,9 @@ class ModelSummary(_Strict):
     loaded: bool | None = None  # teachers: from a source file, not trained
     source: dict[str, Any] | None = None
     source_sha256: str | None = None
+    # frozen-encoder teachers: per split, the cached sentence embeddings' file and the seconds computing
+    # them took (None: read from the cache)
+    embeddings: dict[str, EmbeddingsFile] | None = None
 
 
 class SeedResult(_Strict):
