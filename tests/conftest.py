@@ -187,3 +187,6 @@ def write_manifest_for(bundle: Path, models: list[dict], **top) -> Path:
 
     path = bundle / "manifest.json"
     return parse_manifest(manifest_dict(bundle, models, **top), where=path).write(path)
+
+
+from tests.text_data import text_run  # noqa: E402, F401  (one text run per session, shared by modules)

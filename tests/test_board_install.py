@@ -44,11 +44,11 @@ def wheel(tmp_path_factory) -> Path:
     return next(dist.glob("edgekd-*.whl"))
 
 
-def _board_venv(root: Path, requirement: str) -> Path:
-    """A fresh venv with `requirement` installed, checked to hold no torch; returns its bin folder."""
+def _board_venv(root: Path, *requirements: str) -> Path:
+    """A fresh venv with `requirements` installed, checked to hold no torch; returns its bin folder."""
     _run([sys.executable, "-m", "venv", root], cwd=root.parent)
     bin_ = root / "bin"
-    _run([bin_ / "python", "-m", "pip", "install", "-q", requirement], cwd=root)
+    _run([bin_ / "python", "-m", "pip", "install", "-q", *requirements], cwd=root)
     listed = json.loads(_run([bin_ / "python", "-m", "pip", "list", "--format=json"], cwd=root).stdout)
     names = {p["name"].lower().replace("_", "-") for p in listed}
     assert "edgekd" in names and not names & TORCH_STACK, names
@@ -183,3 +183,28 @@ def test_tflite_runtime_extra_measures_each_tflite_file_it_can_load(tiny_run, wh
         (line,) = [ln for ln in proc.stderr.splitlines() if name in ln]
         assert line.startswith("FAILED") and "FULLY_CONNECTED" in line and "version '12'" in line, line
     assert f"3 of {len(tflite) + 1}" in proc.stderr.splitlines()[-1], proc.stderr
+
+
+def test_predict_text_on_a_board_install_gives_the_labels_torch_gives(text_run, wheel, tmp_path):
+    """200 sentences through a text bundle in a venv with edgekd[bench] and tokenizers only (no torch, no
+    transformers): the same labels as the torch student, from its ONNX and its TFLite file."""
+    import torch
+
+    from benchmarks.text import encode_texts, load_tokenizer
+    from tests.text_data import write_corpus
+    from toolkit.pipeline.distill_stage import load_checkpoint
+
+    bin_ = _board_venv(tmp_path / "venv", f"{wheel}[bench]", "tokenizers")
+    corpus = write_corpus(tmp_path / "sentences.csv", n=200, seed=11)
+    texts = [line.rsplit(",", 1)[0] for line in corpus.read_text().splitlines()[1:]]
+    model, _, _ = load_checkpoint(text_run / "distill" / "student_kd.pt")
+    ids = encode_texts(load_tokenizer(text_run / "bundle" / "tokenizer.json", 16), texts)
+    with torch.no_grad():
+        want = model(torch.from_numpy(ids)).argmax(1).tolist()
+    assert len(texts) == 200 and 0 < sum(want) < 200  # both classes among the torch labels
+    for file in ("student_kd.onnx", "student_kd.tflite"):
+        args = [bin_ / "edgekd", "predict", text_run / "bundle", "--file", file, "--json", "--top-k", "1"]
+        proc = _run(args + [a for t in texts for a in ("--text", t)], cwd=tmp_path)
+        doc = json.loads(proc.stdout)
+        assert [p["text"] for p in doc["predictions"]] == texts
+        assert [p["top"][0]["index"] for p in doc["predictions"]] == want, file

@@ -146,12 +146,12 @@ def load_text_splits(data, seed: int):
     split = split_texts(
         texts, y, labels, val=data.val_fraction, test=data.test_fraction, seed=seed, where=data.root
     )
+    if not Path(data.tokenizer).is_file():
+        raise DataError(f"{data.tokenizer}: tokenizer file not found (run `make text-data`)")
     try:
         tok = load_tokenizer(data.tokenizer, data.seq_len)
     except ValueError as e:
         raise DataError(str(e)) from None
-    except FileNotFoundError:
-        raise DataError(f"{data.tokenizer}: tokenizer file not found (run `make text-data`)") from None
     train_text, train_y = split.train_text, split.train_y
     if data.limit_train is not None:
         keep = np.sort(np.random.default_rng(0).permutation(len(train_y))[: data.limit_train])

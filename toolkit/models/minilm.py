@@ -61,4 +61,10 @@ def minilm(*, num_classes: int = 2, path: str | None = None, pad_id: int = 0) ->
     from toolkit.data.text import DEFAULT_TEXT_ROOT, TEXT_DEFAULT_FILES
 
     model_dir = Path(path) if path else DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES["minilm"]
-    return SentenceClassifier(load_encoder(model_dir), num_classes, pad_id)
+    try:
+        encoder = load_encoder(model_dir)
+    except FileNotFoundError as e:
+        from toolkit.errors import ConfigError
+
+        raise ConfigError(str(e)) from None
+    return SentenceClassifier(encoder, num_classes, pad_id)
