@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.records import BenchRecord
 from benchmarks.stats import COVERED_ROUNDS, STABLE_SPREAD
+from toolkit.config import TEXT_KINDS
 from toolkit.report.blocks import Block, heading, image, note, para, table
 from toolkit.report.outputs import output_check_blocks
 from toolkit.report.plot_target import plot_caption
@@ -81,14 +82,20 @@ def machine_facts(ctx: ReportContext) -> str:
     )
 
 
+def _unit(data: dict | None) -> str:
+    """What one example is: "texts" for the text data kinds, else "images"."""
+    return "texts" if (data or {}).get("kind") in TEXT_KINDS else "images"
+
+
 def _measured(rows: list[ReportRow], ctx: ReportContext) -> str:
     """The paragraph saying how the numbers were measured."""
     n_images = "/".join(str(n) for n in _distinct([r.n_accuracy for r in rows])) or "?"
+    unit = _unit((ctx.training or {}).get("data"))
     return (
         f"Each row is one exported file run by the benchmark harness: {machine_facts(ctx)} "
-        "Latency is wall time per batch in ms (p50/p90/p99); throughput is images per second. "
+        f"Latency is wall time per batch in ms (p50/p90/p99); throughput is {unit} per second (img/s). "
         f"{_rounds_text(rows)} "
-        f"Accuracy measured on {n_images} held-out test images. Speedup, size ×, mem × (teacher peak RSS / "
+        f"Accuracy measured on {n_images} held-out test {unit}. Speedup, size ×, mem × (teacher peak RSS / "
         "row peak RSS) and Δ acc compare each row with the teacher fp32 row (**bold**) of the same format, "
         "backend, threads, batch and target; – means no such row was benchmarked."
     )
@@ -259,7 +266,7 @@ def _data_para(data: dict[str, Any] | None) -> list[Block]:
     return [
         para(
             f"Data: {data.get('kind', 'idx')} `{data['root']}`, {data['train']:,} training / {data['val']:,} "
-            f"validation / {data['test']:,} test images; {len(classes) or 'an unknown number of'} "
+            f"validation / {data['test']:,} test {_unit(data)}; {len(classes) or 'an unknown number of'} "
             f"classes{names}."
         )
     ]
