@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from toolkit.config import DEFAULT_CONFIG, RunConfig, load_config, save_config
 from toolkit.errors import ConfigError
@@ -57,3 +58,23 @@ def test_missing_config(tmp_path):
 def test_shipped_configs_are_valid(path):
     cfg = load_config(path)
     assert cfg.teachers and cfg.student.epochs >= 1
+
+
+def test_text_kinds_take_a_tokenizer_and_image_kinds_refuse_text_fields(tmp_path):
+    from toolkit.data.text import DEFAULT_TEXT_ROOT
+
+    cfg = RunConfig.model_validate({"data": {"kind": "rotten_tomatoes"}}).data
+    assert cfg.root == DEFAULT_TEXT_ROOT / "rotten_tomatoes.csv.bz2" and cfg.seq_len == 64
+    assert cfg.tokenizer == DEFAULT_TEXT_ROOT / "all-MiniLM-L6-v2" / "tokenizer.json"
+    own = RunConfig.model_validate({"data": {"kind": "text_csv", "root": "r.csv"}}).data
+    assert (own.text_column, own.label_column) == ("text", "label")
+    for data, message in (
+        ({"kind": "text_csv"}, "kind text_csv needs root"),
+        ({"kind": "bbc_news", "mean": [0.5]}, "mean and std apply to images, not text"),
+        ({"kind": "rotten_tomatoes", "resize": 32}, "resize, center_crop and color apply to kind image"),
+        ({"kind": "idx", "seq_len": 32}, "tokenizer, seq_len and the columns apply to text kinds"),
+    ):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({"data": data}))
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)

@@ -347,3 +347,36 @@ def test_resume_with_augmentation_and_hint_is_exact(tmp_path):
     train_model(resumed, x, y, s, teachers=[Teacher(model=teacher)], state_path=state, resume=True)
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_keep_best_hands_back_the_best_validation_epoch_and_survives_a_resume(tmp_path):
+    x, y = _data()
+    xv, yv = _data(60, seed=5)
+    settings = TrainSettings(epochs=6, batch_size=16, lr=5e-2, keep_best=True)  # a high LR: val wobbles
+    model = _model()
+    hist = train_model(model, x, y, settings, val=(xv, yv))
+    vals = [h["val_accuracy"] for h in hist]
+    kept = [i for i, h in enumerate(hist) if h.get("kept")]
+    assert len(kept) == 1 and vals[kept[0]] == max(vals) and vals.index(max(vals)) == kept[0]
+    got = float((predict(model, xv).argmax(1) == yv).mean())
+    assert got == pytest.approx(max(vals))  # the weights handed back are that epoch's
+    # the last epoch's weights differ unless the last epoch was the best
+    plain = _model()
+    train_model(plain, x, y, TrainSettings(epochs=6, batch_size=16, lr=5e-2), val=(xv, yv))
+    pairs = zip(model.state_dict().values(), plain.state_dict().values(), strict=True)
+    same = all(torch.equal(a, b) for a, b in pairs)
+    assert same == (kept[0] == 5)
+    # killed in epoch 5, resumed: the best epoch before the kill still counts, the same weights come back
+    state = tmp_path / "state.pt"
+
+    def kill_in_epoch_5(done, total, m):
+        if m["epoch"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_model(), x, y, settings, val=(xv, yv), state_path=state, on_step=kill_in_epoch_5)
+    resumed = _model()
+    again = train_model(resumed, x, y, settings, val=(xv, yv), state_path=state, resume=True)
+    assert [h.get("kept", False) for h in again] == [h.get("kept", False) for h in hist]
+    pairs = zip(model.state_dict().values(), resumed.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)

@@ -127,3 +127,46 @@ def test_a_teacher_of_its_own_augmentation_and_plain_students(idx_folder, tmp_pa
         RunConfig.model_validate(
             {"student": {"arch": "cnn_student", "augment": True}, "distill": {"views": {}}}
         )
+
+
+def test_token_views_mask_words_but_never_padding_cls_or_sep_and_view_0_is_the_text():
+    spec = ViewSpec(count=3, shift=0, mask=0.3, mask_id=103, keep_ids=(0, 101, 102), seed=4)
+    views = draw_views(200, spec, length=12)
+    x = torch.tensor([[101] + list(range(1000, 1009)) + [102, 0]] * 200)
+    idx = torch.arange(200)
+    assert torch.equal(views.apply(x, idx, torch.zeros(200, dtype=torch.long)), x)
+    out = views.apply(x, idx, torch.full((200,), 2))
+    masked = out != x
+    assert torch.all(out[masked] == 103) and not masked[:, [0, 10, 11]].any()
+    assert 0.2 < masked[:, 1:10].float().mean() < 0.4  # words masked at about the asked rate
+    again = draw_views(200, spec, length=12)
+    assert torch.equal(again.apply(x, idx, torch.full((200,), 2)), out)  # seeded: the same views
+    assert not torch.equal(views.apply(x, idx, torch.ones(200, dtype=torch.long)), out)  # views differ
+
+
+def test_text_views_train_kd_on_the_teachers_logits_of_masked_texts(text_run, tmp_path, monkeypatch):
+    """The text run's config with `views`: the teacher scores each masked view once, the KD student
+    replays them, the scratch control trains plain."""
+    import yaml
+
+    from toolkit.config import load_config
+    from toolkit.pipeline.distill_stage import _view_spec
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = yaml.safe_load((text_run / "config.yaml").read_text())
+    cfg["distill"]["views"] = {"count": 3, "mask": 0.2}
+    cfg["student"]["epochs"] = 2
+    (tmp_path / "views.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_config(tmp_path / "views.yaml")
+    spec = _view_spec(loaded)
+    assert spec.mask == 0.2 and spec.mask_id == 1 and spec.keep_ids == (0, 2, 3)  # no [MASK]: [UNK]
+    run = RunDir(tmp_path / "run")
+    run.root.mkdir()
+    run.config.write_text((tmp_path / "views.yaml").read_text())
+    summary = run_distill(loaded, run)
+    assert summary["teacher"]["soft_target_bytes_per_image"] == 3 * 2 * 2  # 3 views x 2 classes, float16
+    assert summary["student_kd"]["teacher_targets"] == "views"
+    assert summary["student_scratch"]["teacher_targets"] == "none"
+    with np.load(run.distill / "teacher_views.npz") as z:
+        values = z["values"].astype(np.float32)
+    assert values.shape[1:] == (3, 2) and not np.allclose(values[:, 0], values[:, 2])

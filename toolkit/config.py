@@ -123,6 +123,8 @@ class TrainConfig(_Strict):
     # This model's own random shift/flip augmentation (None: distill.augment), e.g. a teacher trained
     # augmented so that it does not memorize the images its cached logits are computed on.
     augment: bool | None = None
+    # Keep the weights of the epoch with the best validation accuracy rather than the last epoch's.
+    keep_best: bool = False
 
 
 SourceKind = Literal[
@@ -223,6 +225,8 @@ class ViewsConfig(_Strict):
     shift: int = Field(2, ge=0)
     flip: bool = True
     top_k: int | None = Field(None, ge=1)  # keep only the k largest logits per view (many classes)
+    # Text data: the probability that a token of a view becomes [MASK] (shift and flip do not apply).
+    mask: float = Field(0.15, gt=0, lt=1)
 
 
 class DistillConfig(_Strict):

@@ -72,6 +72,8 @@ class TrainSettings:
     # Conv weights in NHWC order while training: oneDNN's NHWC kernels train cnn_student on 2 CPU cores
     # 1.4-1.6x faster than NCHW (scripts/bench_kd_epoch.py); the model is handed back in NCHW order.
     channels_last: bool = True
+    # Hand back the weights of the epoch with the best validation accuracy (needs `val`), not the last.
+    keep_best: bool = False
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
@@ -166,6 +168,7 @@ class _Run:
     workers: int = 0  # DataLoader processes reading batches (for images read from disk)
     history: list[dict] = field(default_factory=list)
     start: int = 0  # the first epoch still to train (after a resume)
+    best: dict | None = None  # keep_best: {"epoch", "val_accuracy", "state"} of the best epoch so far
 
 
 def teacher_mode(settings: TrainSettings, teachers: Sequence[Teacher]) -> str:
@@ -329,7 +332,7 @@ def _prepare(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSett
         x=torch.from_numpy(x) if isinstance(x, np.ndarray) else x,
         y=torch.from_numpy(y),
         steps=steps,
-        views=draw_views(len(x), settings.views) if settings.views is not None else None,
+        views=draw_views(len(x), settings.views, x.shape[-1]) if settings.views is not None else None,
     )
 
 
@@ -345,6 +348,7 @@ def _state(run: _Run, epoch: int) -> dict:
         "generator": run.gen.get_state(),
         "torch_rng": torch.get_rng_state(),
         "history": run.history,
+        "best": run.best,
     }
 
 
@@ -364,7 +368,7 @@ def _restore(run: _Run, path: Path) -> None:
     run.scaler.load_state_dict(state["scaler"])
     run.gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
-    run.start, run.history = state["epoch"], state["history"]
+    run.start, run.history, run.best = state["epoch"], state["history"], state.get("best")
 
 
 def _step(run: _Run, xb: torch.Tensor, yb: torch.Tensor, idx: torch.Tensor, view, epoch: int):
@@ -479,6 +483,7 @@ def train_model(
             row = _epoch_row(run, _train_epoch(run, epoch, on_step), epoch, t0)
             if val is not None:
                 row["val_accuracy"] = accuracy(predict(model, val[0], device=run.device), val[1])
+                _remember_best(run, model, row, epoch)
             run.history.append(row)
             if run.rank == 0 and metrics_path is not None:
                 _write_metrics(Path(metrics_path), run.history)
@@ -489,7 +494,17 @@ def train_model(
             tap.remove()
         run.student.remove_taps()
     model.to("cpu", memory_format=torch.contiguous_format)
+    if run.best is not None:
+        model.load_state_dict(run.best["state"])
+        run.history[run.best["epoch"]]["kept"] = True
     return run.history
+
+
+def _remember_best(run: _Run, model: nn.Module, row: dict, epoch: int) -> None:
+    """keep_best: a CPU copy of the weights when this epoch's validation accuracy is the best so far."""
+    if run.settings.keep_best and (run.best is None or row["val_accuracy"] > run.best["val_accuracy"]):
+        state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+        run.best = {"epoch": epoch, "val_accuracy": row["val_accuracy"], "state": state}
 
 
 def _average_buffers(module: nn.Module, world: int) -> None:

@@ -1,6 +1,7 @@
-"""Stored augmented views (as in FKD, Shen & Xing 2022): `count` shift/flip draws per training image, fixed
-once, with the teacher's logits on each computed once; a student replays one stored view per image per
-epoch against its stored soft targets, so an epoch costs about what plain training costs."""
+"""Stored augmented views (as in FKD, Shen & Xing 2022): `count` shift/flip draws per training image (or,
+for token ids, token masks), fixed once, with the teacher's logits on each computed once; a student replays
+one stored view per example per epoch against its stored soft targets, so an epoch costs about what plain
+training costs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ViewSpec", "Views", "SoftTargets", "shift_flip", "draw_views", "teacher_view_logits"]
+__all__ = [
+    "ViewSpec",
+    "Views",
+    "SoftTargets",
+    "shift_flip",
+    "mask_tokens",
+    "draw_views",
+    "teacher_view_logits",
+]
 
 
 @dataclass(frozen=True)
@@ -23,6 +32,11 @@ class ViewSpec:
     flip: bool = True
     top_k: int | None = None  # store only the k largest logits per view (many classes); None: all
     seed: int = 0
+    # Token ids (N, L): each token of a view other than `keep_ids` (padding, [CLS], [SEP]) is replaced by
+    # `mask_id` with probability `mask` (as in Tang et al. 2019's masking augmentation); 0: images.
+    mask: float = 0.0
+    mask_id: int = 0
+    keep_ids: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,31 +55,49 @@ def shift_flip(
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+def mask_tokens(x: torch.Tensor, hit: torch.Tensor, spec: ViewSpec) -> torch.Tensor:
+    """Token ids `x` (B, L) with the positions `hit` replaced by `spec.mask_id`, except `spec.keep_ids`."""
+    keep = torch.isin(x, torch.tensor(spec.keep_ids, dtype=x.dtype))
+    return torch.where(hit & ~keep, torch.full_like(x, spec.mask_id), x)
+
+
 @dataclass
 class Views:
-    """Per (image, view) crop offsets and flips, (N, count) each."""
+    """Per (image, view) crop offsets and flips, (N, count) each; for token ids, per (example, view) token
+    masks, (N, count, L)."""
 
     spec: ViewSpec
     oy: torch.Tensor
     ox: torch.Tensor
     flip: torch.Tensor
+    masked: torch.Tensor | None = None
 
     def apply(self, x: torch.Tensor, idx: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
-        """The stored `view` of each image of the batch `x` (rows `idx` of the training set)."""
+        """The stored `view` of each example of the batch `x` (rows `idx` of the training set)."""
+        if self.masked is not None:
+            return mask_tokens(x, self.masked[idx, view], self.spec)
         return shift_flip(x, self.oy[idx, view], self.ox[idx, view], self.flip[idx, view], self.spec.shift)
 
 
-def draw_views(n: int, spec: ViewSpec) -> Views:
-    """`spec.count` seeded draws per image; view 0 is the unaugmented image."""
-    if spec.count < 1 or spec.shift < 0:
-        raise ValueError(f"views: count must be >= 1 and shift >= 0, got {spec.count} and {spec.shift}")
+def draw_views(n: int, spec: ViewSpec, length: int = 0) -> Views:
+    """`spec.count` seeded draws per example (token masks over `length` positions when `spec.mask`);
+    view 0 is the unaugmented example."""
+    if spec.count < 1 or spec.shift < 0 or not 0 <= spec.mask < 1:
+        raise ValueError(
+            "views: count must be >= 1, shift >= 0 and mask in [0, 1), "
+            f"got {spec.count}, {spec.shift}, {spec.mask}"
+        )
     gen = torch.Generator().manual_seed(spec.seed)
     size = (n, spec.count)
     oy = torch.randint(0, 2 * spec.shift + 1, size, generator=gen, dtype=torch.uint8)
     ox = torch.randint(0, 2 * spec.shift + 1, size, generator=gen, dtype=torch.uint8)
     flip = (torch.rand(size, generator=gen) < 0.5) & spec.flip
     oy[:, 0], ox[:, 0], flip[:, 0] = spec.shift, spec.shift, False
-    return Views(spec, oy, ox, flip)
+    masked = None
+    if spec.mask > 0:
+        masked = torch.rand((*size, length), generator=gen) < spec.mask
+        masked[:, 0] = False
+    return Views(spec, oy, ox, flip, masked)
 
 
 @dataclass
@@ -111,7 +143,8 @@ class SoftTargets:
 def teacher_view_logits(
     model: nn.Module, x: np.ndarray, views: Views, *, batch_size: int = 512, device: str = "cpu"
 ) -> np.ndarray:
-    """(N, count, C) float32 logits of `model` (eval mode) on every stored view of float32 NCHW `x`."""
+    """(N, count, C) float32 logits of `model` (eval mode) on every stored view of float32 NCHW `x` (or of
+    token ids (N, L))."""
     model.eval().to(device)
     n, k = len(x), views.spec.count
     out = None

@@ -181,6 +181,7 @@ def _settings(ctx: _Ctx, tcfg: TrainConfig, seed: int, methods: tuple[str, ...])
         hint_teacher=d.hint.teacher_layer,
         hint_beta=d.hint.beta,
         augment=d.augment if tcfg.augment is None else tcfg.augment,
+        keep_best=tcfg.keep_best,
         views=_view_spec(ctx.cfg) if methods else None,  # the scratch control trains on the plain images
         device=ctx.device,
         amp=ctx.cfg.amp,
@@ -188,11 +189,24 @@ def _settings(ctx: _Ctx, tcfg: TrainConfig, seed: int, methods: tuple[str, ...])
 
 
 def _view_spec(cfg: RunConfig):
-    """The run's stored views (one draw, seeded by the run, shared by every student and seed), or None."""
+    """The run's stored views (one draw, seeded by the run, shared by every student and seed), or None.
+    Text: token masks with the tokenizer's [MASK] (else [UNK]), never on padding, [CLS] or [SEP]."""
     from toolkit.distill.views import ViewSpec
 
     v = cfg.distill.views
-    return ViewSpec(**v.model_dump(), seed=cfg.seed) if v is not None else None
+    if v is None:
+        return None
+    if not cfg.data.is_text:
+        return ViewSpec(**v.model_dump(exclude={"mask"}), seed=cfg.seed)
+    from benchmarks.text import load_tokenizer
+
+    tok = load_tokenizer(cfg.data.tokenizer, cfg.data.seq_len or 64)
+    ids = {t: tok.token_to_id(t) for t in ("[MASK]", "[UNK]", "[PAD]", "[CLS]", "[SEP]")}
+    keep = tuple(sorted({i for t, i in ids.items() if t in ("[PAD]", "[CLS]", "[SEP]") and i is not None}))
+    mask_id = ids["[MASK]"] if ids["[MASK]"] is not None else ids["[UNK]"]
+    return ViewSpec(
+        count=v.count, top_k=v.top_k, seed=cfg.seed, mask=v.mask, mask_id=mask_id or 0, keep_ids=keep, shift=0
+    )
 
 
 def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float) -> dict:
@@ -200,6 +214,8 @@ def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float
     from toolkit.models import count_macs, count_params
 
     methods, d = settings.methods, ctx.cfg.distill
+    kept = next((i for i, h in enumerate(history) if h.get("kept")), None)  # keep_best: that epoch's weights
+    last = history[kept if kept is not None else -1] if history else {}
     return {
         "arch": spec.arch,
         "params": count_params(model),
@@ -216,10 +232,9 @@ def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float
         "alpha": d.alpha if "kd" in methods else None,
         "augment": settings.augment,
         "views": settings.views.to_dict() if settings.views is not None else None,
-        # the last epoch's validation pass ran on these final weights: not repeated
-        **_evaluate(
-            model, ctx.xs, ctx.splits, ctx.device, history[-1].get("val_accuracy") if history else None
-        ),
+        **({"kept_epoch": kept + 1} if kept is not None else {}),
+        # the kept (or last) epoch's validation pass ran on these final weights: not repeated
+        **_evaluate(model, ctx.xs, ctx.splits, ctx.device, last.get("val_accuracy")),
     }
 
 
@@ -427,7 +442,7 @@ def _teacher_view_logits(ctx: _Ctx, name: str, model, info: dict, spec):
                 parts = {k: z[k] if k in z else None for k in ("values", "indices", "rest")}
                 return SoftTargets(classes=int(z["classes"]), **parts)
     t0 = time.perf_counter()
-    views = draw_views(len(x), spec)
+    views = draw_views(len(x), spec, x.shape[-1])
     soft = SoftTargets.from_logits(teacher_view_logits(model, x, views, device=ctx.device), spec.top_k)
     info["view_logits_seconds"] = round(time.perf_counter() - t0, 1)
     if ctx.rank == 0:

@@ -58,6 +58,7 @@ class ModelSummary(_Strict):
     seed: int | None = None
     train_seconds: float | None = None
     epoch_seconds: list[float] | None = None
+    kept_epoch: int | None = None  # keep_best: the epoch (from 1) whose weights were kept
     device: str | None = None
     world_size: int | None = None
     methods: list[str] | None = None
