@@ -31,6 +31,7 @@ __all__ = [
     "parse_manifest",
     "read_manifest",
     "check_files",
+    "listed_files",
     "validation_message",
     "json_schema",
 ]
@@ -281,12 +282,8 @@ def read_manifest(bundle: str | Path) -> Manifest:
     return parse_manifest(data, where=path)
 
 
-def check_files(manifest: Manifest, bundle: str | Path) -> None:
-    """Raise `ValueError` naming the first file the manifest lists that is missing, lies outside `bundle`
-    (a `../` path or a symlink: a received bundle must not make the board read other files) or whose
-    sha256 differs from the manifest's."""
-    bundle = Path(bundle)
-    root = bundle.resolve()
+def listed_files(manifest: Manifest) -> list[tuple[str, str, str]]:
+    """(path in the bundle, sha256, what it is) of every file the manifest names."""
     named = [(m.file, m.sha256, "model file") for m in manifest.models]
     if manifest.test_data is not None:
         named.append((manifest.test_data.file, manifest.test_data.sha256, "test data file"))
@@ -295,7 +292,16 @@ def check_files(manifest: Manifest, bundle: str | Path) -> None:
         named.append((ref.file, ref.sha256, "reference outputs file"))
     if isinstance(pre := manifest.input.preprocessing, TokenPreprocessing):
         named.append((pre.tokenizer, pre.sha256, "tokenizer file"))
-    for file, sha, what in named:
+    return named
+
+
+def check_files(manifest: Manifest, bundle: str | Path) -> None:
+    """Raise `ValueError` naming the first file the manifest lists that is missing, lies outside `bundle`
+    (a `../` path or a symlink: a received bundle must not make the board read other files) or whose
+    sha256 differs from the manifest's."""
+    bundle = Path(bundle)
+    root = bundle.resolve()
+    for file, sha, what in listed_files(manifest):
         path = bundle / file
         resolved = path.resolve()
         if not resolved.is_relative_to(root):

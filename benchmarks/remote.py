@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.files import sha256_file
-from benchmarks.manifest import read_manifest
+from benchmarks.manifest import listed_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from benchmarks.targets import Board
 
@@ -102,12 +102,7 @@ async def _probe(conn, board: Board, files: list[str], timeout: float) -> dict:
 def _bundle_files(bundle: Path, manifest_sha: str) -> dict[str, str | None]:
     """Relative path -> expected sha256 of every file the manifest lists, and of the manifest itself (a board
     checks them all; one without torch skips the .pt2 files, but they must be there and whole)."""
-    manifest = read_manifest(bundle)
-    files: dict[str, str | None] = {m.file: m.sha256 for m in manifest.models}
-    if manifest.test_data is not None:
-        files[manifest.test_data.file] = manifest.test_data.sha256
-    if manifest.reference_outputs is not None:
-        files[manifest.reference_outputs.file] = manifest.reference_outputs.sha256
+    files: dict[str, str | None] = {file: sha for file, sha, _ in listed_files(read_manifest(bundle))}
     files["manifest.json"] = manifest_sha
     return files
 

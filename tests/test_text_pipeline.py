@@ -4,7 +4,7 @@ in; checkpoints, a bundle with the tokenizer, benchmarks and a report out (`test
 from __future__ import annotations
 
 import json
-import os
+import re
 
 import numpy as np
 import pytest
@@ -43,7 +43,9 @@ def test_a_text_run_ships_token_id_files_with_their_tokenizer(text_run):
         assert data["x"].dtype == np.int64 and data["x"].shape[1:] == (16,) and len(data["x"]) >= 200
 
 
-def test_the_teacher_head_trains_on_cached_embeddings_and_the_students_on_its_logits(text_run, tmp_path):
+def test_the_teacher_head_trains_on_cached_embeddings_and_the_students_on_its_logits(
+    text_run, tmp_path, monkeypatch
+):
     summary = json.loads((text_run / "distill" / "summary.json").read_text())
     teacher, kd = summary["teacher"], summary["student_kd"]
     assert teacher["arch"] == "minilm" and teacher["params"] > 20_000
@@ -56,11 +58,8 @@ def test_the_teacher_head_trains_on_cached_embeddings_and_the_students_on_its_lo
     assert teacher["test_accuracy"] > 0.7 and kd["test_accuracy"] > 0.7
     assert "sentence embeddings train computed in" in (text_run / "output.txt").read_text()
     # distilling again elsewhere reads the embeddings from the cache instead of encoding again
-    os.environ["XDG_CACHE_HOME"] = str(text_run.parent / "cache")
-    try:
-        result = CliRunner().invoke(app, ["distill", str(text_run / "config.yaml"), "--out", str(tmp_path)])
-    finally:
-        del os.environ["XDG_CACHE_HOME"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(text_run.parent / "cache"))
+    result = CliRunner().invoke(app, ["distill", str(text_run / "config.yaml"), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     again = json.loads((tmp_path / "distill" / "summary.json").read_text())
     assert all(e["seconds"] is None for e in again["teacher"]["embeddings"].values())
@@ -117,3 +116,38 @@ def test_text_bundles_refuse_images_and_text_configs_name_a_missing_tokenizer(
     code, err = edgekd_main(monkeypatch, capsys, "distill", tmp_path / "bad.yaml", "--out", tmp_path / "r")
     assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert err.strip().endswith("missing.json: tokenizer file not found (run `make text-data`)"), err
+
+
+def test_a_board_is_sent_the_tokenizer_with_the_files(text_run):
+    from benchmarks.remote import _bundle_files
+
+    files = _bundle_files(text_run / "bundle", "0" * 64)
+    assert files["tokenizer.json"] == sha256_file(text_run / "bundle" / "tokenizer.json")
+    assert {"student_kd.onnx", "student_kd.tflite", "data/test.npz", "manifest.json"} <= set(files)
+
+
+def test_text_configs_get_exports_that_load_and_refuse_image_only_options(text_run, tmp_path):
+    import yaml
+
+    from toolkit.config import load_config
+    from toolkit.errors import ConfigError
+
+    cfg = yaml.safe_load((text_run / "config.yaml").read_text())
+    del cfg["export"]
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    e = load_config(tmp_path / "c.yaml").export
+    assert (e.formats, e.teacher_precisions, e.tflite_precisions) == (
+        ["onnx", "tflite"],
+        ["fp32"],
+        ["fp32", "fp16"],
+    )
+    assert e.precisions == ["fp32", "fp16", "dynamic-int8"]
+    for change, message in (
+        ({"export": {"formats": ["onnx", "torch"]}}, "torch (.pt2) is not offered with text data"),
+        ({"export": {"precisions": ["fp32", "int8"]}}, "static int8 is not offered with text data"),
+        ({"export": {"tflite_layout": "NHWC"}}, "tflite_layout applies to images"),
+        ({"distill": {"augment": True}}, "augment shifts and flips images"),
+    ):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, **change}))
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_config(tmp_path / "bad.yaml")

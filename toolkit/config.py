@@ -111,6 +111,14 @@ class DataConfig(_Strict):
 
 
 TEXT_KINDS = ("rotten_tomatoes", "bbc_news", "text_csv")
+# Text runs' export lists when the config does not set them: PT2E dynamic int8 TFLite files with an
+# embedding do not load in ai_edge_litert, and MiniLM's dynamic int8 ONNX file misses the parity bar.
+TEXT_EXPORT_DEFAULTS = {
+    "formats": ("onnx", "tflite"),
+    "precisions": ("fp32", "fp16", "dynamic-int8"),
+    "teacher_precisions": ("fp32",),
+    "tflite_precisions": ("fp32", "fp16"),
+}
 
 
 class TrainConfig(_Strict):
@@ -334,7 +342,26 @@ class RunConfig(_Strict):
         self.teacher = None
         if self.distill.views is not None and self.student.augment:
             raise ValueError("student.augment draws new views every batch, distill.views replays stored ones")
+        if self.data.is_text:
+            self._text_export()
         return self
+
+    def _text_export(self) -> None:
+        """Token-id models: defaults that export and load (ONNX/TFLite fp32, fp16, ONNX dynamic int8), and
+        the image-only options refused."""
+        e, text = self.export, "with text data (token ids)"
+        unset = {"formats", "precisions", "teacher_precisions", "tflite_precisions"} - e.model_fields_set
+        for name, value in TEXT_EXPORT_DEFAULTS.items():
+            if name in unset:
+                setattr(e, name, list(value))
+        if "torch" in e.formats:
+            raise ValueError(f"export.formats: torch (.pt2) is not offered {text}; use onnx and tflite")
+        if "int8" in e.precisions + e.teacher_precisions + e.scratch_precisions:
+            raise ValueError(f"static int8 is not offered {text}; use dynamic-int8 (ONNX) or fp16")
+        if e.tflite_layout != "NCHW":
+            raise ValueError(f"export.tflite_layout applies to images, not {text}")
+        if self.distill.augment or any(t.augment for t in [self.student, *self.teachers]):
+            raise ValueError(f"augment shifts and flips images; {text} use distill.views (token masks)")
 
     @property
     def student_seeds(self) -> list[int]:

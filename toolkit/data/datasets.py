@@ -62,6 +62,7 @@ class DataSplits:
     labels: tuple[str, ...] = field(default_factory=tuple)
     steps: list[ImageStep] = field(default_factory=list)
     tokens: TokenPreprocessing | None = None
+    vocab_size: int | None = None  # text: the tokenizer's vocabulary (token ids are below it)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -98,7 +98,10 @@ def read_bbc_news(root: Path) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
     texts, y = [], []
     for i, name in enumerate(classes):
         for file in sorted((root / name).glob("*.txt")):
-            texts.append(file.read_bytes().decode("utf-8", errors="replace"))
+            try:
+                texts.append(file.read_bytes().decode("utf-8", errors="replace"))
+            except OSError as e:
+                raise DataError(f"{file}: cannot read ({e.strerror or e})") from None
             y.append(i)
     return texts, np.array(y, dtype=np.int64), tuple(classes)
 
@@ -168,6 +171,7 @@ def load_text_splits(data, seed: int):
         mean=(),
         std=(),
         labels=labels,
+        vocab_size=tok.get_vocab_size(),
         tokens=TokenPreprocessing(
             kind="tokens",
             tokenizer="tokenizer.json",

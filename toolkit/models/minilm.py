@@ -56,8 +56,11 @@ class SentenceClassifier(nn.Module):
 
 
 @TEXT_MODELS.register
-def minilm(*, num_classes: int = 2, path: str | None = None, pad_id: int = 0) -> SentenceClassifier:
-    """all-MiniLM-L6-v2 from `path` (default: where `make text-data` put it), frozen, with a linear head."""
+def minilm(
+    *, num_classes: int = 2, path: str | None = None, pad_id: int = 0, vocab_size: int | None = None
+) -> SentenceClassifier:
+    """all-MiniLM-L6-v2 from `path` (default: where `make text-data` put it), frozen, with a linear head;
+    `vocab_size`: the tokenizer's, checked against the encoder's."""
     from toolkit.data.text import DEFAULT_TEXT_ROOT, TEXT_DEFAULT_FILES
 
     model_dir = Path(path) if path else DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES["minilm"]
@@ -67,4 +70,11 @@ def minilm(*, num_classes: int = 2, path: str | None = None, pad_id: int = 0) ->
         from toolkit.errors import ConfigError
 
         raise ConfigError(str(e)) from None
+    if vocab_size is not None and vocab_size > encoder.config.vocab_size:
+        from toolkit.errors import ConfigError
+
+        raise ConfigError(
+            f"{model_dir}: the encoder knows {encoder.config.vocab_size} token ids, the data's tokenizer "
+            f"{vocab_size}; use the tokenizer.json of the encoder's folder"
+        )
     return SentenceClassifier(encoder, num_classes, pad_id)

@@ -110,7 +110,10 @@ def _spec(arch: str, kwargs: dict, splits: DataSplits):
             from toolkit.errors import ConfigError
 
             raise ConfigError(f"{arch}: prune_vocab applies to text models (token ids), not images")
-        kwargs.update(keep_ids=np.unique(np.asarray(splits.train_x)).tolist(), pad_id=splits.tokens.pad_id)
+        kwargs["keep_ids"] = np.unique(np.asarray(splits.train_x)).tolist()
+    if splits.is_text:  # the tokenizer's padding id and vocabulary, whichever tokenizer the data names
+        kwargs.setdefault("pad_id", splits.tokens.pad_id)
+        kwargs.setdefault("vocab_size", splits.vocab_size)
     return ModelSpec(
         arch=arch,
         kwargs=kwargs,
@@ -204,8 +207,19 @@ def _view_spec(cfg: RunConfig):
     ids = {t: tok.token_to_id(t) for t in ("[MASK]", "[UNK]", "[PAD]", "[CLS]", "[SEP]")}
     keep = tuple(sorted({i for t, i in ids.items() if t in ("[PAD]", "[CLS]", "[SEP]") and i is not None}))
     mask_id = ids["[MASK]"] if ids["[MASK]"] is not None else ids["[UNK]"]
+    if mask_id is None:
+        from toolkit.errors import ConfigError
+
+        raise ConfigError(f"{cfg.data.tokenizer}: no [MASK] or [UNK] token to mask views with")
     return ViewSpec(
-        count=v.count, top_k=v.top_k, seed=cfg.seed, mask=v.mask, mask_id=mask_id or 0, keep_ids=keep, shift=0
+        count=v.count,
+        top_k=v.top_k,
+        seed=cfg.seed,
+        mask=v.mask,
+        mask_id=mask_id,
+        keep_ids=keep,
+        shift=0,
+        flip=False,
     )
 
 
@@ -419,7 +433,9 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
     if getattr(model, "frozen_encoder", False):  # from its cached embeddings: no second encoding pass
         from toolkit.distill.head import default_cache_dir, head_logits, sentence_embeddings
 
-        logits = head_logits(model.head, sentence_embeddings(model, x, default_cache_dir())[0])
+        logits = head_logits(
+            model.head, sentence_embeddings(model, x, default_cache_dir(), device=ctx.device)[0]
+        )
     else:
         logits = predict(model, x)
     if ctx.rank == 0:

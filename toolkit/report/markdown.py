@@ -93,7 +93,8 @@ def _measured(rows: list[ReportRow], ctx: ReportContext) -> str:
     unit = _unit((ctx.training or {}).get("data"))
     return (
         f"Each row is one exported file run by the benchmark harness: {machine_facts(ctx)} "
-        f"Latency is wall time per batch in ms (p50/p90/p99); throughput is {unit} per second (img/s). "
+        f"Latency is wall time per batch in ms (p50/p90/p99); throughput is {unit} per second (the "
+        "img/s column). "
         f"{_rounds_text(rows)} "
         f"Accuracy measured on {n_images} held-out test {unit}. Speedup, size ×, mem × (teacher peak RSS / "
         "row peak RSS) and Δ acc compare each row with the teacher fp32 row (**bold**) of the same format, "
