@@ -151,12 +151,10 @@ def _accuracy(
             raise ValueError(f"{path}: expected arrays 'x' and 'y', got {sorted(data.files)}")
         xs, ys = data["x"], data["y"]
     tokens = (config.preprocessing or {}).get("kind") == "tokens"
-    want = ("int", 2, "(N, L) token ids") if tokens else ("uint8", 4, "uint8 (N, C, H, W)")
+    want = ("int", 2, "int x (N, L) of token ids") if tokens else ("uint8", 4, "uint8 x (N, C, H, W)")
     kind_ok = xs.dtype.kind in "iu" if tokens else xs.dtype == np.uint8
     if not kind_ok or xs.ndim != want[1] or len(xs) != len(ys) or len(xs) == 0:
-        raise ValueError(
-            f"{path}: expected {want[2]} x and y (N,), got x {xs.dtype} {xs.shape}, y {ys.shape}"
-        )
+        raise ValueError(f"{path}: expected {want[2]} and y (N,), got x {xs.dtype} {xs.shape}, y {ys.shape}")
     if xs.shape[1:] != x_like.shape[1:]:
         raise ValueError(
             f"{path}: examples have shape {list(xs.shape[1:])}, model {config.model_path} "

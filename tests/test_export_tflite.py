@@ -212,7 +212,7 @@ def test_parity_rejects_unknown_precision_and_layout(student):
     x, y, ref, tmp = student.x, student.y, student.ref, student.tmp
     with pytest.raises(ValueError, match="precision must be one of"):
         check_parity(tmp / "fp32.tflite", x, y, ref, precision="int4")
-    with pytest.raises(ValueError, match="layout must be NCHW or NHWC, got 'CHW'"):
+    with pytest.raises(ValueError, match="layout must be NCHW, NHWC or NL, got 'CHW'"):
         check_parity(tmp / "fp32.tflite", x, y, ref, precision="fp32", layout="CHW")
 
 
