@@ -188,19 +188,10 @@ def test_tflite_runtime_extra_measures_each_tflite_file_it_can_load(tiny_run, wh
 def test_predict_text_on_a_board_install_gives_the_labels_torch_gives(text_run, wheel, tmp_path):
     """200 sentences through a text bundle in a venv with edgekd[bench] and tokenizers only (no torch, no
     transformers): the same labels as the torch student, from its ONNX and its TFLite file."""
-    import torch
-
-    from benchmarks.text import encode_texts, load_tokenizer
-    from tests.text_data import write_corpus
-    from toolkit.pipeline.distill_stage import load_checkpoint
+    from tests.text_data import torch_labels
 
     bin_ = _board_venv(tmp_path / "venv", f"{wheel}[bench]", "tokenizers")
-    corpus = write_corpus(tmp_path / "sentences.csv", n=200, seed=11)
-    texts = [line.rsplit(",", 1)[0] for line in corpus.read_text().splitlines()[1:]]
-    model, _, _ = load_checkpoint(text_run / "distill" / "student_kd.pt")
-    ids = encode_texts(load_tokenizer(text_run / "bundle" / "tokenizer.json", 16), texts)
-    with torch.no_grad():
-        want = model(torch.from_numpy(ids)).argmax(1).tolist()
+    texts, want = torch_labels(text_run, tmp_path / "sentences.csv", n=200, seed=11)
     assert len(texts) == 200 and 0 < sum(want) < 200  # both classes among the torch labels
     for file in ("student_kd.onnx", "student_kd.tflite"):
         args = [bin_ / "edgekd", "predict", text_run / "bundle", "--file", file, "--json", "--top-k", "1"]

@@ -80,22 +80,13 @@ def test_every_text_file_is_benchmarked_with_its_accuracy_next_to_the_teacher(te
 
 
 def test_predict_text_gives_the_labels_torch_gives(text_run):
-    import torch
-
     from benchmarks.predict import predict
-    from benchmarks.text import encode_texts, load_tokenizer
-    from tests.text_data import write_corpus
-    from toolkit.pipeline.distill_stage import load_checkpoint
+    from tests.text_data import torch_labels
 
-    corpus = write_corpus(text_run / "more.csv", n=200, seed=7)
-    texts = [line.rsplit(",", 1)[0] for line in corpus.read_text().splitlines()[1:]]
-    model, _, _ = load_checkpoint(text_run / "distill" / "student_kd.pt")
-    ids = encode_texts(load_tokenizer(text_run / "bundle" / "tokenizer.json", 16), texts)
-    with torch.no_grad():
-        want = model(torch.from_numpy(ids)).argmax(1).numpy()
+    texts, want = torch_labels(text_run, text_run / "more.csv", n=200, seed=7)
     for file in ("student_kd.onnx", "student_kd.tflite"):
         got = predict(text_run / "bundle", texts=texts, file=file, top_k=2)
-        assert [p.top[0].index for p in got.predictions] == want.tolist(), file
+        assert [p.top[0].index for p in got.predictions] == want, file
         assert got.predictions[0].image == texts[0] and got.predictions[0].kind == "text"
     result = CliRunner().invoke(app, ["predict", str(text_run / "bundle"), "--text", texts[0], "--json"])
     assert result.exit_code == 0, result.output

@@ -33,6 +33,21 @@ def write_corpus(path: Path, n: int = 1200, seed: int = 0) -> Path:
     return path
 
 
+def torch_labels(run: Path, csv_path: Path, *, n: int, seed: int) -> tuple[list[str], list[int]]:
+    """`n` new sentences written to `csv_path`, and the labels the run's torch KD student gives them."""
+    import torch
+
+    from benchmarks.text import encode_texts, load_tokenizer
+    from toolkit.pipeline.distill_stage import load_checkpoint
+
+    corpus = write_corpus(csv_path, n=n, seed=seed)
+    texts = [line.rsplit(",", 1)[0] for line in corpus.read_text().splitlines()[1:]]  # no commas in texts
+    model, _, _ = load_checkpoint(run / "distill" / "student_kd.pt")
+    ids = encode_texts(load_tokenizer(run / "bundle" / "tokenizer.json", 16), texts)
+    with torch.no_grad():
+        return texts, model(torch.from_numpy(ids)).argmax(1).tolist()
+
+
 def write_tokenizer(path: Path) -> Path:
     """A BERT-style WordPiece tokenizer.json over the corpus' words (built with the tokenizers package)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
