@@ -7,7 +7,8 @@ Each argument is one experiment; students: cnn_student, --epochs epochs (default
 default; the default run now trains 7), seeds 0/1/2:
   scratch                      plain training
   kd[:T=..:a=..]               KD from logits cached on the plain training images
-  views:k=K:sh=S:fl=0|1        KD replaying K stored shift/flip views (toolkit/distill/views.py)
+  views:k=K:sh=S:fl=0|1[:er=P] KD replaying K stored shift/flip views (toolkit/distill/views.py), with
+                               one random box erased in a view with probability P
   cf:ep=E:f=F                  KD from cross-fitted logits: F teachers, each trained E epochs on the other
                                folds and scoring its own fold (out-of-fold soft targets)
   tep=E, taug=1                the teacher's epochs (default 2) and whether it trains augmented
@@ -85,7 +86,10 @@ def _targets(kind: str, opts: dict, s, data) -> tuple[list[Teacher], ViewSpec | 
     if kind == "kd":
         return [Teacher(logits=predict(teacher, x))], None
     spec = ViewSpec(
-        count=int(opts.get("k", 4)), shift=int(opts.get("sh", 2)), flip=opts.get("fl", "1") == "1"
+        count=int(opts.get("k", 4)),
+        shift=int(opts.get("sh", 2)),
+        flip=opts.get("fl", "1") == "1",
+        erase=float(opts.get("er", 0)),
     )
     soft = SoftTargets.from_logits(teacher_view_logits(teacher, x, draw_views(len(x), spec)), None)
     return [Teacher(view_logits=soft)], spec

@@ -138,6 +138,7 @@ def test_text_configs_get_exports_that_load_and_refuse_image_only_options(text_r
         ({"export": {"precisions": ["fp32", "int8"]}}, "static int8 is not offered with text data"),
         ({"export": {"tflite_layout": "NHWC"}}, "tflite_layout applies to images"),
         ({"distill": {"augment": True}}, "augment shifts and flips images"),
+        ({"distill": {"views": {"erase": 0.5}}}, "distill.views.erase erases image boxes"),
     ):
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**cfg, **change}))
         with pytest.raises(ConfigError, match=re.escape(message)):

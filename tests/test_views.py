@@ -12,9 +12,16 @@ from tests.test_distill_stage import _cfg
 from tests.test_train import _data, _model
 from toolkit.config import RunConfig
 from toolkit.distill.train import Teacher, TrainSettings, predict, teacher_mode, train_model
-from toolkit.distill.views import SoftTargets, ViewSpec, draw_views, shift_flip, teacher_view_logits
+from toolkit.distill.views import (
+    SoftTargets,
+    ViewSpec,
+    draw_views,
+    erase_boxes,
+    shift_flip,
+    teacher_view_logits,
+)
 from toolkit.pipeline import RunDir
-from toolkit.pipeline.distill_stage import run_distill
+from toolkit.pipeline.distill_stage import _view_spec, run_distill
 
 
 def test_views_are_seeded_and_view_0_is_the_image_itself():
@@ -36,6 +43,37 @@ def test_shift_flip_moves_pixels_by_the_stored_offsets():
     assert out[0, 0].tolist() == [[0, 0, 0, 0], [1, 2, 3, 0], [5, 6, 7, 0], [9, 10, 11, 0]]
     flipped = shift_flip(x, torch.tensor([1]), torch.tensor([1]), torch.tensor([True]), 1)
     assert torch.equal(flipped, x.flip(3))
+
+
+def test_erase_boxes_zero_the_stored_box_of_each_image():
+    x = torch.ones(2, 1, 10, 20)
+    box = torch.tensor([[0.2, 0.3, 0.5, 0.2], [0.0, 0.0, 0.0, 0.0]])  # top, left, height, width
+    out = erase_boxes(x, box)
+    zero = (out[0, 0] == 0).nonzero()
+    assert zero[:, 0].unique().tolist() == [2, 3, 4, 5, 6] and zero[:, 1].unique().tolist() == [6, 7, 8, 9]
+    assert len(zero) == 20 and torch.equal(out[1], x[1])  # a box of height 0 erases nothing
+
+
+def test_erasing_views_keep_the_shifts_flips_and_view_0_of_views_without_it():
+    plain, spec = ViewSpec(count=4, shift=2, seed=3), ViewSpec(count=4, shift=2, seed=3, erase=0.5)
+    a, b = draw_views(2000, plain), draw_views(2000, spec)
+    assert a.boxes is None and torch.equal(a.oy, b.oy) and torch.equal(a.flip, b.flip)
+    area = (b.boxes[..., 2] * b.boxes[..., 3]).float()
+    assert not area[:, 0].any() and 0.45 < (area[:, 1:] > 0).float().mean() < 0.55
+    assert 0.019 < area[area > 0].min() and area.max() < 0.251
+    x = torch.randn(2000, 1, 28, 28)
+    idx, view = torch.arange(2000), torch.full((2000,), 2)
+    erased = b.apply(x, idx, view)
+    shifted = a.apply(x, idx, view)
+    changed = (erased != shifted).flatten(1).any(1)
+    assert torch.equal(changed, area[:, 2] > 0)  # an erased view differs from its shift/flip in the box only
+    assert torch.equal(b.apply(x, idx, torch.zeros_like(idx)), x)
+    assert "erase" not in plain.to_dict() and spec.to_dict()["erase"] == 0.5  # old cache keys unchanged
+
+
+def test_a_run_config_s_erase_reaches_the_stored_views(idx_folder):
+    spec = _view_spec(_cfg(idx_folder, distill={"views": {"count": 3, "erase": 0.3}}))
+    assert (spec.count, spec.erase, spec.shift, spec.seed) == (3, 0.3, 2, 0)
 
 
 def test_top_k_soft_targets_keep_the_top_logits_and_the_rest_mass():

@@ -235,6 +235,8 @@ class ViewsConfig(_Strict):
     top_k: int | None = Field(None, ge=1)  # keep only the k largest logits per view (many classes)
     # Text data: the probability that a token of a view becomes [MASK] (shift and flip do not apply).
     mask: float = Field(0.15, gt=0, lt=1)
+    # Images: the probability that a view has one random box erased (random erasing); 0: none.
+    erase: float = Field(0.0, ge=0, lt=1)
 
 
 class DistillConfig(_Strict):
@@ -362,6 +364,8 @@ class RunConfig(_Strict):
             raise ValueError(f"export.tflite_layout applies to images, not {text}")
         if self.distill.augment or any(t.augment for t in [self.student, *self.teachers]):
             raise ValueError(f"augment shifts and flips images; {text} use distill.views (token masks)")
+        if self.distill.views is not None and self.distill.views.erase:
+            raise ValueError(f"distill.views.erase erases image boxes; {text} use distill.views.mask")
 
     @property
     def student_seeds(self) -> list[int]:

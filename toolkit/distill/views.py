@@ -1,7 +1,7 @@
-"""Stored augmented views (as in FKD, Shen & Xing 2022): `count` shift/flip draws per training image (or,
-for token ids, token masks), fixed once, with the teacher's logits on each computed once; a student replays
-one stored view per example per epoch against its stored soft targets, so an epoch costs about what plain
-training costs."""
+"""Stored augmented views (as in FKD, Shen & Xing 2022): `count` shift/flip (and random-erasing) draws per
+training image (or, for token ids, token masks), fixed once, with the teacher's logits on each computed
+once; a student replays one stored view per example per epoch against its stored soft targets, so an
+epoch costs about what plain training costs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ __all__ = [
     "SoftTargets",
     "shift_flip",
     "mask_tokens",
+    "erase_boxes",
     "draw_views",
     "teacher_view_logits",
 ]
@@ -37,9 +38,16 @@ class ViewSpec:
     mask: float = 0.0
     mask_id: int = 0
     keep_ids: tuple[int, ...] = ()
+    # Images: the probability that a view (other than view 0) has one random box set to 0, the normalized
+    # mean (random erasing, Zhong et al. 2020: 2-25 % of the area, aspect 0.3-3.3); the image analogue of
+    # the token masks.
+    erase: float = 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.erase:  # the cache keys of views drawn before erasing existed stay as they were
+            del d["erase"]
+        return d
 
 
 def shift_flip(
@@ -61,31 +69,57 @@ def mask_tokens(x: torch.Tensor, hit: torch.Tensor, spec: ViewSpec) -> torch.Ten
     return torch.where(hit & ~keep, torch.full_like(x, spec.mask_id), x)
 
 
+def erase_boxes(x: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """NCHW images with one box each set to 0; `box` (B, 4) holds top, left, height, width as fractions of
+    the image's height and width (height 0: nothing erased)."""
+    h, w = x.shape[-2:]
+    scale = torch.tensor([h, w, h, w], dtype=torch.float32)
+    top, left, bh, bw = (box.float() * scale).round().long().unbind(1)
+    rows, cols = torch.arange(h), torch.arange(w)
+    inside_rows = (rows >= top[:, None]) & (rows < (top + bh)[:, None])
+    inside_cols = (cols >= left[:, None]) & (cols < (left + bw)[:, None])
+    return x.masked_fill((inside_rows[:, :, None] & inside_cols[:, None, :])[:, None], 0.0)
+
+
+def _draw_boxes(gen: torch.Generator, size: tuple[int, int], p: float) -> torch.Tensor:
+    """(N, count, 4) float16 erase boxes as fractions (top, left, height, width); none in view 0."""
+    area = torch.empty(size).uniform_(0.02, 0.25, generator=gen)
+    aspect = torch.empty(size).uniform_(np.log(0.3), np.log(1 / 0.3), generator=gen).exp()
+    bh, bw = (area * aspect).sqrt().clamp(max=1), (area / aspect).sqrt().clamp(max=1)
+    top = torch.rand(size, generator=gen) * (1 - bh)
+    left = torch.rand(size, generator=gen) * (1 - bw)
+    on = torch.rand(size, generator=gen) < p
+    on[:, 0] = False
+    return torch.stack([top, left, bh * on, bw * on], dim=-1).half()
+
+
 @dataclass
 class Views:
     """Per (image, view) crop offsets and flips, (N, count) each; for token ids, per (example, view) token
-    masks, (N, count, L)."""
+    masks, (N, count, L); with `spec.erase`, per (image, view) erase boxes, (N, count, 4)."""
 
     spec: ViewSpec
     oy: torch.Tensor
     ox: torch.Tensor
     flip: torch.Tensor
     masked: torch.Tensor | None = None
+    boxes: torch.Tensor | None = None
 
     def apply(self, x: torch.Tensor, idx: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
         """The stored `view` of each example of the batch `x` (rows `idx` of the training set)."""
         if self.masked is not None:
             return mask_tokens(x, self.masked[idx, view], self.spec)
-        return shift_flip(x, self.oy[idx, view], self.ox[idx, view], self.flip[idx, view], self.spec.shift)
+        out = shift_flip(x, self.oy[idx, view], self.ox[idx, view], self.flip[idx, view], self.spec.shift)
+        return out if self.boxes is None else erase_boxes(out, self.boxes[idx, view])
 
 
 def draw_views(n: int, spec: ViewSpec, length: int = 0) -> Views:
     """`spec.count` seeded draws per example (token masks over `length` positions when `spec.mask`);
     view 0 is the unaugmented example."""
-    if spec.count < 1 or spec.shift < 0 or not 0 <= spec.mask < 1:
+    if spec.count < 1 or spec.shift < 0 or not 0 <= spec.mask < 1 or not 0 <= spec.erase < 1:
         raise ValueError(
-            "views: count must be >= 1, shift >= 0 and mask in [0, 1), "
-            f"got {spec.count}, {spec.shift}, {spec.mask}"
+            "views: count must be >= 1, shift >= 0, mask and erase in [0, 1), "
+            f"got {spec.count}, {spec.shift}, {spec.mask}, {spec.erase}"
         )
     gen = torch.Generator().manual_seed(spec.seed)
     size = (n, spec.count)
@@ -97,7 +131,9 @@ def draw_views(n: int, spec: ViewSpec, length: int = 0) -> Views:
     if spec.mask > 0:
         masked = torch.rand((*size, length), generator=gen) < spec.mask
         masked[:, 0] = False
-    return Views(spec, oy, ox, flip, masked)
+    # drawn last, so views without erasing keep the offsets, flips and masks they had before it existed
+    boxes = _draw_boxes(gen, size, spec.erase) if spec.erase > 0 else None
+    return Views(spec, oy, ox, flip, masked, boxes)
 
 
 @dataclass
