@@ -1,6 +1,6 @@
 """Which teacher targets make KD beat scratch on the built-in data (issue #22): prints per-seed test accuracy.
 
-    python scripts/kd_targets_study.py [--epochs N] [--widths 24,48,96] EXPERIMENT...
+    python scripts/kd_targets_study.py [--epochs N] [--widths 24,48,96] [--train N] EXPERIMENT...
     e.g. scratch kd views:k=4:sh=2:fl=1 cf:ep=4:f=2 kd:tep=4:taug=1
 
 Each argument is one experiment; students: cnn_student, --epochs epochs (default 4, the pre-sweep
@@ -12,7 +12,8 @@ default; the default run now trains 7), seeds 0/1/2:
   cf:ep=E:f=F                  KD from cross-fitted logits: F teachers, each trained E epochs on the other
                                folds and scoring its own fold (out-of-fold soft targets)
   tep=E, taug=1                the teacher's epochs (default 2) and whether it trains augmented
-Teachers and cross-fitted logits are cached in --out (default /tmp/edgekd-kd-study).
+--train N trains teachers and students on N training images only (a seeded subset: a small data set).
+Teachers and cross-fitted logits are cached in /tmp/edgekd-kd-study (train<N>/ with --train).
 """
 
 from __future__ import annotations
@@ -96,15 +97,21 @@ def _targets(kind: str, opts: dict, s, data) -> tuple[list[Teacher], ViewSpec | 
 
 
 def main(argv: list[str]) -> int:
-    epochs, student = 4, {}
-    while argv[:1] in (["--epochs"], ["--widths"]):
+    global OUT
+    epochs, student, train = 4, {}, None
+    while argv[:1] in (["--epochs"], ["--widths"], ["--train"]):
         if argv[0] == "--epochs":
             epochs = int(argv[1])
+        elif argv[0] == "--train":
+            train, OUT = int(argv[1]), OUT / f"train{argv[1]}"
         else:
             student = {"widths": [int(w) for w in argv[1].split(",")]}
         argv = argv[2:]
     OUT.mkdir(parents=True, exist_ok=True)
     s, data = _data()
+    if train is not None:
+        keep = np.random.default_rng(0).permutation(len(data["train"][1]))[:train]
+        data["train"] = (data["train"][0][keep], data["train"][1][keep])
     (x, y), (xt, yt) = data["train"], data["test"]
     for arg in argv:
         kind, *rest = arg.split(":")
@@ -120,6 +127,7 @@ def main(argv: list[str]) -> int:
             test.append(100 * accuracy(predict(net, xt), yt))
         scores = " / ".join(f"{t:.2f}" for t in test)
         what = f"{epochs} epochs" + (f", {student}" if student else "")
+        what += f", {train} training images" if train else ""
         print(f"{arg} ({what}): test {scores} %, mean {np.mean(test):.2f}", flush=True)
     return 0
 
