@@ -165,6 +165,25 @@ def ray_head():
         subprocess.run([str(ray), "stop", "--force"], check=False, timeout=120, **quiet)
 
 
+@pytest.mark.parametrize("sampler", ["nsga2", "tpe"])
+def test_tunes_optuna_searcher_survives_its_checkpoint(tmp_path, sampler):
+    """Tune pickles its searcher into each experiment checkpoint; optuna 5's NSGA-II holds a bare lock."""
+    pytest.importorskip("ray.tune")
+    optuna = pytest.importorskip("optuna")
+    from toolkit.sweep.cluster import _search
+
+    space = {"distill.alpha": {"low": 0.1, "high": 0.9}, "student.kwargs.widths": [[4, 8, 8], [8, 16, 16]]}
+    sweep = SweepConfig.model_validate({"search": "optuna", "sampler": sampler, "trials": 3, "space": space})
+    _, algo, samples = _search(sweep, [])
+    assert samples == 3
+    algo.save(str(tmp_path / "searcher.pkl"))  # what Tune does; raised "cannot pickle '_thread.lock'"
+    algo.restore(str(tmp_path / "searcher.pkl"))
+    asked = algo.suggest("t0")
+    assert 0.1 <= asked["distill.alpha"] <= 0.9 and asked["student.kwargs.widths"] in (0, 1)
+    kind = optuna.samplers.NSGAIISampler if sampler == "nsga2" else optuna.samplers.TPESampler
+    assert isinstance(algo._sampler, kind)
+
+
 @needs_data
 @pytest.mark.slow
 def test_a_sweep_on_ray_gets_the_local_accuracies_and_benchmarks_alone(tmp_path, ray_head):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -51,6 +52,33 @@ def _trainable(
     tune.report({**metrics, "trial_record": json.dumps(asdict(done))})
 
 
+class _PicklableLock:
+    """A `threading.Lock` that pickles as a fresh one. Optuna 5's GA samplers (NSGA-II) hold a bare
+    lock, and Tune pickles its searcher, sampler included, into every experiment checkpoint."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._lock = threading.Lock()
+
+
+def picklable_sampler(sampler: Any) -> Any:
+    """`sampler`, its lock (optuna >= 5.0 `BaseGASampler._thread_lock`) swapped for one that pickles."""
+    if isinstance(getattr(sampler, "_thread_lock", None), type(threading.Lock())):
+        sampler._thread_lock = _PicklableLock()
+    return sampler
+
+
 def _search(sweep: SweepConfig, results: list[TrialResult]) -> tuple[dict[str, Any], Any, int]:
     """Tune's param space, search algorithm and sample count for the trials still to run."""
     from ray import tune
@@ -70,7 +98,7 @@ def _search(sweep: SweepConfig, results: list[TrialResult]) -> tuple[dict[str, A
         space=distributions(sweep),
         metric=[m for m, _ in OBJECTIVES],
         mode=[way for _, way in OBJECTIVES],
-        sampler=told.sampler,
+        sampler=picklable_sampler(told.sampler),
         storage=storage,
         study_name=told.study_name,
     )
