@@ -6,25 +6,65 @@ STAMP  := $(VENV)/.edgekd-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 RUN    ?= runs/demo
 
-.PHONY: demo test test-fast test-arm install data text-data browser sshd arm lint clean
+.PHONY: demo test test-fast test-latest test-arm install lock data text-data browser sshd arm lint clean
 
 install: $(STAMP)
 
-# uv installs the same pinned set as pip in seconds instead of minutes (measured: 15 s vs 3 min 41 s
-# on 2 cores); it does not read pip's config, so it is given pip's find-links and extra indexes (where
-# the local CPU torch wheel lies). pip is the fallback if uv cannot be installed or cannot resolve.
-UV_VERSION := 0.13.9
+# `make` installs locks/dev.txt: every package of `.[all,dev]` at an exact version with its hashes, resolved
+# for CPython 3.11 on x86_64 Linux (torch is the local CPU wheel, 2.13.0+cpu). `make lock` regenerates it
+# and the boards' locks; `pip install 'edgekd[...]'` gets pyproject's ranges instead (`make test-latest`).
+# uv installs it in seconds (pip took 3 min 41 s on 2 cores); it does not read pip's config, so it is
+# given pip's find-links and extra indexes (where the local torch wheel lies). pip is the fallback.
+LOCK       := locks/dev.txt
+UV_VERSION := $(shell sed -n 's/^uv==\([^ ]*\).*/\1/p' $(LOCK) 2>/dev/null)
 PIP_LOCAL = $(foreach d,$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null),--find-links $(d)) \
             $(foreach u,$(shell $(PYTHON) -m pip config get global.extra-index-url 2>/dev/null),--extra-index-url $(u))
-SPEC   := -c constraints.txt -e '.[all,dev]'
+UV_INDEX  = --index-strategy unsafe-best-match $(PIP_LOCAL)
+# The boards' locks: the core + `bench` extra per (machine, Python), for the wheelhouse a board installs.
+BOARD_MACHINES := x86_64 aarch64
+BOARD_PYTHONS  := 3.10 3.11 3.12 3.13
 
-# Reinstall only when the dependency list changes; torch is pinned through constraints.txt.
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import platform, sys; sys.exit(sys.version_info[:2] != (3, 11) or platform.machine() != "x86_64")' \
+	  || { echo "$(LOCK) is for CPython 3.11 on x86_64 Linux; run with PYTHON=python3.11, or pip install -e '.[all,dev]' for the ranges" >&2; exit 1; }
 	( $(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION) \
-	  && $(BIN)/uv pip install -q --python $(BIN)/python --index-strategy unsafe-best-match $(PIP_LOCAL) $(SPEC) ) \
-	|| $(BIN)/python -m pip install -q --no-compile --disable-pip-version-check $(SPEC)
+	  && $(BIN)/uv pip sync -q --python $(BIN)/python $(UV_INDEX) $(LOCK) \
+	  && $(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e . ) \
+	|| ( $(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --require-hashes -r $(LOCK) \
+	  && $(BIN)/python -m pip install -q --no-compile --disable-pip-version-check --no-deps -e . )
+	@echo "installed $(LOCK) (sha256 $$(sha256sum $(LOCK) | cut -c1-16), $$(grep -c '^[a-z0-9]' $(LOCK)) packages)"
 	@touch $(STAMP)
+
+# Regenerate every lock from pyproject.toml's ranges at today's newest versions. Run `make test-latest`
+# first: it installs the same newest versions and tests them.
+lock:
+	@test -x $(BIN)/uv || { test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); $(BIN)/python -m pip install -q uv; }
+	$(BIN)/uv pip compile -q pyproject.toml --extra all --extra dev -c constraints.txt --generate-hashes \
+	  --python-version 3.11 --python-platform x86_64-manylinux_2_28 $(UV_INDEX) --custom-compile-command "make lock" -o $(LOCK)
+	@for m in $(BOARD_MACHINES); do for v in $(BOARD_PYTHONS); do \
+	  echo "locks/bench-$$m-py$$v.txt"; \
+	  $(BIN)/uv pip compile -q pyproject.toml --extra bench -c constraints.txt --generate-hashes --only-binary :all: \
+	    --python-version $$v --python-platform $$m-manylinux_2_28 $(UV_INDEX) --custom-compile-command "make lock" \
+	    -o locks/bench-$$m-py$$v.txt || exit 1; done; done
+	@# what a board's wheelhouse does with each lock (pip, which honours Requires-Python upper bounds)
+	@tmp=$$(mktemp -d); for m in $(BOARD_MACHINES); do for v in $(BOARD_PYTHONS); do \
+	  out=$$($(BIN)/python -m pip download -q --disable-pip-version-check --dest $$tmp/$$m-$$v --only-binary=:all: \
+	    --python-version $$v --platform manylinux_2_28_$$m --platform manylinux_2_27_$$m \
+	    --platform manylinux2014_$$m -r locks/bench-$$m-py$$v.txt 2>&1) \
+	  || { echo "$$out" | grep -v "^WARNING: Location"; echo "pip cannot download locks/bench-$$m-py$$v.txt" >&2; exit 1; }; \
+	done; done; rm -rf $$tmp; echo "every board lock downloads with pip"
+
+# Drift: the newest versions pyproject's ranges allow, in .venv-latest (not in CI: CI installs the lock).
+# Prints what differs from the lock, then runs the fast tests and the sweep-on-Ray test there.
+LATEST := .venv-latest
+test-latest: data
+	@test -x $(LATEST)/bin/python || $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(LATEST)/bin/uv pip install -q --python $(LATEST)/bin/python --upgrade $(UV_INDEX) -c constraints.txt -e '.[all,dev]'
+	$(LATEST)/bin/python scripts/lock_drift.py $(LOCK)
+	$(LATEST)/bin/python -m pytest -q -m "not slow and not arm"
+	$(LATEST)/bin/python -m pytest -q tests/test_sweep.py -k ray
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package; nothing downloads at run time.
 data:
@@ -97,4 +137,4 @@ lint: install
 	$(BIN)/ruff check toolkit export benchmarks tests
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) runs .pytest_cache .ruff_cache

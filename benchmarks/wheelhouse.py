@@ -1,7 +1,9 @@
 """An offline wheelhouse for a board: edgekd's own wheel plus its `bench` extra, for the board's platform.
 
 Built here with `pip download --platform ... --only-binary=:all:` (boards on a lab network often have no
-internet), cached per (machine, Python) and pushed to the board, which installs with `--no-index`.
+internet), cached per (machine, Python, lock) and pushed to the board, which installs with `--no-index`.
+The versions come from `locks/bench-<machine>-py<X.Y>.txt` (`make lock`, hash-checked), so a board gets
+what the tests ran with; a board with no lock gets the newest versions pyproject's ranges allow.
 """
 
 from __future__ import annotations
@@ -14,20 +16,33 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["BENCH_REQUIREMENTS", "platform_tags", "build_wheelhouse", "edgekd_version", "edgekd_build"]
-
-# The core and the bench extra (pyproject.toml): what `edgekd bench` needs on a board.
-BENCH_REQUIREMENTS = [
-    "numpy>=1.24",
-    "pyyaml>=6",
-    "pydantic>=2.5",
-    "typer>=0.12",
-    "rich>=13",
-    "psutil>=5.9",
-    "onnxruntime>=1.20",
-    "ai-edge-litert>=1.2",
+__all__ = [
+    "bench_requirements",
+    "board_lock",
+    "platform_tags",
+    "build_wheelhouse",
+    "edgekd_version",
+    "edgekd_build",
 ]
+
 SOURCE = Path(__file__).resolve().parents[1]  # the source tree, when edgekd runs from one
+LOCKS = SOURCE / "locks"
+
+
+def bench_requirements() -> list[str]:
+    """The core and the `bench` extra as edgekd's metadata lists them: what `edgekd bench` needs."""
+    out = []
+    for req in metadata.requires("edgekd") or []:
+        spec, _, marker = req.partition(";")
+        if not marker.strip() or marker.replace("'", '"').split() == ["extra", "==", '"bench"']:
+            out.append(spec.strip())
+    return list(dict.fromkeys(out))
+
+
+def board_lock(machine: str, python: str) -> Path | None:
+    """`locks/bench-<machine>-py<X.Y>.txt` for this board, when `make lock` wrote one."""
+    path = LOCKS / f"bench-{machine}-py{'.'.join(python.split('.')[:2])}.txt"
+    return path if path.is_file() else None
 
 
 def edgekd_version() -> str:
@@ -38,7 +53,7 @@ def edgekd_build() -> str:
     """`<version>-<12 hex>`: the version and a digest of edgekd's source files, so a board never keeps a
     venv or wheel built from other code under the same version number."""
     digest = hashlib.sha256()
-    for pkg in ("toolkit", "export", "benchmarks"):
+    for pkg in ("toolkit", "export", "benchmarks", "locks"):  # a new lock means a new board venv
         for path in sorted((SOURCE / pkg).rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
                 digest.update(path.relative_to(SOURCE).as_posix().encode() + b"\0" + path.read_bytes())
@@ -82,15 +97,18 @@ def _own_wheel(dest: Path) -> Path:
 
 
 def build_wheelhouse(cache: Path, *, machine: str, python: str, glibc: str | None) -> Path:
-    """`cache/<machine>-py<python>/` holding every wheel a board needs (downloaded once, reused)."""
-    dest = cache / f"{machine}-py{python}"
+    """`cache/<machine>-py<python>-<lock>/` holding every wheel a board needs (downloaded once, reused)."""
+    lock = board_lock(machine, python)
+    spec = ["-r", str(lock)] if lock else bench_requirements()  # a lock's hashes are checked by pip
+    key = hashlib.sha256(lock.read_bytes()).hexdigest()[:12] if lock else "ranges"
+    dest = cache / f"{machine}-py{python}-{key}"
     done = dest / ".complete"
     dest.mkdir(parents=True, exist_ok=True)
     if not done.is_file():
         args = ["download", "-q", "--dest", str(dest), "--only-binary=:all:", "--python-version", python]
         for tag in platform_tags(machine, glibc):
             args += ["--platform", tag]
-        _pip([*args, *BENCH_REQUIREMENTS], f"wheelhouse for {machine} Python {python}")
-        done.write_text("\n".join(BENCH_REQUIREMENTS))
+        _pip([*args, *spec], f"wheelhouse for {machine} Python {python}")
+        done.write_text(lock.name if lock else "\n".join(spec))
     _own_wheel(dest)
     return dest

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,21 @@ def _drop_connections(board) -> None:
         child.kill()
 
 
+def _assert_installed_from_lock(board_dir: Path, machine: str) -> None:
+    """The board's venv holds exactly the versions of its lock (locks/bench-<machine>-py<X.Y>.txt), read
+    from its dist-info folders (an emulated board's python cannot run outside its root)."""
+    from benchmarks.wheelhouse import board_lock
+
+    site = max(board_dir.glob("venv-*/lib/python3.*/site-packages"), key=lambda p: p.stat().st_mtime)
+    lock = board_lock(machine, site.parent.name.removeprefix("python"))
+    assert lock is not None, f"no lock for {machine} {site.parent.name}"
+    pins = dict(re.findall(r"^([a-z0-9_.-]+)==([^ \\\n]+)", lock.read_text(), re.M))
+    dists = (d.name.removesuffix(".dist-info").rsplit("-", 1) for d in site.glob("*.dist-info"))
+    got = {name.lower().replace("_", "-"): version for name, version in dists}
+    assert {name: got.get(name) for name in pins} == pins
+    assert {"onnxruntime", "numpy", "ai-edge-litert"} <= set(pins)
+
+
 @needs_sshd
 @pytest.mark.slow
 @pytest.mark.usefixtures("package_index")
@@ -198,6 +214,7 @@ def test_two_boards_at_once_a_dropped_link_and_resume(tiny_run, tmp_path):
         assert (
             rec["target"]["label"].startswith(f"{rec['target']['name']}: native") and rec["machine"]["python"]
         )
+        _assert_installed_from_lock(tmp_path / "board-b", "x86_64")
     finally:
         a.stop()
         b.stop()
@@ -282,6 +299,7 @@ def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
         assert proc.returncode == 0, err[-3000:]
     finally:
         board.stop()
+    _assert_installed_from_lock(root / "root" / "edgekd-test", "aarch64")
     records = [json.loads(line) for line in results.read_text().splitlines()]
     manifest = json.loads((tiny_run / "bundle" / "manifest.json").read_text())
     parity = {(m["name"], m["format"], m["precision"]): m["parity"] for m in manifest["models"]}
