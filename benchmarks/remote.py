@@ -10,6 +10,7 @@ line, and does SFTP and known_hosts checking itself.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shlex
 import time
@@ -23,7 +24,7 @@ from benchmarks.manifest import listed_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from benchmarks.targets import Board
 
-__all__ = ["BoardRun", "run_boards", "board_records"]
+__all__ = ["BoardRun", "Payload", "payload", "run_boards", "board_records"]
 
 # Run on the board with its own python (stdlib only): machine, Python, glibc, and sha256 of named files.
 PROBE = (
@@ -99,12 +100,49 @@ async def _probe(conn, board: Board, files: list[str], timeout: float) -> dict:
     return json.loads(await _run(conn, [board.python, "-c", PROBE, *files], board.name, timeout))
 
 
-def _bundle_files(bundle: Path, manifest_sha: str) -> dict[str, str | None]:
+def _bundle_files(bundle: Path) -> dict[str, str | None]:
     """Relative path -> expected sha256 of every file the manifest lists, and of the manifest itself (a board
     checks them all; one without torch skips the .pt2 files, but they must be there and whole)."""
     files: dict[str, str | None] = {file: sha for file, sha, _ in listed_files(read_manifest(bundle))}
-    files["manifest.json"] = manifest_sha
+    files["manifest.json"] = sha256_file(bundle / "manifest.json")
     return files
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What goes to a board: the files of `root` to push (relative path -> sha256) and what the board's
+    `edgekd bench` is given, relative to the pushed folder."""
+
+    root: Path
+    files: dict[str, str | None]
+    target: str
+
+    @property
+    def key(self) -> str:
+        """16 hex digits naming this payload's folder on a board."""
+        listing = "\n".join(f"{rel}:{sha}" for rel, sha in sorted(self.files.items()))
+        return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def payload(path: Path) -> Payload:
+    """A bundle folder with every file its manifest lists; one model file of a bundle, with its bundle (its
+    manifest entry, test data and reference outputs go too); or one bare model file, alone."""
+    from benchmarks.bundle import MODEL_SUFFIXES
+
+    if path.is_dir():
+        if not (path / "manifest.json").is_file():
+            raise ValueError(
+                f"{path}: no manifest.json, so not a bundle; give a bundle folder or one model file "
+                "(.onnx, .tflite, .pt2) to measure on a board"
+            )
+        return Payload(path, _bundle_files(path), ".")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ValueError(f"{path}: cannot benchmark a {path.suffix or 'suffix-less'} file; expected .onnx, "
+                         ".tflite or .pt2")  # fmt: skip
+    own = {path.name: sha256_file(path)}
+    if (path.parent / "manifest.json").is_file():
+        return Payload(path.parent, {**_bundle_files(path.parent), **own}, path.name)
+    return Payload(path.parent, own, path.name)
 
 
 async def _push(conn, board: Board, local: Path, remote: str, want: dict[str, str | None], timeout: float):
@@ -183,25 +221,26 @@ async def _stream(
         raise RuntimeError(f"{board.name}: edgekd bench on the board: {last[:200]}")
 
 
-async def _bench_board(board: Board, bundle: Path, results: Path, opts: dict, lock: asyncio.Lock) -> BoardRun:
+async def _bench_board(
+    board: Board, sent: Payload, results: Path, opts: dict, lock: asyncio.Lock
+) -> BoardRun:
     import asyncssh
 
     run, t0, on_event, timeout = BoardRun(board), time.monotonic(), opts["on_event"], opts["timeout"]
-    manifest_sha = sha256_file(bundle / "manifest.json")
-    bundle_id = manifest_sha[:16]
-    remote_bundle, remote_run = f"{board.dir}/bundles/{bundle_id}", f"{board.dir}/runs/{bundle_id}"
+    remote_bundle, remote_run = f"{board.dir}/bundles/{sent.key}", f"{board.dir}/runs/{sent.key}"
     async with lock:  # one suite per board at a time: measurements never overlap on a board
         try:
             async with await _connect(board, opts["known_hosts"], opts["trust_new_host"], timeout) as conn:
                 on_event(board.name, f"connected to {board.address}")
                 info = await _probe(conn, board, [], timeout)
-                await _push(conn, board, bundle, remote_bundle, _bundle_files(bundle, manifest_sha), timeout)
-                on_event(board.name, f"bundle in place ({info['machine']}, Python {info['python']})")
+                await _push(conn, board, sent.root, remote_bundle, sent.files, timeout)
+                what = "bundle" if sent.target == "." else sent.target
+                on_event(board.name, f"{what} in place ({info['machine']}, Python {info['python']})")
                 bin_ = await _venv(conn, board, info, opts["wheels"], timeout)
                 await _reset_results(conn, board, results, f"{remote_run}/results.jsonl", opts["resume"])
                 # `python -m`, not the venv's `edgekd` script: pip writes a /bin/sh launcher when the path has
                 # spaces, and that shell would expand anything like $(...) in the board's folder name.
-                cmd = [f"{bin_}/python", "-m", "toolkit.cli.main", "bench", remote_bundle]
+                cmd = [f"{bin_}/python", "-m", "toolkit.cli.main", "bench", f"{remote_bundle}/{sent.target}"]
                 cmd += ["--results", f"{remote_run}/results.jsonl"]
                 cmd += ["--stream", *opts["args"](board), *(["--resume"] if opts["resume"] else [])]
                 await _stream(conn, board, cmd, f"{remote_run}/bench.log", results, run, on_event)
@@ -222,7 +261,7 @@ def _one_line(exc: BaseException, board: Board) -> str:
 
 def run_boards(
     boards: list[Board],
-    bundle: Path,
+    path: Path,
     results: Path,
     *,
     args: Callable[[Board], list[str]],
@@ -233,14 +272,16 @@ def run_boards(
     timeout: float = 30.0,
     on_event: Callable[[str, str], None] = lambda board, event: None,
 ) -> list[BoardRun]:
-    """Benchmark `bundle` on every board at once, appending each board's records to `results` as they come."""
+    """Benchmark `path` (a bundle, or one model file: `payload`) on every board at once, appending each
+    board's records to `results` as they come."""
+    sent = payload(path)  # a folder that is not a bundle is refused here, before any board is reached
     opts = dict(args=args, wheels=wheels, known_hosts=known_hosts, trust_new_host=trust_new_host)
     opts |= dict(resume=resume, timeout=timeout, on_event=on_event)
 
     async def main() -> list[BoardRun]:
         locks: dict[tuple[str, int], asyncio.Lock] = {}
         jobs = [
-            _bench_board(b, bundle, results, opts, locks.setdefault((b.host, b.port), asyncio.Lock()))
+            _bench_board(b, sent, results, opts, locks.setdefault((b.host, b.port), asyncio.Lock()))
             for b in boards
         ]
         return list(await asyncio.gather(*jobs))

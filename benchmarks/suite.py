@@ -175,6 +175,8 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
         raise ValueError(f"{path}: suite file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # safe_load: no tags that build objects
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a YAML text file (byte {exc.start} is not UTF-8)") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
     values = _validate(str(path), data if data is not None else {})

@@ -60,16 +60,18 @@ def _board(where: object, **fields: Any) -> Board:
 
 
 def parse_target(url: str) -> Board:
-    """`ssh://user@host[:port]` -> a board named after its host."""
+    """`ssh://user@host[:port][/dir]` -> a board named after its host; the path, if any, is edgekd's folder
+    on the board (absolute; default: .edgekd in the login directory)."""
     parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname:
-        raise ValueError(f"{url}: expected ssh://user@host[:port]")
+    if parts.scheme != "ssh" or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{url}: expected ssh://user@host[:port][/dir]")
     try:
         port = parts.port or 22
     except ValueError:
         raise ValueError(f"{url}: the port is not a number from 1 to 65535") from None
     name = re.sub(r"[^A-Za-z0-9._-]", "-", parts.hostname)
-    return _board(url, name=name, host=parts.hostname, user=parts.username, port=port)
+    folder = parts.path if parts.path not in ("", "/") else None
+    return _board(url, name=name, host=parts.hostname, user=parts.username, port=port, dir=folder)
 
 
 def _ansible_hosts(group: dict, inherited: dict) -> dict[str, dict]:

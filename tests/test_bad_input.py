@@ -989,3 +989,70 @@ def test_append_waits_for_another_writer_holding_the_lock(tmp_path):
     proc.wait(timeout=10)
     assert waited > 0.3, f"append_record did not wait for the lock ({waited:.3f} s)"
     assert len(read_records(results)) == 1
+
+
+# --- remote boards, sweeps, predict and binary files given as YAML (#35) -------------------------------
+
+NOT_UTF8 = bytes(range(256)) * 4  # byte 128 is the first that is not UTF-8
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the socket is: nothing listens there
+
+
+def _case_inputs(tmp_path: Path) -> dict[str, Path]:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(NOT_UTF8)
+    loose = tmp_path / "loose"  # model files without a manifest: fine here, not a bundle for a board
+    loose.mkdir()
+    _good_onnx(loose / "m.onnx")
+    (tmp_path / "notes.txt").write_text("not a model\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: {tmp_path / 'nope.yaml'}\nspace: {{distill.alpha: [0.1]}}\n")
+    (tmp_path / "known_hosts").write_text("")
+    return {"binary": binary, "loose": loose, "model": loose / "m.onnx", "sweep": sweep,
+            "bundle": _bundle(tmp_path / "bundle"), "notes": tmp_path / "notes.txt"}  # fmt: skip
+
+
+REMOTE_AND_MORE = [
+    ("config-not-text", ["distill", "{binary}", "--out", "{tmp}/r"],
+     "{binary}: not a YAML text file (byte 128 is not UTF-8)"),
+    ("sweep-not-text", ["sweep", "{binary}", "--out", "{tmp}/s"],
+     "{binary}: not a YAML text file (byte 128 is not UTF-8)"),
+    ("suite-not-text", ["bench", "{model}", "--suite", "{binary}"],
+     "{binary}: not a YAML text file (byte 128 is not UTF-8)"),
+    ("sweep-base-missing", ["sweep", "{sweep}", "--out", "{tmp}/s"],
+     "{tmp}/nope.yaml: base config not readable (No such file or directory)"),
+    ("remote-folder-not-a-bundle", ["bench", "{loose}", "--target", "ssh://root@127.0.0.1:9"],
+     "{loose}: no manifest.json, so not a bundle; give a bundle folder or one model file (.onnx, .tflite, "
+     ".pt2) to measure on a board"),
+    ("remote-not-a-model", ["bench", "{notes}", "--target", "ssh://root@127.0.0.1:9"],
+     "{notes}: cannot benchmark a .txt file; expected .onnx, .tflite or .pt2"),
+    ("remote-url-with-query", ["bench", "{model}", "--target", "ssh://root@127.0.0.1:9?key=x"],
+     "ssh://root@127.0.0.1:9?key=x: expected ssh://user@host[:port][/dir]"),
+    ("remote-unreachable", ["bench", "{model}", "--target", "ssh://root@127.0.0.1:{port}", "--known-hosts",
+                            "{tmp}/known_hosts"],
+     "re:127\\.0\\.0\\.1 \\(root@127\\.0\\.0\\.1:{port}\\): .*(Connect call failed|refused).*"),
+    ("predict-file-not-in-bundle", ["predict", "{bundle}", "--file", "nope.onnx", "{notes}"],
+     "--file 'nope.onnx': not in {bundle}/manifest.json; its files (1 of 1, closest first): student_kd.onnx"),
+    ("predict-nothing-to-classify", ["predict", "{bundle}"],
+     "{bundle}/manifest.json: give image files to classify"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args, expected", [c[1:] for c in REMOTE_AND_MORE], ids=[c[0] for c in REMOTE_AND_MORE]
+)
+def test_remote_sweep_and_predict_mistakes_are_one_line(monkeypatch, capsys, tmp_path, args, expected):
+    pytest.importorskip("asyncssh")
+    names = {k: str(v) for k, v in _case_inputs(tmp_path).items()} | {"tmp": str(tmp_path)}
+    names["port"] = str(_closed_port())
+    before = _files(tmp_path)
+    message = _error_line(monkeypatch, capsys, *[a.format(**names) for a in args])
+    _assert_message(message, expected.format(**names) if not expected.startswith("re:") else
+                    expected.replace("{port}", names["port"]))  # fmt: skip
+    assert _files(tmp_path) == before  # nothing written: no run folder, no results, no half a sweep

@@ -98,13 +98,24 @@ BAD_INPUT = [
     (["bench", "missing.onnx"], "error: Invalid value for 'path': path 'missing.onnx' does not exist."),
     (["bench", "corrupt.onnx"], "error: corrupt.onnx: benchmark worker exited with 1: "),
     (["report", "no-such-dir"], "error: Invalid value for 'run_dir': dir 'no-such-dir' does not exist."),
-]
+    (["bench", "corrupt.onnx", "--suite", "binary.yaml"],
+     "error: binary.yaml: not a YAML text file (byte 128 is not UTF-8)"),
+    (["sweep", "binary.yaml"], "error: binary.yaml: not a YAML text file (byte 128 is not UTF-8)"),
+    (["bench", "loose", "--target", "ssh://root@127.0.0.1:9"],
+     "error: loose: no manifest.json, so not a bundle"),
+    (["bench", "notes.txt", "--target", "ssh://root@127.0.0.1:9"],
+     "error: notes.txt: cannot benchmark a .txt file; expected .onnx, .tflite or .pt2"),
+]  # fmt: skip
 
 
 def test_bad_input_on_a_board_install_is_one_line_naming_the_path(wheel, tmp_path):
     """With only edgekd[bench] (no torch, no click), a mistake is one line and exit 1, not a traceback."""
     bin_ = _board_venv(tmp_path / "venv", f"{wheel}[bench]")
     (tmp_path / "corrupt.onnx").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)) * 4)
+    (tmp_path / "loose").mkdir()
+    shutil.copy(tmp_path / "corrupt.onnx", tmp_path / "loose" / "m.onnx")
+    (tmp_path / "notes.txt").write_text("not a model\n")
     for args, message in BAD_INPUT:
         proc = _run([bin_ / "edgekd", *args], cwd=tmp_path, check=False)
         lines = proc.stderr.strip().splitlines()
@@ -199,3 +210,46 @@ def test_predict_text_on_a_board_install_gives_the_labels_torch_gives(text_run, 
         doc = json.loads(proc.stdout)
         assert [p["text"] for p in doc["predictions"]] == texts
         assert [p["top"][0]["index"] for p in doc["predictions"]] == want, file
+
+
+def _png(path: Path, side: int = 28) -> Path:
+    """A grey PNG written with the standard library (the venv under test has no Pillow)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * side for _ in range(side))
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) +
+                     chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+def test_commands_needing_another_extra_name_it_in_one_line(tiny_run, wheel, tmp_path):
+    """On a board install (`edgekd[bench]`), each PC command stops with one line naming the missing
+    package and the extra that brings it (benchmarks.extras), exit 1, no traceback."""
+    from tests.conftest import TINY
+
+    bin_ = _board_venv(tmp_path / "venv", f"{wheel}[bench]")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"base: {TINY}\nspace: {{distill.alpha: [0.1, 0.2]}}\n")
+    onnx, bundle = tiny_run / "bundle" / "student_kd.onnx", tiny_run / "bundle"
+    cases = [
+        (["run", TINY, "--out", tmp_path / "r"], "torch", "distill"),
+        (["distill", TINY, "--out", tmp_path / "r"], "torch", "distill"),
+        (["train-teacher", TINY, "--out", tmp_path / "r"], "torch", "distill"),
+        (["sweep", sweep, "--out", tmp_path / "s"], "torch", "distill"),
+        (["export", "--from", onnx, "--out", tmp_path / "e"], "onnx", "export"),
+        (["bench", onnx, "--target", "ssh://root@127.0.0.1:9"], "asyncssh", "remote"),
+        (["bench", bundle, "--target", "ssh://root@127.0.0.1:9"], "asyncssh", "remote"),
+        (["predict", bundle, _png(tmp_path / "photo.png")], "Pillow", "predict"),
+    ]
+    for args, package, extra in cases:
+        proc = _run([bin_ / "edgekd", *args], cwd=tmp_path, check=False)
+        lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, (args, proc.stderr[-2000:])
+        assert lines == [f"error: {package} is not installed; this command needs it: pip install "
+                         f"'edgekd[{extra}]'"], (args, lines)  # fmt: skip
+    assert not (tmp_path / "r").exists() and not (tmp_path / "e").exists()

@@ -141,3 +141,23 @@ def test_converter_log_lines_are_hidden_unless_verbose(capfd, monkeypatch, verbo
     err = capfd.readouterr().err
     assert "edgekd before" in err and "edgekd after" in err
     assert ("I0000" in err) is verbose and torchao_warns is verbose
+
+
+def test_third_party_start_up_lines_are_hidden_unless_verbose():
+    """torchao's "Failed to load ... .so" (no CUDA here) and torch's pytree Enum notice, printed when the text
+    path imports transformers/torchao, are hidden by edgekd's CLI unless --verbose."""
+    pytest.importorskip("torchao")
+    pytest.importorskip("transformers")
+    imports = "import torchao, transformers"
+    plain = subprocess.run([sys.executable, "-c", imports], capture_output=True, text=True, check=True)
+    noisy = _start_up_lines(plain.stderr)
+    if not noisy:
+        pytest.skip("torchao and torch print nothing at import on this machine")
+    for verbose, shown in ((False, 0), (True, len(noisy))):
+        code = f"from toolkit.cli.main import _root; _root(debug=False, verbose={verbose}); {imports}"
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert len(_start_up_lines(proc.stderr)) == shown, proc.stderr
+
+
+def _start_up_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "Failed to load" in line or "Enum subclass" in line]

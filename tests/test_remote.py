@@ -31,6 +31,7 @@ needs_sshd = pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="ope
 def test_targets_from_url_edgekd_yaml_and_ansible_inventory(tmp_path):
     b = parse_target("ssh://pi@raspberrypi.local:2222")
     assert (b.name, b.host, b.user, b.port) == ("raspberrypi.local", "raspberrypi.local", "pi", 2222)
+    assert b.dir == ".edgekd" and parse_target("ssh://pi@pi4/srv/edgekd").dir == "/srv/edgekd"
     own = tmp_path / "boards.yaml"
     own.write_text("boards:\n  pi4: {host: 10.0.0.4, user: pi, suite: raspberry-pi, python: python3.11}\n")
     [pi4] = load_targets(own)
@@ -250,6 +251,69 @@ def test_changed_host_key_is_refused_and_a_new_one_needs_trust(tmp_path, tiny_bu
         assert proc.returncode == 1 and "lab-pi" in err.splitlines()[-1] and "/nonexistent/python3" in err
     finally:
         board.stop()
+
+
+@needs_sshd
+@pytest.mark.slow
+@pytest.mark.usefixtures("package_index")
+def test_one_model_file_on_a_board_gives_the_records_of_local_bench(tiny_run, tmp_path):
+    """`edgekd bench FILE --target ssh://...`: a bare file goes alone, a bundle's file with its bundle (so its
+    accuracy and output check come back), with the fields local `bench FILE` writes; an unreachable host
+    and a folder that is not a bundle are one line each."""
+    bare = tmp_path / "bare" / "model.onnx"
+    bare.parent.mkdir()
+    shutil.copy(tiny_run / "bundle" / "student_kd.onnx", bare)
+    home = tmp_path / "home"  # --target takes the SSH defaults: the key as ~/.ssh/id_ed25519
+    (home / ".ssh").mkdir(parents=True)
+    key = keygen(home / ".ssh" / "id_ed25519")
+    (home / ".cache").symlink_to(Path.home() / ".cache")  # the wheelhouse built once, as for a user
+    env = {**os.environ, "HOME": str(home)}
+    board = start_sshd(tmp_path / "sshd", key)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(board.known_hosts_line() + "\n")
+        url = f"ssh://root@127.0.0.1:{board.port}{tmp_path / 'board'}"  # the path: edgekd's folder there
+        flags = ["--known-hosts", str(known), "--repeats", "1", "--min-runs", "5", "--min-time", "0"]
+        remote = {}
+        for name, path in (("bare", bare), ("in-bundle", tiny_run / "bundle" / "student_kd.onnx")):
+            out = tmp_path / f"{name}.jsonl"
+            proc = subprocess.run(
+                [*EDGEKD, "bench", str(path), "--target", url, "--results", str(out), *flags],
+                capture_output=True, text=True, timeout=600, env=env,
+            )  # fmt: skip
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            (remote[name],) = [json.loads(line) for line in out.read_text().splitlines()]
+        local_out = tmp_path / "local.jsonl"
+        local = subprocess.run([*EDGEKD, "bench", str(bare), "--results", str(local_out), *flags[2:]],
+                               capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert local.returncode == 0, local.stderr[-3000:]
+        (here,) = [json.loads(line) for line in local_out.read_text().splitlines()]
+        for rec in remote.values():
+            assert set(rec) == set(here) and rec["target"]["name"] == "127.0.0.1"
+            assert rec["latency"]["count"] >= 5 and rec["format"] == "onnx"
+        assert remote["bare"]["model"] == here["model"] == "model" and remote["bare"]["accuracy"] is None
+        shipped = _manifest_accuracy(tiny_run, "student_kd.onnx")
+        assert remote["in-bundle"]["accuracy"] == pytest.approx(shipped)
+    finally:
+        board.stop()
+    sent = sorted(sorted(f.name for f in d.iterdir()) for d in (tmp_path / "board" / "bundles").iterdir())
+    assert ["model.onnx"] in sent and len(sent) == 2  # the bare file went alone; the bundle's file with it
+    dead = subprocess.run([*EDGEKD, "bench", str(bare), "--target", url, *flags],
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    lines = [line for line in dead.stderr.splitlines() if line.strip()]
+    assert dead.returncode == 1 and "Traceback" not in dead.stderr and len(lines) == 1, dead.stderr
+    assert lines[0].startswith(f"error: 127.0.0.1 (root@127.0.0.1:{board.port}): "), lines
+    folder = subprocess.run([*EDGEKD, "bench", str(tmp_path / "sshd"), "--target", url, *flags],
+                            capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert folder.returncode == 1 and folder.stderr.strip() == (
+        f"error: {tmp_path / 'sshd'}: no manifest.json, so not a bundle; give a bundle folder or one model "
+        "file (.onnx, .tflite, .pt2) to measure on a board"
+    )
+
+
+def _manifest_accuracy(run: Path, file: str) -> float:
+    manifest = json.loads((run / "bundle" / "manifest.json").read_text())
+    return next(m["parity"]["accuracy"] for m in manifest["models"] if m["file"] == file)
 
 
 @pytest.fixture

@@ -395,6 +395,8 @@ def load_config(path: str | Path | None = None) -> RunConfig:
         raw = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a YAML text file (byte {e.start} is not UTF-8)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({yaml_problem(e)})") from e
     if not isinstance(raw, dict):

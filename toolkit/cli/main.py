@@ -25,6 +25,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 _state = {"debug": False}
+# Third-party loggers that talk at import (torchao's "Failed to load _C_cutlass_90a.abi3.so" on a CPU
+# machine, torch's pytree "is an Enum subclass" deprecation): errors only, unless --verbose.
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+# Modules whose import warns (asyncssh: cryptography's "DSA is deprecated", twice, on every remote bench).
+QUIET_WARNINGS = (r"asyncssh(\.|$)",)
 
 ConfigArg = Annotated[
     Path | None,
@@ -50,14 +55,24 @@ def _root(
         from export._files import VERBOSE_ENV
 
         os.environ[VERBOSE_ENV] = "1"
+        return
+    import logging
+    import warnings
+
+    for name in QUIET_LOGGERS:  # set before the libraries load: their import-time lines are the noisy ones
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", module=module)
 
 
 def _prepare(config: Path | None, out: Path, *, resume: bool = False):
     """The config, saved into the run directory; resuming, it must be the one the run started with."""
+    from benchmarks.extras import require
     from toolkit.config import load_config, save_config
     from toolkit.pipeline import RunDir
 
     cfg = load_config(config)
+    require("torch")  # before the run directory is made
     run = RunDir(out)
     if resume and run.config.is_file() and load_config(run.config) != cfg:
         raise EdgekdError(
@@ -309,7 +324,7 @@ def bench_cli(
         bool, typer.Option("--stream", help="Also write each record to stdout as one JSON line.", hidden=True)
     ] = False,
     target: Annotated[
-        str | None, typer.Option(help="Run on a board over SSH: ssh://user@host[:port].", metavar="URL")
+        str | None, typer.Option(help="Run on a board over SSH: ssh://user@host[:port][/dir].", metavar="URL")
     ] = None,
     targets: Annotated[
         Path | None,
@@ -333,7 +348,8 @@ def bench_cli(
     if target or targets:
         boards = [parse_target(target)] if target else load_targets(targets)
         remote = dict(resume=resume, trust_new_host=trust_new_host, known_hosts=known_hosts)
-        _raise(_bench_remote(path, boards, suite, results, overrides, **remote))
+        remote |= dict(suite=suite, shape=shape)
+        _raise(_bench_remote(path, boards, results, overrides, **remote))
         return
     on_result = output.record_line if stream else output.bench_row
     options = dict(suite=suite, results=results, shape=dims, resume=resume, on_result=on_result)
@@ -346,9 +362,9 @@ _FLAGS = {"threads": "--threads", "batch_sizes": "--batch", "streams": "--stream
           "timeout_s": "--timeout"}  # fmt: skip
 
 
-def _board_args(suite: str | None, overrides: dict):
+def _board_args(suite: str | None, overrides: dict, shape: str | None = None):
     """The flags of the suite each board runs: its own `suite:`, else --suite, plus the overrides given."""
-    flags = []
+    flags = ["--shape", shape] if shape else []
     for key, value in overrides.items():
         if key in _FLAGS and value is not None:
             values = value if isinstance(value, list) else [value]
@@ -358,14 +374,19 @@ def _board_args(suite: str | None, overrides: dict):
     return lambda board: [*(["--suite", board.suite or suite] if board.suite or suite else []), *flags]
 
 
-def _bench_remote(path: Path, boards, suite, results, overrides, **remote) -> EdgekdError | None:
+def _bench_remote(path: Path, boards, results, overrides, **remote) -> EdgekdError | None:
     """`edgekd bench --target/--targets`: every board at once, a line per board event, a table at the end."""
+    from benchmarks.bundle import is_bundle_archive, open_bundle_archive
+
+    if is_bundle_archive(path):  # bundle.tar.gz: its folder goes to the boards
+        with open_bundle_archive(path) as folder:
+            return _bench_remote(folder, boards, results or Path("results.jsonl"), overrides, **remote)
     from benchmarks.remote import run_boards
     from benchmarks.wheelhouse import build_wheelhouse
     from toolkit.pipeline.bench_stage import bench_paths, bench_suite
 
     run, bundle, results = bench_paths(path, results)
-    if run is not None and suite is None:  # the run's own bench settings travel as flags
+    if run is not None and remote["suite"] is None:  # the run's own bench settings travel as flags
         s = bench_suite(run, None)
         base = dict(threads=s.threads, batch_sizes=s.batch_sizes, min_runs=s.min_runs)
         base |= dict(min_time_s=s.min_time_s)
@@ -375,15 +396,16 @@ def _bench_remote(path: Path, boards, suite, results, overrides, **remote) -> Ed
         boards,
         bundle,
         results,
-        args=_board_args(suite, overrides),
+        args=_board_args(remote["suite"], overrides, remote["shape"]),
         wheels=lambda info: build_wheelhouse(cache, **{k: info[k] for k in ("machine", "python", "glibc")}),
         known_hosts=remote["known_hosts"] or Path.home() / ".ssh" / "known_hosts",
         trust_new_host=remote["trust_new_host"],
         resume=remote["resume"],
         on_event=output.board_line,
     )
-    output.boards_table(runs)
     failed = [r for r in runs if r.error is not None]
+    if len(runs) > 1 or not failed or runs[0].records:  # one board that measured nothing: its line says it
+        output.boards_table(runs)
     if failed:
         many = f"{len(failed)} of {len(runs)} boards failed (see the table)"
         return EdgekdError(failed[0].error if len(failed) == 1 else many)
@@ -512,11 +534,13 @@ def sweep_cli(
 ) -> None:
     """Search the student and distillation settings: one pipeline run per trial, one shared teacher; the
     sweep report (trials, fronts, recommendation) and the winning trial's config as best.yaml."""
+    from benchmarks.extras import require
     from toolkit.sweep.report import write_sweep_report
     from toolkit.sweep.search import run_sweep
     from toolkit.sweep.space import load_sweep
 
     sweep, cfg = load_sweep(sweep_file)
+    require("torch", *(["optuna"] if sweep.search == "optuna" else []), *(["ray"] if ray else []))
     results = run_sweep(sweep, cfg, out, on_trial=output.sweep_trial, ray_address=ray)
     drop = sweep.max_accuracy_drop if max_accuracy_drop is None else max_accuracy_drop
     path = write_sweep_report(out, results, max_accuracy_drop=drop)
@@ -561,6 +585,13 @@ def main() -> None:
         text = e.format_message() if isinstance(e, typer.TyperException) else str(e)
         # escaped and without emoji codes: a message is text (a path like `a[1]` or `d.npz:x:` stays as is)
         console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True, emoji=False)
+        sys.exit(1)
+    except ModuleNotFoundError as e:  # an extra this install lacks (a board install running a PC command)
+        from benchmarks.extras import missing_extra
+
+        if _state["debug"] or (line := missing_extra(e)) is None:
+            raise
+        console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True, emoji=False)
         sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)

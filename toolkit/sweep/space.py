@@ -82,6 +82,8 @@ def _read_yaml(path: Path, what: str) -> dict:
         raw = yaml.safe_load(path.read_text()) or {}
     except OSError as e:
         raise ConfigError(f"{path}: {what} not readable ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a YAML text file (byte {e.start} is not UTF-8)") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({yaml_problem(e)})") from None
     if not isinstance(raw, dict):
