@@ -78,3 +78,15 @@ def test_text_kinds_take_a_tokenizer_and_image_kinds_refuse_text_fields(tmp_path
         path.write_text(yaml.safe_dump({"data": data}))
         with pytest.raises(ConfigError, match=message):
             load_config(path)
+
+
+def test_the_scratch_student_is_exported_like_the_kd_student_unless_told():
+    from toolkit.pipeline.export_stage import variants_for
+
+    cfg = load_config(None)  # the default run: every student is a candidate for the recommendation
+    assert cfg.export.scratch_precisions is None
+    assert variants_for("student_scratch", cfg) == variants_for("student_kd", cfg)
+    assert ("tflite", "int8") in variants_for("student_scratch", cfg)
+    only_fp32 = cfg.export.model_copy(update={"scratch_precisions": ["fp32"]})
+    control = cfg.model_copy(update={"export": only_fp32})
+    assert {p for _, p in variants_for("student_scratch", control)} == {"fp32"}

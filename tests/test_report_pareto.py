@@ -135,3 +135,53 @@ def test_no_student_qualifies_under_a_zero_budget(tmp_path: Path) -> None:
 def test_negative_budget_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="max_accuracy_drop must be >= 0 accuracy points, got -0.5"):
         recommend(rows_of(tmp_path), max_accuracy_drop=-0.5)
+
+
+# A KD student and its scratch twin: the same architecture, so the same size and (tied) speed.
+TWINS = [
+    record("teacher", "tflite", "fp32", 1.0, 6_000_000, 0.837),
+    record("student_kd", "tflite", "int8", 0.05, 30_000, 0.837),
+    record("student_scratch", "tflite", "int8", 0.0501, 30_000, 0.892),
+]
+
+
+def test_the_scratch_twin_that_scores_higher_is_the_recommendation(tmp_path: Path) -> None:
+    """KD 83.7 %, scratch 89.2 %, equal files and p50s the test cannot tell apart: the scratch file is named,
+    as better than the teacher, not as a drop."""
+    (host,) = recommend(rows_of(tmp_path, TWINS), max_accuracy_drop=1.0)
+    assert (host.fastest.model, host.fastest.precision) == ("student_scratch", "int8")
+    assert [r.model for r in host.tied] == ["student_kd"]
+    assert "89.20% (5.50 pts above the teacher)" in recommendation_text(host)
+
+
+def test_an_unstable_row_never_wins_on_latency(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    rows = rows_of(tmp_path, TWINS)
+    shaky = [replace(r, spread=0.3) if r.model == "student_scratch" else r for r in rows]
+    (host,) = recommend(shaky, max_accuracy_drop=1.0)
+    assert host.fastest.model == "student_kd"  # the stable twin, though the other is more accurate
+    alone = [r for r in shaky if r.model != "student_kd"]
+    (host,) = recommend(alone, max_accuracy_drop=1.0)
+    assert host.fastest.model == "student_scratch"  # flagged, but the only one that qualifies
+
+
+def test_report_says_first_when_distillation_did_not_pay(tmp_path: Path) -> None:
+    import json
+
+    from tests.report_data import SUMMARY, write_run
+
+    run = write_run(tmp_path / "run", TWINS)
+    summary = {**SUMMARY, "teacher": {**SUMMARY["teacher"], "val_accuracy": 0.84}}
+    summary["student_kd"] = {**SUMMARY["student_kd"], "val_accuracy": 0.838}
+    summary["student_scratch"] = {**SUMMARY["student_scratch"], "val_accuracy": 0.893}
+    (run / "distill/summary.json").write_text(json.dumps(summary))
+    text = build_report(run).markdown_path.read_text()
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert lines[1].startswith("> **Distillation did not pay on this run:** the student trained from scratch "
+                               "scores 89.30 % on validation, the KD student 83.80 %.")  # fmt: skip
+    assert lines[2] == "The student scratch beats its teacher on validation (89.30 % vs 84.00 %)."
+    assert "**Best student:** student_scratch" not in text  # no scratch ONNX fp32 row in TWINS
+    summary["student_scratch"]["val_accuracy"] = 0.80
+    (run / "distill/summary.json").write_text(json.dumps(summary))
+    assert "did not pay" not in build_report(run).markdown_path.read_text()

@@ -110,6 +110,7 @@ def text_config(root: Path, *, epochs: int = 4) -> Path:
             "formats": ["onnx", "tflite"],
             "precisions": ["fp32", "dynamic-int8"],
             "teacher_precisions": ["fp32"],
+            "scratch_precisions": ["fp32"],
             "tflite_precisions": ["fp32"],
             "sensitivity": False,
         },

@@ -280,8 +280,9 @@ class ExportConfig(_Strict):
     # The precisions TFLite files may have (None: every one listed here). Text models: ai_edge_litert
     # refuses PT2E dynamic-int8 TFLite files whose embedding table the converter quantized asymmetrically.
     tflite_precisions: list[Precision] | None = Field(None, min_length=1)
-    # The scratch student is a control: fp32 only unless listed here.
-    scratch_precisions: list[Precision] = Field(default_factory=lambda: ["fp32"], min_length=1)
+    # The scratch student's precisions. None: the KD student's, so that it is a candidate like any student
+    # (when distillation does not pay, its int8 file is the one to ship); [fp32] keeps it a bare control.
+    scratch_precisions: list[Precision] | None = Field(None, min_length=1)
     calibration_samples: int = Field(128, ge=1)
     calibration_method: Literal["minmax", "entropy", "percentile"] = "minmax"
     opset: int = Field(18, ge=7)
@@ -358,7 +359,7 @@ class RunConfig(_Strict):
                 setattr(e, name, list(value))
         if "torch" in e.formats:
             raise ValueError(f"export.formats: torch (.pt2) is not offered {text}; use onnx and tflite")
-        if "int8" in e.precisions + e.teacher_precisions + e.scratch_precisions:
+        if "int8" in e.precisions + e.teacher_precisions + (e.scratch_precisions or []):
             raise ValueError(f"static int8 is not offered {text}; use dynamic-int8 (ONNX) or fp16")
         if e.tflite_layout != "NCHW":
             raise ValueError(f"export.tflite_layout applies to images, not {text}")

@@ -23,12 +23,15 @@ FileCallback = Callable[[str, str, str, dict], None]
 
 
 def variants_for(name: str, cfg) -> list[tuple[str, str]]:
-    """(format, precision) pairs to export: the configured precisions (scratch control: its own list)."""
+    """(format, precision) pairs to export: the configured precisions (the scratch student: its own list,
+    by default the KD student's)."""
     e = cfg.export
     if name.startswith("teacher"):
         precisions = e.teacher_precisions
+    elif name.startswith("student_scratch") and e.scratch_precisions is not None:
+        precisions = e.scratch_precisions
     else:
-        precisions = e.scratch_precisions if name.startswith("student_scratch") else e.precisions
+        precisions = e.precisions
     out = []
     for fmt in e.formats:
         for precision in precisions:

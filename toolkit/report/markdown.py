@@ -174,11 +174,44 @@ def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
     return blocks
 
 
-def _best_student(rows: list[ReportRow]) -> str | None:
-    """One line on the KD student's ONNX fp32 file vs the teacher, preferring a native target."""
-    candidates = [
-        r for r in rows if (r.model, r.format, r.precision) == ("student_kd", "onnx", "fp32") and r.speedup
-    ]
+def _val(training: dict[str, Any] | None, name: str) -> float | None:
+    return ((training or {}).get(name) or {}).get("val_accuracy")
+
+
+def _better_student(training: dict[str, Any] | None) -> str:
+    """student_scratch when it is at least as good as the KD student on validation, else student_kd."""
+    kd, scratch = _val(training, "student_kd"), _val(training, "student_scratch")
+    return "student_scratch" if kd is not None and scratch is not None and scratch >= kd else "student_kd"
+
+
+def _verdict(training: dict[str, Any] | None) -> list[Block]:
+    """The report's first lines: whether distillation paid (validation split), and a student that beats
+    its teacher."""
+    kd, scratch, teacher = (_val(training, n) for n in ("student_kd", "student_scratch", "teacher"))
+    blocks = []
+    if _better_student(training) == "student_scratch":
+        blocks.append(
+            note(
+                f"**Distillation did not pay on this run:** the student trained from scratch scores "
+                f"{scratch * 100:.2f} % on validation, the KD student {kd * 100:.2f} %. The recommendation "
+                "below names the best file, whatever trained it."
+            )
+        )
+    best = _val(training, _better_student(training))
+    if best is not None and teacher is not None and best > teacher:
+        blocks.append(
+            para(
+                f"The {_better_student(training).replace('_', ' ')} beats its teacher on validation "
+                f"({best * 100:.2f} % vs {teacher * 100:.2f} %)."
+            )
+        )
+    return blocks
+
+
+def _best_student(rows: list[ReportRow], model: str = "student_kd") -> str | None:
+    """One line on a student's ONNX fp32 file vs the teacher, preferring a native target."""
+    wanted = (model, "onnx", "fp32")
+    candidates = [r for r in rows if (r.model, r.format, r.precision) == wanted and r.speedup]
     candidates.sort(key=lambda r: r.target_kind != "native")
     if not candidates:
         return None
@@ -187,7 +220,7 @@ def _best_student(rows: list[ReportRow]) -> str | None:
     delta = opt(r.accuracy_delta_pts, lambda d: f"{d:+.2f}")
     threads = f"{r.threads} thread{'s' if r.threads != 1 else ''}"
     return (
-        f"**Best student:** student_kd (ONNX fp32, {r.backend}, {threads}, {target_cell(r)}) is "
+        f"**Best student:** {model} (ONNX fp32, {r.backend}, {threads}, {target_cell(r)}) is "
         f"{fmt_speedup(r)} faster at p50, {size} smaller and {delta} accuracy points vs the teacher."
     )
 
@@ -323,13 +356,13 @@ def report_blocks(
     overview: str | Path | None = "tradeoff.png",
 ) -> list[Block]:
     """The whole single-run report as blocks, in reading order; `overview` is the all-targets plot."""
-    blocks = [heading(TITLE, 1), para(_measured(rows, ctx)), *_notes(rows, ctx)]
+    blocks = [heading(TITLE, 1), *_verdict(ctx.training), para(_measured(rows, ctx)), *_notes(rows, ctx)]
     if recommendations:
         blocks += [heading("Recommendation")] + [para(recommendation_text(r)) for r in recommendations]
     blocks += [heading("All variants"), table(results_table(rows)), para(_PARETO)]
     blocks += _plots(plots or {}, rows, overview)
     blocks += output_check_blocks(rows)
-    best = _best_student(rows)
+    best = _best_student(rows, _better_student(ctx.training))
     if best:
         blocks.append(para(best))
     if ctx.training:

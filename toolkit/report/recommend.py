@@ -40,14 +40,21 @@ def _reference(rows: list[ReportRow]) -> ReportRow | None:
 
 def _fastest(fits: list[ReportRow]) -> tuple[ReportRow | None, tuple[ReportRow, ...]]:
     """The fastest qualifying row and the rows tied with it. Rows whose gap to the lowest p50 the test
-    finds not significant are tied, and among them the smallest file wins: a latency gap the test
-    cannot confirm decides nothing. A gap that could not be tested (one round) is no tie: p50 decides."""
+    finds not significant are tied; among them the smallest file wins, then the most accurate (a KD
+    student and its scratch twin share size and speed), then the p50: a latency gap the test cannot
+    confirm decides nothing. A gap that could not be tested (one round) is no tie: p50 decides. A row
+    flagged unstable wins on latency only where no stable row qualifies."""
     if not fits:
         return None, ()
-    quickest = min(fits, key=lambda r: (r.p50_ms, r.size_bytes or 0))
+    quickest = min(fits, key=lambda r: (r.unstable, r.p50_ms, r.size_bytes or 0))
     tied = [r for r in fits if r is quickest or _tied(quickest, r)]
-    pick = min(tied, key=lambda r: (r.size_bytes if r.size_bytes is not None else math.inf, r.p50_ms))
+    pick = min(tied, key=_tie_break)
     return pick, tuple(r for r in tied if r is not pick)
+
+
+def _tie_break(row: ReportRow) -> tuple[bool, float, float, float]:
+    size = row.size_bytes if row.size_bytes is not None else math.inf
+    return (row.unstable, size, -(row.accuracy or 0.0), row.p50_ms)
 
 
 def _tied(a: ReportRow, b: ReportRow) -> bool:
@@ -100,11 +107,10 @@ def _variant(row: ReportRow) -> str:
 
 
 def _facts(row: ReportRow, teacher: ReportRow) -> str:
-    """Accuracy, drop, p50 and size of a picked row."""
-    acc = (row.accuracy or 0.0) * 100
-    return (
-        f"{acc:.2f}% ({-_drop_pts(row, teacher):+.2f} pts), p50 {fmt_p50(row)} ms, {fmt_size(row.size_bytes)}"
-    )
+    """Accuracy (against the teacher's), p50 and size of a picked row."""
+    acc, gain = (row.accuracy or 0.0) * 100, -_drop_pts(row, teacher)
+    vs = f"{gain:.2f} pts above the teacher" if gain > 0 else f"{gain:+.2f} pts"
+    return f"{acc:.2f}% ({vs}), p50 {fmt_p50(row)} ms, {fmt_size(row.size_bytes)}"
 
 
 def _tie_text(tied: tuple[ReportRow, ...]) -> str:
