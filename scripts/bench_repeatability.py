@@ -6,8 +6,9 @@
 
 For every configuration: each call's pooled p50 (median of its rounds' p50s) with its 95 % interval,
 the difference between the calls, and a verdict: within 5 % (MLPerf Mobile's repeatability bar), or
-outside it and flagged unstable by edgekd (its rounds spread wider than 5 %), or outside it unflagged
-(a miss). `--rounds K` keeps each call's first K rounds, so a 5-round measurement also answers for 3.
+outside it and flagged unstable by edgekd (leaving out one round moves its pooled p50 by more than 2.5 %
+in either call), or outside it unflagged (a miss). `--rounds K` keeps each call's first K rounds, so a
+5-round measurement also answers for 3.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def verdict(diff_pct: float, a: PooledLatency, b: PooledLatency) -> str:
     if abs(diff_pct) <= STABLE_SPREAD * 100:
         return "within 5%"
     if a.unstable or b.unstable:
-        return f"flagged unstable (spread {a.spread * 100:.0f}%/{b.spread * 100:.0f}%)"
+        return f"flagged unstable (one round moves it {a.influence * 100:.0f}%/{b.influence * 100:.0f}%)"
     return "MISS: outside 5%, not flagged"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.records import BenchRecord
-from benchmarks.stats import COVERED_ROUNDS, STABLE_SPREAD
+from benchmarks.stats import COVERED_ROUNDS, STABLE_INFLUENCE
 from toolkit.config import TEXT_KINDS
 from toolkit.report.blocks import Block, heading, image, note, para, table
 from toolkit.report.outputs import output_check_blocks
@@ -110,20 +110,22 @@ def _rounds_text(rows: list[ReportRow]) -> str:
         "the median of the rounds' p50s, [95% CI] a bootstrap over rounds and their samples. A speedup "
         "marked (n.s.) is not significantly different from 1× (Welch's t-test on the rounds' log p50s, "
         f"p ≥ 0.05); (untested) means a side had one round. *Rounds · spread*: (max − min) / median of "
-        f"the rounds' p50s, **unstable** above {STABLE_SPREAD:.0%}, **bimodal** when rounds form two "
-        "clusters."
+        f"the rounds' p50s; **unstable** when leaving out any one round moves the pooled p50 by more than "
+        f"{STABLE_INFLUENCE:.1%} (it would not repeat: one stray round of five does not do that), "
+        "**bimodal** when rounds form two clusters."
     )
 
 
 def _stability_notes(rows: list[ReportRow]) -> list[Block]:
     """Callouts for rows whose rounds disagree, and for a run with a single round."""
     blocks = []
-    shaky = [f"{r.model} {r.format} {r.precision} ({r.spread * 100:.0f}%)" for r in rows if r.unstable]
+    shaky = [f"{r.model} {r.format} {r.precision} ({r.influence * 100:.0f}%)" for r in rows if r.unstable]
     if shaky:
         blocks.append(
             note(
-                f"Unstable p50 (rounds differ by more than {STABLE_SPREAD:.0%}): {', '.join(shaky)}. Rerun "
-                "with more `--repeats`, on an idle machine, before ranking these rows on latency."
+                f"Unstable p50 (leaving out one round moves it by more than {STABLE_INFLUENCE:.1%}): "
+                f"{', '.join(shaky)}. Rerun with more `--repeats`, on an idle machine, before ranking these "
+                "rows on latency; the recommendation prefers a stable row."
             )
         )
     split = [f"{r.model} {r.format} {r.precision}" for r in rows if r.bimodal]

@@ -131,7 +131,7 @@ def _draw_bars(ax: Any, ordered: list[ReportRow], rows: list[ReportRow]) -> None
             xerr=p50_err(ordered), error_kw={"elinewidth": 1.2, "capsize": 3, "ecolor": "0.2"})  # fmt: skip
     ax.set_yticks(ys, [_label(r, rows) for r in ordered], fontsize=9)
     for y, r in zip(ys, ordered, strict=True):
-        label = f"{fmt_p50(r)} ms" + (f"  unstable ({r.spread * 100:.0f}%)" if r.unstable else "")
+        label = f"{fmt_p50(r)} ms" + (f"  unstable (±{r.influence * 100:.0f}%)" if r.unstable else "")
         end = r.p50_ci_ms[1] if r.p50_ci_ms else r.p50_ms  # right of the whisker
         ax.annotate(label, (end, y), xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
     teachers = [r for r in rows if r.role == "teacher" and r.precision == "fp32"]

@@ -10,7 +10,7 @@ import numpy as np
 
 from benchmarks.manifest import ManifestKey, ModelEntry
 from benchmarks.records import BenchRecord, group_rounds
-from benchmarks.stats import STABLE_SPREAD, PooledLatency, pool_latency, ratio_interval
+from benchmarks.stats import STABLE_INFLUENCE, PooledLatency, pool_latency, ratio_interval, round_influence
 from toolkit.report.pareto import pareto_front
 from toolkit.report.significance import Difference, compare_rounds
 
@@ -75,9 +75,14 @@ class ReportRow:
         return compare_rounds(self.round_p50s_ms, self.baseline_round_p50s_ms)
 
     @property
+    def influence(self) -> float:
+        """How far leaving out one round moves the pooled p50 (benchmarks.stats.round_influence)."""
+        return round_influence(self.round_p50s_ms)
+
+    @property
     def unstable(self) -> bool:
-        """The rounds' p50s disagree by more than benchmarks.stats.STABLE_SPREAD."""
-        return self.spread > STABLE_SPREAD
+        """One round decides the pooled p50 by more than benchmarks.stats.STABLE_INFLUENCE."""
+        return self.influence > STABLE_INFLUENCE
 
 
 def baseline_key(row: ReportRow) -> tuple[Any, ...]:
