@@ -150,7 +150,7 @@ def test_the_scratch_twin_that_scores_higher_is_the_recommendation(tmp_path: Pat
     as better than the teacher, not as a drop."""
     (host,) = recommend(rows_of(tmp_path, TWINS), max_accuracy_drop=1.0)
     assert (host.fastest.model, host.fastest.precision) == ("student_scratch", "int8")
-    assert [r.model for r in host.tied] == ["student_kd"]
+    assert [r.model for r in host.tied] == ["student_kd"] and host.smallest is host.fastest  # same size
     assert "89.20% (5.50 pts above the teacher)" in recommendation_text(host)
 
 
@@ -181,7 +181,7 @@ def test_report_says_first_when_distillation_did_not_pay(tmp_path: Path) -> None
     lines = [line for line in text.splitlines() if line.strip()]
     assert lines[1].startswith("> **Distillation did not pay on this run:** the student trained from scratch "
                                "scores 89.30 % on validation, the KD student 83.80 %.")  # fmt: skip
-    assert lines[2] == "The student scratch beats its teacher on validation (89.30 % vs 84.00 %)."
+    assert lines[2] == "The scratch student beats its teacher on validation (89.30 % vs 84.00 %)."
     assert "**Best student:** student_scratch" not in text  # no scratch ONNX fp32 row in TWINS
     summary["student_scratch"]["val_accuracy"] = 0.80
     (run / "distill/summary.json").write_text(json.dumps(summary))

@@ -176,6 +176,9 @@ def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
     return blocks
 
 
+_STUDENT_NAMES = {"student_kd": "KD student", "student_scratch": "scratch student"}
+
+
 def _val(training: dict[str, Any] | None, name: str) -> float | None:
     return ((training or {}).get(name) or {}).get("val_accuracy")
 
@@ -203,7 +206,7 @@ def _verdict(training: dict[str, Any] | None) -> list[Block]:
     if best is not None and teacher is not None and best > teacher:
         blocks.append(
             para(
-                f"The {_better_student(training).replace('_', ' ')} beats its teacher on validation "
+                f"The {_STUDENT_NAMES[_better_student(training)]} beats its teacher on validation "
                 f"({best * 100:.2f} % vs {teacher * 100:.2f} %)."
             )
         )

@@ -84,7 +84,7 @@ def _pick(rows: list[ReportRow], *, max_accuracy_drop: float) -> Recommendation:
         max_accuracy_drop=max_accuracy_drop,
         teacher=teacher,
         fastest=fastest,
-        smallest=min(sized, key=lambda r: (r.size_bytes, r.p50_ms), default=None),
+        smallest=min(sized, key=lambda r: (r.size_bytes, -(r.accuracy or 0.0), r.p50_ms), default=None),
         tied=tied,
     )
 
