@@ -187,6 +187,7 @@ def _failing_config(tmp_path):
         "formats": ["onnx"],
         "precisions": ["fp32", "fp16"],
         "teacher_precisions": ["fp32", "fp16"],
+        "scratch_precisions": ["fp32"],
         "calibration_samples": 32,
         "sensitivity": False,
     }

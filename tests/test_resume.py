@@ -39,6 +39,7 @@ CONFIG = {
         "formats": ["onnx", "tflite"],
         "precisions": ["fp32", "int8", "dynamic-int8"],
         "teacher_precisions": ["fp32", "int8"],
+        "scratch_precisions": ["fp32"],
         "calibration_samples": 32,
         "sensitivity": False,
     },
