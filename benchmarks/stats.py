@@ -33,7 +33,8 @@ STABLE_SPREAD = 0.05
 # A pooled p50 is unstable when leaving out one round moves it by more than half the 5 % repeatability bar
 # (two calls, each that far off, could differ by 5 %). Chosen on two `edgekd bench` calls of the default
 # demo bundle (2026-12-06): the one file whose pooled p50 moved more than 5 % between them was at 7.0 %,
-# every other file at most 1.7 %, while (max - min) / median over 5 % flagged 7 files and 5 of them held.
+# every other file at most 1.7 %, while (max - min) / median over 5 % flagged 1 and 6 files in the two
+# calls, 5 of which held within 2.2 %.
 STABLE_INFLUENCE = STABLE_SPREAD / 2
 CONFIDENCE = 0.95
 N_BOOT = 4000  # bootstrap replicates; percentile endpoints move by < 1 % of the interval past ~2000
