@@ -30,6 +30,7 @@ __all__ = [
     "BundleRun",
     "ModelFile",
     "ModelSet",
+    "bare_model",
     "find_models",
     "is_bundle_archive",
     "open_bundle_archive",
@@ -64,7 +65,8 @@ class ModelSet:
     input_shape: list[int | None] | None = None  # None for bare files: the model itself says
 
 
-def _bare(path: Path) -> ModelFile:
+def bare_model(path: Path) -> ModelFile:
+    """One model file without a manifest; `ValueError` naming it when its suffix is not a model's."""
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise ValueError(
             f"{path}: cannot benchmark a {path.suffix or 'suffix-less'} file; expected .onnx, .tflite or .pt2"
@@ -81,7 +83,7 @@ def find_models(path: str | Path) -> ModelSet:
             models.files = [f for f in models.files if Path(f.path).resolve() == path.resolve()]
             if models.files:
                 return models
-        return ModelSet([_bare(path)])
+        return ModelSet([bare_model(path)])
     if not (path / "manifest.json").exists():
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
         if not files:
@@ -89,7 +91,7 @@ def find_models(path: str | Path) -> ModelSet:
                 f"{path / 'manifest.json'}: not found, and {path} holds no .onnx, .tflite or .pt2 file "
                 "(is it an edgekd bundle? run `edgekd export` first)"
             )
-        return ModelSet([_bare(p) for p in files])
+        return ModelSet([bare_model(p) for p in files])
     manifest = read_manifest(path)
     check_files(manifest, path)  # a received bundle: every file present, inside it and unchanged
     files = [

@@ -127,7 +127,7 @@ class Payload:
 def payload(path: Path) -> Payload:
     """A bundle folder with every file its manifest lists; one model file of a bundle, with its bundle (its
     manifest entry, test data and reference outputs go too); or one bare model file, alone."""
-    from benchmarks.bundle import MODEL_SUFFIXES
+    from benchmarks.bundle import bare_model
 
     if path.is_dir():
         if not (path / "manifest.json").is_file():
@@ -136,9 +136,7 @@ def payload(path: Path) -> Payload:
                 "(.onnx, .tflite, .pt2) to measure on a board"
             )
         return Payload(path, _bundle_files(path), ".")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ValueError(f"{path}: cannot benchmark a {path.suffix or 'suffix-less'} file; expected .onnx, "
-                         ".tflite or .pt2")  # fmt: skip
+    bare_model(path)  # a file that is not a model is refused as local bench refuses it
     own = {path.name: sha256_file(path)}
     if (path.parent / "manifest.json").is_file():
         return Payload(path.parent, {**_bundle_files(path.parent), **own}, path.name)

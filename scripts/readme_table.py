@@ -58,10 +58,10 @@ def _accuracy(row, teacher) -> str:
 
 def table(record: Path = RECORD) -> str:
     """The Markdown block between the README markers: provenance, the rows, the recommendation."""
-    rows = build_rows(read_results(record / "results.jsonl"), read_manifest(record / "manifest.json"))
+    records = read_results(record / "results.jsonl")
+    rows = build_rows(records, read_manifest(record / "manifest.json"))
     summary = read_summary(record / "summary.json")
     provenance = json.loads((record / "provenance.json").read_text())
-    records = read_results(record / "results.jsonl")
     (rec,) = recommend(rows)
     teacher = rec.teacher
     machine = records[0].machine or {}

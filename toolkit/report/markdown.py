@@ -193,8 +193,9 @@ def _verdict(training: dict[str, Any] | None) -> list[Block]:
     """The report's first lines: whether distillation paid (validation split), and a student that beats
     its teacher."""
     kd, scratch, teacher = (_val(training, n) for n in ("student_kd", "student_scratch", "teacher"))
+    better = _better_student(training)
     blocks = []
-    if _better_student(training) == "student_scratch":
+    if better == "student_scratch":
         blocks.append(
             note(
                 f"**Distillation did not pay on this run:** the student trained from scratch scores "
@@ -202,11 +203,11 @@ def _verdict(training: dict[str, Any] | None) -> list[Block]:
                 "below names the best file, whatever trained it."
             )
         )
-    best = _val(training, _better_student(training))
+    best = _val(training, better)
     if best is not None and teacher is not None and best > teacher:
         blocks.append(
             para(
-                f"The {_STUDENT_NAMES[_better_student(training)]} beats its teacher on validation "
+                f"The {_STUDENT_NAMES[better]} beats its teacher on validation "
                 f"({best * 100:.2f} % vs {teacher * 100:.2f} %)."
             )
         )
