@@ -19,10 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.backends import available, backend_for
+from benchmarks.backends import available, backend_for, file_suffixes
 from benchmarks.files import atomic_path
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
-from benchmarks.manifest import FILE_SUFFIXES, Manifest, ModelEntry, check_files, read_manifest
+from benchmarks.manifest import Manifest, ModelEntry, check_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from benchmarks.suite import Suite, resolve_target
 
@@ -39,7 +39,11 @@ __all__ = [
     "run_suite",
 ]
 
-MODEL_SUFFIXES = {suffix: fmt for fmt, suffix in FILE_SUFFIXES.items()}  # suffix -> manifest format
+
+
+def model_suffixes() -> dict[str, str]:
+    """Model file suffix -> manifest format, for every registered backend's formats."""
+    return {suffix: fmt for fmt, suffix in file_suffixes().items()}
 
 
 @dataclass(frozen=True)
@@ -67,11 +71,13 @@ class ModelSet:
 
 def bare_model(path: Path) -> ModelFile:
     """One model file without a manifest; `ValueError` naming it when its suffix is not a model's."""
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ValueError(
-            f"{path}: cannot benchmark a {path.suffix or 'suffix-less'} file; expected .onnx, .tflite or .pt2"
-        )
-    return ModelFile(str(path), path.stem, format=MODEL_SUFFIXES[path.suffix.lower()])
+    suffixes = model_suffixes()
+    if path.suffix.lower() not in suffixes:
+        *most, last = suffixes
+        expected = f"{', '.join(most)} or {last}"
+        what = path.suffix or "suffix-less"
+        raise ValueError(f"{path}: cannot benchmark a {what} file; expected {expected}")
+    return ModelFile(str(path), path.stem, format=suffixes[path.suffix.lower()])
 
 
 def find_models(path: str | Path) -> ModelSet:
@@ -85,7 +91,7 @@ def find_models(path: str | Path) -> ModelSet:
                 return models
         return ModelSet([bare_model(path)])
     if not (path / "manifest.json").exists():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in MODEL_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in model_suffixes())
         if not files:
             raise ValueError(
                 f"{path / 'manifest.json'}: not found, and {path} holds no .onnx, .tflite or .pt2 file "

@@ -9,13 +9,13 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from benchmarks.backends import file_suffixes
 from benchmarks.files import sha256_file, write_text_atomic
 
 __all__ = [
     "MANIFEST_VERSION",
-    "FILE_SUFFIXES",
     "Manifest",
     "ModelEntry",
     "Failure",
@@ -40,11 +40,19 @@ MANIFEST_VERSION = 1  # readers accept exactly the versions they know
 ManifestKey = tuple[str, str, str]  # (name, format, precision): the join key between records and manifest
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Unit = Annotated[float, Field(ge=0, le=1)]
-Format = Literal["onnx", "tflite", "torch"]
+
+
+def _known_format(fmt: str) -> str:
+    if fmt not in file_suffixes():
+        known = ", ".join(file_suffixes())
+        raise ValueError(f"format {fmt!r} is not one a registered backend runs ({known})")
+    return fmt
+
+
+Format = Annotated[str, AfterValidator(_known_format)]  # what registered backends run: onnx, tflite, torch
 Precision = Literal["fp32", "fp16", "int8", "dynamic-int8"]
 Layout = Literal["NCHW", "NHWC", "NL"]  # NL: token ids (batch, sequence)
 InputDtype = Literal["float32", "float16", "int8", "uint8", "int32", "int64"]
-FILE_SUFFIXES = {"onnx": ".onnx", "tflite": ".tflite", "torch": ".pt2"}  # a model file's format -> suffix
 
 
 class _Strict(BaseModel):

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.backends import BACKENDS
+from benchmarks.backends import backend_names
 from benchmarks.stats import COVERED_ROUNDS
 
 __all__ = ["TimingProtocol", "DEFAULT_PROTOCOL", "BenchConfig"]
@@ -74,8 +74,9 @@ class BenchConfig:
         self.model_path = str(self.model_path)
         if self.data_path is not None:
             self.data_path = str(self.data_path)
-        if self.backend is not None and self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
+        if self.backend is not None and self.backend not in backend_names():
+            known = ", ".join(backend_names())
+            raise ValueError(f"unknown backend {self.backend!r}; known backends: {known}")
         for name in ("threads", "batch_size", "min_runs", "max_runs", "streams"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchConfig.{name}: expected >= 1, got {getattr(self, name)}")

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from benchmarks.backends import BACKENDS
+from benchmarks.backends import backend_names, file_suffixes
 from benchmarks.protocol import DEFAULT_PROTOCOL
 
 __all__ = ["Suite", "SUITES_DIR", "list_suites", "load_suite", "detect_device", "resolve_target"]
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 DEVICES = {"raspberry-pi": "a Raspberry Pi", "jetson": "an NVIDIA Jetson"}  # as the label says it
-FORMATS = ("onnx", "tflite", "torch")  # as the manifest names them; a .pt2 file is "torch"
+
 _KINDS = ("native", "constrained")  # "emulated" needs an emulator, which no suite drives
 
 
@@ -80,11 +80,11 @@ def _check_backends(value: Any) -> tuple[str, str] | None:
     if not isinstance(value, dict):
         return "", f"expected a mapping of format to backend names, got {value!r}"
     for fmt, names in value.items():
-        if fmt not in FORMATS:
-            return f".{fmt}", f"unknown format; expected one of {', '.join(FORMATS)}"
+        if fmt not in file_suffixes():
+            return f".{fmt}", f"unknown format; expected one of {', '.join(file_suffixes())}"
         names = [names] if isinstance(names, str) else names
-        if not isinstance(names, list) or not names or any(n not in BACKENDS for n in names):
-            return f".{fmt}", f"expected backend names from {', '.join(BACKENDS)}, got {value[fmt]!r}"
+        if not isinstance(names, list) or not names or any(n not in backend_names() for n in names):
+            return f".{fmt}", f"expected backend names from {', '.join(backend_names())}, got {value[fmt]!r}"
     return None
 
 
@@ -93,8 +93,8 @@ def _check_options(value: Any) -> tuple[str, str] | None:
     if not isinstance(value, dict):
         return "", f"expected a mapping of backend to options, got {value!r}"
     for name, opts in value.items():
-        if name not in BACKENDS:
-            return f".{name}", f"unknown backend; expected one of {', '.join(BACKENDS)}"
+        if name not in backend_names():
+            return f".{name}", f"unknown backend; expected one of {', '.join(backend_names())}"
         if not isinstance(opts, dict) or not all(isinstance(k, str) for k in opts):
             return f".{name}", f"expected a mapping of option names to values, got {opts!r}"
     return None

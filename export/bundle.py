@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.manifest import FILE_SUFFIXES, MANIFEST_VERSION, ModelEntry, parse_manifest
+from benchmarks.backends import file_suffixes
+from benchmarks.manifest import MANIFEST_VERSION, ModelEntry, parse_manifest
 from export._files import atomic_path, sha256_file
 from toolkit.errors import EdgekdError
 
@@ -48,7 +49,7 @@ def library_versions() -> dict[str, str | None]:
 def variant_file_name(stem: str, fmt: str, precision: str) -> str:
     """`student_kd_dynamic_int8.onnx`: the one naming rule of every bundle writer (fp32 has no suffix)."""
     suffix = "" if precision == "fp32" else "_" + precision.replace("-", "_")
-    return f"{stem}{suffix}{FILE_SUFFIXES[fmt]}"
+    return f"{stem}{suffix}{file_suffixes()[fmt]}"
 
 
 def file_entry(path: Path, bundle: Path, **fields) -> dict:

@@ -22,15 +22,6 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "dynamic-int8": {"top1_agreement": 0.97},
 }
 
-# The package each backend runs on: the names a board's `pip list` shows.
-_RUNTIMES = {
-    "litert": "ai_edge_litert",
-    "tflite_runtime": "tflite_runtime",
-    "onnxruntime": "onnxruntime",
-    "torch": "torch",
-}
-# TFLite files also run under the other TFLite interpreter: boards may ship only tflite_runtime (<= 2.14).
-_ALSO = {"litert": ("tflite_runtime",), "tflite_runtime": ("litert",)}
 _OP_VERSION = re.compile(r"builtin opcode '(\w+)' version '(\d+)'")
 
 
@@ -104,7 +95,7 @@ def check_parity(
 
     `layout="NHWC"` feeds the file `x` transposed. TFLite files also run under the other TFLite runtime.
     """
-    from benchmarks.backends import backend_for
+    from benchmarks.backends import backend_for, backend_spec, backend_specs
 
     if precision not in TOLERANCES:
         raise ValueError(f"precision must be one of {sorted(TOLERANCES)}, got {precision!r}")
@@ -121,9 +112,12 @@ def check_parity(
     tol = TOLERANCES[precision]
     max_diff, agreement, passed = _compare(out, reference, tol)
     pred = out.argmax(1)
-    runtimes = {_RUNTIMES[backend]: _status(max_diff, agreement, passed)}
-    for other in _ALSO.get(backend, ()):
-        runtimes[_RUNTIMES[other]] = runtime_status(path, x, reference, backend=other, tolerance=tol)
+    # Each runtime is named as a board's `pip list` shows it. A file also runs under every other backend of
+    # its format: TFLite files under tflite_runtime too, as boards may ship only that wheel (<= 2.14).
+    spec = backend_spec(backend)
+    runtimes = {spec.distribution: _status(max_diff, agreement, passed)}
+    for other in (s for s in backend_specs() if s.name != backend and set(s.formats) & set(spec.formats)):
+        runtimes[other.distribution] = runtime_status(path, x, reference, backend=other.name, tolerance=tol)
     # The parity record's one definition is the manifest's: what is checked here is what is stored.
     # Imported here: a board checking runtimes with numpy alone (runtime_status) needs no pydantic.
     from benchmarks.manifest import Parity

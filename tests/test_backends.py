@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.backends import BACKENDS, load_backend
+from benchmarks.backends import backend_names, load_backend
 from benchmarks.harness import BenchConfig, measure
 from tests.conftest import onnx_classifier
 
@@ -78,7 +78,7 @@ def _x(batch: int, side: int) -> np.ndarray:
     return np.random.default_rng(batch).standard_normal((batch, 1, side, side), dtype=np.float32)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", backend_names())
 def test_every_backend_has_the_interface(name):
     module = load_backend(name)  # the runtime itself is imported in load(), except onnxruntime's
     for fn in ("load", "describe", "input_spec", "prepare", "invoke", "run", "version"):
@@ -251,7 +251,7 @@ def test_harness_passes_backend_options(cnn_tflite, tiny_onnx):
 
 def test_torch_backend_matches_the_module(tmp_path):
     torch = pytest.importorskip("torch")
-    from benchmarks.backends import torch_eager as backend
+    from export import torch_backend as backend
     from export.torch_program import export_program
 
     module = _small_cnn()
@@ -272,7 +272,7 @@ def test_torch_backend_matches_the_module(tmp_path):
 
 def test_torch_backend_rejects_other_files(tiny_onnx):
     pytest.importorskip("torch")
-    from benchmarks.backends import torch_eager as backend
+    from export import torch_backend as backend
 
     with pytest.raises(
         ValueError, match=rf"^{re.escape(str(tiny_onnx))}: not a torch\.export program \(.+\)$"

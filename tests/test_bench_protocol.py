@@ -100,7 +100,7 @@ BAD_SUITES = [
     ("backends: {gguf: onnxruntime}", "backends.gguf: unknown format; expected one of onnx, tflite, torch"),
     (
         "backends: {onnx: [tensorrt]}",
-        "backends.onnx: expected backend names from onnxruntime, litert, tflite_runtime, torch, "
+        "backends.onnx: expected backend names from litert, onnxruntime, tflite_runtime, torch, "
         "got ['tensorrt']",
     ),
     (

@@ -6,8 +6,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from benchmarks.registry import Registry  # noqa: E402
 from toolkit.models import MODELS, ModelSpec, count_params, create_model  # noqa: E402
-from toolkit.registry import Registry  # noqa: E402
 
 
 @pytest.mark.parametrize("name", MODELS.names())

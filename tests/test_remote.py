@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from benchmarks.board import board_facts, parse_nvpmodel, parse_tegra_release, parse_throttled
-from benchmarks.targets import load_targets, parse_target
 from tests.sshd import keygen, start_sshd
+from toolkit.fleet.targets import load_targets, parse_target
 
 EDGEKD = [sys.executable, "-m", "toolkit.cli.main"]
 needs_sshd = pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="openssh-server not installed")
@@ -147,7 +147,7 @@ def _drop_connections(board) -> None:
 def _assert_installed_from_lock(board_dir: Path, machine: str) -> None:
     """The board's venv holds exactly the versions of its lock (locks/bench-<machine>-py<X.Y>.txt), read
     from its dist-info folders (an emulated board's python cannot run outside its root)."""
-    from benchmarks.wheelhouse import board_lock
+    from toolkit.fleet.wheelhouse import board_lock
 
     site = max(board_dir.glob("venv-*/lib/python3.*/site-packages"), key=lambda p: p.stat().st_mtime)
     lock = board_lock(machine, site.parent.name.removeprefix("python"))

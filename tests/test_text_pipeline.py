@@ -110,7 +110,7 @@ def test_text_bundles_refuse_images_and_text_configs_name_a_missing_tokenizer(
 
 
 def test_a_board_is_sent_the_tokenizer_with_the_files(text_run):
-    from benchmarks.remote import _bundle_files
+    from toolkit.fleet.ssh import _bundle_files
 
     files = _bundle_files(text_run / "bundle")
     assert files["tokenizer.json"] == sha256_file(text_run / "bundle" / "tokenizer.json")

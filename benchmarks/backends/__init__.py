@@ -1,56 +1,97 @@
-"""Runtime backends: one small module each, imported only when chosen."""
+"""Runtime backends: one module each, which declares itself with `register_backend(Backend(...))`.
+
+The modules of this package are the built-in backends; a third party adds one through the `edgekd.backends`
+entry-point group (a module that calls `register_backend` when imported). A backend module keeps its runtime's
+import inside its functions, so declaring it costs nothing where that runtime is absent.
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import pkgutil
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["BACKENDS", "load_backend", "backend_for", "available"]
+from benchmarks.registry import Registry
 
-BACKENDS = ("onnxruntime", "litert", "tflite_runtime", "torch")
+__all__ = [
+    "Backend",
+    "register_backend",
+    "backend_names",
+    "backend_spec",
+    "backend_specs",
+    "load_backend",
+    "backend_for",
+    "available",
+    "file_suffixes",
+]
 
-# The package each backend needs, checked without importing it.
-_REQUIRES = {
-    "onnxruntime": "onnxruntime",
-    "litert": "ai_edge_litert",
-    "tflite_runtime": "tflite_runtime",
-    "torch": "torch",
-}
-_MODULES = {"torch": "torch_eager"}  # a module named torch.py would read as the library itself
+
+@dataclass(frozen=True)
+class Backend:
+    """What a backend runs and needs; its module has load, describe, input_spec, prepare, invoke, run."""
+
+    name: str
+    formats: dict[str, str]  # the manifest formats it runs -> their file suffix, e.g. {"onnx": ".onnx"}
+    requires: str  # the import name of its runtime, found without importing it
+    distribution: str  # the runtime's name as `pip list` shows it (parity records name runtimes so)
+    module: str  # where its functions live
+    rank: int = 0  # among backends of one format, the lowest installed one is the default
 
 
-def _check(name: str) -> None:
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}")
+def _builtins() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+BACKENDS = Registry("backend", group="edgekd.backends", builtins=_builtins)
+
+
+def register_backend(spec: Backend) -> Backend:
+    """Register a backend (the one line each backend module runs)."""
+    return BACKENDS.register(spec, name=spec.name)
+
+
+def backend_names() -> list[str]:
+    return BACKENDS.names()
+
+
+def backend_spec(name: str) -> Backend:
+    return BACKENDS.get(name)
+
+
+def backend_specs() -> list[Backend]:
+    """Every registered backend, by name."""
+    return [BACKENDS.get(n) for n in BACKENDS.names()]
 
 
 def load_backend(name: str) -> ModuleType:
     """Import and return backend module `name`: load, describe, input_spec, prepare, invoke, run, version."""
-    _check(name)
-    return importlib.import_module(f"{__name__}.{_MODULES.get(name, name)}")
+    return importlib.import_module(BACKENDS.get(name).module)
 
 
 def available(name: str) -> bool:
     """Whether the runtime behind backend `name` is installed (found, not imported)."""
-    _check(name)
     try:
-        return importlib.util.find_spec(_REQUIRES[name]) is not None
-    except (ImportError, ValueError):
+        return importlib.util.find_spec(BACKENDS.get(name).requires) is not None
+    except (ImportError, ValueError) as e:
+        if str(e).startswith("unknown backend"):
+            raise
         return False
 
 
+def file_suffixes() -> dict[str, str]:
+    """Every model file format a registered backend runs -> its suffix, by format name."""
+    return dict(sorted((fmt, suffix) for spec in BACKENDS.values() for fmt, suffix in spec.formats.items()))
+
+
 def backend_for(path: str | Path) -> str:
-    """Default backend for a model file, chosen by its suffix."""
+    """Default backend for a model file, by its suffix: the best-ranked installed one, else the best."""
     suffix = Path(path).suffix.lower()
-    if suffix == ".onnx":
-        return "onnxruntime"
-    if suffix == ".tflite":
-        # LiteRT is the maintained successor; tflite_runtime serves boards that only ship that wheel.
-        if available("litert") or not available("tflite_runtime"):
-            return "litert"
-        return "tflite_runtime"
-    if suffix == ".pt2":
-        return "torch"
-    raise ValueError(f"{path}: cannot pick a backend for suffix {suffix!r}; expected .onnx, .tflite or .pt2")
+    specs = sorted((s for s in BACKENDS.values() if suffix in s.formats.values()), key=lambda s: s.rank)
+    if not specs:
+        known = ", ".join(file_suffixes().values())
+        raise ValueError(f"{path}: cannot pick a backend for suffix {suffix!r}; expected {known}")
+    return next((s.name for s in specs if available(s.name)), specs[0].name)

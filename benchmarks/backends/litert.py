@@ -12,7 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.backends import Backend, register_backend
+
 __all__ = ["TfliteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
+
+register_backend(
+    Backend("litert", {"tflite": ".tflite"}, requires="ai_edge_litert", distribution="ai_edge_litert",
+            module=__name__)
+)  # fmt: skip
 
 _QUANTIZED = (np.int8, np.uint8)
 

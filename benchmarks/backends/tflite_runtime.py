@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks.backends import Backend, register_backend
 from benchmarks.backends.litert import (
     TfliteModel,
     _load,
@@ -17,6 +18,13 @@ from benchmarks.backends.litert import (
 )
 
 __all__ = ["load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
+
+register_backend(
+    Backend(
+        "tflite_runtime", {"tflite": ".tflite"}, requires="tflite_runtime", distribution="tflite_runtime",
+        module=__name__, rank=1,  # LiteRT is the maintained successor; this serves boards with only this
+    )
+)  # fmt: skip
 
 
 def load(

@@ -10,10 +10,10 @@ import typer
 from rich.markup import escape
 
 from benchmarks.harness import BenchmarkError
-from benchmarks.targets import load_targets, parse_target
 from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
 from toolkit.errors import EdgekdError
+from toolkit.fleet.targets import load_targets, parse_target
 
 app = typer.Typer(
     name="edgekd",
@@ -381,8 +381,8 @@ def _bench_remote(path: Path, boards, results, overrides, **remote) -> EdgekdErr
     if is_bundle_archive(path):  # bundle.tar.gz: its folder goes to the boards
         with open_bundle_archive(path) as folder:
             return _bench_remote(folder, boards, results or Path("results.jsonl"), overrides, **remote)
-    from benchmarks.remote import run_boards
-    from benchmarks.wheelhouse import build_wheelhouse
+    from toolkit.fleet.ssh import run_boards
+    from toolkit.fleet.wheelhouse import build_wheelhouse
     from toolkit.pipeline.bench_stage import bench_paths, bench_suite
 
     run, bundle, results = bench_paths(path, results)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.registry import Registry
+from benchmarks.registry import Registry
 
 if TYPE_CHECKING:
     from toolkit.distill.train import Teacher, TrainSettings

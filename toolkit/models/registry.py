@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.registry import Registry
+from benchmarks.registry import Registry
 
 __all__ = ["MODELS", "TEXT_MODELS"]
 

@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from benchmarks.registry import Registry
 from toolkit.config import FACTORY_SPEC, TeacherSource
 from toolkit.errors import ConfigError
 from toolkit.models.registry import MODELS
 from toolkit.models.spec import ModelSpec, create_model
 from toolkit.models.teacher_files import first_line, load_weights, read_weights, state_dict_of, torch_load
-from toolkit.registry import Registry
 
 __all__ = ["LOADERS", "ExportedProgramModule", "TeacherKind"]
 

@@ -22,7 +22,7 @@ from typing import Any
 from benchmarks.files import sha256_file
 from benchmarks.manifest import listed_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
-from benchmarks.targets import Board
+from toolkit.fleet.targets import Board
 
 __all__ = ["BoardRun", "Payload", "payload", "run_boards", "board_records"]
 
@@ -163,7 +163,7 @@ async def _push(conn, board: Board, local: Path, remote: str, want: dict[str, st
 
 async def _venv(conn, board: Board, info: dict, wheels: Callable[[dict], Path], timeout: float) -> str:
     """edgekd's venv on the board (reused when it was built from this edgekd's source); its bin folder."""
-    from benchmarks.wheelhouse import edgekd_build, edgekd_version
+    from toolkit.fleet.wheelhouse import edgekd_build, edgekd_version
 
     version = edgekd_version()
     venv = f"{board.dir}/venv-{edgekd_build()}"

@@ -9,7 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.backends import Backend, register_backend
+
 __all__ = ["TorchModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
+
+register_backend(Backend("torch", {"torch": ".pt2"}, requires="torch", distribution="torch", module=__name__))
 
 
 @dataclass

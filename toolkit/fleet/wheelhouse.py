@@ -25,7 +25,7 @@ __all__ = [
     "edgekd_build",
 ]
 
-SOURCE = Path(__file__).resolve().parents[1]  # the source tree, when edgekd runs from one
+SOURCE = Path(__file__).resolve().parents[2]  # the source tree, when edgekd runs from one
 LOCKS = SOURCE / "locks"
 
 
