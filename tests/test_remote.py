@@ -69,6 +69,7 @@ def test_targets_from_url_edgekd_yaml_and_ansible_inventory(tmp_path):
         ("boards:\n  pi: {host: h, port: 99999}\n", "board 'pi': port: Input should be less than or equal"),
         ("hosts: [a]\n", "expected `boards:` (edgekd) or `all:` (an Ansible YAML inventory)"),
         ("boards: {}\n", "lists no boards"),
+        ("boards:\n  pi: {host: h, kind: adb}\n", "board 'pi': kind: Value error, unknown target kind 'adb'"),
     ],
 )
 def test_bad_targets_are_one_line(tmp_path, text, message):

@@ -356,53 +356,11 @@ def bench_cli(
     _raise(_bench(path, **options, **overrides))
 
 
-# Suite fields -> `edgekd bench` flags, for the command a board runs.
-_FLAGS = {"threads": "--threads", "batch_sizes": "--batch", "streams": "--streams", "min_runs": "--min-runs",
-          "min_time_s": "--min-time", "repeats": "--repeats", "cooldown_s": "--cooldown", "seed": "--seed",
-          "timeout_s": "--timeout"}  # fmt: skip
-
-
-def _board_args(suite: str | None, overrides: dict, shape: str | None = None):
-    """The flags of the suite each board runs: its own `suite:`, else --suite, plus the overrides given."""
-    flags = ["--shape", shape] if shape else []
-    for key, value in overrides.items():
-        if key in _FLAGS and value is not None:
-            values = value if isinstance(value, list) else [value]
-            flags += [x for v in values for x in (_FLAGS[key], str(v))]
-    if overrides.get("pin") is not None:
-        flags.append("--pin" if overrides["pin"] else "--no-pin")
-    return lambda board: [*(["--suite", board.suite or suite] if board.suite or suite else []), *flags]
-
-
 def _bench_remote(path: Path, boards, results, overrides, **remote) -> EdgekdError | None:
-    """`edgekd bench --target/--targets`: every board at once, a line per board event, a table at the end."""
-    from benchmarks.bundle import is_bundle_archive, open_bundle_archive
+    """`edgekd bench --target/--targets`: a line per board event, a table at the end."""
+    from toolkit.pipeline.bench_stage import run_remote_bench
 
-    if is_bundle_archive(path):  # bundle.tar.gz: its folder goes to the boards
-        with open_bundle_archive(path) as folder:
-            return _bench_remote(folder, boards, results or Path("results.jsonl"), overrides, **remote)
-    from toolkit.fleet.ssh import run_boards
-    from toolkit.fleet.wheelhouse import build_wheelhouse
-    from toolkit.pipeline.bench_stage import bench_paths, bench_suite
-
-    run, bundle, results = bench_paths(path, results)
-    if run is not None and remote["suite"] is None:  # the run's own bench settings travel as flags
-        s = bench_suite(run, None)
-        base = dict(threads=s.threads, batch_sizes=s.batch_sizes, min_runs=s.min_runs)
-        base |= dict(min_time_s=s.min_time_s)
-        overrides = {**base, "repeats": s.repeats, "pin": s.pin, **{k: v for k, v in overrides.items() if v}}
-    cache = Path.home() / ".cache" / "edgekd" / "wheelhouse"
-    runs = run_boards(
-        boards,
-        bundle,
-        results,
-        args=_board_args(remote["suite"], overrides, remote["shape"]),
-        wheels=lambda info: build_wheelhouse(cache, **{k: info[k] for k in ("machine", "python", "glibc")}),
-        known_hosts=remote["known_hosts"] or Path.home() / ".ssh" / "known_hosts",
-        trust_new_host=remote["trust_new_host"],
-        resume=remote["resume"],
-        on_event=output.board_line,
-    )
+    runs = run_remote_bench(path, boards, results, overrides, on_event=output.board_line, **remote)
     failed = [r for r in runs if r.error is not None]
     if len(runs) > 1 or not failed or runs[0].records:  # one board that measured nothing: its line says it
         output.boards_table(runs)

@@ -22,6 +22,7 @@ from typing import Any
 from benchmarks.files import sha256_file
 from benchmarks.manifest import listed_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
+from toolkit.fleet import TargetKind, register_target_kind
 from toolkit.fleet.targets import Board
 
 __all__ = ["BoardRun", "Payload", "payload", "run_boards", "board_records"]
@@ -285,3 +286,6 @@ def run_boards(
         return list(await asyncio.gather(*jobs))
 
     return asyncio.run(main())
+
+
+register_target_kind(TargetKind("ssh", run_boards))

@@ -1,6 +1,7 @@
 """Remote boards to benchmark on: `ssh://user@host[:port]`, edgekd's targets YAML, or an Ansible inventory.
 
-edgekd's YAML: `boards: {NAME: {host, user, port, key, suite, python, dir}}`. An Ansible YAML inventory is
+edgekd's YAML: `boards: {NAME: {kind, host, user, port, key, suite, python, dir}}` (kind: ssh, the
+default, or another registered target kind). An Ansible YAML inventory is
 read unchanged: every host under `all` (and its `children` groups) with `ansible_host`, `ansible_user`,
 `ansible_port`, `ansible_ssh_private_key_file`, `ansible_python_interpreter`, and `edgekd_suite` /
 `edgekd_dir` where a lab wants them.
@@ -28,6 +29,7 @@ class Board(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    kind: str = "ssh"  # the registered target kind that reaches it (`toolkit.fleet`)
     host: str = Field(min_length=1)
     user: str | None = None
     port: int = Field(22, ge=1, le=65535)
@@ -41,6 +43,15 @@ class Board(BaseModel):
     def _plain_name(cls, v: str) -> str:
         if not NAME.match(v):
             raise ValueError(f"board name {v!r}: use letters, digits, '.', '_' and '-' only")
+        return v
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from toolkit.fleet import TARGET_KINDS
+
+        if v not in TARGET_KINDS:
+            raise ValueError(f"unknown target kind {v!r}; known: {', '.join(TARGET_KINDS.names())}")
         return v
 
     @property
@@ -62,16 +73,19 @@ def _board(where: object, **fields: Any) -> Board:
 def parse_target(url: str) -> Board:
     """`ssh://user@host[:port][/dir]` -> a board named after its host; the path, if any, is edgekd's folder
     on the board (absolute; default: .edgekd in the login directory)."""
+    from toolkit.fleet import TARGET_KINDS
+
     parts = urlsplit(url)
-    if parts.scheme != "ssh" or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"{url}: expected ssh://user@host[:port][/dir]")
+    if parts.scheme not in TARGET_KINDS or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"{url}: expected {'|'.join(TARGET_KINDS.names())}://user@host[:port][/dir]")
     try:
         port = parts.port or 22
     except ValueError:
         raise ValueError(f"{url}: the port is not a number from 1 to 65535") from None
     name = re.sub(r"[^A-Za-z0-9._-]", "-", parts.hostname)
     folder = parts.path if parts.path not in ("", "/") else None
-    return _board(url, name=name, host=parts.hostname, user=parts.username, port=port, dir=folder)
+    fields = dict(host=parts.hostname, user=parts.username, port=port, dir=folder)
+    return _board(url, name=name, kind=parts.scheme, **fields)
 
 
 def _ansible_hosts(group: dict, inherited: dict) -> dict[str, dict]:

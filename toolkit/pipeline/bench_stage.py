@@ -14,7 +14,15 @@ from toolkit.config import BenchSettings, load_config
 from toolkit.errors import EdgekdError
 from toolkit.pipeline.rundir import RunDir
 
-__all__ = ["BenchOutcome", "bench_failure", "bench_paths", "bench_suite", "rotate_results", "run_bench"]
+__all__ = [
+    "BenchOutcome",
+    "bench_failure",
+    "bench_paths",
+    "bench_suite",
+    "rotate_results",
+    "run_bench",
+    "run_remote_bench",
+]
 
 
 @dataclass
@@ -94,4 +102,31 @@ def bench_failure(outcome: BenchOutcome) -> EdgekdError | None:
         return None
     return EdgekdError(
         f"{outcome.models}: {len(done.failed_files)} of {done.n_files} files failed to benchmark"
+    )
+
+
+def run_remote_bench(path: Path, boards: list, results: Path | None, overrides: dict, **remote) -> list:
+    """`edgekd bench --target/--targets`: every board at once; one `BoardRun` per board. A run directory's
+    own bench settings travel as flags unless a suite is named; `overrides` that are set win."""
+    from benchmarks.bundle import is_bundle_archive, open_bundle_archive
+    from toolkit.fleet.boards import board_args, run_on_boards
+
+    if is_bundle_archive(path):  # bundle.tar.gz: its folder goes to the boards
+        with open_bundle_archive(path) as folder:
+            return run_remote_bench(folder, boards, results or Path("results.jsonl"), overrides, **remote)
+    run, bundle, results = bench_paths(path, results)
+    if run is not None and remote["suite"] is None:
+        s = bench_suite(run, None)
+        base = dict(threads=s.threads, batch_sizes=s.batch_sizes, min_runs=s.min_runs)
+        base |= dict(min_time_s=s.min_time_s)
+        overrides = {**base, "repeats": s.repeats, "pin": s.pin, **{k: v for k, v in overrides.items() if v}}
+    return run_on_boards(
+        boards,
+        bundle,
+        results,
+        args=board_args(remote["suite"], overrides, remote["shape"]),
+        known_hosts=remote["known_hosts"] or Path.home() / ".ssh" / "known_hosts",
+        trust_new_host=remote["trust_new_host"],
+        resume=remote["resume"],
+        on_event=remote["on_event"],
     )
