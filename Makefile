@@ -127,14 +127,17 @@ demo: install data
 
 # Every test, the `slow` ones too (fresh board venvs from the package index; skipped, with the reason,
 # only when no index answers). test-fast leaves the slow ones out for a quick loop.
-test: install data browser sshd
+test: install data browser sshd lint
 	$(BIN)/python -m pytest -q -m "not arm"
 
 test-fast: install data
 	$(BIN)/python -m pytest -q -m "not slow and not arm"
 
+# ruff (style, and the size rules: complexity 10, 40 statements) and import-linter (the layers, the board
+# side's forbidden imports, no circles), as pyproject.toml sets them.
 lint: install
-	$(BIN)/ruff check toolkit export benchmarks tests
+	$(BIN)/ruff check toolkit export benchmarks tests scripts
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) $(LATEST) runs .pytest_cache .ruff_cache

@@ -406,6 +406,25 @@ def measured_rounds(results: str | Path) -> set[tuple]:
     }
 
 
+def _still_to_measure(configs: list[BenchConfig], suite: Suite, measured: set[tuple]):
+    """(index, configuration with its round and order) in shuffled rounds, less the rounds `measured` holds
+    (--resume: measured before the run was cut off)."""
+    for round_, order, i in shuffled_order(len(configs), repeats=suite.repeats, seed=suite.seed):
+        c = replace(configs[i], round=round_, order=order)
+        if _round_key(c.model, c.format, c.precision, c.backend, c.threads, c.batch_size, c.streams,
+                      round_) not in measured:  # fmt: skip
+            yield i, c
+
+
+def _shared_accuracy(record: BenchRecord, key: tuple, accuracy: dict) -> BenchRecord:
+    """The accuracy pass runs once per (file, backend): later records carry the first one's result."""
+    if key in accuracy:
+        return _with_accuracy(record, accuracy[key])
+    if record.accuracy is not None:
+        accuracy[key] = (record, record.round, record.order)
+    return record
+
+
 def _run_configs(
     configs: list[BenchConfig],
     results: str | Path,
@@ -423,14 +442,9 @@ def _run_configs(
     cannot: dict[tuple[str, int], str] = {}  # (file, batch) -> skip reason: no worker needed next time
     failed: set[int] = set()  # configurations that failed: their later rounds would fail the same way
     ran = False
-    for round_, order, i in shuffled_order(len(configs), repeats=suite.repeats, seed=suite.seed):
-        config = replace(configs[i], round=round_, order=order)
+    for i, config in _still_to_measure(configs, suite, measured):
         if (config.model_path, config.batch_size) in cannot or i in failed:
             continue
-        c = config
-        if _round_key(c.model, c.format, c.precision, c.backend, c.threads, c.batch_size, c.streams,
-                      round_) in measured:  # fmt: skip
-            continue  # --resume: this round was measured before the run was cut off
         key = (config.model_path, config.backend)
         if key in accuracy:
             config = replace(config, data_path=None)
@@ -448,10 +462,7 @@ def _run_configs(
             out.errors.append(str(e))
             out.failed_files = list(dict.fromkeys([*out.failed_files, config.model_path]))
             continue
-        if key in accuracy:
-            record = _with_accuracy(record, accuracy[key])
-        elif record.accuracy is not None:
-            accuracy[key] = (record, round_, order)
+        record = _shared_accuracy(record, key, accuracy)
         if note is not None:
             record = replace(record, notes=[*record.notes, note])
         append_record(results, record)

@@ -139,39 +139,48 @@ class BenchRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchRecord:
         """Inverse of `to_dict`; unknown keys, or missing keys without a default, raise ValueError."""
-        if not isinstance(data, dict):
-            raise ValueError(f"BenchRecord: expected a JSON object, got {type(data).__name__}")
-        names = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
-        missing = sorted(required - data.keys())
-        unknown = sorted(data.keys() - names)
-        if missing or unknown:
-            raise ValueError(f"BenchRecord: missing keys {missing}, unknown keys {unknown}")
+        _check_record_keys(data)
         values = dict(data)
-        if values.get("schema_version", RECORD_VERSION) != RECORD_VERSION:
-            raise ValueError(
-                f"BenchRecord: schema_version {values['schema_version']!r} is not one this edgekd reads "
-                f"({RECORD_VERSION})"
-            )
-        latency = values["latency"]
-        if not isinstance(latency, dict):
-            raise ValueError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")
-        stats = fields(LatencyStats)
-        if unknown := sorted(latency.keys() - {f.name for f in stats}):
-            raise ValueError(f"BenchRecord: latency: unknown keys {unknown}")  # a list: keys shown with repr
-        for key in ("p50", "p90", "p99"):
-            if not isinstance(latency.get(key), int | float) or latency[key] <= 0:
-                raise ValueError(
-                    f"BenchRecord: latency.{key} must be positive (ms), got {latency.get(key)!r}"
-                )
         for key in ("threads", "batch_size", "streams"):
             if not isinstance(values.get(key, 1), int) or isinstance(values.get(key), bool):
                 raise ValueError(f"BenchRecord: {key} must be an integer, got {values[key]!r}")
-        required = [f.name for f in stats if f.default is MISSING and f.default_factory is MISSING]
-        if missing := sorted(name for name in required if name not in latency):
-            raise ValueError(f"BenchRecord: latency: missing keys {missing}")
-        values["latency"] = LatencyStats(**latency)
+        values["latency"] = _latency_stats(values["latency"])
         return cls(**values)
+
+
+def _check_record_keys(data: Any) -> None:
+    """A JSON object with every required key, no unknown one, and a schema_version this edgekd reads."""
+    if not isinstance(data, dict):
+        raise ValueError(f"BenchRecord: expected a JSON object, got {type(data).__name__}")
+    names = {f.name for f in fields(BenchRecord)}
+    required = {f.name for f in fields(BenchRecord) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - data.keys())
+    unknown = sorted(data.keys() - names)
+    if missing or unknown:
+        raise ValueError(f"BenchRecord: missing keys {missing}, unknown keys {unknown}")
+    if data.get("schema_version", RECORD_VERSION) != RECORD_VERSION:
+        raise ValueError(
+            f"BenchRecord: schema_version {data['schema_version']!r} is not one this edgekd reads "
+            f"({RECORD_VERSION})"
+        )
+
+
+def _latency_stats(latency: Any) -> LatencyStats:
+    """A record's `latency` object, checked: known keys, every required one, positive percentiles."""
+    if not isinstance(latency, dict):
+        raise ValueError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")
+    stats = fields(LatencyStats)
+    if unknown := sorted(latency.keys() - {f.name for f in stats}):
+        raise ValueError(f"BenchRecord: latency: unknown keys {unknown}")  # a list: keys shown with repr
+    for key in ("p50", "p90", "p99"):
+        if not isinstance(latency.get(key), int | float) or latency[key] <= 0:
+            raise ValueError(
+                f"BenchRecord: latency.{key} must be positive (ms), got {latency.get(key)!r}"
+            )
+    required = [f.name for f in stats if f.default is MISSING and f.default_factory is MISSING]
+    if missing := sorted(name for name in required if name not in latency):
+        raise ValueError(f"BenchRecord: latency: missing keys {missing}")
+    return LatencyStats(**latency)
 
 
 def append_record(path: str | os.PathLike[str], record: BenchRecord) -> None:

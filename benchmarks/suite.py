@@ -127,22 +127,27 @@ def _check_target(value: Any) -> tuple[str, str] | None:
 _TABLES = {"backends": _check_backends, "backend_options": _check_options, "target": _check_target}
 
 
+def _check_key(where: str, key: Any, value: Any) -> None:
+    """One suite key and its value; ValueError 'file: key: problem' if either is wrong."""
+    known = [f.name for f in fields(Suite) if f.name != "path"]
+    if key not in known:
+        shown = key if str(key).isprintable() else repr(key)  # a line break must not split the error
+        raise ValueError(f"{where}: {shown}: unknown key; expected one of {', '.join(known)}")
+    if key in _TABLES:
+        problem = _TABLES[key](value)
+        if problem is not None:
+            sub = problem[0] if problem[0].isprintable() else repr(problem[0])  # nested keys too
+            raise ValueError(f"{where}: {key}{sub}: {problem[1]}")
+    elif (message := _check_value(key, value)) is not None:
+        raise ValueError(f"{where}: {key}: {message}")
+
+
 def _validate(where: str, data: Any) -> dict[str, Any]:
     """Checked suite values from parsed YAML; the first problem raises ValueError 'file: key: problem'."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping of suite settings, got {type(data).__name__}")
-    known = [f.name for f in fields(Suite) if f.name != "path"]
     for key, value in data.items():
-        if key not in known:
-            shown = key if str(key).isprintable() else repr(key)  # a line break must not split the error
-            raise ValueError(f"{where}: {shown}: unknown key; expected one of {', '.join(known)}")
-        if key in _TABLES:
-            problem = _TABLES[key](value)
-            if problem is not None:
-                sub = problem[0] if problem[0].isprintable() else repr(problem[0])  # nested keys too
-                raise ValueError(f"{where}: {key}{sub}: {problem[1]}")
-        elif (message := _check_value(key, value)) is not None:
-            raise ValueError(f"{where}: {key}: {message}")
+        _check_key(where, key, value)
     max_runs = data.get("max_runs", DEFAULT_PROTOCOL.max_runs)
     if max_runs < (min_runs := data.get("min_runs", DEFAULT_PROTOCOL.min_runs)):
         raise ValueError(f"{where}: max_runs: {max_runs} is below min_runs {min_runs}")

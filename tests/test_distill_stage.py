@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from toolkit.cli.main import app
 from toolkit.config import RunConfig
-from toolkit.pipeline import RunDir
 from toolkit.pipeline.distill_stage import load_checkpoint, run_distill
+from toolkit.rundir import RunDir
 
 
 def _cfg(root, **over) -> RunConfig:

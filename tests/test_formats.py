@@ -61,7 +61,7 @@ def test_frozen_distill_summary_reads():
 
 
 def test_frozen_distill_summary_round_trips_through_its_definition(tmp_path):
-    from toolkit.pipeline.summary import read_summary
+    from toolkit.rundir.summary import read_summary
 
     raw = json.loads((FROZEN / "summary.json").read_text())
     typed = read_summary(FROZEN / "summary.json")
@@ -75,7 +75,7 @@ def test_frozen_distill_summary_round_trips_through_its_definition(tmp_path):
 
 
 def test_unknown_versions_are_refused(tmp_path):
-    from toolkit.pipeline.summary import read_summary
+    from toolkit.rundir.summary import read_summary
 
     line = json.loads((FROZEN / "record.jsonl").read_text())
     (tmp_path / "r.jsonl").write_text(json.dumps(dict(line, schema_version=2)) + "\n")

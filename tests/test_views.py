@@ -20,8 +20,8 @@ from toolkit.distill.views import (
     shift_flip,
     teacher_view_logits,
 )
-from toolkit.pipeline import RunDir
 from toolkit.pipeline.distill_stage import _view_spec, run_distill
+from toolkit.rundir import RunDir
 
 
 def test_views_are_seeded_and_view_0_is_the_image_itself():

@@ -69,7 +69,7 @@ def _prepare(config: Path | None, out: Path, *, resume: bool = False):
     """The config, saved into the run directory; resuming, it must be the one the run started with."""
     from benchmarks.extras import require
     from toolkit.config import load_config, save_config
-    from toolkit.pipeline import RunDir
+    from toolkit.rundir import RunDir
 
     cfg = load_config(config)
     require("torch")  # before the run directory is made
@@ -200,7 +200,7 @@ def export_cli(
         raise ValueError("edgekd export: give a run directory, or --from model.onnx --out DIR")
     if given := [k for k, v in dict(from_only, fp16=fp16, tflite=tflite).items() if v]:
         raise ValueError(f"--{given[0].replace('_', '-')}: only with --from model.onnx")
-    from toolkit.pipeline import RunDir
+    from toolkit.rundir import RunDir
 
     _raise(_export(RunDir(run_dir), resume=resume))
 
@@ -210,7 +210,7 @@ def _export_model(model: str, weights: Path | None, data: Path, out: Path) -> No
     from toolkit.pipeline.own_model import model_run
 
     _distill(*model_run(model, weights, data, out), teachers_only=True)
-    from toolkit.pipeline import RunDir
+    from toolkit.rundir import RunDir
 
     _raise(_export(RunDir(out)))
 

@@ -518,17 +518,19 @@ def _average_buffers(module: nn.Module, world: int) -> None:
 def _check_teachers(mode: str, settings: TrainSettings, teachers: Sequence[Teacher], n: int) -> None:
     if settings.methods and not teachers:
         raise ValueError(f"methods {list(settings.methods)} need a teacher")
-    if mode == "cached":
-        for t in teachers:
-            if t.logits is None:
-                raise ValueError(f"{t.name}: cached-logit training needs its logits on the training images")
-            if len(t.logits) != n:
-                raise ValueError(f"{t.name}: {len(t.logits)} cached logit rows for {n} training images")
-    if mode == "views":
-        for t in teachers:
-            if t.view_logits is None or len(t.view_logits.values) != n:
-                raise ValueError(f"{t.name}: stored-view training needs logits on every view of {n} images")
-    if mode == "online":
-        for t in teachers:
-            if t.model is None:
-                raise ValueError(f"{t.name}: online targets (augmentation or hint) need the teacher model")
+    for t in teachers:
+        if (problem := _teacher_problem(mode, t, n)) is not None:
+            raise ValueError(f"{t.name}: {problem}")
+
+
+def _teacher_problem(mode: str, t: Teacher, n: int) -> str | None:
+    """What teacher `t` lacks for training in `mode` on `n` images, if anything."""
+    if mode == "cached" and t.logits is None:
+        return "cached-logit training needs its logits on the training images"
+    if mode == "cached" and len(t.logits) != n:
+        return f"{len(t.logits)} cached logit rows for {n} training images"
+    if mode == "views" and (t.view_logits is None or len(t.view_logits.values) != n):
+        return f"stored-view training needs logits on every view of {n} images"
+    if mode == "online" and t.model is None:
+        return "online targets (augmentation or hint) need the teacher model"
+    return None

@@ -1,5 +1,1 @@
-"""The four stages, each reading the files the previous one wrote in a run directory."""
-
-from toolkit.pipeline.rundir import RunDir
-
-__all__ = ["RunDir"]
+"""The four stages, each a function on a run directory (`toolkit.rundir`) reading what the last one wrote."""

@@ -12,7 +12,7 @@ from benchmarks.records import BenchRecord, write_csv
 from benchmarks.suite import Suite, load_suite
 from toolkit.config import BenchSettings, load_config
 from toolkit.errors import EdgekdError
-from toolkit.pipeline.rundir import RunDir
+from toolkit.rundir import RunDir
 
 __all__ = [
     "BenchOutcome",

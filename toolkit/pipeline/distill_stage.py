@@ -16,8 +16,8 @@ import numpy as np
 from benchmarks.files import atomic_path, sha256_file
 from toolkit.config import RunConfig, TeacherConfig, TrainConfig
 from toolkit.data import DataSplits
-from toolkit.pipeline.rundir import RunDir
-from toolkit.pipeline.summary import write_summary
+from toolkit.rundir import RunDir
+from toolkit.rundir.summary import write_summary
 
 __all__ = ["run_distill", "load_splits", "load_checkpoint", "teacher_names"]
 
@@ -513,7 +513,7 @@ def run_distill(
     cfg: RunConfig, run: RunDir, *, on_step=None, resume: bool = False, teachers_only: bool = False
 ) -> dict:
     """Teachers (trained, reused or loaded), then per seed the KD and scratch students; summary.json."""
-    from toolkit.distill.train import Teacher, TrainSettings, teacher_mode
+    from toolkit.distill.train import Teacher
 
     run.distill.mkdir(parents=True, exist_ok=True)
     ctx = _Ctx(cfg, run, on_step, resume)
@@ -536,30 +536,43 @@ def run_distill(
         summary[name] = dict(info, weight=tcfg.weight)
         teachers.append(Teacher(model=model, weight=tcfg.weight, name=name))
     if not teachers_only:
-        methods = tuple(cfg.distill.methods)
-        spec = _view_spec(cfg)
-        mode = teacher_mode(TrainSettings(methods=methods, augment=cfg.distill.augment, views=spec), teachers)
-        for t in teachers:
-            if mode == "cached":
-                t.logits = _teacher_logits(ctx, t.name, t.model, summary[t.name])
-            elif mode == "views":
-                t.view_logits = _teacher_view_logits(ctx, t.name, t.model, summary[t.name], spec)
-                summary[t.name]["soft_target_bytes_per_image"] = t.view_logits.bytes_per_image
-        seeds = cfg.student_seeds
-        for i, seed in enumerate(seeds):
-            suffix = "" if i == 0 else f"_seed{seed}"
-            summary[f"student_kd{suffix}"], _ = _train(
-                ctx, f"student_kd{suffix}", cfg.student, seed=seed, methods=methods, teachers=teachers
-            )
-            if cfg.distill.scratch_control:
-                summary[f"student_scratch{suffix}"], _ = _train(
-                    ctx, f"student_scratch{suffix}", cfg.student, seed=seed
-                )
-        if not cfg.distill.scratch_control and ctx.rank == 0:
-            run.checkpoint("student_scratch").unlink(missing_ok=True)
-        if cfg.distill.scratch_control:
-            summary["kd_vs_scratch"] = _kd_vs_scratch(summary, seeds)
-            summary["warnings"] = validation_warnings(summary, teacher_names(cfg))
+        _teacher_targets(ctx, teachers, summary)
+        _students(ctx, teachers, summary)
     if ctx.rank == 0:
         write_summary(run.summary, summary)
     return summary
+
+
+def _teacher_targets(ctx: _Ctx, teachers: list, summary: dict) -> None:
+    """Each teacher's logits on the training images (or on their stored views), when training uses them."""
+    from toolkit.distill.train import TrainSettings, teacher_mode
+
+    cfg = ctx.cfg
+    spec = _view_spec(cfg)
+    settings = TrainSettings(methods=tuple(cfg.distill.methods), augment=cfg.distill.augment, views=spec)
+    mode = teacher_mode(settings, teachers)
+    for t in teachers:
+        if mode == "cached":
+            t.logits = _teacher_logits(ctx, t.name, t.model, summary[t.name])
+        elif mode == "views":
+            t.view_logits = _teacher_view_logits(ctx, t.name, t.model, summary[t.name], spec)
+            summary[t.name]["soft_target_bytes_per_image"] = t.view_logits.bytes_per_image
+
+
+def _students(ctx: _Ctx, teachers: list, summary: dict) -> None:
+    """Per seed the KD student and, with the scratch control, the same student without a teacher."""
+    cfg, seeds = ctx.cfg, ctx.cfg.student_seeds
+    for i, seed in enumerate(seeds):
+        suffix = "" if i == 0 else f"_seed{seed}"
+        summary[f"student_kd{suffix}"], _ = _train(
+            ctx, f"student_kd{suffix}", cfg.student, seed=seed, methods=tuple(cfg.distill.methods),
+            teachers=teachers,
+        )  # fmt: skip
+        if cfg.distill.scratch_control:
+            name = f"student_scratch{suffix}"
+            summary[name], _ = _train(ctx, name, cfg.student, seed=seed)
+    if not cfg.distill.scratch_control and ctx.rank == 0:
+        ctx.run.checkpoint("student_scratch").unlink(missing_ok=True)
+    if cfg.distill.scratch_control:
+        summary["kd_vs_scratch"] = _kd_vs_scratch(summary, seeds)
+        summary["warnings"] = validation_warnings(summary, teacher_names(cfg))

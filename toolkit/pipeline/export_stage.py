@@ -14,7 +14,7 @@ from export.bundle import variant_file_name as file_name
 from toolkit.config import load_config
 from toolkit.errors import ExportError
 from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
-from toolkit.pipeline.rundir import MODEL_NAMES, RunDir
+from toolkit.rundir import MODEL_NAMES, RunDir
 
 __all__ = ["run_export", "variants_for", "export_failure"]
 

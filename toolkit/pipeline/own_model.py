@@ -10,7 +10,7 @@ from pathlib import Path
 
 from toolkit.config import RunConfig, TeacherConfig, TeacherSource, load_config, save_config
 from toolkit.errors import ConfigError
-from toolkit.pipeline.rundir import RunDir
+from toolkit.rundir import RunDir
 
 __all__ = ["model_run"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolkit.errors import EdgekdError
-from toolkit.pipeline.rundir import RunDir
+from toolkit.rundir import RunDir
 
 __all__ = ["run_report", "run_compare"]
 

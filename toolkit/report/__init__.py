@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.files import write_text_atomic
-from toolkit.pipeline.rundir import RunDir
 from toolkit.report.blocks import blocks_to_markdown
 from toolkit.report.compare import build_compare_report
 from toolkit.report.csv_out import save_csv
@@ -19,6 +18,7 @@ from toolkit.report.plot_target import save_target_plots
 from toolkit.report.recommend import Recommendation, recommend
 from toolkit.report.rows import ReportRow, build_rows
 from toolkit.report.run import load_run
+from toolkit.rundir import RunDir
 
 __all__ = [
     "ReportResult",

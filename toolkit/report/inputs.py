@@ -37,8 +37,8 @@ def read_manifest(path: Path) -> dict[ManifestKey, ModelEntry]:
 
 
 def read_summary(path: Path) -> dict[str, dict[str, Any]] | None:
-    """The optional training summary (toolkit.pipeline.summary): per-model entries and `kd_vs_scratch`."""
-    from toolkit.pipeline.summary import read_summary as read_typed_summary
+    """The optional training summary (toolkit.rundir.summary): per-model entries and `kd_vs_scratch`."""
+    from toolkit.rundir.summary import read_summary as read_typed_summary
 
     if not path.is_file():
         return None

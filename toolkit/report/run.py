@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.records import BenchRecord, latest_rounds
-from toolkit.pipeline.rundir import RunDir
 from toolkit.report.inputs import read_manifest, read_results, read_summary
 from toolkit.report.markdown import ReportContext, build_context
 from toolkit.report.rows import ReportRow, build_rows
+from toolkit.rundir import RunDir
 
 __all__ = ["RunData", "load_run"]
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from toolkit.config import RunConfig
 from toolkit.errors import ConfigError, EdgekdError
-from toolkit.pipeline import RunDir
-from toolkit.sweep.search import OBJECTIVES
+from toolkit.rundir import RunDir
 from toolkit.sweep.space import SweepConfig, params_key, trial_config
+from toolkit.sweep.strategies import OBJECTIVES, decode, distributions, points, study
 from toolkit.sweep.trials import TrialResult, run_trial
 
 __all__ = ["run_on_ray", "check_address"]
@@ -38,8 +38,6 @@ def _trainable(
 ) -> None:
     """One trial inside a Ray worker: the pipeline on its own run directory, reported to Tune."""
     from ray import tune
-
-    from toolkit.sweep.search import decode
 
     if Path(cwd).is_dir():  # relative paths in the config mean what they meant where the sweep started
         os.chdir(cwd)
@@ -82,8 +80,6 @@ def picklable_sampler(sampler: Any) -> Any:
 def _search(sweep: SweepConfig, results: list[TrialResult]) -> tuple[dict[str, Any], Any, int]:
     """Tune's param space, search algorithm and sample count for the trials still to run."""
     from ray import tune
-
-    from toolkit.sweep.search import distributions, points, study
 
     if sweep.search != "optuna":
         finished = {r.key for r in results}

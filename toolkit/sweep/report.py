@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 from benchmarks.files import write_text_atomic
-from toolkit.pipeline import RunDir
 from toolkit.report.blocks import Block, blocks_to_markdown, heading, image, para, table
 from toolkit.report.html_out import blocks_to_html
 from toolkit.report.plot import save_plot
@@ -16,6 +15,7 @@ from toolkit.report.recommend import Recommendation, recommend, recommendation_t
 from toolkit.report.rows import ReportRow, mark_pareto, sort_key
 from toolkit.report.run import load_run
 from toolkit.report.table import Table, results_table
+from toolkit.rundir import RunDir
 from toolkit.sweep.node import overlaps
 from toolkit.sweep.trials import TrialResult
 

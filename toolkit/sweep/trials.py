@@ -13,7 +13,7 @@ from typing import Any
 from benchmarks.files import atomic_path
 from benchmarks.records import drop_torn_tail
 from toolkit.config import RunConfig, save_config
-from toolkit.pipeline import RunDir
+from toolkit.rundir import RunDir
 from toolkit.sweep.node import Phase, node_phase
 
 __all__ = ["TrialResult", "read_trials", "append_trial", "prepare_teacher", "run_trial"]

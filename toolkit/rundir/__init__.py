@@ -1,4 +1,4 @@
-"""Where each stage reads and writes inside a run directory."""
+"""A run directory: where each stage of a run reads and writes its files (`RunDir`), and their formats."""
 
 from __future__ import annotations
 
