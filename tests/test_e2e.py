@@ -208,10 +208,10 @@ def test_run_with_a_failed_export_and_a_parity_miss_measures_the_rest_and_exits_
 
     write_one = export_stage._export_one
 
-    def student_fp16_breaks(name, model, fmt, precision, *args):
-        if (name, precision) == ("student_kd", "fp16"):
+    def student_fp16_breaks(job, fmt, *args):
+        if (job.name, job.precision) == ("student_kd", "fp16"):
             raise ExportError("student_kd_fp16.onnx: converter crashed (made to fail by the test)")
-        return write_one(name, model, fmt, precision, *args)
+        return write_one(job, fmt, *args)
 
     monkeypatch.setattr(export_stage, "_export_one", student_fp16_breaks)
     monkeypatch.setitem(TOLERANCES, "fp16", {"max_abs_diff": 1e-9, "top1_agreement": 0.98})

@@ -228,6 +228,7 @@ def test_default_run_ships_int8_students_3_5x_smaller_with_compact_names(tmp_pat
     writers: static int8 ONNX and TFLite files at least 3.5x smaller than their fp32 siblings."""
     import onnx
 
+    from export.exporters import ExportJob
     from tests.conftest import fitted_student
     from toolkit.config import DEFAULT_CONFIG, load_config
     from toolkit.pipeline.export_stage import _export_one, file_name, per_channel_for
@@ -239,14 +240,15 @@ def test_default_run_ships_int8_students_3_5x_smaller_with_compact_names(tmp_pat
         ref = model(torch.from_numpy(x)).numpy()
     per_channel, why = per_channel_for(model, cfg.export.per_channel)
     assert (per_channel, why.split(":")[0]) == (False, "auto")  # plain convs: per-tensor
-    data = dict(calib=x[: cfg.export.calibration_samples], x_val=x, y_val=y, work=tmp_path)
-    data.update(per_channel=per_channel, per_channel_reason=why)
+    calib = x[: cfg.export.calibration_samples]
     sample = torch.from_numpy(x[:1])
     for fmt in ("onnx", "tflite"):
         paths = {}
         for precision in ("fp32", "int8"):
             paths[precision] = tmp_path / file_name("student_kd", fmt, precision)
-            settings = _export_one("student_kd", model, fmt, precision, sample, paths[precision], data, cfg)
+            job = ExportJob("student_kd", model, sample, precision, paths[precision], cfg.export, calib, x, y,
+                            per_channel, why, tmp_path)  # fmt: skip
+            settings = _export_one(job, fmt, len(calib))
             if fmt == "onnx":  # recorded in the manifest for every shipped ONNX file
                 assert settings["compact_names"] is True
             if precision == "int8":  # both formats record calibration size and the per-channel choice
@@ -283,6 +285,7 @@ BUDGET_KEYS = {
 
 def test_accuracy_budget_is_recorded_under_one_key_by_both_writers(tmp_path):
     """`export.max_accuracy_drop` (run directory) and `--max-accuracy-drop` (--from) write the same block."""
+    from export.exporters import ExportJob
     from export.from_onnx import export_from_onnx
     from tests.conftest import fitted_student
     from toolkit.cli.output import _quant_cell
@@ -294,11 +297,10 @@ def test_accuracy_budget_is_recorded_under_one_key_by_both_writers(tmp_path):
     cfg.export = cfg.export.model_copy(update={"max_accuracy_drop": 0.0})
     model, x, y = fitted_student()
     per_channel, why = per_channel_for(model, cfg.export.per_channel)
-    data = dict(
-        calib=x[:64], x_val=x, y_val=y, work=tmp_path, per_channel=per_channel, per_channel_reason=why
-    )
     sample = torch.from_numpy(x[:1])
-    settings = _export_one("student_kd", model, "onnx", "int8", sample, tmp_path / "q.onnx", data, cfg)
+    job = ExportJob("student_kd", model, sample, "int8", tmp_path / "q.onnx", cfg.export, x[:64], x, y,
+                    per_channel, why, tmp_path)  # fmt: skip
+    settings = _export_one(job, "onnx", 64)
     budget = settings["accuracy_budget"]
     assert set(budget) == BUDGET_KEYS and budget["max_accuracy_drop"] == 0.0
     assert [r["node"] for r in settings["sensitivity"]["layers"]][: len(budget["kept_float"])] == budget[

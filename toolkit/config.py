@@ -5,13 +5,23 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from benchmarks.files import write_text_atomic
+from benchmarks.manifest import Precision
 from benchmarks.protocol import DEFAULT_PROTOCOL
 from toolkit.errors import ConfigError
 
@@ -259,12 +269,22 @@ class DistillConfig(_Strict):
         return self
 
 
-Precision = Literal["fp32", "fp16", "int8", "dynamic-int8"]
+
+
+def _export_format(name: str) -> str:
+    """A format some exporter writes: the names of the `edgekd.exporters` entry points (nothing imported)."""
+    known = sorted({e.name for e in entry_points(group="edgekd.exporters")})
+    if name not in known:
+        raise ValueError(f"unknown export format {name!r}; known: {', '.join(known)}")
+    return name
+
+
+ExportFormat = Annotated[str, AfterValidator(_export_format)]
 
 
 class ExportConfig(_Strict):
     # "torch" saves a .pt2 ExportedProgram: the teacher's own framework, benchmarked where torch exists.
-    formats: list[Literal["onnx", "tflite", "torch"]] = Field(
+    formats: list[ExportFormat] = Field(
         default_factory=lambda: ["onnx", "tflite", "torch"]
     )
     # ONNX and TFLite files of the students; .pt2 is fp32 only. int8 = static, calibrated, full-integer.

@@ -6,11 +6,13 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from export.bundle import variant_file_name as file_name
+from export.exporters import EXPORTERS, ExportJob, exporter_for
 from toolkit.config import load_config
 from toolkit.errors import ExportError
 from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
@@ -34,101 +36,14 @@ def variants_for(name: str, cfg) -> list[tuple[str, str]]:
         precisions = e.precisions
     out = []
     for fmt in e.formats:
-        for precision in precisions:
+        offered = EXPORTERS.get(fmt).precisions  # .pt2: fp32 only, the float reference program
+        for precision in (p for p in precisions if p in offered):
             if fmt == "tflite" and e.tflite_precisions is not None and precision not in e.tflite_precisions:
                 continue
-            if fmt == "torch" and (
-                precision != "fp32" or (e.torch_models == "teacher" and name != "teacher")
-            ):
-                continue  # .pt2 is the float reference program, the teacher's own framework
+            if fmt == "torch" and e.torch_models == "teacher" and name != "teacher":
+                continue  # .pt2 is the teacher's own framework, the baseline
             out.append((fmt, precision))
     return out
-
-
-def _onnx_fp32(model, sample, dst: Path, cfg) -> Path:
-    """The named float ONNX file every ONNX variant is made from (written once per model)."""
-    from export.onnx import export_onnx, simplify_onnx
-
-    e = cfg.export
-    if not dst.exists():
-        export_onnx(model, sample, dst, opset=e.opset, exporter=e.onnx_exporter)
-        if e.simplify:
-            simplify_onnx(dst, dst)
-    return dst
-
-
-def _export_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict:
-    from export.onnx import strip_metadata
-
-    settings = _write_onnx(name, model, precision, sample, dst, data, cfg)
-    if cfg.export.onnx_compact_names:
-        strip_metadata(dst, dst, compact_names=True)
-    return dict(settings, compact_names=cfg.export.onnx_compact_names)
-
-
-def _write_onnx(name, model, precision: str, sample, dst: Path, data: dict, cfg) -> dict:
-    import shutil
-
-    from export import quantize
-    from export._files import atomic_path
-    from export.from_onnx import onnx_input_spec
-    from toolkit.data import ArrayCalibrationReader
-
-    e = cfg.export
-    fp32 = _onnx_fp32(model, sample, data["work"] / f"{name}.onnx", cfg)
-    if precision == "fp32":
-        with atomic_path(dst) as tmp:
-            shutil.copyfile(fp32, tmp)
-        return {"exporter": e.onnx_exporter, "opset": e.opset, "simplified": e.simplify}
-    if precision == "fp16":
-        return quantize.convert_fp16(fp32, dst)
-    if precision == "dynamic-int8":
-        return quantize.quantize_dynamic(fp32, dst)
-    # A model with a fixed batch (a user's .pt2 exported at batch 1) takes calibration batches of its size.
-    batch = onnx_input_spec(fp32)["shape"][0] or 32
-    reader = ArrayCalibrationReader(data["calib"], input_name="input", batch_size=batch)
-    quant = dict(
-        method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=data["per_channel"]
-    )
-    x_val, y_val = data["x_val"], data["y_val"]
-    if e.max_accuracy_drop is not None:
-        from export.sensitivity import quantize_with_max_drop
-
-        # Chosen on the validation split: the test split stays untouched for the parity table.
-        r = quantize_with_max_drop(
-            fp32, dst, reader, x_val, y_val, max_accuracy_drop=e.max_accuracy_drop, **quant
-        )
-        layers = r.pop("sensitivity")
-        settings = dict(r.pop("quantization"), accuracy_budget=r)
-        settings["sensitivity"] = {"split": "validation", "layers": layers}
-    else:
-        settings = quantize.quantize_static(fp32, dst, reader, **quant)
-        if e.sensitivity and name == "student_kd":
-            from export.sensitivity import layer_sensitivity
-
-            ranked = layer_sensitivity(fp32, reader, x_val, y_val, **quant)
-            settings["sensitivity"] = {"split": "validation", "layers": [r.to_dict() for r in ranked]}
-    return settings
-
-
-def _export_tflite(model, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
-    import torch
-
-    from export import tflite
-
-    layout = cfg.export.tflite_layout
-    if precision == "fp32":
-        tflite.export_tflite(model, sample, dst, layout=layout)
-        return None
-    if precision == "fp16":
-        return tflite.export_tflite_fp16(model, sample, dst, layout=layout)
-    if precision == "dynamic-int8":
-        return tflite.export_tflite_dynamic_int8(model, sample, dst, layout=layout)
-    calib = (torch.from_numpy(c[None]) for c in data["calib"])
-    e = cfg.export
-    return tflite.export_tflite_int8(
-        model, sample, dst, calib, per_channel=data["per_channel"], io=e.tflite_int8_io, layout=layout
-    )
 
 
 def per_channel_for(model, setting: str | bool) -> tuple[bool, str]:
@@ -143,22 +58,12 @@ def per_channel_for(model, setting: str | bool) -> tuple[bool, str]:
     return False, "auto: no grouped convs; per-tensor saves a scale, zero point and int32 bias per channel"
 
 
-def _export_one(name, model, fmt: str, precision: str, sample, dst: Path, data: dict, cfg) -> dict | None:
-    """Write one file; returns its export/quantization settings (None for plain float files)."""
-    if fmt == "onnx":
-        settings = _export_onnx(name, model, precision, sample, dst, data, cfg)
-    elif fmt == "tflite":
-        settings = _export_tflite(model, precision, sample, dst, data, cfg)
-    elif (fmt, precision) == ("torch", "fp32"):
-        from export.torch_program import export_program
-
-        export_program(model, sample, dst)
-        return None
-    else:
-        raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
-    if precision == "int8":  # static int8, either format: calibration size and why (not) per channel
-        settings = dict(settings, calibration_samples=len(data["calib"]))
-        settings["per_channel_reason"] = data["per_channel_reason"]
+def _export_one(job: ExportJob, fmt: str, calibration_samples: int) -> dict | None:
+    """Write one file with its format's exporter; returns its export/quantization settings."""
+    settings = exporter_for(fmt, job.precision).write(job)
+    if job.precision == "int8":  # static int8, any format: calibration size and why (not) per channel
+        settings = dict(settings or {}, calibration_samples=calibration_samples)
+        settings["per_channel_reason"] = job.per_channel_reason
     return settings
 
 
@@ -166,9 +71,7 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     """Export and check every variant of one checkpoint; returns (manifest entries, failures, spec)."""
     import torch
 
-    from export._files import quiet_converters, sha256_file
-    from export.bundle import file_entry, record_entry
-    from export.parity import check_parity
+    from export._files import sha256_file
     from toolkit.distill.train import predict
     from toolkit.models import count_macs, count_params
 
@@ -176,7 +79,10 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     reference = predict(model, data["x_test"])
     sample = torch.from_numpy(data["x_test"][:1])
     per_channel, why = per_channel_for(model, cfg.export.per_channel)
-    data = dict(data, per_channel=per_channel, per_channel_reason=why)
+    job = ExportJob(
+        name, model, sample, "fp32", run.bundle, cfg.export, data["calib"], data["x_val"], data["y_val"],
+        per_channel, why, data["work"],
+    )  # fmt: skip
     common = dict(
         name=name,
         role="teacher" if name == "teacher" else "student",
@@ -190,43 +96,49 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
         dst = run.bundle / file_name(name, fmt, precision)
         kept = done.get((name, fmt, precision))
         if kept is not None and kept.get("source_checkpoint_sha256") == common["source_checkpoint_sha256"]:
-            entries.append(kept)  # --resume: written and checked before the export was cut off
-            if on_file:
-                on_file(name, fmt, precision, kept)
-            continue
-        layout = (
-            spec.layout if spec.layout == "NL" else cfg.export.tflite_layout if fmt == "tflite" else "NCHW"
-        )
-        try:
-            with quiet_converters():
-                quant = _export_one(name, model, fmt, precision, sample, dst, data, cfg)
-        except ExportError as e:
-            dst.unlink(missing_ok=True)  # never leave an older file under the name of one that failed
-            failures.append({"name": name, "format": fmt, "precision": precision, "error": str(e)})
-            if on_file:
-                on_file(name, fmt, precision, failures[-1])
-            continue
-        with quiet_converters():  # the runtimes print their own notices (XNNPACK delegate created, ...)
-            parity = check_parity(
-                dst, data["x_test"], data["y_test"], reference, precision=precision, layout=layout
-            )
-        entry = file_entry(
-            dst,
-            run.bundle,
-            **common,
-            format=fmt,
-            precision=precision,
-            quantization=quant,
-            batch=1 if fmt == "tflite" else None,
-            layout=layout,
-            parity=parity.to_dict(),
-            **({"input_dtype": _input_dtype(dst)} if spec.layout == "NL" else {}),
-        )
-        entries.append(entry)
-        record_entry(run.bundle, entry, data["settings"])
+            entry, failure = kept, None  # --resume: written and checked before the export was cut off
+        else:
+            variant = replace(job, precision=precision, dst=dst)
+            entry, failure = _export_variant(variant, fmt, spec, common, data, reference)
+        entries += [entry] if entry else []
+        failures += [failure] if failure else []
         if on_file:
-            on_file(name, fmt, precision, entry)
+            on_file(name, fmt, precision, entry or failure)
     return entries, failures, spec
+
+
+def _export_variant(job: ExportJob, fmt: str, spec, common: dict, data: dict, reference) -> tuple:
+    """(manifest entry, failure) of one file: written by its exporter, checked against torch, journaled."""
+    from export._files import quiet_converters
+    from export.bundle import file_entry, record_entry
+    from export.parity import check_parity
+
+    try:
+        with quiet_converters():
+            quant = _export_one(job, fmt, len(job.calib))
+    except ExportError as e:
+        job.dst.unlink(missing_ok=True)  # never leave an older file under the name of one that failed
+        return None, {"name": job.name, "format": fmt, "precision": job.precision, "error": str(e)}
+    tflite_layout = job.settings.tflite_layout
+    layout = spec.layout if spec.layout == "NL" else tflite_layout if fmt == "tflite" else "NCHW"
+    with quiet_converters():  # the runtimes print their own notices (XNNPACK delegate created, ...)
+        parity = check_parity(
+            job.dst, data["x_test"], data["y_test"], reference, precision=job.precision, layout=layout
+        )
+    entry = file_entry(
+        job.dst,
+        job.dst.parent,
+        **common,
+        format=fmt,
+        precision=job.precision,
+        quantization=quant,
+        batch=1 if fmt == "tflite" else None,
+        layout=layout,
+        parity=parity.to_dict(),
+        **({"input_dtype": _input_dtype(job.dst)} if spec.layout == "NL" else {}),
+    )
+    record_entry(job.dst.parent, entry, data["settings"])
+    return entry, None
 
 
 def _input_dtype(path: Path) -> str:

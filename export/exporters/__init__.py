@@ -1,0 +1,68 @@
+"""Exporters: one module per file format, which declares itself with `register_exporter(Exporter(...))`.
+
+An exporter writes one file of a model at one precision from an `ExportJob`. Every exporter, edgekd's own
+(onnx, tflite, torch) and a third party's, is named in the `edgekd.exporters` entry-point group, so a config
+is checked against the names without importing any (`toolkit.config`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.registry import Registry
+
+__all__ = ["Exporter", "ExportJob", "register_exporter", "exporter_for", "export_formats", "EXPORTERS"]
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """Everything an exporter may use to write one file: the model, a sample input, the run's export
+    settings (`toolkit.config.ExportConfig`), and the rows int8 calibration and accuracy budgets use."""
+
+    name: str
+    model: Any  # torch.nn.Module, in eval mode
+    sample: Any  # torch.Tensor, one input row
+    precision: str
+    dst: Path
+    settings: Any  # ExportConfig
+    calib: np.ndarray  # normalized training rows for static int8
+    x_val: np.ndarray
+    y_val: np.ndarray
+    per_channel: bool
+    per_channel_reason: str
+    work: Path  # scratch folder shared by one export (named float files that variants are made from)
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """A file format edgekd writes: its name (a manifest format), the precisions it offers, and `write(job)`,
+    which writes `job.dst` and returns its export/quantization settings (None for a plain float file)."""
+
+    format: str
+    precisions: tuple[str, ...]
+    write: Callable[[ExportJob], dict | None]
+
+
+EXPORTERS = Registry("export format", group="edgekd.exporters")
+
+
+def register_exporter(exporter: Exporter) -> Exporter:
+    """Register an exporter (the one line each exporter module runs)."""
+    return EXPORTERS.register(exporter, name=exporter.format)
+
+
+def export_formats() -> list[str]:
+    return EXPORTERS.names()
+
+
+def exporter_for(fmt: str, precision: str) -> Exporter:
+    """The exporter of `fmt`; ValueError when it does not offer `precision`."""
+    exporter = EXPORTERS.get(fmt)
+    if precision not in exporter.precisions:
+        raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
+    return exporter

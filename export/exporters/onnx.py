@@ -1,0 +1,84 @@
+"""ONNX files: fp32 from torch (dynamo or legacy exporter), fp16, dynamic int8 and static int8 (QDQ or
+QOperator, calibrated, optionally within an accuracy budget) made from the named float file."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from export.exporters import Exporter, ExportJob, register_exporter
+
+__all__ = ["write_onnx"]
+
+
+def _onnx_fp32(job: ExportJob) -> Path:
+    """The named float ONNX file every ONNX variant is made from (written once per model)."""
+    from export.onnx import export_onnx, simplify_onnx
+
+    e, dst = job.settings, job.work / f"{job.name}.onnx"
+    if not dst.exists():
+        export_onnx(job.model, job.sample, dst, opset=e.opset, exporter=e.onnx_exporter)
+        if e.simplify:
+            simplify_onnx(dst, dst)
+    return dst
+
+
+def write_onnx(job: ExportJob) -> dict:
+    """One ONNX file at `job.precision`; with compact names unless the settings keep the exporter's."""
+    from export.onnx import strip_metadata
+
+    settings = _write(job)
+    if job.settings.onnx_compact_names:
+        strip_metadata(job.dst, job.dst, compact_names=True)
+    return dict(settings, compact_names=job.settings.onnx_compact_names)
+
+
+def _write(job: ExportJob) -> dict:
+    from export import quantize
+    from export._files import atomic_path
+
+    e = job.settings
+    fp32 = _onnx_fp32(job)
+    if job.precision == "fp32":
+        with atomic_path(job.dst) as tmp:
+            shutil.copyfile(fp32, tmp)
+        return {"exporter": e.onnx_exporter, "opset": e.opset, "simplified": e.simplify}
+    if job.precision == "fp16":
+        return quantize.convert_fp16(fp32, job.dst)
+    if job.precision == "dynamic-int8":
+        return quantize.quantize_dynamic(fp32, job.dst)
+    return _static_int8(job, fp32)
+
+
+def _static_int8(job: ExportJob, fp32: Path) -> dict:
+    """Calibrated int8; within `max_accuracy_drop` (layers left float as needed) when the settings ask."""
+    from export import quantize
+    from export.from_onnx import onnx_input_spec
+    from toolkit.data import ArrayCalibrationReader
+
+    e = job.settings
+    # A model with a fixed batch (a user's .pt2 exported at batch 1) takes calibration batches of its size.
+    batch = onnx_input_spec(fp32)["shape"][0] or 32
+    reader = ArrayCalibrationReader(job.calib, input_name="input", batch_size=batch)
+    quant = dict(method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=job.per_channel)
+    if e.max_accuracy_drop is not None:
+        from export.sensitivity import quantize_with_max_drop
+
+        # Chosen on the validation split: the test split stays untouched for the parity table.
+        r = quantize_with_max_drop(
+            fp32, job.dst, reader, job.x_val, job.y_val, max_accuracy_drop=e.max_accuracy_drop, **quant
+        )
+        layers = r.pop("sensitivity")
+        settings = dict(r.pop("quantization"), accuracy_budget=r)
+        settings["sensitivity"] = {"split": "validation", "layers": layers}
+        return settings
+    settings = quantize.quantize_static(fp32, job.dst, reader, **quant)
+    if e.sensitivity and job.name == "student_kd":
+        from export.sensitivity import layer_sensitivity
+
+        ranked = layer_sensitivity(fp32, reader, job.x_val, job.y_val, **quant)
+        settings["sensitivity"] = {"split": "validation", "layers": [r.to_dict() for r in ranked]}
+    return settings
+
+
+register_exporter(Exporter("onnx", ("fp32", "fp16", "int8", "dynamic-int8"), write_onnx))
