@@ -136,7 +136,7 @@ test-fast: install data
 # ruff (style, and the size rules: complexity 10, 40 statements) and import-linter (the layers, the board
 # side's forbidden imports, no circles), as pyproject.toml sets them.
 lint: install
-	$(BIN)/ruff check toolkit export benchmarks tests scripts
+	$(BIN)/ruff check toolkit export benchmarks tests scripts studies
 	$(BIN)/lint-imports
 
 clean:

@@ -70,7 +70,7 @@ class TrainSettings:
     device: str = "cpu"
     amp: bool = False  # float16 autocast + gradient scaling; CUDA only
     # Conv weights in NHWC order while training: oneDNN's NHWC kernels train cnn_student on 2 CPU cores
-    # 1.4-1.6x faster than NCHW (scripts/bench_kd_epoch.py); the model is handed back in NCHW order.
+    # 1.4-1.6x faster than NCHW (studies/kd_epoch_speed.py); the model is handed back in NCHW order.
     channels_last: bool = True
     # Hand back the weights of the epoch with the best validation accuracy (needs `val`), not the last.
     keep_best: bool = False

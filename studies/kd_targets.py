@@ -1,6 +1,6 @@
 """Which teacher targets make KD beat scratch on the built-in data (issue #22): prints per-seed test accuracy.
 
-    python scripts/kd_targets_study.py [--epochs N] [--widths 24,48,96] [--train N] EXPERIMENT...
+    python studies/kd_targets.py [--epochs N] [--widths 24,48,96] [--train N] EXPERIMENT...
     e.g. scratch kd views:k=4:sh=2:fl=1 cf:ep=4:f=2 kd:tep=4:taug=1
 
 Each argument is one experiment; students: cnn_student, --epochs epochs (default 4, the pre-sweep

@@ -1,6 +1,6 @@
 """Epoch time of response KD with cached teacher logits divided by plain training of the same student.
 
-    python scripts/bench_kd_epoch.py [--run RUN_DIR] [--rounds 2] [--limit N] [--device cpu|cuda] [--amp]
+    python studies/kd_epoch_speed.py [--run RUN_DIR] [--rounds 2] [--limit N] [--device cpu|cuda] [--amp]
                                      [--views K]
 
 With `--views K`, KD replays K stored augmented views per image (toolkit/distill/views.py) against their
