@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.edgekd-installed
 FMNIST := /usr/share/datasets/fashion-mnist
 RUN    ?= runs/demo
 
-.PHONY: demo test test-fast test-latest test-arm install lock data text-data browser sshd arm lint clean
+.PHONY: demo test test-fast test-latest test-arm install lock data text-data browser sshd arm lint docs clean
 
 install: $(STAMP)
 
@@ -127,7 +127,7 @@ demo: install data
 
 # Every test, the `slow` ones too (fresh board venvs from the package index; skipped, with the reason,
 # only when no index answers). test-fast leaves the slow ones out for a quick loop.
-test: install data browser sshd lint
+test: install data browser sshd lint docs
 	$(BIN)/python -m pytest -q -m "not arm"
 
 test-fast: install data
@@ -139,5 +139,10 @@ lint: install
 	$(BIN)/ruff check toolkit export benchmarks tests scripts studies
 	$(BIN)/lint-imports
 
+# The manual (docs/ and the API reference from the docstrings) as a site in site/; a broken link or reference
+# fails the build (--strict).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 clean:
-	rm -rf $(VENV) $(LATEST) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) runs site .pytest_cache .ruff_cache

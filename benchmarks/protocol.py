@@ -23,7 +23,8 @@ class TimingProtocol:
     min_time_s: float = 0.5
     max_runs: int = 100_000
     # Rounds: fresh worker processes per configuration, in shuffled order; enough for the rounds'
-    # bootstrap interval to cover close to its 95 % (README, Rounds, intervals and significance).
+    # bootstrap interval to cover close to its 95 % (docs/guide/measurement.md: Rounds, intervals and
+    # significance).
     repeats: int = COVERED_ROUNDS
 
 

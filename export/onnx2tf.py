@@ -1,7 +1,8 @@
 """ONNX -> TFLite through onnx2tf (TensorFlow), run in a child process so TensorFlow stays out of ours.
 
 onnx2tf pins exact versions of the whole stack, so it is installed with `--no-deps` and explicit pins (see
-the README), possibly in a separate environment: `python=` or `EDGEKD_ONNX2TF_PYTHON` names its interpreter.
+docs/guide/export.md), possibly in a separate environment: `python=` or `EDGEKD_ONNX2TF_PYTHON` names its
+interpreter.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _run(python: str, kwargs: dict, src: Path, timeout_s: float) -> str:
     if proc.returncode == _MISSING:
         raise ExportError(
             f"{src}: onnx2tf is not installed for {python}; install edgekd's onnx2tf extra "
-            "(the README gives the --no-deps pins)"
+            "(docs/guide/export.md gives the --no-deps pins)"
         )
     if proc.returncode != 0:
         raise ExportError(
