@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
 from benchmarks.harness import BenchmarkError
+from toolkit.cli import options as o
 from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
 from toolkit.errors import EdgekdError
@@ -31,14 +32,7 @@ QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
 # Modules whose import warns (asyncssh: cryptography's "DSA is deprecated", twice, on every remote bench).
 QUIET_WARNINGS = (r"asyncssh(\.|$)",)
 
-ConfigArg = Annotated[
-    Path | None,
-    typer.Argument(help="YAML config; the built-in default when omitted.", exists=True, dir_okay=False),
-]
-OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")]
-RunArg = Annotated[
-    Path, typer.Argument(help="Run directory written by an earlier stage.", exists=True, file_okay=False)
-]
+ConfigArg, OutOpt, RunArg, ResumeOpt = o.ConfigArg, o.OutOpt, o.RunArg, o.ResumeOpt
 
 
 @app.callback()
@@ -83,11 +77,6 @@ def _prepare(config: Path | None, out: Path, *, resume: bool = False):
     return cfg, run
 
 
-ResumeOpt = Annotated[
-    bool, typer.Option("--resume", help="Continue models whose training was cut off, from their last epoch.")
-]
-
-
 @app.command(
     "distill",
     epilog="Example: edgekd distill my.yaml --out runs/exp1   "
@@ -129,80 +118,47 @@ def _rank() -> int:
     "model.onnx --out out/ --calibration calib.npy --int8 static --test test.npz",
 )
 def export_cli(
-    run_dir: Annotated[
-        Path | None,
-        typer.Argument(help="Run directory written by an earlier stage.", exists=True, file_okay=False),
-    ] = None,
-    from_onnx: Annotated[
-        Path | None,
-        typer.Option("--from", help="Bundle this ONNX file instead of a run's checkpoints.", exists=True),
-    ] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="With --from: folder to write.")] = None,
-    calibration: Annotated[
-        Path | None,
-        typer.Option(help="With --from: a .npy (N, C, H, W) float32 array or an .npz with x.", exists=True),
-    ] = None,
-    test: Annotated[
-        Path | None,
-        typer.Option(help="With --from: an .npz with x (model input) and y (labels).", exists=True),
-    ] = None,
-    int8: Annotated[
-        Literal["static", "dynamic"] | None,
-        typer.Option("--int8", help="With --from: static (needs --calibration) or dynamic int8."),
-    ] = None,
-    fp16: Annotated[bool, typer.Option("--fp16", help="With --from: a float16 file too.")] = False,
-    max_accuracy_drop: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            metavar="POINTS",
-            help="With --from --int8 static: keep layers float until within X points.",
-        ),
-    ] = None,
-    tflite: Annotated[
-        bool, typer.Option("--tflite", help="With --from: TFLite files too, via onnx2tf (extra 'onnx2tf').")
-    ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            metavar="SPEC",
-            help="Bundle your own torch model: package.module:factory (with --weights), .pt2 or TorchScript.",
-        ),
-    ] = None,
-    weights: Annotated[
-        Path | None, typer.Option(help="With --model FACTORY: its state_dict file.", exists=True)
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(help="With --model: a config whose data and export sections to use.", exists=True),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Keep files an earlier, cut-off export wrote and checked.")
-    ] = False,
+    run_dir: o.RunDirArg = None,
+    from_onnx: o.FromOpt = None,
+    out: o.ExportOutOpt = None,
+    calibration: o.CalibrationOpt = None,
+    test: o.TestOpt = None,
+    int8: o.Int8Opt = None,
+    fp16: o.Fp16Opt = False,
+    max_accuracy_drop: o.BudgetOpt = None,
+    tflite: o.TfliteOpt = False,
+    model: o.ModelOpt = None,
+    weights: o.WeightsOpt = None,
+    data: o.DataOpt = None,
+    resume: o.ExportResumeOpt = False,
 ) -> None:
     """Export every checkpoint to ONNX and TFLite (+ int8 student), check parity, write the bundle; or,
     with --from, bundle an ONNX file you already have, checked against it."""
-    from_only = dict(
-        out=out, calibration=calibration, test=test, int8=int8, max_accuracy_drop=max_accuracy_drop
-    )
+    from_only = dict(calibration=calibration, test=test, int8=int8, max_accuracy_drop=max_accuracy_drop)
+    from_only |= dict(fp16=fp16, tflite=tflite)
+    _check_export_options(run_dir, from_onnx, model, data, out, from_only)
+    if model is not None:
+        _export_model(model, weights, data, out)
+    elif from_onnx is not None:
+        _export_from(from_onnx, out=out, **from_only)
+    else:
+        from toolkit.rundir import RunDir
+
+        _raise(_export(RunDir(run_dir), resume=resume))
+
+
+def _check_export_options(run_dir, from_onnx, model, data, out, from_only: dict) -> None:
+    """One source (a run directory, --from or --model) with the options that go with it."""
     if model is not None:
         if run_dir is not None or from_onnx is not None or data is None or out is None:
             raise ValueError("--model: give --data CONFIG and --out DIR (and no run directory or --from)")
-        _export_model(model, weights, data, out)
-        return
-    if from_onnx is not None:
+    elif from_onnx is not None:
         if run_dir is not None:
             raise ValueError(f"{run_dir}: give a run directory or --from, not both")
-        _export_from(from_onnx, **from_only, fp16=fp16, tflite=tflite)
-        return
-    if run_dir is None:
+    elif run_dir is None:
         raise ValueError("edgekd export: give a run directory, or --from model.onnx --out DIR")
-    if given := [k for k, v in dict(from_only, fp16=fp16, tflite=tflite).items() if v]:
+    elif given := [k for k, v in dict(out=out, **from_only).items() if v]:
         raise ValueError(f"--{given[0].replace('_', '-')}: only with --from model.onnx")
-    from toolkit.rundir import RunDir
-
-    _raise(_export(RunDir(run_dir), resume=resume))
 
 
 def _export_model(model: str, weights: Path | None, data: Path, out: Path) -> None:
@@ -231,34 +187,17 @@ def _raise(*failures: EdgekdError | None) -> None:
             raise failure
 
 
-def _budget(entry: dict) -> bool:
-    return "accuracy_budget" in (entry.get("quantization") or {})
-
-
 def _export_from(src: Path, *, out: Path | None, **options) -> None:
     """`edgekd export --from`: the bundle of one ONNX file, its parity table and the accuracy budget."""
     from export.from_onnx import export_from_onnx
-    from toolkit.pipeline.export_stage import export_failure
+    from toolkit.pipeline.export_stage import budget_failure, export_failure
 
     if out is None:
         raise ValueError("--out: --from needs a folder to write the bundle into, e.g. --out out/")
     manifest = export_from_onnx(src, out, on_file=output.exported_file, **options)
     output.parity_table(manifest, reference=src.name)
-    budgets = [(m, m["quantization"]["accuracy_budget"]) for m in manifest["models"] if _budget(m)]
-    for entry, b in budgets:
-        console.print(
-            f"{entry['file']}: accuracy {100 * b['accuracy']:.2f}% vs {100 * b['fp32_accuracy']:.2f}% float "
-            f"(drop {b['drop']:.2f} points, limit {b['max_accuracy_drop']:g}); kept float: "
-            f"{', '.join(b['kept_float']) or 'none'}",
-            highlight=False,
-        )
-    _raise(export_failure(out / "bundle", manifest["failures"]))
-    for entry, b in budgets:
-        if not b["met"]:
-            raise EdgekdError(
-                f"{out / 'bundle' / entry['file']}: int8 loses {b['drop']:.2f} accuracy points even with "
-                f"{len(b['kept_float'])} layer(s) float, over --max-accuracy-drop {b['max_accuracy_drop']:g}"
-            )
+    output.accuracy_budgets(manifest)
+    _raise(export_failure(out / "bundle", manifest["failures"]), budget_failure(out / "bundle", manifest))
 
 
 def _parse_shape(text: str | None) -> list[int] | None:
@@ -279,81 +218,49 @@ def _parse_shape(text: str | None) -> list[int] | None:
     "   or any file:   edgekd bench model.onnx --shape 1,3,224,224",
 )
 def bench_cli(
-    path: Annotated[
-        Path,
-        typer.Argument(
-            help="Run directory, bundle folder or .tar.gz, a .onnx/.tflite/.pt2 file or a folder of them.",
-            exists=True,
-        ),
-    ],
-    threads: Annotated[list[int] | None, typer.Option("--threads", min=1, help="Repeat for several.")] = None,
-    results: Annotated[
-        Path | None,
-        typer.Option(help="JSONL to append to (default: RUN/bench/results.jsonl); results.csv beside it."),
-    ] = None,
-    min_runs: Annotated[int | None, typer.Option(min=1)] = None,
-    min_time: Annotated[float | None, typer.Option(min=0.0, help="Seconds of timed runs, at least.")] = None,
-    suite: Annotated[
-        str | None,
-        typer.Option(help="cpu, raspberry-pi, jetson, mobile-class, or a suite YAML file."),
-    ] = None,
-    batch: Annotated[list[int] | None, typer.Option("--batch", min=1, help="Batch size; repeat.")] = None,
-    streams: Annotated[
-        list[int] | None, typer.Option("--streams", min=1, help="Concurrent streams; repeat.")
-    ] = None,
-    shape: Annotated[
-        str | None, typer.Option(help="Input shape for dynamic dims, e.g. 1,1,28,28 (default: 1).")
-    ] = None,
-    repeats: Annotated[int | None, typer.Option(min=1, help="Rounds, each in a new shuffled order.")] = None,
-    cooldown: Annotated[
-        float | None, typer.Option(min=0.0, help="Seconds to sleep between configurations.")
-    ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Seed of the shuffled order.")] = None,
-    pin: Annotated[
-        bool | None,
-        typer.Option("--pin/--no-pin", help="Pin each worker to cores of its own (default: pin)."),
-    ] = None,
-    timeout: Annotated[
-        float | None,
-        typer.Option(help="Seconds one worker may run before it is killed and counted failed (default 600)."),
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume", help="Measure only the rounds that --results does not hold yet.")
-    ] = False,
-    stream: Annotated[
-        bool, typer.Option("--stream", help="Also write each record to stdout as one JSON line.", hidden=True)
-    ] = False,
-    target: Annotated[
-        str | None, typer.Option(help="Run on a board over SSH: ssh://user@host[:port][/dir].", metavar="URL")
-    ] = None,
-    targets: Annotated[
-        Path | None,
-        typer.Option(help="Run on every board of a targets YAML or Ansible inventory.", exists=True),
-    ] = None,
-    trust_new_host: Annotated[
-        bool, typer.Option("--trust-new-host", help="Accept and remember a board's new host key.")
-    ] = False,
-    known_hosts: Annotated[
-        Path | None, typer.Option(help="known_hosts file for the boards (default ~/.ssh/known_hosts).")
-    ] = None,
+    path: o.BenchPathArg,
+    threads: o.ThreadsOpt = None,
+    results: o.ResultsOpt = None,
+    min_runs: o.MinRunsOpt = None,
+    min_time: o.MinTimeOpt = None,
+    suite: o.SuiteOpt = None,
+    batch: o.BatchOpt = None,
+    streams: o.StreamsOpt = None,
+    shape: o.ShapeOpt = None,
+    repeats: o.RepeatsOpt = None,
+    cooldown: o.CooldownOpt = None,
+    seed: o.SeedOpt = None,
+    pin: o.PinOpt = None,
+    timeout: o.TimeoutOpt = None,
+    resume: o.BenchResumeOpt = False,
+    stream: o.StreamOpt = False,
+    target: o.TargetOpt = None,
+    targets: o.TargetsOpt = None,
+    trust_new_host: o.TrustOpt = False,
+    known_hosts: o.KnownHostsOpt = None,
 ) -> None:
     """Benchmark every file (x threads x batch x streams, shuffled, repeated) on this machine; one JSON
     record per configuration appended as measured, results.csv rewritten at the end."""
-    dims = _parse_shape(shape)
-    if timeout is not None and not 0 < timeout < float("inf"):  # typer's min= cannot exclude 0
-        raise ValueError(f"--timeout: expected seconds > 0, got {timeout:g}")
-    overrides = dict(threads=threads, batch_sizes=batch or ([dims[0]] if dims else None), streams=streams)
-    overrides |= dict(min_runs=min_runs, min_time_s=min_time, repeats=repeats, cooldown_s=cooldown, seed=seed)
-    overrides |= dict(pin=pin, timeout_s=timeout)
+    dims, overrides = _bench_overrides(shape, timeout, threads=threads, batch_sizes=batch, streams=streams,
+                                       min_runs=min_runs, min_time_s=min_time, repeats=repeats,
+                                       cooldown_s=cooldown, seed=seed, pin=pin)  # fmt: skip
     if target or targets:
         boards = [parse_target(target)] if target else load_targets(targets)
-        remote = dict(resume=resume, trust_new_host=trust_new_host, known_hosts=known_hosts)
-        remote |= dict(suite=suite, shape=shape)
-        _raise(_bench_remote(path, boards, results, overrides, **remote))
+        remote = dict(resume=resume, trust_new_host=trust_new_host, known_hosts=known_hosts, suite=suite)
+        _raise(_bench_remote(path, boards, results, overrides, shape=shape, **remote))
         return
     on_result = output.record_line if stream else output.bench_row
     options = dict(suite=suite, results=results, shape=dims, resume=resume, on_result=on_result)
     _raise(_bench(path, **options, **overrides))
+
+
+def _bench_overrides(shape: str | None, timeout: float | None, **flags) -> tuple[list[int] | None, dict]:
+    """The input shape --shape gives, and the suite fields the flags override (None: the suite's)."""
+    dims = _parse_shape(shape)
+    if timeout is not None and not 0 < timeout < float("inf"):  # typer's min= cannot exclude 0
+        raise ValueError(f"--timeout: expected seconds > 0, got {timeout:g}")
+    batch = flags["batch_sizes"] or ([dims[0]] if dims else None)
+    return dims, dict(flags, batch_sizes=batch, timeout_s=timeout)
 
 
 def _bench_remote(path: Path, boards, results, overrides, **remote) -> EdgekdError | None:
@@ -389,25 +296,12 @@ def _bench(path: Path, *, on_result=output.bench_row, **options) -> EdgekdError 
     'or, with a text bundle:   edgekd predict bundle/ --text "a gripping, funny film"',
 )
 def predict_cli(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder (or its manifest.json).", exists=True)],
-    images: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Image files (PNG, JPEG, ...).", exists=True, dir_okay=False, metavar="IMAGE"),
-    ] = None,
-    texts: Annotated[
-        list[str] | None,
-        typer.Option("--text", help="A text to classify with a text bundle (repeat for several)."),
-    ] = None,
-    file: Annotated[
-        str | None,
-        typer.Option(
-            "--file", help="File to run, as the manifest names it (default: the KD student's fp32 ONNX)."
-        ),
-    ] = None,
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per image.")] = 5,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")
-    ] = False,
+    bundle: o.BundleArg,
+    images: o.ImagesArg = None,
+    texts: o.TextsOpt = None,
+    file: o.FileOpt = None,
+    top_k: o.TopKOpt = 5,
+    as_json: o.JsonOpt = False,
 ) -> None:
     """Classify images (or texts, --text) with one file of a bundle: the manifest's preprocessing, then the
     top-k labels."""
@@ -425,33 +319,11 @@ def predict_cli(
 )
 def report_cli(
     run_dir: RunArg,
-    more_runs: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="More run directories: compare all side by side.",
-            exists=True,
-            file_okay=False,
-            metavar="MORE_RUNS",
-        ),
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder to write (default: RUN/report).")
-    ] = None,
-    max_accuracy_drop: Annotated[
-        float, typer.Option(min=0.0, help="Accuracy points a recommended student may lose vs the teacher.")
-    ] = 1.0,
-    compare: Annotated[
-        bool, typer.Option("--compare", help="Side by side across runs (implied by several runs).")
-    ] = False,
-    fail_on_regression: Annotated[
-        float | None,
-        typer.Option(
-            min=0.0,
-            metavar="PCT",
-            help="With --compare: exit 1 when a file's p50 got significantly slower than in the first run "
-            "by more than PCT percent (a CI gate).",
-        ),
-    ] = None,
+    more_runs: o.MoreRunsArg = None,
+    out: o.ReportOutOpt = None,
+    max_accuracy_drop: o.DropOpt = 1.0,
+    compare: o.CompareOpt = False,
+    fail_on_regression: o.RegressionOpt = None,
 ) -> None:
     """Write report.md/.html, results.csv and plots; with several runs, compare.md/.html side by side."""
     from toolkit.pipeline.report_stage import run_compare

@@ -11,7 +11,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from toolkit.cli._progress import console
-from toolkit.report.recommend import recommendation_text
 
 __all__ = [
     "distill_summary",
@@ -219,47 +218,39 @@ def _num(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
+def accuracy_budgets(manifest: dict) -> None:
+    """A line per file exported within an accuracy budget: its accuracy, the drop, the layers kept float."""
+    from toolkit.pipeline.export_stage import accuracy_budgets as budgets
+
+    for entry, b in budgets(manifest):
+        console.print(
+            f"{entry['file']}: accuracy {100 * b['accuracy']:.2f}% vs {100 * b['fp32_accuracy']:.2f}% float "
+            f"(drop {b['drop']:.2f} points, limit {b['max_accuracy_drop']:g}); kept float: "
+            f"{', '.join(b['kept_float']) or 'none'}",
+            highlight=False,
+        )
+
+
 def bench_table(records: list, manifest_path: Path) -> None:
     """Measured configurations, rounds pooled, with speedup and size against the teacher fp32 row of the same
     setup; unstable or bimodal rounds flagged."""
-    from toolkit.report.inputs import read_manifest
-    from toolkit.report.rows import build_rows
-    from toolkit.report.significance import available
-    from toolkit.report.table import fmt_ms, fmt_p50, fmt_size, fmt_speedup, fmt_spread, opt
+    from toolkit.report import bench_table as build
 
-    manifest = read_manifest(manifest_path) if manifest_path.is_file() else {}
+    built = build(records, manifest_path)
     table = Table(
         title="Benchmark (rounds pooled: p50 = median of the rounds' p50s, [95% CI]; "
         "speedup = teacher p50 / p50, same format, threads, batch, streams)"
     )
-    heads = ("model", "format", "prec", "backend", "thr", "batch", "streams", "p50 ms [95% CI]", "p99 ms")
-    for col in (*heads, "rounds · spread", "img/s", "size", "acc", "speedup [95% CI]", "size ×"):
-        table.add_column(col, justify="left" if col in heads[:4] else "right")
-    tested = available()  # scipy comes with the report extra; a board may have only numpy
-    for row in build_rows(records, manifest):
-        table.add_row(
-            f"[bold]{row.model}[/bold]" if row.is_baseline else row.model,
-            row.format,
-            row.precision,
-            row.backend,
-            str(row.threads),
-            str(row.batch_size),
-            str(row.streams),
-            fmt_p50(row),
-            fmt_ms(row.p99_ms),
-            fmt_spread(row).replace("**", ""),
-            opt(row.throughput_ips, lambda t: f"{t:,.0f}"),
-            fmt_size(row.size_bytes),
-            _pct(row.accuracy),
-            "baseline" if row.is_baseline else fmt_speedup(row, tested=tested),
-            opt(row.size_ratio, lambda x: f"{x:.1f}×"),
-        )
+    for i, col in enumerate(built.headers):
+        table.add_column(col, justify="left" if i < 4 else "right")
+    for cells, baseline in zip(built.rows, built.baseline, strict=True):
+        table.add_row(*([f"[bold]{cells[0]}[/bold]", *cells[1:]] if baseline else cells))
     # Piped into a log, the console is 80 columns wide and would squeeze 15 columns into ellipses.
     wide = console if console.is_terminal else Console(stderr=True, width=max(console.width, 200))
     wide.print(table)
-    for label in dict.fromkeys(r.target["label"] for r in records):
+    for label in built.targets:
         console.print(f"target: {label}", highlight=False)
-    if not tested:
+    if not built.tested:
         console.print("speedups not tested for significance here (no scipy: `edgekd report` does it)")
 
 
@@ -295,6 +286,8 @@ def report_written(result) -> None:
         f"{len(result.plot_paths)} plots, results.csv)",
         highlight=False,
     )
+    from toolkit.report import recommendation_text
+
     for rec in result.recommendations:
         console.print(recommendation_text(rec).replace("**", ""), highlight=False)
 

@@ -18,7 +18,7 @@ from toolkit.errors import ExportError
 from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
 from toolkit.rundir import MODEL_NAMES, RunDir
 
-__all__ = ["run_export", "variants_for", "export_failure"]
+__all__ = ["run_export", "variants_for", "export_failure", "budget_failure", "accuracy_budgets"]
 
 # on_file(name, format, precision, entry_or_error) lets the CLI report progress; the library never prints.
 FileCallback = Callable[[str, str, str, dict], None]
@@ -238,3 +238,23 @@ def export_failure(bundle: Path, failures: list[dict]) -> ExportError | None:
     what = [f"{len(failures) - kept} failed to export"] * (kept < len(failures))
     what += [f"{kept} missed their parity tolerance (kept for inspection)"] * (kept > 0)
     return ExportError(f"{bundle}: {len(failures)} file(s) failed: {', '.join(what)} (see above)")
+
+
+def accuracy_budgets(manifest: dict) -> list[tuple[dict, dict]]:
+    """(entry, accuracy budget block) of each file exported within `--max-accuracy-drop`."""
+    return [
+        (m, m["quantization"]["accuracy_budget"])
+        for m in manifest["models"]
+        if "accuracy_budget" in (m.get("quantization") or {})
+    ]
+
+
+def budget_failure(bundle: Path, manifest: dict) -> ExportError | None:
+    """The error to exit 1 with when an int8 file misses its accuracy budget even with layers left float."""
+    for entry, b in accuracy_budgets(manifest):
+        if not b["met"]:
+            return ExportError(
+                f"{bundle / entry['file']}: int8 loses {b['drop']:.2f} accuracy points even with "
+                f"{len(b['kept_float'])} layer(s) float, over --max-accuracy-drop {b['max_accuracy_drop']:g}"
+            )
+    return None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.files import write_text_atomic
+from toolkit.report.bench_table import BenchTable, bench_table
 from toolkit.report.blocks import blocks_to_markdown
 from toolkit.report.compare import build_compare_report
 from toolkit.report.csv_out import save_csv
@@ -15,12 +16,14 @@ from toolkit.report.markdown import TITLE, ReportContext, build_context, report_
 from toolkit.report.pareto import pareto_front
 from toolkit.report.plot import save_plot
 from toolkit.report.plot_target import save_target_plots
-from toolkit.report.recommend import Recommendation, recommend
+from toolkit.report.recommend import Recommendation, recommend, recommendation_text
 from toolkit.report.rows import ReportRow, build_rows
 from toolkit.report.run import load_run
 from toolkit.rundir import RunDir
 
 __all__ = [
+    "BenchTable",
+    "bench_table",
     "ReportResult",
     "ReportRow",
     "ReportContext",
@@ -31,6 +34,7 @@ __all__ = [
     "build_context",
     "pareto_front",
     "recommend",
+    "recommendation_text",
     "read_results",
     "read_manifest",
     "read_summary",
