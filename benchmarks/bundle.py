@@ -22,7 +22,14 @@ import numpy as np
 from benchmarks.backends import available, backend_for, file_suffixes
 from benchmarks.files import atomic_path
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
-from benchmarks.manifest import Manifest, ModelEntry, check_files, read_manifest
+from benchmarks.manifest import (
+    Manifest,
+    ModelEntry,
+    Preprocessing,
+    TokenPreprocessing,
+    check_files,
+    read_manifest,
+)
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from benchmarks.suite import Suite, resolve_target
 
@@ -65,7 +72,7 @@ class ModelSet:
 
     files: list[ModelFile]
     data_path: str | None = None
-    preprocessing: dict[str, Any] | None = None
+    preprocessing: Preprocessing | TokenPreprocessing | None = None
     input_shape: list[int | None] | None = None  # None for bare files: the model itself says
 
 
@@ -109,7 +116,7 @@ def find_models(path: str | Path) -> ModelSet:
     return ModelSet(
         files,
         data_path=str(path / manifest.test_data.file) if manifest.test_data else None,
-        preprocessing=manifest.input.preprocessing.model_dump(),
+        preprocessing=manifest.input.preprocessing,
         input_shape=list(manifest.input.shape),
     )
 
@@ -226,19 +233,19 @@ def _nhwc_shape(shape: list[int | None] | None) -> list[int | None] | None:
 
 
 def _nhwc_data(
-    data_path: str, preprocessing: dict[str, Any] | None, scratch: Path
-) -> tuple[str | None, dict[str, Any] | None, str | None]:
+    data_path: str, preprocessing: Preprocessing | TokenPreprocessing | None, scratch: Path
+) -> tuple[str | None, Preprocessing | TokenPreprocessing | None, str | None]:
     """(NHWC copy of the NCHW test data in `scratch`, preprocessing for it, why not) for an NHWC file.
 
     The accuracy pass normalizes along axis 1, so per-channel values only fit it when they are all equal.
     """
-    pre = dict(preprocessing or {})
+    pre = preprocessing
     for key in ("mean", "std"):
-        values = pre.get(key)
+        values = getattr(pre, key, None)
         if isinstance(values, list) and len(values) > 1:
             if len(set(values)) > 1:
                 return None, None, f"per-channel {key} {values} cannot be applied to NHWC test data"
-            pre[key] = values[:1]
+            pre = pre.model_copy(update={key: values[:1]})
     dst = scratch / f"{Path(data_path).stem}_nhwc.npz"
     if not dst.exists():
         with np.load(data_path) as data:
@@ -247,7 +254,7 @@ def _nhwc_data(
             return None, None, f"{data_path}: expected 4-D (N, C, H, W) test images, got {list(x.shape)}"
         with atomic_path(dst) as tmp:
             np.savez(tmp, x=np.ascontiguousarray(x.transpose(0, 2, 3, 1)), y=y)
-    return str(dst), pre if preprocessing is not None else None, None
+    return str(dst), pre, None
 
 
 def plan_configs(
@@ -290,7 +297,8 @@ def plan_configs(
             format=file.format,
             precision=file.precision,
             data_path=data_path,
-            preprocessing=preprocessing,
+            # The worker gets it as JSON, parsed there only after the model's memory was read.
+            preprocessing=preprocessing.model_dump(mode="json") if preprocessing is not None else None,
             reference=file.reference if data_path is not None else None,
             backend_options=dict(suite.backend_options.get(backend, {})),
             input_shape=shape if shape is not None else input_shape,

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.backends import file_suffixes
-from benchmarks.manifest import MANIFEST_VERSION, ModelEntry, parse_manifest
+from benchmarks.manifest import MANIFEST_VERSION, InputSpec, ModelEntry, parse_manifest
 from export._files import atomic_path, sha256_file
 from toolkit.errors import EdgekdError
 
@@ -158,7 +158,7 @@ def write_manifest(
     bundle: Path,
     *,
     models: list[dict],
-    input_spec: dict,
+    input_spec: InputSpec,
     labels: list[str],
     test_data: dict,
     failures: list[dict],

@@ -9,6 +9,7 @@ from typing import Literal
 
 import numpy as np
 
+from benchmarks.manifest import InputSpec, Preprocessing
 from export._files import sha256_file
 from export.onnx_normalize import short_names
 from toolkit.errors import DataError, ExportError
@@ -46,7 +47,7 @@ def check_from_onnx_arguments(
             raise ValueError(f"--max-accuracy-drop/max_accuracy_drop: expected >= 0, got {max_accuracy_drop}")
 
 
-def onnx_input_spec(path: Path) -> dict:
+def onnx_input_spec(path: Path) -> InputSpec:
     """The manifest's `input` for the file's single float32 image input; preprocessing is the identity,
     since the file's own normalization is unknown: boards feed model input as it is."""
     import onnx
@@ -67,13 +68,13 @@ def onnx_input_spec(path: Path) -> dict:
         got = short_names(i.name for i in inputs)  # a zoo file may have hundreds of inputs: bounded
         raise ExportError(f"{path}: expected one float32 4-D image input, got {len(inputs)}: {got}")
     channels_last = shape[-1] in (1, 3, 4) and shape[1] not in (1, 3, 4)
-    return {
-        "name": inputs[0].name,
-        "shape": shape,
-        "dtype": "float32",
-        "layout": "NHWC" if channels_last else "NCHW",
-        "preprocessing": {"scale": 1.0, "mean": [0.0], "std": [1.0]},
-    }
+    return InputSpec(
+        name=inputs[0].name,
+        shape=shape,
+        dtype="float32",
+        layout="NHWC" if channels_last else "NCHW",
+        preprocessing=Preprocessing(scale=1.0, mean=[0.0], std=[1.0]),
+    )
 
 
 def load_inputs(path: Path, shape: list[int | None], *, labels: bool = False):
@@ -113,12 +114,12 @@ def load_inputs(path: Path, shape: list[int | None], *, labels: bool = False):
     return x, y
 
 
-def _parity_data(spec: dict, calib: np.ndarray | None, test) -> tuple[np.ndarray, np.ndarray | None]:
+def _parity_data(spec: InputSpec, calib: np.ndarray | None, test) -> tuple[np.ndarray, np.ndarray | None]:
     if test is not None:
         return test
     if calib is not None:
         return calib[:256], None
-    shape = [_PARITY_RANDOM if d is None else d for d in spec["shape"]]
+    shape = [_PARITY_RANDOM if d is None else d for d in spec.shape]
     return np.random.default_rng(0).standard_normal(shape).astype(np.float32), None
 
 
@@ -220,7 +221,7 @@ def _static(src: Path, calib, test, max_drop: float | None, per_channel: bool, w
 
     def build(dst: Path) -> dict:
         spec = onnx_input_spec(src)  # a fixed-batch file takes calibration batches of its own size
-        reader = ArrayCalibrationReader(calib, input_name=spec["name"], batch_size=spec["shape"][0] or 32)
+        reader = ArrayCalibrationReader(calib, input_name=spec.name, batch_size=spec.shape[0] or 32)
         done = dict(calibration_samples=len(calib), per_channel_reason=why)
         if max_drop is None:
             return dict(quantize_static(src, dst, reader, per_channel=per_channel), **done)
@@ -256,11 +257,11 @@ def export_from_onnx(
         int8=int8, calibration=calibration, test=test, max_accuracy_drop=max_accuracy_drop
     )
     spec = onnx_input_spec(src)
-    calib = load_inputs(calibration, spec["shape"])[0][:calibration_samples] if calibration else None
-    test_xy = load_inputs(test, spec["shape"], labels=True) if test else None
+    calib = load_inputs(calibration, spec.shape)[0][:calibration_samples] if calibration else None
+    test_xy = load_inputs(test, spec.shape, labels=True) if test else None
     bundle.mkdir(parents=True, exist_ok=True)
     (bundle / "manifest.json").unlink(missing_ok=True)  # incomplete until the manifest is rewritten
-    out = _Bundle(bundle, src, spec["layout"], *_parity_data(spec, calib, test_xy), on_file)
+    out = _Bundle(bundle, src, spec.layout, *_parity_data(spec, calib, test_xy), on_file)
     fp32 = out.path("onnx", "fp32")
     _copy(src, fp32)
     out.add("onnx", "fp32", None)

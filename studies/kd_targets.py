@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from toolkit.config import load_config
+from toolkit.distill.service import load_splits
 from toolkit.distill.train import Teacher, TrainSettings, accuracy, predict, train_model
 from toolkit.distill.views import SoftTargets, ViewSpec, draw_views, teacher_view_logits
 from toolkit.models import ModelSpec, create_model
-from toolkit.pipeline.distill_stage import load_splits
 
 SEEDS = (0, 1, 2)
 OUT = Path("/tmp/edgekd-kd-study")

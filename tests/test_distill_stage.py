@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from toolkit.cli.main import app
 from toolkit.config import RunConfig
-from toolkit.pipeline.distill_stage import load_checkpoint, run_distill
+from toolkit.distill.checkpoints import load_checkpoint
+from toolkit.pipeline.distill_stage import run_distill
 from toolkit.rundir import RunDir
 
 

@@ -339,10 +339,11 @@ def test_bundle_accuracy_of_an_nhwc_file_uses_the_transposed_test_data(student, 
 
 def test_nhwc_file_with_per_channel_preprocessing_is_planned_without_accuracy(tmp_path):
     from benchmarks.bundle import ModelFile, ModelSet, plan_configs
+    from benchmarks.manifest import Preprocessing
     from benchmarks.suite import Suite
 
     np.savez(tmp_path / "test.npz", x=np.zeros((2, 3, 4, 4), np.uint8), y=np.zeros(2, np.int64))
-    pre = {"scale": 1 / 255, "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.2]}
+    pre = Preprocessing(scale=1 / 255, mean=[0.5, 0.4, 0.3], std=[0.2, 0.2, 0.2])
     files = [ModelFile(str(tmp_path / "m.tflite"), "m", format="tflite", layout="NHWC")]
     models = ModelSet(files, str(tmp_path / "test.npz"), pre, [None, 3, 4, 4])
     configs, skipped = plan_configs(models, Suite(), scratch=tmp_path)
@@ -351,7 +352,7 @@ def test_nhwc_file_with_per_channel_preprocessing_is_planned_without_accuracy(tm
         f"{tmp_path / 'm.tflite'}: accuracy not measured for this NHWC file "
         "(per-channel mean [0.5, 0.4, 0.3] cannot be applied to NHWC test data)"
     ]
-    models.preprocessing = dict(pre, mean=[0.5] * 3)  # equal values collapse to one
+    models.preprocessing = pre.model_copy(update={"mean": [0.5] * 3})  # equal values collapse to one
     configs, skipped = plan_configs(models, Suite(), scratch=tmp_path)
     assert (
         not skipped and configs[0].preprocessing["mean"] == [0.5] and configs[0].preprocessing["std"] == [0.2]

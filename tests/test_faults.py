@@ -379,6 +379,7 @@ def test_disk_full_while_writing_the_archive(monkeypatch, capsys, tmp_path, smal
 
 
 def test_disk_full_while_writing_the_manifest(tmp_path, small_disk):
+    from benchmarks.manifest import InputSpec
     from export.bundle import write_manifest
 
     bundle = _bundle(small_disk / "bundle")
@@ -387,7 +388,12 @@ def test_disk_full_while_writing_the_manifest(tmp_path, small_disk):
     _fill(small_disk)
     with pytest.raises(EdgekdError) as err:
         write_manifest(
-            bundle, models=data["models"], input_spec=data["input"], labels=[], test_data=None, failures=[]
+            bundle,
+            models=data["models"],
+            input_spec=InputSpec.model_validate(data["input"]),
+            labels=[],
+            test_data=None,
+            failures=[],
         )
     assert (
         str(err.value) == f"{bundle / 'manifest.json'}: cannot write the manifest (No space left on device)"

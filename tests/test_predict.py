@@ -57,8 +57,8 @@ def images(tiny_run, tmp_path_factory) -> tuple[list[Path], np.ndarray]:
 @pytest.fixture(scope="module")
 def torch_logits(tiny_run, images) -> np.ndarray:
     """The KD student's checkpoint in torch on the same images, normalized as the manifest says."""
+    from toolkit.distill.checkpoints import load_checkpoint
     from toolkit.distill.train import predict as torch_predict
-    from toolkit.pipeline.distill_stage import load_checkpoint
 
     model, _, _ = load_checkpoint(tiny_run / "distill" / "student_kd.pt")
     pre = read_manifest(tiny_run / "bundle").input.preprocessing

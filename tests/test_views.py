@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from tests.test_distill_stage import _cfg
 from tests.test_train import _data, _model
 from toolkit.config import RunConfig
+from toolkit.distill.service import _view_spec
 from toolkit.distill.train import Teacher, TrainSettings, predict, teacher_mode, train_model
 from toolkit.distill.views import (
     SoftTargets,
@@ -20,7 +21,7 @@ from toolkit.distill.views import (
     shift_flip,
     teacher_view_logits,
 )
-from toolkit.pipeline.distill_stage import _view_spec, run_distill
+from toolkit.pipeline.distill_stage import run_distill
 from toolkit.rundir import RunDir
 
 
@@ -188,7 +189,7 @@ def test_text_views_train_kd_on_the_teachers_logits_of_masked_texts(text_run, tm
     import yaml
 
     from toolkit.config import load_config
-    from toolkit.pipeline.distill_stage import _view_spec
+    from toolkit.distill.service import _view_spec
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cfg = yaml.safe_load((text_run / "config.yaml").read_text())

@@ -38,7 +38,7 @@ def torch_labels(run: Path, csv_path: Path, *, n: int, seed: int) -> tuple[list[
     import torch
 
     from benchmarks.text import encode_texts, load_tokenizer
-    from toolkit.pipeline.distill_stage import load_checkpoint
+    from toolkit.distill.checkpoints import load_checkpoint
 
     corpus = write_corpus(csv_path, n=n, seed=seed)
     texts = [line.rsplit(",", 1)[0] for line in corpus.read_text().splitlines()[1:]]  # no commas in texts

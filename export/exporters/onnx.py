@@ -58,7 +58,7 @@ def _static_int8(job: ExportJob, fp32: Path) -> dict:
 
     e = job.settings
     # A model with a fixed batch (a user's .pt2 exported at batch 1) takes calibration batches of its size.
-    batch = onnx_input_spec(fp32)["shape"][0] or 32
+    batch = onnx_input_spec(fp32).shape[0] or 32
     reader = ArrayCalibrationReader(job.calib, input_name="input", batch_size=batch)
     quant = dict(method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=job.per_channel)
     if e.max_accuracy_drop is not None:

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.manifest import InputSpec
 from export.bundle import variant_file_name as file_name
 from export.exporters import EXPORTERS, ExportJob, exporter_for
 from toolkit.config import load_config
+from toolkit.distill.checkpoints import load_checkpoint
+from toolkit.distill.service import load_splits
 from toolkit.errors import ExportError
-from toolkit.pipeline.distill_stage import load_checkpoint, load_splits
 from toolkit.rundir import MODEL_NAMES, RunDir
 
 __all__ = ["run_export", "variants_for", "export_failure", "budget_failure", "accuracy_budgets"]
@@ -205,13 +207,13 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
             entries, failed, spec = _export_model(name, run, cfg, data, on_file, done)
             models += entries
             failures += failed
-    input_spec = {
-        "name": "input",
-        "shape": [None, *spec.input_shape],
-        "dtype": "int64" if splits.is_text else "float32",
-        "layout": spec.layout,
-        "preprocessing": splits.preprocessing.model_dump(mode="json"),
-    }
+    input_spec = InputSpec(
+        name="input",
+        shape=[None, *spec.input_shape],
+        dtype="int64" if splits.is_text else "float32",
+        layout=spec.layout,
+        preprocessing=splits.preprocessing,
+    )
     if splits.is_text:
         _copy_tokenizer(cfg, run.bundle)
     test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
