@@ -47,6 +47,9 @@ class Registry:
                 importlib.import_module(entry.value.split(":")[0])
             except Exception as e:  # a broken plugin names itself instead of breaking every command
                 raise ValueError(f"{self.kind} plugin {entry.name!r} ({entry.value}): {e}") from None
+            if entry.name not in self._entries:  # the name a config was checked against must exist
+                where = f"{self.kind} plugin {entry.name!r}"
+                raise ValueError(f"{where}: {entry.value} registers none by that name")
 
     def get(self, name: str) -> Any:
         self._load()

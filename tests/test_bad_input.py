@@ -98,7 +98,7 @@ CONFIGS = [
     (
         "unknown-method",
         "distill: {methods: [kd, magic]}\n",
-        "re:distill\\.methods\\.1: Input should be 'kd'.*",
+        "re:distill\\.methods\\.1: Value error, unknown distillation method 'magic'; known: dkd, hint, kd.*",
     ),
     (
         "teacher-and-teachers",

@@ -94,3 +94,27 @@ def test_without_the_plugin_the_suffix_is_refused(tmp_path):
     assert r.returncode == 1
     expected = f"error: {model}: cannot benchmark a .lin file; expected .onnx, .tflite or .pt2"
     assert r.stderr.strip() == expected
+
+
+def _registries():
+    from benchmarks.backends import BACKENDS
+    from export.exporters import EXPORTERS
+    from toolkit.data.kinds import DATA_KINDS
+    from toolkit.distill.losses import TERMS
+    from toolkit.fleet import TARGET_KINDS
+    from toolkit.models.teacher_kinds import LOADERS
+
+    return [BACKENDS, EXPORTERS, DATA_KINDS, TERMS, TARGET_KINDS, LOADERS]
+
+
+def test_every_entry_point_edgekd_declares_is_registered_under_its_name():
+    from importlib.metadata import entry_points
+
+    groups = {r.group: r for r in _registries()}
+    declared = {g: sorted(e.name for e in entry_points(group=g)) for g in groups}
+    assert declared["edgekd.exporters"] == ["onnx", "tflite", "torch"]
+    assert "torch" in declared["edgekd.backends"]
+    for group, registry in groups.items():
+        assert set(declared[group]) <= set(registry.names()), group
+    assert {"idx", "image_folder", "text_csv"} <= set(groups["edgekd.data_kinds"].names())
+    assert groups["edgekd.targets"].names() == ["ssh"]

@@ -7,7 +7,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,6 +23,7 @@ from pydantic import (
 from benchmarks.files import write_text_atomic
 from benchmarks.manifest import Precision
 from benchmarks.protocol import DEFAULT_PROTOCOL
+from toolkit.data.kinds import DATA_KINDS, text_kinds
 from toolkit.errors import ConfigError
 
 __all__ = [
@@ -30,7 +31,6 @@ __all__ = [
     "TeacherConfig",
     "TeacherSource",
     "SourceKind",
-    "SOURCE_KINDS",
     "load_config",
     "save_config",
     "DEFAULT_CONFIG",
@@ -44,13 +44,41 @@ class _Strict(BaseModel):
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
+
+
+def registered_names(group: str) -> list[str]:
+    """The names an entry-point group lists: the extension points whose modules sit above this one
+    (exporters, teacher kinds, distillation methods), read from the metadata without importing them."""
+    return sorted({e.name for e in entry_points(group=group)})
+
+
+def registered(group: str, what: str, *also: str):
+    """A validator: the value is one of `group`'s names (or `also`)."""
+
+    def check(name: str) -> str:
+        known = [*also, *registered_names(group)]
+        if name not in known:
+            raise ValueError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+        return name
+
+    return check
+
+
+
+def _data_kind(name: str) -> str:
+    if name not in DATA_KINDS:
+        raise ValueError(f"unknown data kind {name!r}; known: {', '.join(DATA_KINDS.names())}")
+    return name
+
+
+DataKindName = Annotated[str, AfterValidator(_data_kind)]
 DEFAULT_IDX_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
 
 class DataConfig(_Strict):
     """Where the images come from (`kind`), how they split, and the preprocessing they get."""
 
-    kind: Literal["idx", "image_folder", "npz", "factory", "rotten_tomatoes", "bbc_news", "text_csv"] = "idx"
+    kind: DataKindName = "idx"  # a registered data kind (toolkit.data.kinds)
     # a folder, or the .npz / .csv file; idx: Fashion-MNIST from Debian by default; rotten_tomatoes and
     # bbc_news: the files `make text-data` extracts
     root: Path | None = None
@@ -90,11 +118,11 @@ class DataConfig(_Strict):
             raise ValueError("kind factory needs factory: 'package.module:function'")
         if self.kind == "idx" and self.root is None:
             self.root = DEFAULT_IDX_ROOT
-        if self.kind in TEXT_KINDS:
+        if self.is_text:
             self._text_defaults()
         elif any(v is not None for v in (self.tokenizer, self.seq_len, self.text_column, self.label_column)):
             raise ValueError(
-                f"tokenizer, seq_len and the columns apply to text kinds ({', '.join(TEXT_KINDS)})"
+                f"tokenizer, seq_len and the columns apply to text kinds ({', '.join(text_kinds())})"
             )
         if self.kind != "factory" and self.root is None:
             raise ValueError(f"kind {self.kind} needs root")
@@ -117,10 +145,8 @@ class DataConfig(_Strict):
 
     @property
     def is_text(self) -> bool:
-        return self.kind in TEXT_KINDS
+        return DATA_KINDS.get(self.kind).text
 
-
-TEXT_KINDS = ("rotten_tomatoes", "bbc_news", "text_csv")
 # Text runs' export lists when the config does not set them: PT2E dynamic int8 TFLite files with an
 # embedding do not load in ai_edge_litert, and MiniLM's dynamic int8 ONNX file misses the parity bar.
 TEXT_EXPORT_DEFAULTS = {
@@ -145,10 +171,8 @@ class TrainConfig(_Strict):
     keep_best: bool = False
 
 
-SourceKind = Literal[
-    "auto", "checkpoint", "state_dict", "torchscript", "exported_program", "factory", "timm", "torchvision"
-]
-SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)  # the one list of teacher kinds
+# auto (detected from the file) or a teacher kind registered in toolkit/models/teacher_kinds.py
+SourceKind = Annotated[str, AfterValidator(registered("edgekd.teacher_kinds", "teacher kind", "auto"))]
 LIBRARY_KINDS = ("timm", "torchvision")  # written `library:name`; their weights come from a local file
 # `package.module:callable` (attribute path may be dotted); checked only when no such file exists.
 FACTORY_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -249,8 +273,12 @@ class ViewsConfig(_Strict):
     erase: float = Field(0.0, ge=0, lt=1)
 
 
+# A distillation method registered in toolkit/distill/losses.py (TERMS)
+DistillMethod = Annotated[str, AfterValidator(registered("edgekd.distill_methods", "distillation method"))]
+
+
 class DistillConfig(_Strict):
-    methods: list[Literal["kd", "dkd", "hint"]] = Field(default_factory=lambda: ["kd"], min_length=1)
+    methods: list[DistillMethod] = Field(default_factory=lambda: ["kd"], min_length=1)
     # the default run's values, from the sweep (toolkit/configs/default.yaml says which trial)
     temperature: float = Field(2.05, gt=0)
     alpha: float = Field(0.2, ge=0, le=1)
@@ -270,16 +298,7 @@ class DistillConfig(_Strict):
 
 
 
-
-def _export_format(name: str) -> str:
-    """A format some exporter writes: the names of the `edgekd.exporters` entry points (nothing imported)."""
-    known = sorted({e.name for e in entry_points(group="edgekd.exporters")})
-    if name not in known:
-        raise ValueError(f"unknown export format {name!r}; known: {', '.join(known)}")
-    return name
-
-
-ExportFormat = Annotated[str, AfterValidator(_export_format)]
+ExportFormat = Annotated[str, AfterValidator(registered("edgekd.exporters", "export format"))]
 
 
 class ExportConfig(_Strict):

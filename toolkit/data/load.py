@@ -1,4 +1,5 @@
-"""`load_splits`: the one entry point that reads a run's data, by `data.kind`."""
+"""`load_splits`: the one entry point that reads a run's data, by `data.kind` (`toolkit.data.kinds`); the
+image kinds' readers: idx, image_folder, npz and factory."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from benchmarks.preprocess import image_steps
 from toolkit.data.datasets import DataSplits, load_idx_splits, splits_from_arrays
+from toolkit.data.kinds import DataKind, data_kind, register_data_kind
 from toolkit.data.split import stratified_split
 
 __all__ = ["load_splits"]
@@ -15,21 +17,22 @@ __all__ = ["load_splits"]
 
 def load_splits(data, seed: int) -> DataSplits:
     """The train/val/test splits `data` (a `DataConfig`) describes, with their preprocessing."""
-    if data.kind == "idx":
-        return load_idx_splits(
-            data.root,
-            val_size=data.val_size,
-            seed=seed,
-            limit_train=data.limit_train,
-            limit_test=data.limit_test,
-            labels=tuple(data.labels) if data.labels else None,
-        )
-    if data.kind == "image_folder":
-        return _folder(data, seed)
-    if data.is_text:
-        from toolkit.data.text import load_text_splits
+    return data_kind(data.kind).read(data, seed)
 
-        return load_text_splits(data, seed)
+
+def _idx(data, seed: int) -> DataSplits:
+    return load_idx_splits(
+        data.root,
+        val_size=data.val_size,
+        seed=seed,
+        limit_train=data.limit_train,
+        limit_test=data.limit_test,
+        labels=tuple(data.labels) if data.labels else None,
+    )
+
+
+def _arrays(data, seed: int) -> DataSplits:
+    """An .npz file's arrays, or a factory's (`package.module:function`)."""
     from toolkit.data.arrays import load_factory, load_npz
 
     where = data.root if data.kind == "npz" else data.factory
@@ -85,3 +88,9 @@ def _finish(parts: dict, data, labels, steps, where) -> DataSplits:
 
 def _take(x, idx: np.ndarray):
     return x.subset(idx) if hasattr(x, "subset") else x[idx]
+
+
+register_data_kind(DataKind("idx", _idx))
+register_data_kind(DataKind("image_folder", _folder))
+register_data_kind(DataKind("npz", _arrays))
+register_data_kind(DataKind("factory", _arrays))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.data.kinds import DataKind, register_data_kind
 from toolkit.data.split import stratified_split
 from toolkit.errors import DataError
 
@@ -180,3 +181,7 @@ def load_text_splits(data, seed: int):
             pad_id=pad,
         ),
     )
+
+
+for _kind in ("rotten_tomatoes", "bbc_news", "text_csv"):
+    register_data_kind(DataKind(_kind, load_text_splits, text=True))

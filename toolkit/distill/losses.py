@@ -34,7 +34,7 @@ __all__ = [
 
 LOSSES = Registry("loss")
 # Method name -> builder(settings, *, model, teachers, x) -> LossTerm; TrainSettings.methods names these.
-TERMS = Registry("distillation method")
+TERMS = Registry("distillation method", group="edgekd.distill_methods")
 # Methods whose terms tap teacher features: their targets cannot be cached, the teacher runs per batch.
 FEATURE_METHODS = frozenset({"hint"})
 

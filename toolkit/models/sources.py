@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from toolkit.config import LIBRARY_KINDS, SOURCE_KINDS, SourceKind, TeacherSource
+from toolkit.config import LIBRARY_KINDS, SourceKind, TeacherSource
 from toolkit.errors import ConfigError
 from toolkit.models.teacher_files import container, first_line, sha256, state_dict_of, torch_load
 from toolkit.models.teacher_kinds import LOADERS, ExportedProgramModule
 
 __all__ = [
-    "SOURCE_KINDS",
     "ExportedProgramModule",
     "SourceKind",
     "TeacherSource",
@@ -34,8 +33,9 @@ _AUTO_FIELDS = (("path",), ("arch", "kwargs"))  # kind "auto": a model file, or 
 def check_source(src: TeacherSource) -> None:
     """Raise `ConfigError` when the fields given do not fit `src.kind` (checked before any file is read)."""
     where = src.label()
-    if src.kind not in SOURCE_KINDS:
-        raise ConfigError(f"{where}: unknown teacher kind {src.kind!r}; known: {', '.join(SOURCE_KINDS)}")
+    if src.kind != "auto" and src.kind not in LOADERS:
+        known = ", ".join(["auto", *LOADERS.names()])
+        raise ConfigError(f"{where}: unknown teacher kind {src.kind!r}; known: {known}")
     kind = LOADERS.get(src.kind) if src.kind != "auto" else None
     needs, accepts = (kind.needs, kind.accepts) if kind is not None else _AUTO_FIELDS
     for name in needs:

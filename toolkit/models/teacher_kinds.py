@@ -1,7 +1,8 @@
 """One loader per teacher kind, registered in `LOADERS` with the `TeacherSource` fields that kind takes.
 
 A loader builds the model and loads its weights (nothing downloads); `load_teacher` checks the result.
-Adding a kind: list it in `toolkit.config.SourceKind` and register its loader here.
+Adding a kind: register its loader here and name it in pyproject's `edgekd.teacher_kinds` entry points (which
+a config's `source.kind` is checked against without importing torch).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class TeacherKind:
     )
 
 
-LOADERS = Registry("teacher kind")
+LOADERS = Registry("teacher kind", group="edgekd.teacher_kinds")
 
 
 def _kind(name: str, **rules: Any) -> Callable[[Loader], Loader]:

@@ -8,7 +8,7 @@ from typing import Any
 
 from benchmarks.records import BenchRecord
 from benchmarks.stats import COVERED_ROUNDS, STABLE_INFLUENCE
-from toolkit.config import TEXT_KINDS
+from toolkit.data.kinds import text_kinds
 from toolkit.report.blocks import Block, heading, image, note, para, table
 from toolkit.report.outputs import output_check_blocks
 from toolkit.report.plot_target import plot_caption
@@ -84,7 +84,7 @@ def machine_facts(ctx: ReportContext) -> str:
 
 def _unit(data: dict | None) -> str:
     """What one example is: "texts" for the text data kinds, else "images"."""
-    return "texts" if (data or {}).get("kind") in TEXT_KINDS else "images"
+    return "texts" if (data or {}).get("kind") in text_kinds() else "images"
 
 
 def _measured(rows: list[ReportRow], ctx: ReportContext) -> str:

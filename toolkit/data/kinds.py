@@ -1,0 +1,47 @@
+"""Data kinds: one reader per source kind (`data.kind` in a config), registered by name where it is written.
+
+edgekd's own are registered in `toolkit.data.load` (idx, image_folder, npz, factory) and `toolkit.data.text`
+(rotten_tomatoes, bbc_news, text_csv); a third party adds one through the `edgekd.data_kinds` entry point.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.registry import Registry
+
+__all__ = ["DataKind", "DATA_KINDS", "register_data_kind", "data_kind", "text_kinds"]
+
+
+@dataclass(frozen=True)
+class DataKind:
+    """A source kind: `read(data, seed)` returns the `DataSplits` a `DataConfig` of this kind describes."""
+
+    name: str
+    read: Callable[[Any, int], Any]
+    text: bool = False  # token ids (N, L) rather than images
+
+
+def _builtins() -> None:
+    for module in ("toolkit.data.load", "toolkit.data.text"):
+        importlib.import_module(module)
+
+
+DATA_KINDS = Registry("data kind", group="edgekd.data_kinds", builtins=_builtins)
+
+
+def register_data_kind(kind: DataKind) -> DataKind:
+    """Register a data kind (the one line each reader module runs per kind)."""
+    return DATA_KINDS.register(kind, name=kind.name)
+
+
+def data_kind(name: str) -> DataKind:
+    return DATA_KINDS.get(name)
+
+
+def text_kinds() -> tuple[str, ...]:
+    """The kinds whose examples are token ids."""
+    return tuple(n for n in DATA_KINDS.names() if DATA_KINDS.get(n).text)
