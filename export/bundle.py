@@ -171,7 +171,7 @@ def write_manifest(
         {
             "manifest_version": MANIFEST_VERSION,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "input": input_spec,
+            "input": input_spec.model_dump(mode="json"),  # in full: every step's settings, defaults too
             "labels": labels,
             "test_data": test_data,
             "models": models,

@@ -85,3 +85,18 @@ def test_unknown_versions_are_refused(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(dict(raw, schema_version=2)))
     with pytest.raises(ValueError, match=r"s\.json: schema_version: Input should be 1"):
         read_summary(tmp_path / "s.json")
+
+
+def test_a_written_manifest_states_its_input_in_full(tmp_path):
+    """Typed in, complete on disk: a resize step's interpolation is written even when left at its default."""
+    from benchmarks.manifest import InputSpec, Preprocessing, ResizeStep
+    from export.bundle import write_manifest
+
+    steps = [ResizeStep(op="resize", size=[28, 28])]
+    pre = Preprocessing(scale=1 / 255, mean=[0.5], std=[0.25], steps=steps)
+    spec = InputSpec(name="input", shape=[None, 1, 28, 28], dtype="float32", layout="NCHW", preprocessing=pre)
+    write_manifest(tmp_path, models=[], input_spec=spec, labels=["a"], test_data=None, failures=[])
+    written = json.loads((tmp_path / "manifest.json").read_text())["input"]
+    spec = InputSpec(name="input", shape=[None, 1, 28, 28], dtype="float32", layout="NCHW",
+                     preprocessing=pre)  # fmt: skip
+    assert written == spec.model_dump(mode="json")
