@@ -168,6 +168,20 @@ def _calibration_rows(n: int, cfg) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, size=take, replace=False))
 
 
+def _export_data(splits, cfg) -> dict:
+    """The rows every file is checked, calibrated and budgeted on, and the digest of what every file
+    depends on besides its checkpoint (the export settings and the preprocessing)."""
+    fp = [cfg.export.model_dump(mode="json"), splits.preprocessing.model_dump(mode="json")]
+    return {
+        "x_test": splits.normalize(splits.test_x),
+        "y_test": splits.test_y,
+        "calib": splits.normalize(splits.train_x[_calibration_rows(len(splits.train_y), cfg)]),
+        "x_val": splits.normalize(splits.val_x),
+        "y_val": splits.val_y,
+        "settings": hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest(),
+    }
+
+
 def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool = False) -> dict:
     """Export every checkpoint in `run.distill`, check each against torch, write the manifest. With
     `resume`, files an earlier export wrote and checked from the same checkpoint are kept as they are."""
@@ -185,17 +199,8 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     if not names:
         run.require(run.checkpoint("teacher"), "distill")
     splits = load_splits(cfg)
-    data = {
-        "x_test": splits.normalize(splits.test_x),
-        "y_test": splits.test_y,
-        "calib": splits.normalize(splits.train_x[_calibration_rows(len(splits.train_y), cfg)]),
-        "x_val": splits.normalize(splits.val_x),
-        "y_val": splits.val_y,
-    }
+    data = _export_data(splits, cfg)
     run.bundle.mkdir(parents=True, exist_ok=True)
-    # What every file depends on besides its checkpoint: the export settings and the preprocessing.
-    fp = [cfg.export.model_dump(mode="json"), splits.preprocessing.model_dump(mode="json")]
-    data["settings"] = hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
     done = finished_entries(run.bundle, data["settings"]) if resume else {}
     if not resume:
         (run.bundle / JOURNAL).unlink(missing_ok=True)
