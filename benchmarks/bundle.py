@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.backends import available, backend_for, file_suffixes
+from benchmarks.backends import available, backend_for, file_suffixes, suffixes_text
 from benchmarks.files import atomic_path
 from benchmarks.harness import BenchConfig, BenchmarkError, BenchmarkSkipped, run_benchmark
 from benchmarks.manifest import (
@@ -80,8 +80,7 @@ def bare_model(path: Path) -> ModelFile:
     """One model file without a manifest; `ValueError` naming it when its suffix is not a model's."""
     suffixes = model_suffixes()
     if path.suffix.lower() not in suffixes:
-        *most, last = suffixes
-        expected = f"{', '.join(most)} or {last}"
+        expected = suffixes_text()
         what = path.suffix or "suffix-less"
         raise ValueError(f"{path}: cannot benchmark a {what} file; expected {expected}")
     return ModelFile(str(path), path.stem, format=suffixes[path.suffix.lower()])
@@ -101,7 +100,7 @@ def find_models(path: str | Path) -> ModelSet:
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in model_suffixes())
         if not files:
             raise ValueError(
-                f"{path / 'manifest.json'}: not found, and {path} holds no .onnx, .tflite or .pt2 file "
+                f"{path / 'manifest.json'}: not found, and {path} holds no {suffixes_text()} file "
                 "(is it an edgekd bundle? run `edgekd export` first)"
             )
         return ModelSet([bare_model(p) for p in files])

@@ -27,6 +27,7 @@ EXTRA_FOR_MODULE: dict[str, tuple[str, str]] = {
     "onnxslim": ("onnxslim", "simplify"),
     "tensorflow": ("tensorflow", "onnx2tf"),
     "onnx2tf": ("onnx2tf", "onnx2tf"),
+    "executorch": ("executorch", "executorch"),
 }
 
 

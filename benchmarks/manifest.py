@@ -170,6 +170,10 @@ class FileSettings(_Strict):
     calibration_samples: int | None = None
     nodes_excluded: list[str] | None = None
     keep_io_types: bool | None = None
+    # ExecuTorch: the delegate the program was lowered to, and how many of its operator nodes it took
+    delegate: str | None = None
+    delegated_nodes: int | None = Field(None, ge=0)
+    graph_nodes: int | None = Field(None, ge=0)
     io: str | None = None
     exporter: str | None = None
     opset: int | None = None

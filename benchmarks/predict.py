@@ -46,9 +46,11 @@ class PredictResult:
     predictions: list[Prediction]
 
     def to_dict(self) -> dict[str, Any]:
-        """The `--json` document: file and predictions (label, index, probability, best first)."""
+        """The `--json` document: file, the backend that ran it, and predictions (label, index, probability,
+        best first)."""
         return {
             "file": self.file,
+            "backend": self.backend,
             "predictions": [{p.kind: p.image, "top": [vars(t) for t in p.top]} for p in self.predictions],
         }
 

@@ -1028,10 +1028,10 @@ REMOTE_AND_MORE = [
     ("sweep-base-missing", ["sweep", "{sweep}", "--out", "{tmp}/s"],
      "{tmp}/nope.yaml: base config not readable (No such file or directory)"),
     ("remote-folder-not-a-bundle", ["bench", "{loose}", "--target", "ssh://root@127.0.0.1:9"],
-     "{loose}: no manifest.json, so not a bundle; give a bundle folder or one model file (.onnx, .tflite, "
-     ".pt2) to measure on a board"),
+     "{loose}: no manifest.json, so not a bundle; give a bundle folder or one model file (.onnx, .pte, "
+     ".tflite or .pt2) to measure on a board"),
     ("remote-not-a-model", ["bench", "{notes}", "--target", "ssh://root@127.0.0.1:9"],
-     "{notes}: cannot benchmark a .txt file; expected .onnx, .tflite or .pt2"),
+     "{notes}: cannot benchmark a .txt file; expected .onnx, .pte, .tflite or .pt2"),
     ("remote-url-with-query", ["bench", "{model}", "--target", "ssh://root@127.0.0.1:9?key=x"],
      "ssh://root@127.0.0.1:9?key=x: expected ssh://user@host[:port][/dir]"),
     ("remote-unreachable", ["bench", "{model}", "--target", "ssh://root@127.0.0.1:{port}", "--known-hosts",

@@ -97,10 +97,11 @@ BAD_SUITES = [
     ("repeats: true", "repeats: expected an integer >= 1, got True"),
     ("accuracy: 1", "accuracy: expected true or false, got 1"),
     ("min_runs: 10\nmax_runs: 5", "max_runs: 5 is below min_runs 10"),
-    ("backends: {gguf: onnxruntime}", "backends.gguf: unknown format; expected one of onnx, tflite, torch"),
+    ("backends: {gguf: onnxruntime}",
+     "backends.gguf: unknown format; expected one of onnx, pte, tflite, torch"),
     (
         "backends: {onnx: [tensorrt]}",
-        "backends.onnx: expected backend names from litert, onnxruntime, tflite_runtime, torch, "
+        "backends.onnx: expected backend names from executorch, litert, onnxruntime, tflite_runtime, torch, "
         "got ['tensorrt']",
     ),
     (
@@ -278,7 +279,7 @@ def test_find_models_in_a_folder_and_bad_paths(tmp_path):
         find_models(tmp_path / "notes.txt")
     assert (
         str(info.value)
-        == f"{tmp_path / 'notes.txt'}: cannot benchmark a .txt file; expected .onnx, .tflite or .pt2"
+        == f"{tmp_path / 'notes.txt'}: cannot benchmark a .txt file; expected .onnx, .pte, .tflite or .pt2"
     )
     empty = tmp_path / "empty"
     empty.mkdir()

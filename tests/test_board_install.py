@@ -104,7 +104,7 @@ BAD_INPUT = [
     (["bench", "loose", "--target", "ssh://root@127.0.0.1:9"],
      "error: loose: no manifest.json, so not a bundle"),
     (["bench", "notes.txt", "--target", "ssh://root@127.0.0.1:9"],
-     "error: notes.txt: cannot benchmark a .txt file; expected .onnx, .tflite or .pt2"),
+     "error: notes.txt: cannot benchmark a .txt file; expected .onnx, .pte, .tflite or .pt2"),
 ]  # fmt: skip
 
 

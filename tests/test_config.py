@@ -28,7 +28,7 @@ BAD_CONFIGS = [
     ("teacher: {arch: x, epochs: 0}", "teacher.epochs: Input should be greater than or equal to 1"),
     ("bench: {threads: []}", "bench.threads: List should have at least 1 item"),
     ("export: {formats: [coreml]}",
-     "export.formats.0: Value error, unknown export format 'coreml'; known: onnx, tflite, torch"),
+     "export.formats.0: Value error, unknown export format 'coreml'; known: onnx, pte, tflite, torch"),
     ("distil: {}", "distil: Extra inputs are not permitted"),
     ("distill: {methods: [fitnet]}",
      "distill.methods.0: Value error, unknown distillation method 'fitnet'; known: dkd, hint, kd"),

@@ -190,7 +190,7 @@ def test_bundle_archive_holds_complete_files_only(tmp_path):
 BAD_MANIFESTS = [
     (lambda m: m["models"][0].update(sha256="abc"), "models.0.sha256: String should match pattern"),
     (lambda m: m["models"][0].update(format="coreml"),
-     "models.0.format: Value error, format 'coreml' is not one a registered backend runs (onnx, tflite"),
+     "models.0.format: Value error, format 'coreml' is not one a registered backend runs (onnx, pte"),
     (lambda m: m["input"].update(layout="NWHC"), "input.layout: Input should be 'NCHW', 'NHWC' or 'NL'"),
     (
         lambda m: m["models"][0]["parity"].update(top1_agreement=1.5),

@@ -92,7 +92,7 @@ def test_without_the_plugin_the_suffix_is_refused(tmp_path):
         [sys.executable, "-m", "toolkit.cli.main", "bench", str(model)], capture_output=True, text=True
     )
     assert r.returncode == 1
-    expected = f"error: {model}: cannot benchmark a .lin file; expected .onnx, .tflite or .pt2"
+    expected = f"error: {model}: cannot benchmark a .lin file; expected .onnx, .pte, .tflite or .pt2"
     assert r.stderr.strip() == expected
 
 
@@ -112,7 +112,7 @@ def test_every_entry_point_edgekd_declares_is_registered_under_its_name():
 
     groups = {r.group: r for r in _registries()}
     declared = {g: sorted(e.name for e in entry_points(group=g)) for g in groups}
-    assert declared["edgekd.exporters"] == ["onnx", "tflite", "torch"]
+    assert declared["edgekd.exporters"] == ["onnx", "pte", "tflite", "torch"]
     assert "torch" in declared["edgekd.backends"]
     for group, registry in groups.items():
         assert set(declared[group]) <= set(registry.names()), group

@@ -308,7 +308,7 @@ def test_one_model_file_on_a_board_gives_the_records_of_local_bench(tiny_run, tm
                             capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
     assert folder.returncode == 1 and folder.stderr.strip() == (
         f"error: {tmp_path / 'sshd'}: no manifest.json, so not a bundle; give a bundle folder or one model "
-        "file (.onnx, .tflite, .pt2) to measure on a board"
+        "file (.onnx, .pte, .tflite or .pt2) to measure on a board"
     )
 
 

@@ -353,3 +353,13 @@ def test_training_section_reports_kd_vs_scratch_per_seed(tmp_path: Path) -> None
         "scratch (90.67 %) by +0.33 points; KD is better on 2 of 3 seeds." in md
     )
     assert "| 99.50 | 0.0123 |" in md
+
+
+def test_which_runtime_names_each_runtimes_fastest_file_per_model(tmp_path):
+    from tests.report_data import rows_of
+    from toolkit.report.runtimes import runtime_lines
+
+    (line,) = runtime_lines(rows_of(tmp_path))  # only student_kd on the host ran in two runtimes
+    setup = "native, 1 thread(s), batch 1, 1 stream(s)"
+    assert line.startswith(f"**student_kd** ({setup}): onnxruntime onnx int8 0.08")
+    assert "; litert tflite fp32 0.2" in line and line.endswith("onnxruntime fastest, 2.50× litert's p50.")

@@ -26,6 +26,7 @@ __all__ = [
     "backend_for",
     "available",
     "file_suffixes",
+    "suffixes_text",
 ]
 
 
@@ -85,6 +86,12 @@ def available(name: str) -> bool:
 def file_suffixes() -> dict[str, str]:
     """Every model file format a registered backend runs -> its suffix, by format name."""
     return dict(sorted((fmt, suffix) for spec in BACKENDS.values() for fmt, suffix in spec.formats.items()))
+
+
+def suffixes_text() -> str:
+    """The model file suffixes, for messages: '.onnx, .pte, .tflite or .pt2'."""
+    *most, last = file_suffixes().values()
+    return f"{', '.join(most)} or {last}" if most else last
 
 
 def backend_for(path: str | Path) -> str:

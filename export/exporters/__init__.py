@@ -46,6 +46,7 @@ class Exporter:
     format: str
     precisions: tuple[str, ...]
     write: Callable[[ExportJob], dict | None]
+    requires: tuple[str, ...] = ()  # modules beyond torch it imports: checked before a run starts
 
 
 EXPORTERS = Registry("export format", group="edgekd.exporters")

@@ -63,10 +63,11 @@ def _prepare(config: Path | None, out: Path, *, resume: bool = False):
     """The config, saved into the run directory; resuming, it must be the one the run started with."""
     from benchmarks.extras import require
     from toolkit.config import load_config, save_config
+    from toolkit.pipeline.export_stage import export_requires
     from toolkit.rundir import RunDir
 
     cfg = load_config(config)
-    require("torch")  # before the run directory is made
+    require("torch", *export_requires(cfg))  # before the run directory is made
     run = RunDir(out)
     if resume and run.config.is_file() and load_config(run.config) != cfg:
         raise EdgekdError(

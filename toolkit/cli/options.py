@@ -75,7 +75,8 @@ ExportResumeOpt = Annotated[
 BenchPathArg = Annotated[
     Path,
     typer.Argument(
-        help="Run directory, bundle folder or .tar.gz, a .onnx/.tflite/.pt2 file or a folder of them.",
+        help="Run directory, bundle folder or .tar.gz, a model file (.onnx, .tflite, .pte, .pt2, ...) or a "
+        "folder of them.",
         exists=True,
     ),
 ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from benchmarks.backends import suffixes_text
 from benchmarks.files import sha256_file
 from benchmarks.manifest import listed_files, read_manifest
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
@@ -134,7 +135,7 @@ def payload(path: Path) -> Payload:
         if not (path / "manifest.json").is_file():
             raise ValueError(
                 f"{path}: no manifest.json, so not a bundle; give a bundle folder or one model file "
-                "(.onnx, .tflite, .pt2) to measure on a board"
+                f"({suffixes_text()}) to measure on a board"
             )
         return Payload(path, _bundle_files(path), ".")
     bare_model(path)  # a file that is not a model is refused as local bench refuses it

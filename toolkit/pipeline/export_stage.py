@@ -20,10 +20,22 @@ from toolkit.distill.service import load_splits
 from toolkit.errors import ExportError
 from toolkit.rundir import MODEL_NAMES, RunDir
 
-__all__ = ["run_export", "variants_for", "export_failure", "budget_failure", "accuracy_budgets"]
+__all__ = [
+    "run_export",
+    "variants_for",
+    "export_requires",
+    "export_failure",
+    "budget_failure",
+    "accuracy_budgets",
+]
 
 # on_file(name, format, precision, entry_or_error) lets the CLI report progress; the library never prints.
 FileCallback = Callable[[str, str, str, dict], None]
+
+
+def export_requires(cfg) -> list[str]:
+    """The modules the configured formats' exporters need beyond torch (executorch for pte)."""
+    return [module for fmt in cfg.export.formats for module in EXPORTERS.get(fmt).requires]
 
 
 def variants_for(name: str, cfg) -> list[tuple[str, str]]:
@@ -185,6 +197,7 @@ def _export_data(splits, cfg) -> dict:
 def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool = False) -> dict:
     """Export every checkpoint in `run.distill`, check each against torch, write the manifest. With
     `resume`, files an earlier export wrote and checked from the same checkpoint are kept as they are."""
+    from benchmarks.extras import require
     from export.bundle import (
         JOURNAL,
         finished_entries,
@@ -195,6 +208,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     )
 
     cfg = load_config(run.require(run.config, "distill"))
+    require(*export_requires(cfg))  # before a file is written: one line naming the extra
     names = [n for n in MODEL_NAMES if run.checkpoint(n).exists()]
     if not names:
         run.require(run.checkpoint("teacher"), "distill")

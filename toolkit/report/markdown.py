@@ -14,6 +14,7 @@ from toolkit.report.outputs import output_check_blocks
 from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
 from toolkit.report.rows import ReportRow
+from toolkit.report.runtimes import runtime_lines
 from toolkit.report.table import Table, fmt_size, fmt_speedup, opt, results_table, target_cell
 
 __all__ = ["ReportContext", "build_context", "machine_facts", "report_blocks", "fmt_size"]
@@ -366,6 +367,8 @@ def report_blocks(
     if recommendations:
         blocks += [heading("Recommendation")] + [para(recommendation_text(r)) for r in recommendations]
     blocks += [heading("All variants"), table(results_table(rows)), para(_PARETO)]
+    if lines := runtime_lines(rows):
+        blocks += [heading("Which runtime"), *[para(line) for line in lines]]
     blocks += _plots(plots or {}, rows, overview)
     blocks += output_check_blocks(rows)
     best = _best_student(rows, _better_student(ctx.training))

@@ -1,0 +1,93 @@
+"""ExecuTorch backend: runs a `.pte` program with `executorch.runtime` (XNNPACK-delegated where the exporter
+lowered it, portable kernels for the rest). Its Python runtime takes torch tensors, so it is registered from
+here, through the `edgekd.backends` entry point, and `benchmarks` stays torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.backends import Backend, register_backend
+
+__all__ = ["PteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
+
+register_backend(
+    Backend("executorch", {"pte": ".pte"}, requires="executorch", distribution="executorch", module=__name__)
+)
+
+# torch's ScalarType codes, as the runtime's TensorInfo gives them -> numpy
+_DTYPES = {0: np.uint8, 1: np.int8, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32}
+
+
+@dataclass
+class PteModel:
+    """A loaded program's `forward` method and its first input's shape and dtype."""
+
+    method: Any
+    path: str
+    input_shape: list[int | None]
+    dtype: Any
+    threads: int
+
+
+def load(path: str | Path, *, threads: int) -> PteModel:
+    """Load `path`'s `forward` with XNNPACK's threadpool at `threads` (by default it takes every core)."""
+    from executorch.extension.pybindings import portable_lib
+    from executorch.runtime import Runtime
+
+    from export._files import native_stderr_hidden
+
+    with native_stderr_hidden():  # the runtime logs "Resetting threadpool to N threads." on fd 2
+        portable_lib._unsafe_reset_threadpool(threads)
+    try:
+        method = Runtime.get().load_program(str(path)).load_method("forward")
+    except Exception as exc:  # the runtime raises RuntimeError or ValueError with the C++ error code
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ValueError(f"{path}: executorch cannot load it ({first.strip()[:160]})") from exc
+    meta = method.metadata.input_tensor_meta(0)
+    dtype = _DTYPES.get(int(meta.dtype()))
+    if dtype is None:
+        known = "float32, float16, int64, int32, int8, uint8"
+        raise ValueError(f"{path}: input dtype code {meta.dtype()} is not one edgekd feeds ({known})")
+    return PteModel(method, str(path), list(meta.sizes()), np.dtype(dtype), threads)
+
+
+def describe(handle: PteModel) -> dict[str, Any]:
+    """The threadpool size the runtime really uses."""
+    from executorch.extension.pybindings import portable_lib
+
+    return {"threads": portable_lib._threadpool_get_thread_count(), "method": "forward"}
+
+
+def input_spec(handle: PteModel) -> tuple[str, list[int | None], Any]:
+    """(name, shape, numpy dtype) of the first input; a `.pte` program's shapes are fixed."""
+    return "input", list(handle.input_shape), handle.dtype
+
+
+def prepare(handle: PteModel, x: np.ndarray) -> Any:
+    """`x` as a tensor sharing its memory; done outside timed loops."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=handle.dtype))
+
+
+def invoke(handle: PteModel, x: Any) -> Any:
+    """One inference on a prepared tensor; first output."""
+    return handle.method.execute([x])[0]
+
+
+def run(handle: PteModel, x: np.ndarray) -> np.ndarray:
+    """First output for input `x`, as numpy."""
+    return invoke(handle, prepare(handle, x)).detach().numpy()
+
+
+def version() -> str | None:
+    """executorch's version string, or None if unknown."""
+    try:
+        return metadata.version("executorch")
+    except metadata.PackageNotFoundError:
+        return None
