@@ -97,7 +97,8 @@ def find_models(path: str | Path) -> ModelSet:
                 return models
         return ModelSet([bare_model(path)])
     if not (path / "manifest.json").exists():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in model_suffixes())
+        suffixes = model_suffixes()
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
             raise ValueError(
                 f"{path / 'manifest.json'}: not found, and {path} holds no {suffixes_text()} file "

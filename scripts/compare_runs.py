@@ -57,30 +57,40 @@ def p50s(run: Path) -> dict[tuple, float]:
     return {k: statistics.median(v) for k, v in rounds.items()}
 
 
-def compare(a: Path, b: Path) -> list[str]:
-    """What differs between runs `a` and `b` that a seeded rerun must repeat."""
+def facts(run: Path) -> dict:
+    """Everything `compare` and the printout use, read once."""
+    return {
+        "files": files(run),
+        "manifest_keys": _keys(json.loads((run / "bundle" / "manifest.json").read_text())),
+        "manifest_rows": manifest_rows(run),
+        "accuracies": summary_accuracies(run),
+        "record_keys": _keys([r.to_dict() for r in read_records(run / "bench" / "results.jsonl")]),
+        "p50s": p50s(run),
+    }
+
+
+def compare(a: Path, b: Path, fa: dict, fb: dict) -> list[str]:
+    """What differs between runs `a` and `b` (their `facts`) that a seeded rerun must repeat."""
     problems = []
-    fa, fb = files(a), files(b)
-    if fa != fb:
-        problems.append(f"files only in {a}: {sorted(fa - fb)}; only in {b}: {sorted(fb - fa)}")
-    for rel in sorted(fa & fb):
+    if fa["files"] != fb["files"]:
+        only_a, only_b = sorted(fa["files"] - fb["files"]), sorted(fb["files"] - fa["files"])
+        problems.append(f"files only in {a}: {only_a}; only in {b}: {only_b}")
+    for rel in sorted(fa["files"] & fb["files"]):
         if rel.startswith("bundle/") and Path(rel).suffix in (".onnx", ".tflite", ".npz"):
             if (a / rel).read_bytes() != (b / rel).read_bytes():
                 problems.append(f"{rel}: contents differ")
-    ka = _keys(json.loads((a / "bundle" / "manifest.json").read_text()))
-    kb = _keys(json.loads((b / "bundle" / "manifest.json").read_text()))
+    ka, kb = fa["manifest_keys"], fb["manifest_keys"]
     if ka != kb:
         problems.append(f"manifest fields only in {a}: {sorted(ka - kb)}; only in {b}: {sorted(kb - ka)}")
-    if (ma := manifest_rows(a)) != (mb := manifest_rows(b)):
+    if (ma := fa["manifest_rows"]) != (mb := fb["manifest_rows"]):
         diff = sorted(f for f in ma.keys() | mb.keys() if ma.get(f) != mb.get(f))
         problems.append(f"manifest entries differ (sha256 or parity): {diff}")
-    if (sa := summary_accuracies(a)) != (sb := summary_accuracies(b)):
-        problems.append(f"test accuracies differ: {sa} vs {sb}")
-    ra, rb = read_records(a / "bench" / "results.jsonl"), read_records(b / "bench" / "results.jsonl")
-    if _keys([r.to_dict() for r in ra]) != _keys([r.to_dict() for r in rb]):
+    if fa["accuracies"] != fb["accuracies"]:
+        problems.append(f"test accuracies differ: {fa['accuracies']} vs {fb['accuracies']}")
+    if fa["record_keys"] != fb["record_keys"]:
         problems.append("bench record fields differ")
-    if set(pa := p50s(a)) != set(pb := p50s(b)):
-        problems.append(f"benchmarked configurations differ: {sorted(set(pa) ^ set(pb))}")
+    if set(fa["p50s"]) != set(fb["p50s"]):
+        problems.append(f"benchmarked configurations differ: {sorted(set(fa['p50s']) ^ set(fb['p50s']))}")
     return problems
 
 
@@ -91,11 +101,12 @@ def main() -> int:
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
     args = parser.parse_args()
-    problems = compare(args.before, args.after)
-    pa, pb = p50s(args.before), p50s(args.after)
-    print(f"{len(files(args.before))} files; {len(manifest_rows(args.before))} shipped files; "
+    fa, fb = facts(args.before), facts(args.after)
+    problems = compare(args.before, args.after, fa, fb)
+    pa, pb = fa["p50s"], fb["p50s"]
+    print(f"{len(fa['files'])} files; {len(fa['manifest_rows'])} shipped files; "
           f"{len(pa)} benchmarked configurations")  # fmt: skip
-    for acc_name, acc in summary_accuracies(args.before).items():
+    for acc_name, acc in fa["accuracies"].items():
         print(f"  {acc_name:<18} test accuracy {100 * acc:.2f} %")
     for key in sorted(pa.keys() & pb.keys()):
         ratio = pb[key] / pa[key]

@@ -75,11 +75,10 @@ def load_backend(name: str) -> ModuleType:
 
 def available(name: str) -> bool:
     """Whether the runtime behind backend `name` is installed (found, not imported)."""
+    requires = BACKENDS.get(name).requires  # an unknown name raises, listing the known ones
     try:
-        return importlib.util.find_spec(BACKENDS.get(name).requires) is not None
-    except (ImportError, ValueError) as e:
-        if str(e).startswith("unknown backend"):
-            raise
+        return importlib.util.find_spec(requires) is not None
+    except (ImportError, ValueError):  # a broken or half-removed install counts as absent
         return False
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.registry import Registry
 
-__all__ = ["Exporter", "ExportJob", "register_exporter", "exporter_for", "export_formats", "EXPORTERS"]
+__all__ = ["Exporter", "ExportJob", "register_exporter", "exporter_for", "EXPORTERS"]
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,6 @@ EXPORTERS = Registry("export format", group="edgekd.exporters")
 def register_exporter(exporter: Exporter) -> Exporter:
     """Register an exporter (the one line each exporter module runs)."""
     return EXPORTERS.register(exporter, name=exporter.format)
-
-
-def export_formats() -> list[str]:
-    return EXPORTERS.names()
 
 
 def exporter_for(fmt: str, precision: str) -> Exporter:

@@ -32,9 +32,6 @@ QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
 # Modules whose import warns (asyncssh: cryptography's "DSA is deprecated", twice, on every remote bench).
 QUIET_WARNINGS = (r"asyncssh(\.|$)",)
 
-ConfigArg, OutOpt, RunArg, ResumeOpt = o.ConfigArg, o.OutOpt, o.RunArg, o.ResumeOpt
-
-
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -84,7 +81,7 @@ def _prepare(config: Path | None, out: Path, *, resume: bool = False):
     "(2 processes: torchrun --nproc_per_node 2 -m toolkit.cli.main distill my.yaml --out runs/exp1)",
 )
 def distill_cli(
-    config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
+    config: o.ConfigArg = None, out: o.OutOpt = Path("runs/default"), resume: o.ResumeOpt = False
 ) -> None:
     """Train, reuse or load the teacher(s), distill the student per seed, and train the scratch control."""
     _distill(*_prepare(config, out, resume=resume), resume=resume)
@@ -92,7 +89,7 @@ def distill_cli(
 
 @app.command("train-teacher", epilog="Example: edgekd train-teacher my.yaml --out runs/exp1")
 def train_teacher_cli(
-    config: ConfigArg = None, out: OutOpt = Path("runs/default"), resume: ResumeOpt = False
+    config: o.ConfigArg = None, out: o.OutOpt = Path("runs/default"), resume: o.ResumeOpt = False
 ) -> None:
     """Train (or load) only the teacher(s); a later `edgekd distill` on the same run directory reuses them."""
     _distill(*_prepare(config, out, resume=resume), resume=resume, teachers_only=True)
@@ -319,7 +316,7 @@ def predict_cli(
     epilog="Example: edgekd report runs/exp1   or, side by side:   edgekd report --compare runs/pc runs/pi4",
 )
 def report_cli(
-    run_dir: RunArg,
+    run_dir: o.RunArg,
     more_runs: o.MoreRunsArg = None,
     out: o.ReportOutOpt = None,
     max_accuracy_drop: o.DropOpt = 1.0,
@@ -350,7 +347,7 @@ def _report(run_dir: Path, **options) -> None:
 @app.command("sweep", epilog="Example: edgekd sweep toolkit/configs/sweeps/student.yaml --out runs/sweep")
 def sweep_cli(
     sweep_file: Annotated[Path, typer.Argument(help="The sweep file: base config, fixed settings, space.")],
-    out: OutOpt = Path("runs/sweep"),
+    out: o.OutOpt = Path("runs/sweep"),
     max_accuracy_drop: Annotated[
         float | None, typer.Option(help="Accuracy points below the teacher a recommended student may lose.")
     ] = None,
@@ -380,8 +377,8 @@ def sweep_cli(
 
 @app.command("run", epilog="Example: edgekd run --out runs/demo   (or: edgekd run my.yaml --out runs/exp1)")
 def run_cli(
-    config: ConfigArg = None,
-    out: OutOpt = Path("runs/default"),
+    config: o.ConfigArg = None,
+    out: o.OutOpt = Path("runs/default"),
     resume: Annotated[
         bool,
         typer.Option(
