@@ -12,7 +12,7 @@ from typing import Any
 
 from benchmarks.board import board_facts
 
-__all__ = ["machine_facts"]
+__all__ = ["machine_facts", "int8_dot_product", "INT8_DOT_FLAGS"]
 
 # Distribution names, not import names: versions come from metadata so no runtime is imported.
 _PACKAGES = {
@@ -48,6 +48,20 @@ def _cpu_model() -> str | None:
     # x86 says "model name"; ARM boards often only say "Hardware" or "Model" (e.g. Raspberry Pi).
     model = _cpuinfo_field(_read("/proc/cpuinfo"), "model name", "Model", "Hardware")
     return model or platform.processor() or None
+
+
+# /proc/cpuinfo flags of the int8 dot-product instructions runtimes' int8 kernels use: x86 VNNI and AMX,
+# ARM's dot product (asimddp) and 8-bit matrix multiply (i8mm, svei8mm).
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "svei8mm")
+
+
+def int8_dot_product(cpuinfo: str | None) -> list[str] | None:
+    """The int8 dot-product flags /proc/cpuinfo lists (x86 "flags", ARM "Features"); None when unreadable."""
+    flags = _cpuinfo_field(cpuinfo, "flags", "Features")
+    if flags is None:
+        return None
+    have = set(flags.split())
+    return [f for f in INT8_DOT_FLAGS if f in have]
 
 
 def _total_ram_mb() -> float | None:
@@ -115,6 +129,7 @@ def machine_facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "arch": platform.machine() or None,
         "python": sys.version.split()[0],
+        "int8_dot_product": int8_dot_product(_read("/proc/cpuinfo")),
     }
     facts.update(_cpufreq())
     facts["thermal"] = _thermal()

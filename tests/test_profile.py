@@ -46,3 +46,95 @@ def test_a_two_conv_profile_lists_both_convs_with_dtype_and_times_that_add_up(tm
     assert all(op.input_dtypes[0] == "float" and op.provider == "CPUExecutionProvider" for op in convs)
     assert profile.runs == 40 and 0 < profile.ops_us <= profile.run_us
     assert set(profile.by_op_type()) >= {"Conv"} and list(profile.by_op_type())[0] == "Conv"
+
+
+def test_int8_dot_product_flags_are_read_from_cpuinfo():
+    from benchmarks.machine import int8_dot_product
+
+    x86 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse avx2 avx512bw avx512_vnni avx_vnni\n"
+    arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32 atomics asimddp i8mm\nCPU part\t: 0xd0b\n"
+    old_arm = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"  # a Pi 4's Cortex-A72
+    assert int8_dot_product(x86) == ["avx512_vnni", "avx_vnni"]
+    assert int8_dot_product(arm) == ["asimddp", "i8mm"]
+    assert int8_dot_product(old_arm) == []
+    assert int8_dot_product(None) is None
+
+
+def _profile(precision: str, p50: float, ops: list[tuple[str, str, float]], runs: int = 10):
+    from benchmarks.profile import OpTime, Profile
+
+    times = [OpTime(f"n{i}", op, "CPUExecutionProvider", [dt], runs, us * runs) for i, (op, dt, us) in
+             enumerate(ops)]  # fmt: skip
+    return Profile(f"/b/student_{precision}.onnx", runs, sum(t.total_us for t in times) * 1.1, times,
+                   "student", "onnx", precision, "onnxruntime", p50)  # fmt: skip
+
+
+def test_the_int8_sentence_is_built_from_the_profile_numbers(tmp_path):
+    from benchmarks.profile import ProfileFile, read_profiles, write_profiles
+    from toolkit.report.time_breakdown import breakdown, explain, pairs, profile_markdown
+
+    fp32 = _profile(
+        "fp32", 20.0, [("Conv", "float", 12.0), ("Conv", "float", 6.0), ("MaxPool", "float", 2.0)]
+    )
+    int8 = _profile("int8", 30.0, [("QLinearConv", "uint8", 9.0), ("QLinearConv", "uint8", 5.0),
+                                   ("QuantizeLinear", "float", 4.0), ("DequantizeLinear", "uint8", 4.0),
+                                   ("ReduceMean", "float", 1.0)])  # fmt: skip
+    data = ProfileFile({"cpu_model": "Test CPU", "int8_dot_product": ["avx512_vnni"]}, 1, 10, 2, [fp32, int8])
+    (pair,) = pairs(data)
+    assert breakdown(int8).us == {"conv/matmul": 14.0, "quantize/dequantize": 8.0, "cast": 0.0, "layout": 0.0,
+                                  "other": 1.0}  # fmt: skip
+    assert explain(pair) == (
+        "student int8 onnx (onnxruntime) is 1.50× slower than fp32 (p50 30.0 vs 20.0 µs): its conv/matmul "
+        "time went 18.0 → 14.0 µs/run (1.29× faster) in 2 int8 nodes; 8.0 µs/run (35% of its op time) is "
+        "quantize/dequantize (2 nodes); left in fp32: ReduceMean."
+    )
+    path = write_profiles(tmp_path / "profiles.json", data)
+    assert read_profiles(path) == data
+    text = profile_markdown(read_profiles(path))
+    assert "Test CPU; int8 dot-product instructions: avx512_vnni." in text
+    assert "| student_int8.onnx | onnxruntime | 30.0 | 25.3 | 23.0 | 0.77 | -1.40 |" in text
+
+
+def test_a_file_that_is_not_a_profile_is_one_line(tmp_path):
+    from benchmarks.profile import read_profiles
+
+    bad = tmp_path / "profiles.json"
+    bad.write_text('{"version": 7}')
+    with pytest.raises(
+        ValueError, match=r"profiles.json: not an edgekd profiles.json \(version 7, expected 1\)"
+    ):
+        read_profiles(bad)
+
+
+def test_edgekd_profile_on_a_bundle_times_every_onnx_node_and_lists_tflite_ops(tiny_run, tmp_path):
+    """The real thing on the tiny bundle: onnxruntime's per-node times add up near the unprofiled p50 (the
+    profiler's own cost per node is the gap), LiteRT lists its ops with dtypes, and the report shows it."""
+    import subprocess
+    import sys
+
+    from benchmarks.profile import read_profiles
+
+    out = tmp_path / "profile"
+    cmd = [sys.executable, "-m", "toolkit.cli.main", "profile", str(tiny_run / "bundle"), "--runs", "30"]
+    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = read_profiles(out / "profiles.json")
+    by_file = {p.path.rsplit("/", 1)[-1]: p for p in data.profiles}
+    assert set(by_file) == {
+        p.name for p in (tiny_run / "bundle").iterdir() if p.suffix in (".onnx", ".tflite")
+    }
+    for name, p in by_file.items():
+        assert p.p50_us > 0, name
+        if name.endswith(".onnx"):
+            assert p.timed and p.runs == 30 and all(op.calls == 30 for op in p.ops), name
+            assert 0 < p.ops_us <= p.run_us, name  # the kernels' times lie inside the runs' own times
+            assert 0.5 < p.per_run(p.ops_us) / p.p50_us < 4, name  # the profiler's overhead, bounded
+        else:
+            assert not p.timed and p.ops and all(op.total_us is None for op in p.ops), name
+    int8 = {op.dtype for op in by_file["student_kd_int8.onnx"].ops if op.op_type == "QLinearConv"}
+    assert int8 == {"int8"}
+    assert {op.dtype for op in by_file["student_kd_int8.tflite"].ops if op.op_type == "CONV_2D"} == {"int8"}
+    assert {op.dtype for op in by_file["student_kd.tflite"].ops if op.op_type == "CONV_2D"} == {"fp32"}
+    text = (out / "profile.md").read_text()
+    assert "**student_kd · onnx · int8.** student_kd int8 onnx (onnxruntime) is " in text
+    assert "**teacher · onnx · dynamic-int8.**" in text and "ConvInteger" in text

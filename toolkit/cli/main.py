@@ -32,6 +32,7 @@ QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
 # Modules whose import warns (asyncssh: cryptography's "DSA is deprecated", twice, on every remote bench).
 QUIET_WARNINGS = (r"asyncssh(\.|$)",)
 
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -309,6 +310,26 @@ def predict_cli(
     with native_stderr_hidden():  # the runtime's notices (TFLite's XNNPACK line); --verbose shows them
         result = predict(bundle, images or [], texts=texts or [], file=file, top_k=top_k)
     output.predictions(result, as_json=as_json)
+
+
+@app.command(
+    "profile",
+    epilog="Example: edgekd profile runs/demo/bundle   (one file: --file student_kd_int8.onnx)",
+)
+def profile_cli(
+    bundle: o.BundleArg,
+    file: o.ProfileFileOpt = None,
+    threads: o.ProfileThreadsOpt = 1,
+    runs: o.ProfileRunsOpt = 200,
+    out: o.ProfileOutOpt = None,
+) -> None:
+    """Per-operator times of every file from its runtime's profiler (onnxruntime; LiteRT lists its ops
+    untimed), and why each int8/fp16 file is faster or slower than its fp32 twin: profile.md."""
+    from toolkit.pipeline.profile_stage import run_profile
+
+    path, markdown = run_profile(bundle, file=file, threads=threads, runs=runs, out=out,
+                                 on_profile=output.profiled)  # fmt: skip
+    output.profile_written(path, markdown)
 
 
 @app.command(

@@ -143,6 +143,16 @@ FileOpt = Annotated[
 TopKOpt = Annotated[int, typer.Option("--top-k", min=1, help="Labels to show per image.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout, for scripts.")]
 
+# edgekd profile
+ProfileFileOpt = Annotated[
+    str | None, typer.Option("--file", help="One file of the bundle, by its manifest name (default: all).")
+]
+ProfileThreadsOpt = Annotated[int, typer.Option("--threads", min=1, help="Threads (and cores pinned).")]
+ProfileRunsOpt = Annotated[int, typer.Option("--runs", min=10, help="Profiled runs per file, after warm-up.")]
+ProfileOutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Folder to write (default: RUN/profile beside the bundle).")
+]
+
 # edgekd report
 MoreRunsArg = Annotated[
     list[Path] | None,

@@ -292,6 +292,19 @@ def report_written(result) -> None:
         console.print(recommendation_text(rec).replace("**", ""), highlight=False)
 
 
+def profiled(profile) -> None:
+    ops = f"{len(profile.ops)} ops" + ("" if profile.timed else ", untimed")
+    name = Path(profile.path).name
+    console.print(f"profiled {name} ({profile.backend}): p50 {profile.p50_us:.1f} µs, {ops}")
+
+
+def profile_written(path: Path, markdown: str) -> None:
+    from rich.markdown import Markdown
+
+    console.print(Markdown(markdown))
+    console.print(f"profiles: {path}  (tables: {path.with_name('profile.md')})")
+
+
 def compare_written(path) -> None:
     console.print(f"compare: {path} (and {path.with_suffix('.html').name})", highlight=False)
 

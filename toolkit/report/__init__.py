@@ -58,6 +58,15 @@ class ReportResult:
     superseded: int = 0
 
 
+def _profile_section(run_dir: Path) -> list:
+    """ "Where the time goes" from RUN/profile/profiles.json, when `edgekd profile` wrote one."""
+    from benchmarks.profile import read_profiles
+    from toolkit.report.time_breakdown import profile_blocks
+
+    path = RunDir(run_dir).profiles
+    return profile_blocks(read_profiles(path)) if path.is_file() else []
+
+
 def build_report(
     run_dir: Path, *, out_dir: Path | None = None, max_accuracy_drop: float = 1.0
 ) -> ReportResult:
@@ -69,7 +78,8 @@ def build_report(
     plot_path = save_plot(run.rows, out_dir / "tradeoff.png")
     plots = save_target_plots(run.rows, out_dir)
     csv_path = save_csv(run.rows, out_dir / "results.csv")
-    blocks = report_blocks(run.rows, run.context, recommendations=recs, plots=plots, overview=plot_path)
+    blocks = report_blocks(run.rows, run.context, recommendations=recs, plots=plots, overview=plot_path,
+                           profile=_profile_section(run.run_dir))  # fmt: skip
     markdown_path = out_dir / "report.md"
     write_text_atomic(markdown_path, blocks_to_markdown(blocks))
     html_path = out_dir / "report.html"

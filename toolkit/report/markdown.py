@@ -361,14 +361,17 @@ def report_blocks(
     recommendations: list[Recommendation] | None = None,
     plots: dict[str, list[Path]] | None = None,
     overview: str | Path | None = "tradeoff.png",
+    profile: list[Block] | None = None,
 ) -> list[Block]:
-    """The whole single-run report as blocks, in reading order; `overview` is the all-targets plot."""
+    """The whole single-run report as blocks, in reading order; `overview` is the all-targets plot and
+    `profile` the "Where the time goes" section (`edgekd profile`), when the run has one."""
     blocks = [heading(TITLE, 1), *_verdict(ctx.training), para(_measured(rows, ctx)), *_notes(rows, ctx)]
     if recommendations:
         blocks += [heading("Recommendation")] + [para(recommendation_text(r)) for r in recommendations]
     blocks += [heading("All variants"), table(results_table(rows)), para(_PARETO)]
     if lines := runtime_lines(rows):
         blocks += [heading("Which runtime"), *[para(line) for line in lines]]
+    blocks += profile or []
     blocks += _plots(plots or {}, rows, overview)
     blocks += output_check_blocks(rows)
     best = _best_student(rows, _better_student(ctx.training))

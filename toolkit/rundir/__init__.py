@@ -49,6 +49,10 @@ class RunDir:
     def report(self) -> Path:
         return self.root / "report"
 
+    @property
+    def profiles(self) -> Path:
+        return self.root / "profile" / "profiles.json"
+
     def checkpoint(self, name: str) -> Path:
         return self.distill / f"{name}.pt"
 

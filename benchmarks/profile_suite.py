@@ -1,0 +1,83 @@
+"""`edgekd profile`: every file of a bundle (or one) profiled with its runtime's own profiler, on this
+machine, with the bench protocol's input (one test row), pinned thread count and warm-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.backends import backend_for, load_backend
+from benchmarks.bundle import ModelFile, find_models
+from benchmarks.machine import machine_facts
+from benchmarks.preprocess import model_input
+from benchmarks.profile import Profile, ProfileFile, list_tflite_ops, profile_onnx, unprofiled_p50_us
+
+__all__ = ["profile_bundle"]
+
+
+@contextmanager
+def _pinned(threads: int) -> Iterator[None]:
+    """This process on `threads` of its cores while profiling (as bench pins its workers)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(sorted(before)[:threads]))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _input(file: ModelFile, data_path: str | None, preprocessing) -> np.ndarray:
+    """One test row as the file takes it (NHWC for NHWC files); random normal without test data."""
+    if data_path is None or preprocessing is None:
+        raise ValueError(f"{file.path}: profiling needs a bundle with test data (its manifest's test_data)")
+    with np.load(data_path) as data:
+        x = model_input(data["x"][:1], preprocessing)
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if file.layout == "NHWC" and x.ndim == 4 else x
+
+
+def _profile_one(file: ModelFile, x: np.ndarray, *, threads: int, runs: int, warmup: int) -> Profile:
+    backend = backend_for(file.path)
+    module = load_backend(backend)
+    handle = module.load(file.path, threads=threads)
+    prepared = module.prepare(handle, x)
+    p50 = unprofiled_p50_us(lambda: module.invoke(handle, prepared), runs=runs, warmup=warmup)
+    if file.format == "onnx":
+        feed = np.ascontiguousarray(x, dtype=module.input_spec(handle)[2])
+        profile = profile_onnx(file.path, feed, threads=threads, runs=runs, warmup=warmup)
+    elif file.format == "tflite":
+        profile = list_tflite_ops(file.path)
+    else:  # a runtime without an op profiler edgekd reads: its p50 alone
+        profile = Profile(file.path, 0, None, [], timed=False)
+    profile.model, profile.format, profile.precision = file.model, file.format, file.precision
+    profile.backend, profile.p50_us = backend, p50
+    return profile
+
+
+def profile_bundle(
+    path: str | Path,
+    *,
+    file: str | None = None,
+    threads: int = 1,
+    runs: int = 200,
+    warmup: int = 20,
+    on_profile: Callable[[Profile], None] = lambda p: None,
+) -> ProfileFile:
+    """Profile every file of the bundle at `path` (or only `file`, a name in it); torch files are left out."""
+    models = find_models(Path(path) / file if file else path)
+    files = [f for f in models.files if f.format in ("onnx", "tflite", "pte")]
+    if not files:
+        raise ValueError(f"{path}: no ONNX, TFLite or .pte file to profile")
+    profiles = []
+    with _pinned(threads):
+        for f in files:
+            x = _input(f, models.data_path, models.preprocessing)
+            profiles.append(_profile_one(f, x, threads=threads, runs=runs, warmup=warmup))
+            on_profile(profiles[-1])
+    return ProfileFile(machine_facts(), threads, runs, warmup, profiles)
