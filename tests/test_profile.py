@@ -138,3 +138,29 @@ def test_edgekd_profile_on_a_bundle_times_every_onnx_node_and_lists_tflite_ops(t
     text = (out / "profile.md").read_text()
     assert "**student_kd · onnx · int8.** student_kd int8 onnx (onnxruntime) is " in text
     assert "**teacher · onnx · dynamic-int8.**" in text and "ConvInteger" in text
+
+
+def _row(precision: str, p50: float, ci: tuple[float, float], model: str = "student", backend: str = "ort"):
+    from toolkit.report.rows import ReportRow
+
+    return ReportRow(
+        model, "student", "onnx", precision, backend, 1, 1, 1, "local", "native", "native: this CPU",
+        None, None, None, None, None, None, None, p50, p50, p50, None, None, p50_ci_ms=ci,
+    )  # fmt: skip
+
+
+def test_the_report_names_every_quantized_file_slower_than_its_fp32_twin():
+    from toolkit.report.slower import slower_than_fp32_lines
+
+    rows = [
+        _row("fp32", 0.0228, (0.0222, 0.0229)),
+        _row("int8", 0.0288, (0.0277, 0.0294)),  # clearly slower
+        _row("fp16", 0.0230, (0.0225, 0.0240)),  # intervals overlap: not said
+        _row("dynamic-int8", 0.0500, (0.0490, 0.0510), backend="litert"),  # no fp32 twin in its runtime
+    ]
+    assert slower_than_fp32_lines(rows) == [
+        "**student onnx int8** (ort; native: this CPU, 1 thread(s), batch 1): 1.26× slower than its fp32 "
+        "file (0.0288 [0.0277–0.0294] vs 0.0228 [0.0222–0.0229] ms).",
+        "Smaller is not faster here for these files; `edgekd profile` says where their time goes.",
+    ]
+    assert slower_than_fp32_lines(rows[:1] + rows[2:]) == []

@@ -15,6 +15,7 @@ from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
 from toolkit.report.rows import ReportRow
 from toolkit.report.runtimes import runtime_lines
+from toolkit.report.slower import slower_than_fp32_lines
 from toolkit.report.table import Table, fmt_size, fmt_speedup, opt, results_table, target_cell
 
 __all__ = ["ReportContext", "build_context", "machine_facts", "report_blocks", "fmt_size"]
@@ -371,6 +372,8 @@ def report_blocks(
     blocks += [heading("All variants"), table(results_table(rows)), para(_PARETO)]
     if lines := runtime_lines(rows):
         blocks += [heading("Which runtime"), *[para(line) for line in lines]]
+    if lines := slower_than_fp32_lines(rows, profiled=bool(profile)):
+        blocks += [heading("Quantized files slower than fp32"), *[para(line) for line in lines]]
     blocks += profile or []
     blocks += _plots(plots or {}, rows, overview)
     blocks += output_check_blocks(rows)
