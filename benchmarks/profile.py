@@ -12,6 +12,8 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ __all__ = [
     "profile_onnx",
     "list_tflite_ops",
     "unprofiled_p50_us",
+    "pinned_cores",
     "write_profiles",
     "read_profiles",
     "PROFILE_VERSION",
@@ -169,6 +172,21 @@ def unprofiled_p50_us(run_once, *, runs: int, warmup: int) -> float:
         run_once()
         times[i] = time.perf_counter_ns() - t0
     return float(np.median(times) / 1e3)
+
+
+@contextmanager
+def pinned_cores(n: int) -> Iterator[None]:
+    """This process on `n` of its cores for the block (as bench pins its workers); unpinned where the OS
+    has no affinity call."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, set(sorted(before)[:n]))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def write_profiles(path: str | Path, data: ProfileFile) -> Path:

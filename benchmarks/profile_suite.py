@@ -3,9 +3,7 @@ machine, with the bench protocol's input (one test row), pinned thread count and
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,23 +12,16 @@ from benchmarks.backends import backend_for, load_backend
 from benchmarks.bundle import ModelFile, find_models
 from benchmarks.machine import machine_facts
 from benchmarks.preprocess import model_input
-from benchmarks.profile import Profile, ProfileFile, list_tflite_ops, profile_onnx, unprofiled_p50_us
+from benchmarks.profile import (
+    Profile,
+    ProfileFile,
+    list_tflite_ops,
+    pinned_cores,
+    profile_onnx,
+    unprofiled_p50_us,
+)
 
 __all__ = ["profile_bundle"]
-
-
-@contextmanager
-def _pinned(threads: int) -> Iterator[None]:
-    """This process on `threads` of its cores while profiling (as bench pins its workers)."""
-    if not hasattr(os, "sched_setaffinity"):
-        yield
-        return
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, set(sorted(before)[:threads]))
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, before)
 
 
 def _input(file: ModelFile, data_path: str | None, preprocessing) -> np.ndarray:
@@ -75,7 +66,7 @@ def profile_bundle(
     if not files:
         raise ValueError(f"{path}: no ONNX, TFLite or .pte file to profile")
     profiles = []
-    with _pinned(threads):
+    with pinned_cores(threads):
         for f in files:
             x = _input(f, models.data_path, models.preprocessing)
             profiles.append(_profile_one(f, x, threads=threads, runs=runs, warmup=warmup))

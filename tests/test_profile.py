@@ -164,3 +164,38 @@ def test_the_report_names_every_quantized_file_slower_than_its_fp32_twin():
         "Smaller is not faster here for these files; `edgekd profile` says where their time goes.",
     ]
     assert slower_than_fp32_lines(rows[:1] + rows[2:]) == []
+
+
+def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp_path):
+    """Every layout written, checked and timed against the fp32 file; the kept one is the fastest that
+    passed, its settings say which it is, and the manifest's typed settings accept the record."""
+    from benchmarks.bundle import find_models
+    from benchmarks.manifest import FileSettings
+    from benchmarks.preprocess import model_input
+    from export.int8_layouts import LAYOUTS, search_int8_layout
+    from toolkit.data import ArrayCalibrationReader
+
+    models = find_models(tiny_run / "bundle")
+    with np.load(models.data_path) as data:
+        x = model_input(data["x"][:232], models.preprocessing)
+    reader = ArrayCalibrationReader(x[:32], batch_size=32)
+    dst = tmp_path / "student_kd_int8.onnx"
+    fp32 = tiny_run / "bundle" / "student_kd.onnx"
+    settings = search_int8_layout(fp32, dst, reader, x[32:], method="minmax", rounds=1, runs=50)
+    search = settings["layout_search"]
+    assert len(search["tried"]) == len(LAYOUTS) == 8 and search["fp32_p50_us"] > 0
+    passed = [t for t in search["tried"] if t["passed"]]
+    assert search["kept"] == min(passed, key=lambda t: t["p50_us"])["layout"]
+    assert search["faster_than_fp32"] == (passed[0]["p50_us"] < search["fp32_p50_us"])
+    fmt, granularity, types = search["kept"].split()
+    assert settings["format"] == fmt and settings["per_channel"] == (granularity == "per-channel")
+    assert (
+        settings["activations"] == {"U8S8": "uint8", "S8S8": "int8"}[types] and settings["weights"] == "int8"
+    )
+    assert FileSettings.model_validate(settings).layout_search == search
+    ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
+    assert ("QLinearConv" in ops) == (fmt == "QOperator") and ("QuantizeLinear" in ops)
+    assert __import__("onnxruntime").InferenceSession(str(dst)).run(None, {"input": x[:1]})[0].shape == (
+        1,
+        10,
+    )

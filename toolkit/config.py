@@ -332,6 +332,10 @@ class ExportConfig(_Strict):
     # sensitivity report work on the named float graph, so the layer names they report are its names.
     onnx_compact_names: bool = True
     onnx_int8_format: Literal["QDQ", "QOperator"] = "QDQ"
+    # Static int8 ONNX: write every layout (QDQ/QOperator × per-channel/per-tensor × U8S8/S8S8), time each
+    # against the fp32 file on this machine and keep the fastest within parity (export/int8_layouts.py);
+    # the layouts tried go into the manifest. Overrides onnx_int8_format and per_channel for that file.
+    onnx_int8_search: bool = False
     # int8 weight scales per output channel (ONNX and TFLite static int8). auto: per channel when the
     # model has grouped/depthwise convs (whose channel ranges differ widely), else per tensor, which
     # saves a scale, a zero point and an int32 bias per channel: 12 % of a 24 k-param int8 file.

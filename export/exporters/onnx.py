@@ -72,7 +72,14 @@ def _static_int8(job: ExportJob, fp32: Path) -> dict:
         settings = dict(r.pop("quantization"), accuracy_budget=r)
         settings["sensitivity"] = {"split": "validation", "layers": layers}
         return settings
-    settings = quantize.quantize_static(fp32, job.dst, reader, **quant)
+    if e.onnx_int8_search:
+        from export._files import atomic_path
+        from export.int8_layouts import search_int8_layout
+
+        with atomic_path(job.dst) as tmp:
+            settings = search_int8_layout(fp32, tmp, reader, job.x_val, method=e.calibration_method)
+    else:
+        settings = quantize.quantize_static(fp32, job.dst, reader, **quant)
     if e.sensitivity and job.name == "student_kd":
         from export.sensitivity import layer_sensitivity
 
