@@ -101,6 +101,7 @@ class ProfileFile:
     warmup: int
     profiles: list[Profile]
     version: int = PROFILE_VERSION
+    target: dict[str, Any] = field(default_factory=dict)  # name, kind (native, emulated), label: as bench's
 
 
 def _node_events(events: list[dict], skip_runs: int) -> tuple[list[dict], float, int]:

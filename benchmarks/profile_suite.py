@@ -8,18 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.backends import backend_for, load_backend
+from benchmarks.backends import available, backend_for, load_backend
 from benchmarks.bundle import ModelFile, find_models
 from benchmarks.machine import machine_facts
 from benchmarks.preprocess import model_input
-from benchmarks.profile import (
-    Profile,
-    ProfileFile,
-    list_tflite_ops,
-    pinned_cores,
-    profile_onnx,
-    unprofiled_p50_us,
-)
+from benchmarks.profile import Profile, ProfileFile, pinned_cores, unprofiled_p50_us
+from benchmarks.suite import load_suite, resolve_target
 
 __all__ = ["profile_bundle"]
 
@@ -39,11 +33,9 @@ def _profile_one(file: ModelFile, x: np.ndarray, *, threads: int, runs: int, war
     handle = module.load(file.path, threads=threads)
     prepared = module.prepare(handle, x)
     p50 = unprofiled_p50_us(lambda: module.invoke(handle, prepared), runs=runs, warmup=warmup)
-    if file.format == "onnx":
+    if (profiler := getattr(module, "profile", None)) is not None:  # a backend's optional op profiler
         feed = np.ascontiguousarray(x, dtype=module.input_spec(handle)[2])
-        profile = profile_onnx(file.path, feed, threads=threads, runs=runs, warmup=warmup)
-    elif file.format == "tflite":
-        profile = list_tflite_ops(file.path)
+        profile = profiler(file.path, feed, threads=threads, runs=runs, warmup=warmup)
     else:  # a runtime without an op profiler edgekd reads: its p50 alone
         profile = Profile(file.path, 0, None, [], timed=False)
     profile.model, profile.format, profile.precision = file.model, file.format, file.precision
@@ -60,15 +52,16 @@ def profile_bundle(
     warmup: int = 20,
     on_profile: Callable[[Profile], None] = lambda p: None,
 ) -> ProfileFile:
-    """Profile every file of the bundle at `path` (or only `file`, a name in it); torch files are left out."""
+    """Profile every file of the bundle at `path` (or only `file`, a name in it) whose runtime is here."""
     models = find_models(Path(path) / file if file else path)
-    files = [f for f in models.files if f.format in ("onnx", "tflite", "pte")]
+    files = [f for f in models.files if available(backend_for(f.path))]  # as bench skips them
     if not files:
-        raise ValueError(f"{path}: no ONNX, TFLite or .pte file to profile")
+        raise ValueError(f"{path}: no file whose runtime is installed here")
     profiles = []
     with pinned_cores(threads):
         for f in files:
             x = _input(f, models.data_path, models.preprocessing)
             profiles.append(_profile_one(f, x, threads=threads, runs=runs, warmup=warmup))
             on_profile(profiles[-1])
-    return ProfileFile(machine_facts(), threads, runs, warmup, profiles)
+    target = resolve_target(load_suite("cpu"), threads)  # emulated ARM is labelled so, as bench does
+    return ProfileFile(machine_facts(), threads, runs, warmup, profiles, target=target)

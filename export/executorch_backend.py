@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmarks.backends import Backend, register_backend
 
-__all__ = ["PteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
+__all__ = ["PteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "profile", "version"]
 
 register_backend(
     Backend("executorch", {"pte": ".pte"}, requires="executorch", distribution="executorch", module=__name__)
@@ -83,6 +83,48 @@ def invoke(handle: PteModel, x: Any) -> Any:
 def run(handle: PteModel, x: np.ndarray) -> np.ndarray:
     """First output for input `x`, as numpy."""
     return invoke(handle, prepare(handle, x)).detach().numpy()
+
+
+def _xnnpack_dtype(name: str) -> str:
+    """The dtype an XNNPACK operator's event name gives, e.g. "Convolution (NHWC, QS8) IGEMM #1" -> int8."""
+    inside = name.partition("(")[2].partition(")")[0].split(", ")[-1]
+    floats = {"F32": "float32", "X32": "float32", "F16": "float16", "X16": "float16"}
+    return floats.get(inside, "int8" if "8" in inside else "?")
+
+
+def profile(path: str | Path, x: np.ndarray, *, threads: int, runs: int, warmup: int):
+    """Per-operator times from ExecuTorch's ETDump (its event tracer): XNNPACK's operators (their dtype in
+    their names) and any portable kernels, over the runs after `warmup`."""
+    import os
+    import tempfile
+
+    import torch
+    from executorch.devtools import Inspector
+    from executorch.extension.pybindings import portable_lib
+
+    from benchmarks.profile import OpTime, Profile
+    from export._files import native_stderr_hidden
+
+    with native_stderr_hidden():
+        portable_lib._unsafe_reset_threadpool(threads)
+        module = portable_lib._load_for_executorch(str(path), enable_etdump=True, debug_buffer_size=0)
+    feed = torch.from_numpy(np.ascontiguousarray(x))
+    for _ in range(warmup + runs):
+        module.forward([feed])
+    with tempfile.TemporaryDirectory(prefix="edgekd-etdump-") as tmp, native_stderr_hidden():
+        dump = os.path.join(tmp, "run.etdp")
+        module.write_etdump_result_to_file(dump)
+        events = next(b for b in Inspector(etdump_path=dump).event_blocks if b.name == "Execute").events
+    ops, run_us = [], None
+    for e in events:
+        us = [v * 1000 for v in (e.perf_data.raw if e.perf_data else [])][warmup:]  # ms -> µs
+        if e.name == "Method::execute":
+            run_us = sum(us)
+        elif e.name != "DELEGATE_CALL":  # the delegate's whole call: its operators are listed one by one
+            where = "XnnpackBackend" if e.is_delegated_op else "portable"
+            dtype = _xnnpack_dtype(e.name) if e.is_delegated_op else "?"
+            ops.append(OpTime(e.name, e.name.rsplit(" #", 1)[0], where, [dtype], len(us), sum(us)))
+    return Profile(str(path), runs, run_us, sorted(ops, key=lambda o: -(o.total_us or 0.0)))
 
 
 def version() -> str | None:

@@ -87,6 +87,22 @@ def test_edgekd_bench_measures_a_pte_file_with_one_thread(pte_files, tmp_path):
     assert all(rec["runtime_version"] == "1.5.1" for rec in records)
 
 
+def test_etdump_profile_times_xnnpack_operators_in_their_dtype(pte_files):
+    """ExecuTorch's event tracer: every XNNPACK operator of the run with its dtype (F32 or QS8 in its name),
+    timed over the runs after warm-up, inside the method's own time."""
+    from export.executorch_backend import profile
+    from toolkit.report.time_breakdown import breakdown
+
+    out, x, *_ = pte_files
+    for precision, dtype in (("fp32", "fp32"), ("int8", "int8")):
+        p = profile(out / f"student_kd_{precision}.pte", x[:1], threads=1, runs=40, warmup=5)
+        convs = [op for op in p.ops if op.op_type.startswith("Convolution (NHWC")]
+        assert len(convs) == 3 and {op.dtype for op in convs} == {dtype}, [op.op_type for op in p.ops]
+        assert all(op.provider == "XnnpackBackend" and op.calls == 40 for op in p.ops)
+        assert p.runs == 40 and 0 < p.ops_us <= p.run_us
+        assert breakdown(p).counts["conv/matmul"] == 4  # three convolutions and the classifier
+
+
 def test_the_exporter_offers_fp32_and_int8_only(tmp_path):
     from export.exporters import exporter_for
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks.backends import Backend, register_backend
 
-__all__ = ["TfliteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
+__all__ = ["TfliteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "profile", "version"]
 
 register_backend(
     Backend("litert", {"tflite": ".tflite"}, requires="ai_edge_litert", distribution="ai_edge_litert",
@@ -216,6 +216,14 @@ def run(handle: TfliteModel, x: np.ndarray) -> np.ndarray:
     if handle.output_dtype in _QUANTIZED and scale != 0.0:
         return (y.astype(np.float32) - zero_point) * scale
     return y
+
+
+def profile(path: str | Path, x: np.ndarray, *, threads: int, runs: int, warmup: int):
+    """The op list with dtypes, untimed (`benchmarks.profile.list_tflite_ops`): LiteRT's Python API has no
+    op profiler."""
+    from benchmarks.profile import list_tflite_ops
+
+    return list_tflite_ops(path)
 
 
 def _version(package: str) -> str | None:

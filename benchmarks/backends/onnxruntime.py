@@ -25,6 +25,7 @@ __all__ = [
     "prepare",
     "invoke",
     "run",
+    "profile",
     "version",
 ]
 
@@ -208,6 +209,13 @@ def invoke(handle: OrtModel, feed: dict[str, np.ndarray]) -> np.ndarray:
 def run(handle: OrtModel, x: np.ndarray) -> np.ndarray:
     """First output for input `x`."""
     return invoke(handle, prepare(handle, x))
+
+
+def profile(path: str | Path, x: np.ndarray, *, threads: int, runs: int, warmup: int):
+    """Per-node times from onnxruntime's session profiler (`benchmarks.profile.profile_onnx`)."""
+    from benchmarks.profile import profile_onnx
+
+    return profile_onnx(path, x, threads=threads, runs=runs, warmup=warmup)
 
 
 def version() -> str:

@@ -322,11 +322,23 @@ def profile_cli(
     threads: o.ProfileThreadsOpt = 1,
     runs: o.ProfileRunsOpt = 200,
     out: o.ProfileOutOpt = None,
+    target: o.TargetOpt = None,
+    targets: o.TargetsOpt = None,
+    trust_new_host: o.TrustOpt = False,
+    known_hosts: o.KnownHostsOpt = None,
 ) -> None:
     """Per-operator times of every file from its runtime's profiler (onnxruntime; LiteRT lists its ops
     untimed), and why each int8/fp16 file is faster or slower than its fp32 twin: profile.md."""
-    from toolkit.pipeline.profile_stage import run_profile
+    from toolkit.pipeline.profile_stage import run_profile, run_remote_profile
 
+    if target or targets:
+        boards = [parse_target(target)] if target else load_targets(targets)
+        remote = dict(trust_new_host=trust_new_host, known_hosts=known_hosts, on_event=output.board_line)
+        done = run_remote_profile(bundle, boards, out=out, file=file, threads=threads, runs=runs, **remote)
+        output.board_profiles(done)
+        if failed := [run.error for run, _ in done if run.error]:
+            raise EdgekdError(failed[0] if len(failed) == 1 else f"{len(failed)} boards failed: {failed[0]}")
+        return
     path, markdown = run_profile(bundle, file=file, threads=threads, runs=runs, out=out,
                                  on_profile=output.profiled)  # fmt: skip
     output.profile_written(path, markdown)

@@ -305,6 +305,15 @@ def profile_written(path: Path, markdown: str) -> None:
     console.print(f"profiles: {path}  (tables: {path.with_name('profile.md')})")
 
 
+def board_profiles(done: list) -> None:
+    """Each board's profile tables (a failed board's line came with its events)."""
+    from rich.markdown import Markdown
+
+    for _, markdown in done:
+        if markdown is not None:
+            console.print(Markdown(markdown))
+
+
 def compare_written(path) -> None:
     console.print(f"compare: {path} (and {path.with_suffix('.html').name})", highlight=False)
 

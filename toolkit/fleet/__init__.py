@@ -20,6 +20,8 @@ class TargetKind:
 
     scheme: str  # the URL scheme of `--target`, and a board's `kind:` in a targets file
     run: Callable[..., list[Any]]
+    # `profile(boards, bundle, out, **options)`: `edgekd profile` on each, profiles.json back (None: none)
+    profile: Callable[..., list[Any]] | None = None
 
 
 def _builtins() -> None:

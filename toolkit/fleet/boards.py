@@ -9,7 +9,7 @@ from typing import Any
 from toolkit.fleet import target_kind
 from toolkit.fleet.targets import Board
 
-__all__ = ["board_args", "run_on_boards", "WHEELHOUSE_CACHE"]
+__all__ = ["board_args", "run_on_boards", "profile_on_boards", "WHEELHOUSE_CACHE"]
 
 WHEELHOUSE_CACHE = Path.home() / ".cache" / "edgekd" / "wheelhouse"
 
@@ -46,5 +46,19 @@ def run_on_boards(
     for scheme in dict.fromkeys(b.kind for b in boards):
         group = [b for b in boards if b.kind == scheme]
         done = target_kind(scheme).run(group, path, results, args=args, wheels=_wheels, **options)
+        runs |= {board.name: run for board, run in zip(group, done, strict=True)}
+    return [runs[b.name] for b in boards]
+
+
+def profile_on_boards(
+    boards: list[Board], bundle: Path, out: Path, *, args: list[str], **options: Any
+) -> list[Any]:
+    """`edgekd profile` of `bundle` on every board (`args`: its flags); profiles.json in `out/<board>/`."""
+    runs: dict[str, Any] = {}
+    for scheme in dict.fromkeys(b.kind for b in boards):
+        group = [b for b in boards if b.kind == scheme]
+        if (profile := target_kind(scheme).profile) is None:
+            raise ValueError(f"board {group[0].name!r}: target kind {scheme!r} cannot run `edgekd profile`")
+        done = profile(group, bundle, out, args=lambda board: args, wheels=_wheels, **options)
         runs |= {board.name: run for board, run in zip(group, done, strict=True)}
     return [runs[b.name] for b in boards]

@@ -26,7 +26,7 @@ from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_
 from toolkit.fleet import TargetKind, register_target_kind
 from toolkit.fleet.targets import Board
 
-__all__ = ["BoardRun", "Payload", "payload", "run_boards", "board_records"]
+__all__ = ["BoardRun", "Payload", "payload", "run_boards", "profile_boards", "board_records"]
 
 # Run on the board with its own python (stdlib only): machine, Python, glibc, and sha256 of named files.
 PROBE = (
@@ -49,6 +49,9 @@ class BoardRun:
     records: int = 0
     seconds: float = 0.0
     error: str | None = None
+
+
+INSTALL_TIMEOUT_S = 1200.0  # seconds for the board's venv and its pip install
 
 
 def board_records(results: Path, board: str) -> list[BenchRecord]:
@@ -179,9 +182,11 @@ async def _venv(conn, board: Board, info: dict, wheels: Callable[[dict], Path], 
     await _push(
         conn, board, house, remote_house, {p.name: sha256_file(p) for p in house.glob("*.whl")}, timeout
     )
-    await _run(conn, [board.python, "-m", "venv", "--clear", venv], board.name, timeout)
+    # installing takes minutes on a Pi or under qemu, not the seconds a probe or a copy gets
+    install_timeout = max(timeout, INSTALL_TIMEOUT_S)
+    await _run(conn, [board.python, "-m", "venv", "--clear", venv], board.name, install_timeout)
     pip = [f"{venv}/bin/python", "-m", "pip", "install", "-q", "--no-index", "--find-links", remote_house]
-    await _run(conn, [*pip, "edgekd[bench]"], board.name, timeout)
+    await _run(conn, [*pip, "edgekd[bench]"], board.name, install_timeout)
     return f"{venv}/bin"
 
 
@@ -221,9 +226,8 @@ async def _stream(
         raise RuntimeError(f"{board.name}: edgekd bench on the board: {last[:200]}")
 
 
-async def _bench_board(
-    board: Board, sent: Payload, results: Path, opts: dict, lock: asyncio.Lock
-) -> BoardRun:
+async def _on_board(board: Board, sent: Payload, opts: dict, lock: asyncio.Lock, work) -> BoardRun:
+    """Connect, push `sent`, set up edgekd's venv, then `await work(conn, run, python, bundle, run_dir)`."""
     import asyncssh
 
     run, t0, on_event, timeout = BoardRun(board), time.monotonic(), opts["on_event"], opts["timeout"]
@@ -237,17 +241,40 @@ async def _bench_board(
                 what = "bundle" if sent.target == "." else sent.target
                 on_event(board.name, f"{what} in place ({info['machine']}, Python {info['python']})")
                 bin_ = await _venv(conn, board, info, opts["wheels"], timeout)
-                await _reset_results(conn, board, results, f"{remote_run}/results.jsonl", opts["resume"])
                 # `python -m`, not the venv's `edgekd` script: pip writes a /bin/sh launcher when the path has
                 # spaces, and that shell would expand anything like $(...) in the board's folder name.
-                cmd = [f"{bin_}/python", "-m", "toolkit.cli.main", "bench", f"{remote_bundle}/{sent.target}"]
-                cmd += ["--results", f"{remote_run}/results.jsonl"]
-                cmd += ["--stream", *opts["args"](board), *(["--resume"] if opts["resume"] else [])]
-                await _stream(conn, board, cmd, f"{remote_run}/bench.log", results, run, on_event)
+                await work(conn, run, f"{bin_}/python", f"{remote_bundle}/{sent.target}", remote_run)
         except (asyncssh.Error, OSError, RuntimeError, ValueError, asyncio.TimeoutError) as e:
             run.error = _one_line(e, board)
     run.seconds = time.monotonic() - t0
     return run
+
+
+async def _bench_board(
+    board: Board, sent: Payload, results: Path, opts: dict, lock: asyncio.Lock
+) -> BoardRun:
+    async def work(conn, run: BoardRun, python: str, bundle: str, remote_run: str) -> None:
+        await _reset_results(conn, board, results, f"{remote_run}/results.jsonl", opts["resume"])
+        cmd = [python, "-m", "toolkit.cli.main", "bench", bundle, "--results", f"{remote_run}/results.jsonl"]
+        cmd += ["--stream", *opts["args"](board), *(["--resume"] if opts["resume"] else [])]
+        await _stream(conn, board, cmd, f"{remote_run}/bench.log", results, run, opts["on_event"])
+
+    return await _on_board(board, sent, opts, lock, work)
+
+
+async def _profile_board(board: Board, sent: Payload, out: Path, opts: dict, lock: asyncio.Lock) -> BoardRun:
+    async def work(conn, run: BoardRun, python: str, bundle: str, remote_run: str) -> None:
+        remote_out = f"{remote_run}/profile"
+        cmd = [python, "-m", "toolkit.cli.main", "profile", bundle, "--out", remote_out, *opts["args"](board)]
+        await _run(conn, cmd, board.name, max(opts["timeout"], INSTALL_TIMEOUT_S))
+        dst = out / board.name / "profiles.json"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        async with conn.start_sftp_client() as sftp:
+            await sftp.get(f"{remote_out}/profiles.json", str(dst) + ".partial")
+        Path(str(dst) + ".partial").replace(dst)
+        run.records = 1
+
+    return await _on_board(board, sent, opts, lock, work)
 
 
 def _one_line(exc: BaseException, board: Board) -> str:
@@ -289,4 +316,22 @@ def run_boards(
     return asyncio.run(main())
 
 
-register_target_kind(TargetKind("ssh", run_boards))
+def profile_boards(boards: list[Board], bundle: Path, out: Path, **options: Any) -> list[BoardRun]:
+    """`edgekd profile` of `bundle` on every board; each board's profiles.json lands in `out/<board>/`."""
+    sent = payload(bundle)
+    opts = (
+        dict(resume=False, on_event=lambda board, event: None, timeout=30.0, trust_new_host=False) | options
+    )
+
+    async def main() -> list[BoardRun]:
+        locks: dict[tuple[str, int], asyncio.Lock] = {}
+        jobs = [
+            _profile_board(b, sent, out, opts, locks.setdefault((b.host, b.port), asyncio.Lock()))
+            for b in boards
+        ]
+        return list(await asyncio.gather(*jobs))
+
+    return asyncio.run(main())
+
+
+register_target_kind(TargetKind("ssh", run_boards, profile_boards))

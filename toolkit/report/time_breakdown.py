@@ -27,7 +27,21 @@ _KINDS = {
 KINDS = ("conv/matmul", "quantize/dequantize", "cast", "layout", "other")
 
 
+# XNNPACK's operator names (ExecuTorch's ETDump), e.g. "Convolution (NHWC, QS8) IGEMM": by their first words
+_XNNPACK = {
+    "Convolution": "conv/matmul",
+    "Fully Connected": "conv/matmul",
+    "Batch Matrix Multiply": "conv/matmul",
+    "Convert": "quantize/dequantize",
+    "Transpose": "layout",
+    "Static Reshape": "layout",
+    "Copy": "layout",
+}
+
+
 def _kind(op_type: str) -> str:
+    if "(" in op_type:
+        return next((kind for word, kind in _XNNPACK.items() if op_type.startswith(word)), "other")
     return next((kind for kind, ops in _KINDS.items() if op_type in ops), "other")
 
 
@@ -151,7 +165,7 @@ def _pair_table(pair: Pair) -> Table:
 
 def profile_blocks(data: ProfileFile) -> list[Block]:
     """The "Where the time goes" section: every file's op sum against its p50, then each pair's table."""
-    cpu = data.machine.get("cpu_model") or data.machine.get("arch") or "this machine"
+    cpu = data.target.get("label") or data.machine.get("cpu_model") or "this machine"
     int8 = ", ".join(data.machine.get("int8_dot_product") or []) or "none found"
     setup = (
         f"{cpu}; int8 dot-product instructions: {int8}. {data.threads} thread, {data.runs} profiled runs "
