@@ -109,28 +109,33 @@ def test_a_file_that_is_not_a_profile_is_one_line(tmp_path):
 def test_edgekd_profile_on_a_bundle_times_every_onnx_node_and_lists_tflite_ops(tiny_run, tmp_path):
     """The real thing on the tiny bundle: onnxruntime's per-node times add up near the unprofiled p50 (the
     profiler's own cost per node is the gap), LiteRT lists its ops with dtypes, and the report shows it."""
+    import json
+    import shutil
     import subprocess
     import sys
 
     from benchmarks.profile import read_profiles
 
-    out = tmp_path / "profile"
-    cmd = [sys.executable, "-m", "toolkit.cli.main", "profile", str(tiny_run / "bundle"), "--runs", "30"]
-    proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    run = tmp_path / "run"  # a copy: the profile lands in RUN/profile, and the report reads it from there
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("report"))
+    out = run / "profile"
+    cmd = [sys.executable, "-m", "toolkit.cli.main", "profile", str(run / "bundle"), "--runs", "30"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = read_profiles(out / "profiles.json")
     by_file = {p.path.rsplit("/", 1)[-1]: p for p in data.profiles}
-    assert set(by_file) == {
-        p.name for p in (tiny_run / "bundle").iterdir() if p.suffix in (".onnx", ".tflite")
-    }
+    manifest = json.loads((run / "bundle" / "manifest.json").read_text())
+    assert set(by_file) == {m["file"] for m in manifest["models"]}
     for name, p in by_file.items():
         assert p.p50_us > 0, name
         if name.endswith(".onnx"):
             assert p.timed and p.runs == 30 and all(op.calls == 30 for op in p.ops), name
             assert 0 < p.ops_us <= p.run_us, name  # the kernels' times lie inside the runs' own times
             assert 0.5 < p.per_run(p.ops_us) / p.p50_us < 4, name  # the profiler's overhead, bounded
-        else:
+        elif name.endswith(".tflite"):
             assert not p.timed and p.ops and all(op.total_us is None for op in p.ops), name
+        else:  # the .pt2 baselines: the torch backend has no op profiler, so their p50 alone
+            assert name.endswith(".pt2") and not p.timed and not p.ops, name
     int8 = {op.dtype for op in by_file["student_kd_int8.onnx"].ops if op.op_type == "QLinearConv"}
     assert int8 == {"int8"}
     assert {op.dtype for op in by_file["student_kd_int8.tflite"].ops if op.op_type == "CONV_2D"} == {"int8"}
@@ -138,6 +143,12 @@ def test_edgekd_profile_on_a_bundle_times_every_onnx_node_and_lists_tflite_ops(t
     text = (out / "profile.md").read_text()
     assert "**student_kd · onnx · int8.** student_kd int8 onnx (onnxruntime) is " in text
     assert "**teacher · onnx · dynamic-int8.**" in text and "ConvInteger" in text
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli.main", "report", str(run)], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = (run / "report" / "report.md").read_text()
+    assert "## Where the time goes" in report and "![per-op time by kind of work" in report
+    assert (run / "report" / "profile.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _row(precision: str, p50: float, ci: tuple[float, float], model: str = "student", backend: str = "ort"):
