@@ -210,3 +210,19 @@ def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp
         1,
         10,
     )
+
+
+def test_report_compare_sets_the_same_op_of_the_same_file_side_by_side():
+    from benchmarks.profile import ProfileFile
+    from toolkit.report.blocks import blocks_to_markdown
+    from toolkit.report.time_breakdown import side_by_side_blocks
+
+    x86 = _profile("int8", 30.0, [("QLinearConv", "uint8", 20.0), ("QuantizeLinear", "float", 0.5)])
+    arm = _profile("int8", 90.0, [("QLinearConv", "uint8", 70.0), ("QuantizeLinear", "float", 8.0)])
+    a, b = (ProfileFile({}, 1, 10, 2, [p]) for p in (x86, arm))
+    text = blocks_to_markdown(side_by_side_blocks([("pc", a), ("pi", b)]))
+    assert "| file | op | pc µs/run (dtype) | pi µs/run (dtype) |" in text
+    assert "| student_int8.onnx | QLinearConv | 20.0 (int8) | 70.0 (int8) |" in text
+    # under 5 % of the file's time on the PC, but 10 % on the board: shown
+    assert "| student_int8.onnx | QuantizeLinear | 0.5 (fp32) | 8.0 (fp32) |" in text
+    assert side_by_side_blocks([("pc", a), ("pi", ProfileFile({}, 1, 10, 2, []))]) == []

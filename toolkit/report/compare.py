@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.files import write_text_atomic
+from benchmarks.profile import ProfileFile, read_profiles
 from toolkit.report.blocks import Block, blocks_to_markdown, heading, note, para, table
 from toolkit.report.html_out import blocks_to_html
 from toolkit.report.markdown import machine_facts
@@ -16,6 +17,8 @@ from toolkit.report.rows import ReportRow, sort_key
 from toolkit.report.run import RunData, load_run
 from toolkit.report.significance import Difference, compare_rounds, slower_by_more_than
 from toolkit.report.table import DASH, Table, fmt_p50, opt
+from toolkit.report.time_breakdown import side_by_side_blocks
+from toolkit.rundir import RunDir
 
 __all__ = [
     "Regression",
@@ -198,7 +201,18 @@ def compare_blocks(runs: list[RunData]) -> list[Block]:
                 "they describe that setup, not the device it imitates."
             )
         )
-    return blocks + [table(compare_table(runs))] + output_check_blocks([r for run in runs for r in run.rows])
+    blocks += [table(compare_table(runs)), *output_check_blocks([r for run in runs for r in run.rows])]
+    return blocks + side_by_side_blocks(_profiles(runs))
+
+
+def _profiles(runs: list[RunData]) -> list[tuple[str, ProfileFile]]:
+    """Every profile the runs hold (`RUN/profile`, and each board's under it), named run · target."""
+    found = []
+    for run, name in zip(runs, _names(runs), strict=True):
+        for path in RunDir(run.run_dir).all_profiles():
+            data = read_profiles(path)
+            found.append((f"{name} · {data.target.get('label') or data.target.get('kind', '?')}", data))
+    return found
 
 
 def build_compare_report(run_dirs: list[Path], *, out_dir: Path) -> Path:

@@ -9,7 +9,16 @@ from benchmarks.profile import Profile, ProfileFile
 from toolkit.report.blocks import Block, blocks_to_markdown, heading, para, table
 from toolkit.report.table import Table
 
-__all__ = ["Breakdown", "Pair", "breakdown", "pairs", "explain", "profile_blocks", "profile_markdown"]
+__all__ = [
+    "Breakdown",
+    "Pair",
+    "breakdown",
+    "pairs",
+    "explain",
+    "profile_blocks",
+    "profile_markdown",
+    "side_by_side_blocks",
+]
 
 # op type (onnxruntime and TFLite names) -> kind of work; anything else is "other"
 _KINDS = {
@@ -184,3 +193,49 @@ def profile_blocks(data: ProfileFile) -> list[Block]:
 def profile_markdown(data: ProfileFile) -> str:
     """`profile_blocks` as one Markdown document (profile.md)."""
     return blocks_to_markdown(profile_blocks(data))
+
+
+def _op_times(p: Profile) -> dict[str, tuple[float, str]]:
+    """Op type -> (µs per run, the dtypes it ran in) of one timed profile."""
+    out: dict[str, tuple[float, set[str]]] = {}
+    for op in p.ops:
+        us, dtypes = out.get(op.op_type, (0.0, set()))
+        out[op.op_type] = (us + (op.total_us or 0.0) / max(p.runs, 1), dtypes | {op.dtype})
+    return {k: (us, "/".join(sorted(d))) for k, (us, d) in out.items()}
+
+
+def side_by_side_blocks(profiles: list[tuple[str, ProfileFile]], *, share: float = 0.05) -> list[Block]:
+    """The same op of the same file on each target: µs per run and dtype, for the ops that take at least
+    `share` of a file's op time somewhere; only files timed on every target."""
+    names = [name for name, _ in profiles]
+    by_file = [{p.path.rsplit("/", 1)[-1]: p for p in data.profiles if p.timed} for _, data in profiles]
+    common = [f for f in by_file[0] if all(f in other for other in by_file[1:])]
+    cells = []
+    for file in common:
+        times = [_op_times(files[file]) for files in by_file]
+        totals = [sum(us for us, _ in t.values()) or 1.0 for t in times]
+        ops = {
+            op
+            for t, total in zip(times, totals, strict=True)
+            for op, (us, _) in t.items()
+            if us >= share * total
+        }
+        for op in sorted(ops, key=lambda o: -times[0].get(o, (0.0, ""))[0]):
+            row = [file, op]
+            for t in times:
+                us, dtype = t.get(op, (None, ""))
+                row.append("–" if us is None else f"{us:.1f} ({dtype})")
+            cells.append(row)
+    if not cells:
+        return []
+    headers = ["file", "op", *(f"{n} µs/run (dtype)" for n in names)]
+    intro = (
+        "Each file's main ops on every target that profiled it (`edgekd profile`), µs per run and the dtype "
+        "they ran in. An emulated target's times are not the device's; its op placement is."
+    )
+    numeric = [False, False, *([True] * len(names))]
+    return [
+        heading("Where the time goes, side by side"),
+        para(intro),
+        table(Table(headers, cells, numeric=numeric)),
+    ]

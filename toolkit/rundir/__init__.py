@@ -53,6 +53,11 @@ class RunDir:
     def profiles(self) -> Path:
         return self.root / "profile" / "profiles.json"
 
+    def all_profiles(self) -> list[Path]:
+        """This machine's profiles.json, then each board's (`profile/<board>/profiles.json`)."""
+        found = [self.profiles] if self.profiles.is_file() else []
+        return found + sorted(self.profiles.parent.glob("*/profiles.json"))
+
     def checkpoint(self, name: str) -> Path:
         return self.distill / f"{name}.pt"
 
