@@ -154,7 +154,7 @@ def list_tflite_ops(path: str | Path) -> Profile:
     profiler (its per-op timings need the C++ benchmark tool, which no wheel ships)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True)
+    interpreter = Interpreter(model_path=str(path))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     ops = []
     for op in interpreter._get_ops_details():  # the only op listing the Python API exposes

@@ -364,6 +364,9 @@ class BenchSettings(_Strict):
     repeats: int = Field(DEFAULT_PROTOCOL.repeats, ge=1)  # rounds, each in a fresh worker process
     pin: bool = True  # each worker on cores of its own where the machine allows it
     accuracy: bool = True
+    # `edgekd run` profiles every file after bench (RUN/profile, `edgekd profile`): the report's "Where the
+    # time goes"; this many profiled runs per file (0: no profile).
+    profile_runs: int = Field(200, ge=0)
 
 
 class RunConfig(_Strict):

@@ -429,8 +429,23 @@ def run_cli(
     _distill(cfg, run, resume=resume)
     export_failed = _export(run, resume=resume)  # files that did export are still benchmarked and reported
     bench_failed = _bench(run.root, resume=resume)
+    _profile(run, cfg.bench)
     _report(run.root)
     _raise(export_failed, bench_failed)
+
+
+def _profile(run, bench) -> None:
+    """The run's profile for the report, at the bench's first thread count; a failure is a warning line."""
+    from toolkit.pipeline.profile_stage import run_profile
+
+    if not bench.profile_runs or not run.manifest.is_file():
+        return
+    try:
+        path, _ = run_profile(run.bundle, threads=bench.threads[0], runs=bench.profile_runs)
+    except (ValueError, RuntimeError, OSError) as exc:
+        console.print(f"[yellow]profile skipped:[/] {escape(str(exc).splitlines()[0])}")
+        return
+    console.print(f"profiles: {path} (`edgekd profile` tables: {path.with_name('profile.md')})")
 
 
 def main() -> None:
