@@ -28,6 +28,7 @@ EXTRA_FOR_MODULE: dict[str, tuple[str, str]] = {
     "tensorflow": ("tensorflow", "onnx2tf"),
     "onnx2tf": ("onnx2tf", "onnx2tf"),
     "executorch": ("executorch", "executorch"),
+    "executorch_numpy_runtime": ("executorch-numpy-runtime", "bench"),
 }
 
 

@@ -56,7 +56,7 @@ class OpTime:
     def dtype(self) -> str:
         """What the op computes in, from its first input: int8, fp16 or fp32 (else the dtype's name)."""
         first = (self.input_dtypes or ["?"])[0]
-        if first in _INT8 or self.op_type in _INT8_OPS:
+        if first in _INT8 or self.op_type in _INT8_OPS or self.op_type.startswith("QLinear"):
             return "int8"
         return {"float": "fp32", "float32": "fp32", "float16": "fp16"}.get(first, first)
 

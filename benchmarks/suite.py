@@ -222,7 +222,8 @@ _X86_VENDORS = ("GenuineIntel", "AuthenticAMD", "HygonGenuine")
 
 def emulation(cpuinfo: str | None = None, machine: str | None = None) -> str | None:
     """ "qemu-user" when this ARM Python runs under user-mode emulation: qemu-user passes the host's
-    /proc/cpuinfo through, so an ARM process sees an x86 vendor; else None."""
+    /proc/cpuinfo through, so an ARM process sees an x86 vendor; with the CPU model it emulates when
+    QEMU_CPU names one ("qemu-user, cortex-a76"); else None."""
     if (machine or platform.machine()) not in _ARM:
         return None
     if cpuinfo is None:
@@ -230,7 +231,10 @@ def emulation(cpuinfo: str | None = None, machine: str | None = None) -> str | N
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return None
-    return "qemu-user" if any(v in cpuinfo for v in _X86_VENDORS) else None
+    if not any(v in cpuinfo for v in _X86_VENDORS):
+        return None
+    cpu = os.environ.get("QEMU_CPU")
+    return f"qemu-user, {cpu}" if cpu else "qemu-user"
 
 
 def resolve_target(

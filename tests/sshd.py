@@ -40,10 +40,16 @@ def _free_port() -> int:
 
 
 def start_sshd(
-    root: Path, client_key: Path, *, host_key: Path | None = None, chroot: Path | None = None
+    root: Path,
+    client_key: Path,
+    *,
+    host_key: Path | None = None,
+    chroot: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> LoopbackBoard:
     """sshd on a free 127.0.0.1 port letting `client_key` in (public key only, no PAM); with `chroot`,
-    every session runs inside that root (an arm64 Debian root runs there under qemu-user)."""
+    every session runs inside that root (an arm64 Debian root runs there under qemu-user); `env` is set in
+    every session (sshd's SetEnv)."""
     root.mkdir(parents=True, exist_ok=True)
     host_key = host_key or keygen(root / "host_ed25519")
     authorized = root / "authorized_keys"
@@ -55,6 +61,7 @@ def start_sshd(
         f"PidFile {root / 'sshd.pid'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
         "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n"
         + (f"ChrootDirectory {chroot}\n" if chroot is not None else "")
+        + "".join(f"SetEnv {k}={v}\n" for k, v in (env or {}).items())
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stderr=(root / "sshd.log").open("w"))

@@ -92,6 +92,14 @@ def test_emulated_arm_is_told_from_a_real_board():
     assert emulation(host, machine="x86_64") is None
 
 
+def test_the_emulated_cpu_model_is_named(monkeypatch):
+    from benchmarks.suite import emulation
+
+    host = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n"
+    monkeypatch.setenv("QEMU_CPU", "cortex-a76")
+    assert emulation(host, machine="aarch64") == "qemu-user, cortex-a76"
+
+
 def test_board_facts_from_captured_files(tmp_path):
     assert parse_throttled("throttled=0x50005") == {
         "raw": "0x50005",
@@ -312,6 +320,51 @@ def test_one_model_file_on_a_board_gives_the_records_of_local_bench(tiny_run, tm
     )
 
 
+@needs_sshd
+@pytest.mark.slow
+@pytest.mark.usefixtures("package_index")
+def test_edgekd_profile_on_a_board_comes_back_named_after_it(tiny_run, tmp_path):
+    """`edgekd profile --targets`: the board profiles every file in its own venv; profiles.json and profile.md
+    come back under the board's name, its target label kept (a native x86 board here)."""
+    from benchmarks.profile import read_profiles
+
+    key = keygen(tmp_path / "client")
+    board = start_sshd(tmp_path / "sshd", key)
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(board.known_hosts_line() + "\n")
+        spec = {"host": "127.0.0.1", "port": board.port, "user": "root", "key": str(key)}
+        targets = tmp_path / "t.yaml"
+        targets.write_text(
+            yaml.safe_dump({"boards": {"x86-board": {**spec, "dir": str(tmp_path / "board")}}})
+        )
+        out = tmp_path / "profiles"
+        cmd = [
+            *EDGEKD,
+            "profile",
+            str(tiny_run / "bundle"),
+            "--targets",
+            str(targets),
+            "--known-hosts",
+            str(known),
+        ]
+        proc = subprocess.run(
+            [*cmd, "--runs", "20", "--out", str(out)], capture_output=True, text=True, timeout=900
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        board.stop()
+    data = read_profiles(out / "x86-board" / "profiles.json")
+    assert data.target["name"] == "x86-board" and data.target["label"].startswith(
+        "x86-board: native: this CPU ("
+    )
+    shipped = {p.name for p in (tiny_run / "bundle").iterdir() if p.suffix in (".onnx", ".tflite")}
+    assert {p.path.rsplit("/", 1)[-1] for p in data.profiles} == shipped
+    assert all(p.timed and p.runs == 20 and p.ops for p in data.profiles if p.format == "onnx")
+    text = (out / "x86-board" / "profile.md").read_text()
+    assert "## Where the time goes" in text and data.target["label"] in text
+
+
 def _manifest_accuracy(run: Path, file: str) -> float:
     manifest = json.loads((run / "bundle" / "manifest.json").read_text())
     return next(m["parity"]["accuracy"] for m in manifest["models"] if m["file"] == file)
@@ -339,56 +392,110 @@ def test_machine_facts_say_board_only_where_there_is_one():
 @pytest.mark.arm
 @pytest.mark.usefixtures("package_index")
 def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
-    """A real aarch64 userland (Debian arm64 under qemu-user) reached over SSH: edgekd installs its aarch64
-    wheels there, every ONNX/TFLite file runs, gives the x86 outputs within its parity tolerance, scores as
-    on x86, and is labelled emulated, never a board, in the records and in `report --compare`."""
+    """A real aarch64 userland (Debian trixie arm64 under qemu-user) reached over SSH: edgekd installs its
+    aarch64 wheels there, every ONNX/TFLite/ExecuTorch file runs (`.pte` through the torch-free runtime),
+    gives the x86 outputs within its parity tolerance, scores as on x86, and is labelled emulated, never a
+    board, in the records and in `report --compare`."""
     from tests import arm64
 
     if (why := arm64.missing()) is not None:
         pytest.skip(f"no arm64 root: {why}")
     root = arm64.arm64_root()
     shutil.rmtree(root / "root" / "edgekd-test", ignore_errors=True)
+    x86_run = tmp_path / "x86-run"  # the tiny run re-exported with .pte files beside the ONNX/TFLite ones
+    shutil.copytree(tiny_run, x86_run, ignore=shutil.ignore_patterns("bench", "report", "bundle*"))
+    config = yaml.safe_load((x86_run / "config.yaml").read_text())
+    config["export"]["formats"] = ["onnx", "tflite", "pte", "torch"]
+    (x86_run / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([*EDGEKD, "export", str(x86_run)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     arm_run = tmp_path / "arm-run"  # the x86 run's files, with the board's results as its bench
-    shutil.copytree(tiny_run, arm_run, ignore=shutil.ignore_patterns("bench", "report"))
+    shutil.copytree(x86_run, arm_run, ignore=shutil.ignore_patterns("bench", "report"))
     results = arm_run / "bench" / "results.jsonl"
     key = keygen(tmp_path / "client")
-    board = start_sshd(tmp_path / "sshd", key, chroot=root)
+    board = start_sshd(tmp_path / "sshd", key, chroot=root, env={"QEMU_CPU": arm64.QEMU_CPU})
     try:
         known = tmp_path / "known_hosts"
         known.write_text(board.known_hosts_line() + "\n")
         spec = {"host": "127.0.0.1", "port": board.port, "user": "root", "key": str(key)}
         targets = tmp_path / "t.yaml"
         targets.write_text(yaml.safe_dump({"boards": {"qemu-arm64": {**spec, "dir": "/root/edgekd-test"}}}))
-        proc = _bench(tiny_run / "bundle", targets, known, results, "--repeats", "1")
-        _, err = proc.communicate(timeout=900)
+        proc = _bench(x86_run / "bundle", targets, known, results, "--repeats", "1")
+        _, err = proc.communicate(timeout=3000)  # under qemu: ~6 min of pip install, ~1 min per file
         assert proc.returncode == 0, err[-3000:]
+        # the same profile on the emulated board, in the venv the bench installed
+        prof = arm_run / "profile"  # profile/qemu-arm64/profiles.json: `report --compare` finds it there
+        cmd = [
+            *EDGEKD,
+            "profile",
+            str(x86_run / "bundle"),
+            "--targets",
+            str(targets),
+            "--known-hosts",
+            str(known),
+        ]
+        proc = subprocess.run(
+            [*cmd, "--runs", "20", "--out", str(prof)], capture_output=True, text=True, timeout=1800
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
     finally:
         board.stop()
+    _assert_profiled_emulated(prof / "qemu-arm64" / "profiles.json")
     _assert_installed_from_lock(root / "root" / "edgekd-test", "aarch64")
     records = [json.loads(line) for line in results.read_text().splitlines()]
-    manifest = json.loads((tiny_run / "bundle" / "manifest.json").read_text())
+    manifest = json.loads((x86_run / "bundle" / "manifest.json").read_text())
     parity = {(m["name"], m["format"], m["precision"]): m["parity"] for m in manifest["models"]}
     shipped = {k for k in parity if k[1] != "torch"}
     assert {(r["model"], r["format"], r["precision"]) for r in records} == shipped
+    assert {k[1] for k in shipped} == {"onnx", "tflite", "pte"}
+    assert {r["backend"] for r in records if r["format"] == "pte"} == {"executorch-numpy"}
     print(f"\noutputs on aarch64 against {manifest['reference_outputs']['machine']}:")
     for r in sorted(records, key=lambda r: r["file"]):
         assert r["machine"]["arch"] == "aarch64" and r["target"]["kind"] == "emulated"
         assert (
-            r["target"]["label"] == f"qemu-arm64: emulated aarch64 (qemu-user) on {r['machine']['cpu_model']}"
+            r["target"]["label"]
+            == f"qemu-arm64: emulated aarch64 (qemu-user, {arm64.QEMU_CPU}) on {r['machine']['cpu_model']}"
         )
         x86, check = parity[(r["model"], r["format"], r["precision"])], r["output_check"]
-        print(f"  {Path(r['file']).name:28} {r['backend']:12} max |diff| {check['max_abs_diff']:.3g}"
+        print(f"  {Path(r['file']).name:28} {r['backend']:16} max |diff| {check['max_abs_diff']:.3g}"
               f"  top-1 agreement {check['top1_agreement']:.4f}  tolerance {check['tolerance']}")  # fmt: skip
         assert check["passed"] and check["rows"] == 300, (r["file"], check)
         # the same test images, scored on aarch64 kernels: at most one image in 100 may flip (int8 rounding)
         assert abs(r["accuracy"] - x86["accuracy"]) <= 0.01, (r["model"], r["format"], r["precision"])
+    shutil.copytree(tiny_run / "bench", x86_run / "bench")  # the x86 side: the tiny run's records, a profile
+    proc = subprocess.run(
+        [*EDGEKD, "profile", str(x86_run / "bundle"), "--runs", "20"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
     out = tmp_path / "compare"
-    proc = subprocess.run([*EDGEKD, "report", "--compare", str(tiny_run), str(arm_run), "--out", str(out)],
+    proc = subprocess.run([*EDGEKD, "report", "--compare", str(x86_run), str(arm_run), "--out", str(out)],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = (out / "compare.md").read_text()
     header = next(line for line in text.splitlines() if "arm-run ·" in line)
-    assert "tiny ·" in header and "*qemu-arm64: emulated aarch64 (qemu-user) on" in header
+    assert (
+        "x86-run ·" in header and f"*qemu-arm64: emulated aarch64 (qemu-user, {arm64.QEMU_CPU}) on" in header
+    )
+    side = text[text.index("## Where the time goes, side by side") :]
+    assert (
+        "| x86-run · native: this CPU (" in side
+        and "arm-run · qemu-arm64: emulated aarch64 (qemu-user" in side
+    )
+    assert "| student_kd_int8.onnx | QLinearConv |" in side
     assert "## Outputs against the export machine" in text and "**OUTPUTS DIFFER**" not in text
     assert "| Max abs diff |" in text
     print(text[text.index("## Outputs against") :])
+
+
+def _assert_profiled_emulated(path: Path) -> None:
+    """The aarch64 profile: labelled emulated, never a board; ONNX nodes timed (emulated times), and the op
+    placement and dtypes printed, which emulation does not change."""
+    from benchmarks.profile import read_profiles
+    from tests.arm64 import QEMU_CPU
+    from toolkit.report.time_breakdown import profile_markdown
+
+    data = read_profiles(path)
+    assert data.machine["arch"] == "aarch64" and data.target["kind"] == "emulated"
+    assert data.target["label"].startswith(f"qemu-arm64: emulated aarch64 (qemu-user, {QEMU_CPU}) on ")
+    assert all(p.timed and p.ops for p in data.profiles if p.format == "onnx")
+    print("\n" + profile_markdown(data))

@@ -30,8 +30,10 @@ def test_a_text_run_ships_token_id_files_with_their_tokenizer(text_run):
         ("teacher", "onnx", "fp32"),
         ("teacher", "tflite", "fp32"),
         ("student_kd", "onnx", "fp32"),
+        ("student_kd", "onnx", "int8"),
         ("student_kd", "onnx", "dynamic-int8"),
         ("student_kd", "tflite", "fp32"),
+        ("student_kd", "tflite", "int8"),
         ("student_scratch", "onnx", "fp32"),
         ("student_scratch", "tflite", "fp32"),
     }
@@ -130,12 +132,11 @@ def test_text_configs_get_exports_that_load_and_refuse_image_only_options(text_r
     assert (e.formats, e.teacher_precisions, e.tflite_precisions) == (
         ["onnx", "tflite"],
         ["fp32"],
-        ["fp32", "fp16"],
+        ["fp32", "fp16", "int8"],
     )
-    assert e.precisions == ["fp32", "fp16", "dynamic-int8"]
+    assert e.precisions == ["fp32", "fp16", "int8", "dynamic-int8"]
     for change, message in (
         ({"export": {"formats": ["onnx", "torch"]}}, "torch (.pt2) is not offered with text data"),
-        ({"export": {"precisions": ["fp32", "int8"]}}, "static int8 is not offered with text data"),
         ({"export": {"tflite_layout": "NHWC"}}, "tflite_layout applies to images"),
         ({"distill": {"augment": True}}, "augment shifts and flips images"),
         ({"distill": {"views": {"erase": 0.5}}}, "distill.views.erase erases image boxes"),

@@ -108,10 +108,10 @@ def text_config(root: Path, *, epochs: int = 4) -> Path:
         "distill": {"temperature": 2.0, "alpha": 0.5},
         "export": {
             "formats": ["onnx", "tflite"],
-            "precisions": ["fp32", "dynamic-int8"],
+            "precisions": ["fp32", "int8", "dynamic-int8"],
             "teacher_precisions": ["fp32"],
             "scratch_precisions": ["fp32"],
-            "tflite_precisions": ["fp32"],
+            "tflite_precisions": ["fp32", "int8"],
             "sensitivity": False,
         },
         "bench": {"threads": [1], "warmup": 2, "min_runs": 10, "min_time_s": 0.0, "repeats": 1},

@@ -149,11 +149,13 @@ class DataConfig(_Strict):
 
 # Text runs' export lists when the config does not set them: PT2E dynamic int8 TFLite files with an
 # embedding do not load in ai_edge_litert, and MiniLM's dynamic int8 ONNX file misses the parity bar.
+# Static int8 is calibrated on training ids; its TFLite file keeps the embedding table float (PT2E
+# quantizes the convolutions and the head, not the lookup).
 TEXT_EXPORT_DEFAULTS = {
     "formats": ("onnx", "tflite"),
-    "precisions": ("fp32", "fp16", "dynamic-int8"),
+    "precisions": ("fp32", "fp16", "int8", "dynamic-int8"),
     "teacher_precisions": ("fp32",),
-    "tflite_precisions": ("fp32", "fp16"),
+    "tflite_precisions": ("fp32", "fp16", "int8"),
 }
 
 
@@ -405,8 +407,6 @@ class RunConfig(_Strict):
                 setattr(e, name, list(value))
         if "torch" in e.formats:
             raise ValueError(f"export.formats: torch (.pt2) is not offered {text}; use onnx and tflite")
-        if "int8" in e.precisions + e.teacher_precisions + (e.scratch_precisions or []):
-            raise ValueError(f"static int8 is not offered {text}; use dynamic-int8 (ONNX) or fp16")
         if e.tflite_layout != "NCHW":
             raise ValueError(f"export.tflite_layout applies to images, not {text}")
         if self.distill.augment or any(t.augment for t in [self.student, *self.teachers]):

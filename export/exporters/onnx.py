@@ -50,15 +50,24 @@ def _write(job: ExportJob) -> dict:
     return _static_int8(job, fp32)
 
 
+def _fixed_batch(path: Path) -> int | None:
+    """The batch size the file's first input is fixed at; None when it is dynamic (images or token ids)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {t.name for t in graph.initializer}
+    first = next(i for i in graph.input if i.name not in weights)
+    return first.type.tensor_type.shape.dim[0].dim_value or None
+
+
 def _static_int8(job: ExportJob, fp32: Path) -> dict:
     """Calibrated int8; within `max_accuracy_drop` (layers left float as needed) when the settings ask."""
     from export import quantize
-    from export.from_onnx import onnx_input_spec
     from toolkit.data import ArrayCalibrationReader
 
     e = job.settings
     # A model with a fixed batch (a user's .pt2 exported at batch 1) takes calibration batches of its size.
-    batch = onnx_input_spec(fp32).shape[0] or 32
+    batch = _fixed_batch(fp32) or 32
     reader = ArrayCalibrationReader(job.calib, input_name="input", batch_size=batch)
     quant = dict(method=e.calibration_method, quant_format=e.onnx_int8_format, per_channel=job.per_channel)
     if e.max_accuracy_drop is not None:

@@ -23,7 +23,8 @@ def write_tflite(job: ExportJob) -> dict | None:
     if job.precision == "dynamic-int8":
         return tflite.export_tflite_dynamic_int8(*args, layout=layout)
     calib = (torch.from_numpy(c[None]) for c in job.calib)
-    io = job.settings.tflite_int8_io
+    # token ids go in as they are: only the float logits out can be int8, and they stay float for text
+    io = job.settings.tflite_int8_io if job.sample.is_floating_point() else "float"
     return tflite.export_tflite_int8(*args, calib, per_channel=job.per_channel, io=io, layout=layout)
 
 

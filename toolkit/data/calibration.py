@@ -8,10 +8,12 @@ __all__ = ["ArrayCalibrationReader"]
 
 
 class ArrayCalibrationReader:
-    """Yields `{input_name: batch}` from a float32 array, then `None` (ORT's CalibrationDataReader)."""
+    """Yields `{input_name: batch}` from an array, then `None` (ORT's CalibrationDataReader): float rows as
+    float32, token ids as the integers they are."""
 
     def __init__(self, x: np.ndarray, *, input_name: str = "input", batch_size: int = 1) -> None:
-        self.x, self.input_name, self.batch_size = x.astype(np.float32), input_name, batch_size
+        x = x if np.issubdtype(x.dtype, np.integer) else x.astype(np.float32)
+        self.x, self.input_name, self.batch_size = x, input_name, batch_size
         self._pos = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:

@@ -305,15 +305,7 @@ def run_boards(
     opts = dict(args=args, wheels=wheels, known_hosts=known_hosts, trust_new_host=trust_new_host)
     opts |= dict(resume=resume, timeout=timeout, on_event=on_event)
 
-    async def main() -> list[BoardRun]:
-        locks: dict[tuple[str, int], asyncio.Lock] = {}
-        jobs = [
-            _bench_board(b, sent, results, opts, locks.setdefault((b.host, b.port), asyncio.Lock()))
-            for b in boards
-        ]
-        return list(await asyncio.gather(*jobs))
-
-    return asyncio.run(main())
+    return _each_board(boards, lambda board, lock: _bench_board(board, sent, results, opts, lock))
 
 
 def profile_boards(boards: list[Board], bundle: Path, out: Path, **options: Any) -> list[BoardRun]:
@@ -323,12 +315,16 @@ def profile_boards(boards: list[Board], bundle: Path, out: Path, **options: Any)
         dict(resume=False, on_event=lambda board, event: None, timeout=30.0, trust_new_host=False) | options
     )
 
+    return _each_board(boards, lambda board, lock: _profile_board(board, sent, out, opts, lock))
+
+
+def _each_board(boards: list[Board], job) -> list[BoardRun]:
+    """`await job(board, lock)` on every board at once; one lock per host and port, so that two entries for
+    one board never measure at the same time."""
+
     async def main() -> list[BoardRun]:
         locks: dict[tuple[str, int], asyncio.Lock] = {}
-        jobs = [
-            _profile_board(b, sent, out, opts, locks.setdefault((b.host, b.port), asyncio.Lock()))
-            for b in boards
-        ]
+        jobs = [job(b, locks.setdefault((b.host, b.port), asyncio.Lock())) for b in boards]
         return list(await asyncio.gather(*jobs))
 
     return asyncio.run(main())

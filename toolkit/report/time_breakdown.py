@@ -133,10 +133,12 @@ def explain(pair: Pair) -> str:
     total_b = sum(fb.us.values()) or 1.0
     if fb.us["quantize/dequantize"]:
         qdq = fb.us["quantize/dequantize"]
+        n = fb.counts["quantize/dequantize"]
         parts.append(f"{qdq:.1f} µs/run ({qdq / total_b:.0%} of its op time) is quantize/dequantize "
-                     f"({fb.counts['quantize/dequantize']} nodes)")  # fmt: skip
+                     f"({n} node{'s' if n != 1 else ''})")  # fmt: skip
     if fb.us["cast"]:
-        parts.append(f"{fb.us['cast']:.1f} µs/run goes to {fb.counts['cast']} Cast nodes")
+        n = fb.counts["cast"]
+        parts.append(f"{fb.us['cast']:.1f} µs/run is spent in Cast ({n} node{'s' if n != 1 else ''})")
     if fb.us["layout"] > fa.us["layout"] + 1:
         parts.append(f"layout ops took {fb.us['layout']:.1f} µs/run against {fa.us['layout']:.1f}")
     if fb.float_ops:
