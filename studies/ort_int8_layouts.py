@@ -87,7 +87,8 @@ def main() -> None:
             p50 = _p50s(files, x[:1], args.rounds, args.runs)
             acc0, _, ref = _scores(files["fp32"], x, y, None)
             print(f"\n{model} (fp32: p50 {p50['fp32']:.1f} µs, accuracy {acc0:.2%})")
-            print("| layout | p50 µs | vs fp32 | accuracy | Δ points | top-1 agreement |\n|---|---:|---:|---:|---:|---:|")
+            print("| layout | p50 µs | vs fp32 | accuracy | Δ points | top-1 agreement |")
+            print("|---|---:|---:|---:|---:|---:|")
             for name in sorted(files, key=p50.get):
                 acc, agree, _ = _scores(files[name], x, y, ref)
                 print(f"| {name} | {p50[name]:.1f} | {p50['fp32'] / p50[name]:.2f}× | {acc:.2%} | "
