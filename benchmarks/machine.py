@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import platform
+import struct
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -53,15 +54,33 @@ def _cpu_model() -> str | None:
 # /proc/cpuinfo flags of the int8 dot-product instructions runtimes' int8 kernels use: x86 VNNI and AMX,
 # ARM's dot product (asimddp) and 8-bit matrix multiply (i8mm, svei8mm).
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "svei8mm")
+# aarch64's HWCAP bits for the same (linux/arch/arm64/include/uapi/asm/hwcap.h): (auxv type, bit, flag)
+_ARM_HWCAPS = ((16, 20, "asimddp"), (26, 13, "i8mm"), (26, 9, "svei8mm"))
 
 
-def int8_dot_product(cpuinfo: str | None) -> list[str] | None:
-    """The int8 dot-product flags /proc/cpuinfo lists (x86 "flags", ARM "Features"); None when unreadable."""
+def int8_dot_product(cpuinfo: str | None, auxv: bytes | None = None) -> list[str] | None:
+    """The int8 dot-product flags of this CPU: on x86 from /proc/cpuinfo's "flags"; on ARM from the kernel's
+    HWCAP words in `auxv` (/proc/self/auxv), which qemu-user fills for the CPU it emulates where its
+    /proc/cpuinfo shows the host's; else ARM's "Features" line. None when unreadable."""
+    if auxv:
+        words = dict(struct.iter_unpack("<QQ", auxv[: len(auxv) // 16 * 16]))
+        if 16 in words:
+            return [flag for key, bit, flag in _ARM_HWCAPS if words.get(key, 0) >> bit & 1]
     flags = _cpuinfo_field(cpuinfo, "flags", "Features")
     if flags is None:
         return None
     have = set(flags.split())
     return [f for f in INT8_DOT_FLAGS if f in have]
+
+
+def _auxv() -> bytes | None:
+    """/proc/self/auxv on a 64-bit ARM Linux process; None elsewhere (x86 reads its cpuinfo flags)."""
+    if platform.machine() not in ("aarch64", "arm64"):
+        return None
+    try:
+        return Path("/proc/self/auxv").read_bytes()
+    except OSError:
+        return None
 
 
 def _total_ram_mb() -> float | None:
@@ -129,7 +148,7 @@ def machine_facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "arch": platform.machine() or None,
         "python": sys.version.split()[0],
-        "int8_dot_product": int8_dot_product(_read("/proc/cpuinfo")),
+        "int8_dot_product": int8_dot_product(_read("/proc/cpuinfo"), _auxv()),
     }
     facts.update(_cpufreq())
     facts["thermal"] = _thermal()

@@ -3,6 +3,8 @@ that add up to no more than the runtime's own run time."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -58,6 +60,10 @@ def test_int8_dot_product_flags_are_read_from_cpuinfo():
     assert int8_dot_product(arm) == ["asimddp", "i8mm"]
     assert int8_dot_product(old_arm) == []
     assert int8_dot_product(None) is None
+    # an aarch64 process: HWCAP words from /proc/self/auxv win over a cpuinfo that is the host's (qemu-user)
+    auxv = struct.pack("<QQQQQQ", 16, 1 << 20 | 1 << 1, 26, 1 << 13, 0, 0)
+    assert int8_dot_product(x86, auxv) == ["asimddp", "i8mm"]
+    assert int8_dot_product(x86, struct.pack("<QQQQ", 16, 1 << 1, 0, 0)) == []  # a Cortex-A72: neither
 
 
 def _profile(precision: str, p50: float, ops: list[tuple[str, str, float]], runs: int = 10):

@@ -403,14 +403,14 @@ def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
     root = arm64.arm64_root()
     shutil.rmtree(root / "root" / "edgekd-test", ignore_errors=True)
     x86_run = tmp_path / "x86-run"  # the tiny run re-exported with .pte files beside the ONNX/TFLite ones
-    shutil.copytree(tiny_run, x86_run, ignore=shutil.ignore_patterns("bench", "report", "bundle*"))
+    shutil.copytree(tiny_run, x86_run, ignore=shutil.ignore_patterns("bench", "report", "profile", "bundle*"))
     config = yaml.safe_load((x86_run / "config.yaml").read_text())
     config["export"]["formats"] = ["onnx", "tflite", "pte", "torch"]
     (x86_run / "config.yaml").write_text(yaml.safe_dump(config))
     proc = subprocess.run([*EDGEKD, "export", str(x86_run)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     arm_run = tmp_path / "arm-run"  # the x86 run's files, with the board's results as its bench
-    shutil.copytree(x86_run, arm_run, ignore=shutil.ignore_patterns("bench", "report"))
+    shutil.copytree(x86_run, arm_run, ignore=shutil.ignore_patterns("bench", "report", "profile"))
     results = arm_run / "bench" / "results.jsonl"
     key = keygen(tmp_path / "client")
     board = start_sshd(tmp_path / "sshd", key, chroot=root, env={"QEMU_CPU": arm64.QEMU_CPU})
@@ -482,6 +482,7 @@ def test_bundle_on_an_emulated_arm64_board(tiny_run, tmp_path):
         and "arm-run · qemu-arm64: emulated aarch64 (qemu-user" in side
     )
     assert "| student_kd_int8.onnx | QLinearConv |" in side
+    assert "arm-run · native" not in side  # the board's profile only: the x86 one stays in the x86 run
     assert "## Outputs against the export machine" in text and "**OUTPUTS DIFFER**" not in text
     assert "| Max abs diff |" in text
     print(text[text.index("## Outputs against") :])
@@ -496,6 +497,7 @@ def _assert_profiled_emulated(path: Path) -> None:
 
     data = read_profiles(path)
     assert data.machine["arch"] == "aarch64" and data.target["kind"] == "emulated"
+    assert data.machine["int8_dot_product"] == ["asimddp"]  # the emulated Cortex-A76's, not the x86 host's
     assert data.target["label"].startswith(f"qemu-arm64: emulated aarch64 (qemu-user, {QEMU_CPU}) on ")
     assert all(p.timed and p.ops for p in data.profiles if p.format == "onnx")
     print("\n" + profile_markdown(data))
