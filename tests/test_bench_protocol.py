@@ -101,8 +101,8 @@ BAD_SUITES = [
      "backends.gguf: unknown format; expected one of onnx, pte, tflite, torch"),
     (
         "backends: {onnx: [tensorrt]}",
-        "backends.onnx: expected backend names from executorch, litert, onnxruntime, tflite_runtime, torch, "
-        "got ['tensorrt']",
+        "backends.onnx: expected backend names from executorch, executorch-numpy, litert, onnxruntime, "
+        "tflite_runtime, torch, got ['tensorrt']",
     ),
     (
         "backend_options: {onnxruntime: [a]}",

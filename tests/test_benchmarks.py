@@ -148,7 +148,7 @@ def test_read_records_names_file_and_line(tmp_path, bad_line, message):
 def test_backend_selection():
     assert backend_for("m.onnx") == "onnxruntime"
     assert backend_for("m.tflite") in ("litert", "tflite_runtime")
-    known = "executorch, litert, onnxruntime, tflite_runtime, torch"
+    known = "executorch, executorch-numpy, litert, onnxruntime, tflite_runtime, torch"
     with pytest.raises(ValueError, match=f"unknown backend .tensorrt.; known: {known}"):
         load_backend("tensorrt")
     with pytest.raises(ValueError, match=r"m\.pt: cannot pick a backend"):

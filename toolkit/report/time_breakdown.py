@@ -209,6 +209,8 @@ def _op_times(p: Profile) -> dict[str, tuple[float, str]]:
 def side_by_side_blocks(profiles: list[tuple[str, ProfileFile]], *, share: float = 0.05) -> list[Block]:
     """The same op of the same file on each target: µs per run and dtype, for the ops that take at least
     `share` of a file's op time somewhere; only files timed on every target."""
+    if len(profiles) < 2:
+        return []
     names = [name for name, _ in profiles]
     by_file = [{p.path.rsplit("/", 1)[-1]: p for p in data.profiles if p.timed} for _, data in profiles]
     common = [f for f in by_file[0] if all(f in other for other in by_file[1:])]
