@@ -87,6 +87,9 @@ def test_the_int8_sentence_is_built_from_the_profile_numbers(tmp_path):
                                    ("ReduceMean", "float", 1.0)])  # fmt: skip
     data = ProfileFile({"cpu_model": "Test CPU", "int8_dot_product": ["avx512_vnni"]}, 1, 10, 2, [fp32, int8])
     (pair,) = pairs(data)
+    # ARM's fp16 convolutions (NhwcFusedConv) are convolutions too, in fp16
+    arm_fp16 = _profile("fp16", 9.0, [("NhwcFusedConv", "float16", 6.0), ("Cast", "float", 1.0)])
+    assert breakdown(arm_fp16).compute_dtypes == {"fp16": 1} and breakdown(arm_fp16).us["conv/matmul"] == 6.0
     assert breakdown(int8).us == {"conv/matmul": 14.0, "quantize/dequantize": 8.0, "cast": 0.0, "layout": 0.0,
                                   "other": 1.0}  # fmt: skip
     assert explain(pair) == (

@@ -23,8 +23,9 @@ __all__ = [
 # op type (onnxruntime and TFLite names) -> kind of work; anything else is "other"
 _KINDS = {
     "conv/matmul": {
-        "Conv", "FusedConv", "QLinearConv", "ConvInteger", "MatMul", "FusedMatMul", "MatMulInteger",
-        "QLinearMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "Gemm", "FusedGemm", "QGemm",
+        "Conv", "FusedConv", "NhwcConv", "NhwcFusedConv", "QLinearConv", "ConvInteger", "MatMul",
+        "FusedMatMul", "MatMulInteger", "QLinearMatMul", "MatMulIntegerToFloat", "DynamicQuantizeMatMul",
+        "Gemm", "FusedGemm", "QGemm",
         "CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL",
     },
     "quantize/dequantize": {
