@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.backends import available, backend_for, load_backend
-from benchmarks.bundle import ModelFile, find_models
+from benchmarks.bundle import ModelFile, ModelSet, find_models
 from benchmarks.machine import machine_facts
 from benchmarks.preprocess import model_input
 from benchmarks.profile import Profile, ProfileFile, pinned_cores, unprofiled_p50_us
@@ -18,12 +18,18 @@ from benchmarks.suite import load_suite, resolve_target
 __all__ = ["profile_bundle"]
 
 
-def _input(file: ModelFile, data_path: str | None, preprocessing) -> np.ndarray:
-    """One test row as the file takes it (NHWC for NHWC files); random normal without test data."""
-    if data_path is None or preprocessing is None:
-        raise ValueError(f"{file.path}: profiling needs a bundle with test data (its manifest's test_data)")
-    with np.load(data_path) as data:
-        x = model_input(data["x"][:1], preprocessing)
+def _first_row(models: ModelSet) -> np.ndarray:
+    """The bundle's first test row as model input (NCHW); a bundle without test data is refused."""
+    if models.data_path is None or models.preprocessing is None:
+        raise ValueError(
+            f"{models.files[0].path}: profiling needs a bundle with test data (its manifest's test_data)"
+        )
+    with np.load(models.data_path) as data:
+        return model_input(data["x"][:1], models.preprocessing)
+
+
+def _as_taken(file: ModelFile, x: np.ndarray) -> np.ndarray:
+    """`x` in the file's input layout (NHWC files get it transposed)."""
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if file.layout == "NHWC" and x.ndim == 4 else x
 
 
@@ -57,11 +63,10 @@ def profile_bundle(
     files = [f for f in models.files if available(backend_for(f.path))]  # as bench skips them
     if not files:
         raise ValueError(f"{path}: no file whose runtime is installed here")
-    profiles = []
+    x, profiles = _first_row(models), []
     with pinned_cores(threads):
         for f in files:
-            x = _input(f, models.data_path, models.preprocessing)
-            profiles.append(_profile_one(f, x, threads=threads, runs=runs, warmup=warmup))
+            profiles.append(_profile_one(f, _as_taken(f, x), threads=threads, runs=runs, warmup=warmup))
             on_profile(profiles[-1])
     target = resolve_target(load_suite("cpu"), threads)  # emulated ARM is labelled so, as bench does
     return ProfileFile(machine_facts(), threads, runs, warmup, profiles, target=target)

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import shlex
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,6 +23,7 @@ from typing import Any
 from benchmarks.backends import suffixes_text
 from benchmarks.files import sha256_file
 from benchmarks.manifest import listed_files, read_manifest
+from benchmarks.profile import read_profiles, write_profiles
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from toolkit.fleet import TargetKind, register_target_kind
 from toolkit.fleet.targets import Board
@@ -190,12 +192,16 @@ async def _venv(conn, board: Board, info: dict, wheels: Callable[[dict], Path], 
     return f"{venv}/bin"
 
 
+def _board_target(target: dict[str, Any], board: Board) -> dict[str, Any]:
+    """What the board measured itself as (native, emulated, ...), named after the board."""
+    label = target.get("label") or target.get("kind", "native")
+    return {**target, "name": board.name, "host": board.host, "label": f"{board.name}: {label}"}
+
+
 def _as_board_record(line: str, board: Board) -> BenchRecord:
     """A streamed record, its target naming the board (the board's own machine facts are kept)."""
     record = BenchRecord.from_dict(json.loads(line))
-    label = record.target.get("label") or record.target.get("kind", "native")
-    target = {**record.target, "name": board.name, "host": board.host, "label": f"{board.name}: {label}"}
-    return replace(record, target=target)
+    return replace(record, target=_board_target(record.target, board))
 
 
 async def _reset_results(conn, board: Board, results: Path, remote: str, resume: bool) -> None:
@@ -267,11 +273,13 @@ async def _profile_board(board: Board, sent: Payload, out: Path, opts: dict, loc
         remote_out = f"{remote_run}/profile"
         cmd = [python, "-m", "toolkit.cli.main", "profile", bundle, "--out", remote_out, *opts["args"](board)]
         await _run(conn, cmd, board.name, max(opts["timeout"], INSTALL_TIMEOUT_S))
-        dst = out / board.name / "profiles.json"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        async with conn.start_sftp_client() as sftp:
-            await sftp.get(f"{remote_out}/profiles.json", str(dst) + ".partial")
-        Path(str(dst) + ".partial").replace(dst)
+        with tempfile.TemporaryDirectory(prefix="edgekd-profile-") as tmp:
+            async with conn.start_sftp_client() as sftp:
+                await sftp.get(f"{remote_out}/profiles.json", f"{tmp}/profiles.json")
+            data = read_profiles(f"{tmp}/profiles.json")
+        write_profiles(
+            out / board.name / "profiles.json", replace(data, target=_board_target(data.target, board))
+        )
         run.records = 1
 
     return await _on_board(board, sent, opts, lock, work)
@@ -309,7 +317,8 @@ def run_boards(
 
 
 def profile_boards(boards: list[Board], bundle: Path, out: Path, **options: Any) -> list[BoardRun]:
-    """`edgekd profile` of `bundle` on every board; each board's profiles.json lands in `out/<board>/`."""
+    """`edgekd profile` of `bundle` on every board; each board's profiles.json lands in `out/<board>/`, its
+    target named after the board as its records are."""
     sent = payload(bundle)
     opts = (
         dict(resume=False, on_event=lambda board, event: None, timeout=30.0, trust_new_host=False) | options
