@@ -58,7 +58,7 @@ class ReportResult:
     superseded: int = 0
 
 
-def _profile_section(run_dir: Path, out_dir: Path, recs: list[Recommendation]) -> list:
+def _profile_section(run_dir: Path, out_dir: Path, rows: list[ReportRow], recs: list[Recommendation]) -> list:
     """ "Where the time goes" from RUN/profile/profiles.json, when `edgekd profile` wrote one, with the bars
     of the teachers and the recommended students."""
     from benchmarks.profile import read_profiles
@@ -70,7 +70,7 @@ def _profile_section(run_dir: Path, out_dir: Path, recs: list[Recommendation]) -
     if not path.is_file():
         return []
     data = read_profiles(path)
-    teachers = [p.model for p in data.profiles if p.model.startswith("teacher")]
+    teachers = [r.model for r in rows if r.role == "teacher"]
     picked = [row.model for r in recs for row in (r.fastest, r.smallest) if row is not None]
     plot = save_profile_plot(data, list(dict.fromkeys([*teachers, *picked])), out_dir / "profile.png")
     caption = "per-op time by kind of work, µs per run; black tick: the unprofiled p50"
@@ -89,7 +89,7 @@ def build_report(
     plots = save_target_plots(run.rows, out_dir)
     csv_path = save_csv(run.rows, out_dir / "results.csv")
     blocks = report_blocks(run.rows, run.context, recommendations=recs, plots=plots, overview=plot_path,
-                           profile=_profile_section(run.run_dir, out_dir, recs))  # fmt: skip
+                           profile=_profile_section(run.run_dir, out_dir, run.rows, recs))  # fmt: skip
     markdown_path = out_dir / "report.md"
     write_text_atomic(markdown_path, blocks_to_markdown(blocks))
     html_path = out_dir / "report.html"
