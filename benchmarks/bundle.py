@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 
-
 def model_suffixes() -> dict[str, str]:
     """Model file suffix -> manifest format, for every registered backend's formats."""
     return {suffix: fmt for fmt, suffix in file_suffixes().items()}

@@ -181,7 +181,9 @@ class FileSettings(_Strict):
     compact_names: bool | None = None
     sensitivity: dict[str, Any] | None = None  # {"split", "layers": [...]}
     accuracy_budget: dict[str, Any] | None = None  # max_accuracy_drop search: met, drop, kept_float, ...
-    layout_search: dict[str, Any] | None = None  # onnx_int8_search: the layouts tried, timed; the kept one
+    layout_search: dict[str, Any] | None = (
+        None  # int8 layout search: why, the layouts tried and timed, the kept one
+    )
 
 
 class ModelEntry(_Strict):

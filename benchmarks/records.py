@@ -174,9 +174,7 @@ def _latency_stats(latency: Any) -> LatencyStats:
         raise ValueError(f"BenchRecord: latency: unknown keys {unknown}")  # a list: keys shown with repr
     for key in ("p50", "p90", "p99"):
         if not isinstance(latency.get(key), int | float) or latency[key] <= 0:
-            raise ValueError(
-                f"BenchRecord: latency.{key} must be positive (ms), got {latency.get(key)!r}"
-            )
+            raise ValueError(f"BenchRecord: latency.{key} must be positive (ms), got {latency.get(key)!r}")
     required = [f.name for f in stats if f.default is MISSING and f.default_factory is MISSING]
     if missing := sorted(name for name in required if name not in latency):
         raise ValueError(f"BenchRecord: latency: missing keys {missing}")

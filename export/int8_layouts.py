@@ -1,6 +1,8 @@
-"""onnxruntime's static-int8 layouts searched on this machine: QDQ or QOperator, per-channel or per-tensor
-weights, U8S8 or S8S8. Each is written, checked against the fp32 file's top-1 on the validation rows, and
-timed against it (one pinned thread, interleaved rounds); the fastest that passes is kept."""
+"""Static-int8 layouts searched on this machine. onnxruntime: QDQ or QOperator, per-channel or per-tensor
+weights, U8S8 or S8S8; LiteRT (PT2E): per-channel or per-tensor weights, int8 or float input/output. Each
+layout is written, checked against the fp32 file's top-1 on the validation rows and timed against it (one
+pinned thread, interleaved rounds); the fastest that passes is kept. `auto` searches only where the default
+layout runs slower than fp32 here."""
 
 from __future__ import annotations
 
@@ -8,14 +10,16 @@ import itertools
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from export import quantize
-from export.parity import TOLERANCES
+from export.parity import TOLERANCES, run_file
 
-__all__ = ["LAYOUTS", "search_int8_layout"]
+__all__ = ["LAYOUTS", "onnx_layouts", "tflite_layouts", "int8_file", "search_int8_layout"]
+
+Writer = Callable[[Path], dict]  # writes one int8 file at the path, returns its settings
 
 # (quant_format, per_channel, activations, weights); U8U8 is left out: it ran 1.3× slower than U8S8 on
 # every file tried (studies/ort_int8_layouts.py), and S8U8 has no onnxruntime kernels.
@@ -25,48 +29,65 @@ LAYOUTS = [
 ]
 
 
-def _name(fmt: str, per_channel: bool, act: str) -> str:
-    return f"{fmt} {'per-channel' if per_channel else 'per-tensor'} {'U8S8' if act == 'uint8' else 'S8S8'}"
+def _granularity(per_channel: bool) -> str:
+    return "per-channel" if per_channel else "per-tensor"
 
 
-def _p50s(files: dict[str, Path], x1: np.ndarray, *, rounds: int, runs: int) -> dict[str, float]:
+def onnx_layouts(fp32: Path, reader, *, method: str) -> dict[str, Writer]:
+    """Every onnxruntime layout of `fp32`, by name ("QDQ per-tensor U8S8"), calibrated on `reader`."""
+    from export import quantize
+
+    def writer(fmt: str, per_channel: bool, act: str, weight: str) -> Writer:
+        options = dict(per_channel=per_channel, activation_type=act, weight_type=weight, quant_format=fmt)
+        return lambda dst: quantize.quantize_static(fp32, dst, reader, method=method, **options)
+
+    return {
+        f"{fmt} {_granularity(pc)} {'U8S8' if act == 'uint8' else 'S8S8'}": writer(fmt, pc, act, w)
+        for fmt, pc, act, w in LAYOUTS
+    }
+
+
+def tflite_layouts(
+    model, sample, calib: np.ndarray, *, layout: str, ios: tuple[str, ...]
+) -> dict[str, Writer]:
+    """Every PT2E full-int8 layout of `model`, by name ("per-channel, int8 io"), calibrated on `calib`."""
+    import torch
+
+    from export import tflite
+
+    def writer(per_channel: bool, io: str) -> Writer:
+        rows = (torch.from_numpy(c[None]) for c in calib)
+        return lambda dst: tflite.export_tflite_int8(
+            model, sample, dst, rows, per_channel=per_channel, io=io, layout=layout
+        )
+
+    return {f"{_granularity(pc)}, {io} io": writer(pc, io) for pc in (True, False) for io in ios}
+
+
+def _p50s(
+    files: dict[str, Path], x1: np.ndarray, *, backend: str, rounds: int, runs: int
+) -> dict[str, float]:
     """Median over `rounds` of each file's p50 (µs); every file once per round, in a new order."""
     from benchmarks.backends import load_backend
     from benchmarks.profile import pinned_cores, unprofiled_p50_us
 
-    ort = load_backend("onnxruntime")
-    loaded = {k: ort.load(p, threads=1) for k, p in files.items()}
+    runtime = load_backend(backend)
+    loaded = {k: runtime.load(p, threads=1) for k, p in files.items()}
     seen: dict[str, list[float]] = {k: [] for k in files}
     with pinned_cores(1):
         for r in range(rounds):
             for k in random.Random(r).sample(list(files), len(files)):
                 h = loaded[k]
-                feed = ort.prepare(h, x1)
-                seen[k].append(unprofiled_p50_us(lambda h=h, f=feed: ort.invoke(h, f), runs=runs, warmup=50))
+                feed = runtime.prepare(h, x1)
+                seen[k].append(
+                    unprofiled_p50_us(lambda h=h, f=feed: runtime.invoke(h, f), runs=runs, warmup=50)
+                )
     return {k: float(np.median(v)) for k, v in seen.items()}
 
 
-def _agreement(path: Path, x: np.ndarray, reference: np.ndarray) -> float:
-    from benchmarks.backends import load_backend
-
-    ort = load_backend("onnxruntime")
-    out = ort.run(ort.load(path, threads=1), x)
-    return float(np.mean(out.argmax(1) == reference.argmax(1)))
-
-
-def _write_layouts(fp32: Path, folder: Path, reader, method: str, x_val: np.ndarray, reference: np.ndarray):
-    """Every layout of `fp32` in `folder`: (files by name, their settings, their validation agreement)."""
-    files, settings, agree = {}, {}, {}
-    for fmt, per_channel, act, weight in LAYOUTS:
-        name, path = _name(fmt, per_channel, act), folder / f"{len(files)}.onnx"
-        options = dict(per_channel=per_channel, activation_type=act, weight_type=weight, quant_format=fmt)
-        settings[name] = quantize.quantize_static(fp32, path, reader, method=method, **options)
-        agree[name] = _agreement(path, x_val, reference)
-        files[name] = path
-    return files, settings, agree
-
-
-def _search_record(p50: dict[str, float], agree: dict[str, float], kept: str, timing: str) -> dict:
+def _search_record(
+    p50: dict[str, float], agree: dict[str, float], kept: str, timing: str, trigger: str
+) -> dict:
     from benchmarks.machine import machine_facts
 
     need = TOLERANCES["int8"]["top1_agreement"]
@@ -83,6 +104,7 @@ def _search_record(p50: dict[str, float], agree: dict[str, float], kept: str, ti
     return {
         "cpu": facts["cpu_model"],
         "int8_dot_product": facts["int8_dot_product"],
+        "trigger": trigger,
         "fp32_p50_us": round(p50["fp32"], 2),
         "kept": kept,
         "faster_than_fp32": p50[kept] < p50["fp32"],
@@ -92,17 +114,27 @@ def _search_record(p50: dict[str, float], agree: dict[str, float], kept: str, ti
 
 
 def search_int8_layout(
-    fp32: Path, dst: Path, reader, x_val: np.ndarray, *, method: str, rounds: int = 3, runs: int = 300
+    fp32: Path,
+    dst: Path,
+    writers: dict[str, Writer],
+    x_val: np.ndarray,
+    *,
+    backend: str,
+    trigger: str = "asked in config",
+    rounds: int = 3,
+    runs: int = 300,
 ) -> dict:
-    """Write every layout of `fp32`, keep at `dst` the fastest whose top-1 agreement with `fp32` on `x_val`
+    """Write every layout of `writers`, keep at `dst` the fastest whose top-1 agreement with `fp32` on `x_val`
     meets the int8 tolerance; its settings, with `layout_search` saying what was tried and measured."""
-    from benchmarks.backends import load_backend
-
-    ort = load_backend("onnxruntime")
-    reference = ort.run(ort.load(fp32, threads=1), x_val)
+    reference = run_file(fp32, x_val, backend=backend).argmax(1)
     with tempfile.TemporaryDirectory(prefix="edgekd-int8-") as tmp:
-        files, settings, agree = _write_layouts(fp32, Path(tmp), reader, method, x_val, reference)
-        p50 = _p50s({"fp32": fp32, **files}, x_val[:1], rounds=rounds, runs=runs)
+        files = {name: Path(tmp) / f"{i}{fp32.suffix}" for i, name in enumerate(writers)}
+        settings = {name: writers[name](files[name]) for name in writers}
+        agree = {
+            k: float(np.mean(run_file(p, x_val, backend=backend).argmax(1) == reference))
+            for k, p in files.items()
+        }
+        p50 = _p50s({"fp32": fp32, **files}, x_val[:1], backend=backend, rounds=rounds, runs=runs)
         passing = [k for k in agree if agree[k] >= TOLERANCES["int8"]["top1_agreement"]]
         if not passing:
             raise ValueError(
@@ -111,4 +143,34 @@ def search_int8_layout(
         kept = min(passing, key=p50.get)
         shutil.copyfile(files[kept], dst)
     timing = f"1 pinned thread, median of {rounds} rounds of {runs} runs"
-    return dict(settings[kept], layout_search=_search_record(p50, agree, kept, timing))
+    return dict(settings[kept], layout_search=_search_record(p50, agree, kept, timing, trigger))
+
+
+def int8_file(
+    mode: str | bool,
+    fp32: Path,
+    dst: Path,
+    writers: dict[str, Writer],
+    default: str,
+    x_val: np.ndarray,
+    *,
+    backend: str,
+) -> dict:
+    """The int8 file at `dst`: the `default` layout (mode False), the searched one (True), or the default
+    unless it runs slower than `fp32` on this machine, then the searched one ("auto")."""
+    from export._files import atomic_path
+
+    if mode is not True:
+        settings = writers[default](dst)
+        if mode is False:
+            return settings
+        p50 = _p50s({"fp32": fp32, default: dst}, x_val[:1], backend=backend, rounds=3, runs=200)
+        if p50[default] <= p50["fp32"]:
+            return settings
+    trigger = (
+        "asked in config"
+        if mode is True
+        else f"auto: the default layout ({default}) ran {p50[default]:.1f} µs, fp32 {p50['fp32']:.1f} µs"
+    )
+    with atomic_path(dst) as tmp:
+        return search_int8_layout(fp32, tmp, writers, x_val, backend=backend, trigger=trigger)

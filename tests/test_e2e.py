@@ -53,7 +53,20 @@ def test_manifest_describes_and_checks_every_file(tiny_run):
             assert m["parity"]["top1_agreement"] >= 0.99 and m["parity"]["max_abs_diff"] < 1e-3, m
             assert m["parity"]["passed"]
     int8 = {m["file"]: m for m in manifest["models"] if m["precision"] == "int8"}
-    assert int8["student_kd_int8.onnx"]["quantization"]["format"] == "QDQ"
+    for name in ("student_kd_int8.onnx", "student_kd_int8.tflite"):  # auto: searched only if slower here
+        q = int8[name]["quantization"]
+        if search := q.get("layout_search"):
+            assert (
+                search["trigger"].startswith("auto: the default layout")
+                and q["per_channel_reason"] == "layout search"
+            )
+            assert (
+                search["kept"]
+                == min((t for t in search["tried"] if t["passed"]), key=lambda t: t["p50_us"])["layout"]
+            )
+        else:
+            assert q["per_channel"] is False and q["per_channel_reason"].startswith("auto: no grouped convs")
+    assert int8["student_kd_int8.onnx"]["quantization"]["format"] in ("QDQ", "QOperator")
     assert int8["student_kd_int8.tflite"]["quantization"]["calibration_samples"] == 32
     fp32_size = next(m["size_bytes"] for m in manifest["models"] if m["file"] == "student_kd.onnx")
     assert int8["student_kd_int8.onnx"]["size_bytes"] < fp32_size

@@ -186,27 +186,37 @@ def test_the_report_names_every_quantized_file_slower_than_its_fp32_twin():
     assert slower_than_fp32_lines(rows[:1] + rows[2:]) == []
 
 
-def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp_path):
-    """Every layout written, checked and timed against the fp32 file; the kept one is the fastest that
-    passed, its settings say which it is, and the manifest's typed settings accept the record."""
+def _tiny_rows(tiny_run):
     from benchmarks.bundle import find_models
-    from benchmarks.manifest import FileSettings
     from benchmarks.preprocess import model_input
-    from export.int8_layouts import LAYOUTS, search_int8_layout
-    from toolkit.data import ArrayCalibrationReader
 
     models = find_models(tiny_run / "bundle")
     with np.load(models.data_path) as data:
-        x = model_input(data["x"][:232], models.preprocessing)
+        return model_input(data["x"][:232], models.preprocessing)
+
+
+def _assert_kept_the_fastest_passing(search: dict) -> None:
+    passed = [t for t in search["tried"] if t["passed"]]
+    assert search["kept"] == min(passed, key=lambda t: t["p50_us"])["layout"] and search["fp32_p50_us"] > 0
+    assert search["faster_than_fp32"] == (min(t["p50_us"] for t in passed) < search["fp32_p50_us"])
+
+
+def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp_path):
+    """Every layout written, checked and timed against the fp32 file; the kept one is the fastest that
+    passed, its settings say which it is, and the manifest's typed settings accept the record."""
+    from benchmarks.manifest import FileSettings
+    from export.int8_layouts import LAYOUTS, onnx_layouts, search_int8_layout
+    from toolkit.data import ArrayCalibrationReader
+
+    x = _tiny_rows(tiny_run)
     reader = ArrayCalibrationReader(x[:32], batch_size=32)
     dst = tmp_path / "student_kd_int8.onnx"
     fp32 = tiny_run / "bundle" / "student_kd.onnx"
-    settings = search_int8_layout(fp32, dst, reader, x[32:], method="minmax", rounds=1, runs=50)
+    writers = onnx_layouts(fp32, reader, method="minmax")
+    settings = search_int8_layout(fp32, dst, writers, x[32:], backend="onnxruntime", rounds=1, runs=50)
     search = settings["layout_search"]
-    assert len(search["tried"]) == len(LAYOUTS) == 8 and search["fp32_p50_us"] > 0
-    passed = [t for t in search["tried"] if t["passed"]]
-    assert search["kept"] == min(passed, key=lambda t: t["p50_us"])["layout"]
-    assert search["faster_than_fp32"] == (passed[0]["p50_us"] < search["fp32_p50_us"])
+    assert len(search["tried"]) == len(LAYOUTS) == 8 and search["trigger"] == "asked in config"
+    _assert_kept_the_fastest_passing(search)
     fmt, granularity, types = search["kept"].split()
     assert settings["format"] == fmt and settings["per_channel"] == (granularity == "per-channel")
     assert (
@@ -215,10 +225,68 @@ def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp
     assert FileSettings.model_validate(settings).layout_search == search
     ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
     assert ("QLinearConv" in ops) == (fmt == "QOperator") and ("QuantizeLinear" in ops)
-    assert __import__("onnxruntime").InferenceSession(str(dst)).run(None, {"input": x[:1]})[0].shape == (
-        1,
-        10,
+    out = __import__("onnxruntime").InferenceSession(str(dst)).run(None, {"input": x[:1]})[0]
+    assert out.shape == (1, 10)
+
+
+def test_auto_searches_only_where_the_default_layout_runs_slower_than_its_reference(tiny_run, tmp_path):
+    """auto: a default layout ~5x slower than the reference (dynamic int8 against fp32) starts the search and
+    the manifest says why; a default faster than its reference (static int8 against dynamic) is kept as is."""
+    from export import quantize
+    from export.int8_layouts import int8_file, onnx_layouts
+    from toolkit.data import ArrayCalibrationReader
+
+    x = _tiny_rows(tiny_run)
+    reader = ArrayCalibrationReader(x[:32], batch_size=32)
+    fp32, dynamic = (
+        tiny_run / "bundle" / "student_kd.onnx",
+        tiny_run / "bundle" / "student_kd_dynamic_int8.onnx",
     )
+    writers = dict(
+        onnx_layouts(fp32, reader, method="minmax"), dynamic=lambda dst: quantize.quantize_dynamic(fp32, dst)
+    )
+    slow = int8_file("auto", fp32, tmp_path / "a.onnx", writers, "dynamic", x[32:], backend="onnxruntime")
+    search = slow["layout_search"]
+    assert (
+        search["trigger"].startswith("auto: the default layout (dynamic) ran") and len(search["tried"]) == 9
+    )
+    _assert_kept_the_fastest_passing(search)
+    assert search["kept"] != "dynamic" and slow["mode"] == "static"
+    fast = int8_file(
+        "auto", dynamic, tmp_path / "b.onnx", writers, "QDQ per-tensor U8S8", x[32:], backend="onnxruntime"
+    )
+    assert "layout_search" not in fast and fast["format"] == "QDQ" and fast["per_channel"] is False
+    never = int8_file(False, fp32, tmp_path / "c.onnx", writers, "dynamic", x[32:], backend="onnxruntime")
+    assert "layout_search" not in never and never["mode"] == "dynamic"
+
+
+def test_tflite_layout_search_times_every_pt2e_layout_in_litert(tiny_run, tmp_path):
+    """LiteRT: per-channel/per-tensor × int8/float io written by PT2E, checked and timed against the fp32
+    .tflite; the kept file loads and its settings name the kept layout."""
+    pytest.importorskip("litert_torch")
+    import torch
+
+    from export import tflite
+    from export.int8_layouts import search_int8_layout, tflite_layouts
+    from toolkit.distill.checkpoints import load_checkpoint
+
+    x = _tiny_rows(tiny_run)
+    model, _, _ = load_checkpoint(next((tiny_run / "distill").glob("student_kd.pt")))
+    sample = torch.from_numpy(x[:1])
+    fp32 = tflite.export_tflite(model, sample, tmp_path / "fp32.tflite")
+    writers = tflite_layouts(model, sample, x[:16], layout="NCHW", ios=("int8", "float"))
+    dst = tmp_path / "int8.tflite"
+    settings = search_int8_layout(fp32, dst, writers, x[32:], backend="litert", rounds=1, runs=50)
+    search = settings["layout_search"]
+    assert {t["layout"] for t in search["tried"]} == {
+        f"{g}, {io} io" for g in ("per-channel", "per-tensor") for io in ("int8", "float")
+    }
+    _assert_kept_the_fastest_passing(search)
+    granularity, io, _ = search["kept"].replace(",", "").split()
+    assert settings["per_channel"] == (granularity == "per-channel") and settings["io"] == io
+    from export.parity import run_file
+
+    assert run_file(dst, x[:4], backend="litert").shape == (4, 10)  # batch-1 file, run row by row
 
 
 def test_report_compare_sets_the_same_op_of_the_same_file_side_by_side():

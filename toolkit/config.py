@@ -64,7 +64,6 @@ def registered(group: str, what: str, *also: str):
     return check
 
 
-
 def _data_kind(name: str) -> str:
     if name not in DATA_KINDS:
         raise ValueError(f"unknown data kind {name!r}; known: {', '.join(DATA_KINDS.names())}")
@@ -146,6 +145,7 @@ class DataConfig(_Strict):
     @property
     def is_text(self) -> bool:
         return DATA_KINDS.get(self.kind).text
+
 
 # Text runs' export lists when the config does not set them: PT2E dynamic int8 TFLite files with an
 # embedding do not load in ai_edge_litert, and MiniLM's dynamic int8 ONNX file misses the parity bar.
@@ -299,15 +299,12 @@ class DistillConfig(_Strict):
         return self
 
 
-
 ExportFormat = Annotated[str, AfterValidator(registered("edgekd.exporters", "export format"))]
 
 
 class ExportConfig(_Strict):
     # "torch" saves a .pt2 ExportedProgram: the teacher's own framework, benchmarked where torch exists.
-    formats: list[ExportFormat] = Field(
-        default_factory=lambda: ["onnx", "tflite", "torch"]
-    )
+    formats: list[ExportFormat] = Field(default_factory=lambda: ["onnx", "tflite", "torch"])
     # ONNX and TFLite files of the students; .pt2 is fp32 only. int8 = static, calibrated, full-integer.
     precisions: list[Precision] = Field(
         default_factory=lambda: ["fp32", "fp16", "int8", "dynamic-int8"], min_length=1
@@ -334,10 +331,12 @@ class ExportConfig(_Strict):
     # sensitivity report work on the named float graph, so the layer names they report are its names.
     onnx_compact_names: bool = True
     onnx_int8_format: Literal["QDQ", "QOperator"] = "QDQ"
-    # Static int8 ONNX: write every layout (QDQ/QOperator × per-channel/per-tensor × U8S8/S8S8), time each
-    # against the fp32 file on this machine and keep the fastest within parity (export/int8_layouts.py);
-    # the layouts tried go into the manifest. Overrides onnx_int8_format and per_channel for that file.
-    onnx_int8_search: bool = False
+    # Static int8 layouts (export/int8_layouts.py). ONNX: QDQ/QOperator × per-channel/per-tensor × U8S8/S8S8;
+    # TFLite: per-channel/per-tensor × int8/float io. Each is timed against the fp32 file on this machine and
+    # the fastest within parity kept; the layouts tried go into the manifest. auto: only where the default
+    # layout runs slower than fp32 here (a short timing pass); true: always; false: never.
+    onnx_int8_search: Literal["auto"] | bool = "auto"
+    tflite_int8_search: Literal["auto"] | bool = "auto"
     # int8 weight scales per output channel (ONNX and TFLite static int8). auto: per channel when the
     # model has grouped/depthwise convs (whose channel ranges differ widely), else per tensor, which
     # saves a scale, a zero point and an int32 bias per channel: 12 % of a 24 k-param int8 file.

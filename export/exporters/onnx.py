@@ -62,7 +62,6 @@ def _fixed_batch(path: Path) -> int | None:
 
 def _static_int8(job: ExportJob, fp32: Path) -> dict:
     """Calibrated int8; within `max_accuracy_drop` (layers left float as needed) when the settings ask."""
-    from export import quantize
     from toolkit.data import ArrayCalibrationReader
 
     e = job.settings
@@ -81,14 +80,13 @@ def _static_int8(job: ExportJob, fp32: Path) -> dict:
         settings = dict(r.pop("quantization"), accuracy_budget=r)
         settings["sensitivity"] = {"split": "validation", "layers": layers}
         return settings
-    if e.onnx_int8_search:
-        from export._files import atomic_path
-        from export.int8_layouts import search_int8_layout
+    from export.int8_layouts import int8_file, onnx_layouts
 
-        with atomic_path(job.dst) as tmp:
-            settings = search_int8_layout(fp32, tmp, reader, job.x_val, method=e.calibration_method)
-    else:
-        settings = quantize.quantize_static(fp32, job.dst, reader, **quant)
+    default = f"{e.onnx_int8_format} {'per-channel' if job.per_channel else 'per-tensor'} U8S8"
+    writers = onnx_layouts(fp32, reader, method=e.calibration_method)
+    settings = int8_file(
+        e.onnx_int8_search, fp32, job.dst, writers, default, job.x_val, backend="onnxruntime"
+    )
     if e.sensitivity and job.name == "student_kd":
         from export.sensitivity import layer_sensitivity
 
