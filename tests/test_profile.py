@@ -3,6 +3,7 @@ that add up to no more than the runtime's own run time."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 
 import numpy as np
@@ -184,6 +185,12 @@ def test_the_report_names_every_quantized_file_slower_than_its_fp32_twin():
         "Smaller is not faster here for these files; `edgekd profile` says where their time goes.",
     ]
     assert slower_than_fp32_lines(rows[:1] + rows[2:]) == []
+    search = {"tried": [{}] * 8, "cpu": "AMD EPYC", "faster_than_fp32": False, "kept": "QDQ per-tensor U8S8"}
+    searched = dataclasses.replace(rows[1], layout_search=search)
+    assert slower_than_fp32_lines([rows[0], searched])[0].endswith(
+        "ms). Export tried 8 int8 layouts on AMD EPYC: none was faster than fp32 there; "
+        "it kept QDQ per-tensor U8S8."
+    )
 
 
 def _tiny_rows(tiny_run):

@@ -61,6 +61,7 @@ class ReportRow:
     speedup_ci: tuple[float, float] | None = None
     baseline_round_p50s_ms: tuple[float, ...] | None = None  # the baseline's rounds, for `vs_baseline`
     output_check: dict[str, Any] | None = None  # the record's outputs vs the export machine's (bench)
+    layout_search: dict[str, Any] | None = None  # the manifest's int8 layout search, where export ran one
 
     @property
     def rounds(self) -> int:
@@ -161,6 +162,7 @@ def _row_from_rounds(
         spread=pooled.spread,
         bimodal=pooled.bimodal,
         output_check=checked,
+        layout_search=entry.quantization.layout_search if entry is not None and entry.quantization else None,
     )
 
 
