@@ -181,9 +181,9 @@ class FileSettings(_Strict):
     compact_names: bool | None = None
     sensitivity: dict[str, Any] | None = None  # {"split", "layers": [...]}
     accuracy_budget: dict[str, Any] | None = None  # max_accuracy_drop search: met, drop, kept_float, ...
-    layout_search: dict[str, Any] | None = (
-        None  # int8 layout search: why, the layouts tried and timed, the kept one
-    )
+    embeddings: str | None = None  # ONNX dynamic int8: "int8" or "float" (the embedding lookups)
+    embeddings_reason: str | None = None
+    layout_search: dict[str, Any] | None = None  # int8 layout search: why, the layouts tried, the kept one
 
 
 class ModelEntry(_Strict):

@@ -205,18 +205,32 @@ def _nodes(path: Path):
 
 
 def quantize_dynamic(
-    src: str | Path, dst: str | Path, *, per_channel: bool = False, strip: bool = True
+    src: str | Path,
+    dst: str | Path,
+    *,
+    per_channel: bool = False,
+    float_embeddings: bool = False,
+    strip: bool = True,
 ) -> dict:
-    """Dynamic int8: weights quantized offline, activations at run time (no calibration data)."""
+    """Dynamic int8: weights quantized offline, activations at run time (no calibration data);
+    `float_embeddings` keeps embedding lookups (Gather) float."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
 
     from export.onnx import strip_metadata
 
+    op_types = [op for op in IntegerOpsRegistry if not (float_embeddings and op == "Gather")]
     with tempfile.TemporaryDirectory() as tmpdir, atomic_path(dst) as tmp:
         pre = preprocess(src, Path(tmpdir) / "preprocessed.onnx")
         try:
-            ort_quantize_dynamic(str(pre), str(tmp), per_channel=per_channel, weight_type=QuantType.QInt8)
+            ort_quantize_dynamic(
+                str(pre),
+                str(tmp),
+                per_channel=per_channel,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=op_types,
+            )
         except Exception as e:
             raise ExportError(f"{src}: ONNX dynamic quantization failed: {failure_reason(e)}") from e
         if strip:
@@ -227,6 +241,7 @@ def quantize_dynamic(
         "activations": "uint8 (at run time)",
         "weights": "int8",
         "per_channel": per_channel,
+        "embeddings": "float" if float_embeddings else "int8",
     }
 
 

@@ -240,3 +240,62 @@ def test_dynamic_int8_and_fp16_pass_parity(student, tmp_path):
     rec = check_parity(tmp_path / "fp16.onnx", student.x, student.y, student.ref, precision="fp16")
     assert rec.passed and rec.max_abs_diff < 5e-2 and rec.top1_agreement > 0.99
     assert (tmp_path / "fp16.onnx").stat().st_size < 0.6 * student.fp32.stat().st_size
+
+
+def _lookup_classifier(path, table: np.ndarray, head: np.ndarray):
+    """ids (N, L) -> Gather(table) -> ReduceMean over L -> MatMul(head): a token-id model in onnx's API."""
+    from onnx import numpy_helper
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["table", "input"], ["emb"]),
+            helper.make_node("ReduceMean", ["emb", "axes"], ["pooled"], keepdims=0),
+            helper.make_node("MatMul", ["pooled", "head"], ["logits"]),
+        ],
+        "lookup",
+        [helper.make_tensor_value_info("input", TensorProto.INT64, ["batch", 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        [
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "axes"),
+            numpy_helper.from_array(head, "head"),
+        ],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    return path
+
+
+def test_dynamic_int8_keeps_embeddings_float_where_int8_ones_cost_agreement(tmp_path):
+    """A table with one huge row: per-tensor int8 rounds every other row to zero, agreement falls below 97 %
+    on the validation ids, and the file is written again with the lookup float, saying why; a table with
+    even rows keeps int8 embeddings."""
+    from export.exporters import ExportJob
+    from export.exporters.onnx import _dynamic_int8
+
+    rng = np.random.default_rng(0)
+    head = rng.standard_normal((16, 2)).astype(np.float32)
+    ids = rng.integers(1, 64, (200, 8))
+    settings = SimpleNamespace(onnx_dynamic_per_channel=True)
+    for outlier, embeddings in ((1000.0, "float"), (None, "int8")):
+        table = (0.05 * rng.standard_normal((64, 16))).astype(np.float32)
+        if outlier:
+            table[0] = outlier  # id 0 (padding) never occurs in `ids`
+        fp32 = _lookup_classifier(tmp_path / f"{embeddings}.onnx", table, head)
+        dst = tmp_path / f"{embeddings}_dynamic_int8.onnx"
+        job = ExportJob(
+            "m", None, None, "dynamic-int8", dst, settings, ids, ids, ids[:, 0], False, "", tmp_path
+        )
+        q = _dynamic_int8(job, fp32)
+        assert q["embeddings"] == embeddings and q["per_channel"] is True
+        agree = np.mean(run_file(dst, ids).argmax(1) == run_file(fp32, ids).argmax(1))
+        assert agree >= TOLERANCES["dynamic-int8"]["top1_agreement"]
+        table_types = {
+            i.data_type for i in onnx.load(str(dst)).graph.initializer if i.name.startswith("table")
+        }
+        if outlier:
+            assert re.fullmatch(
+                r"int8 embeddings: \d+\.\d+% top-1 agreement .* below 97%", q["embeddings_reason"]
+            )
+            assert table_types == {TensorProto.FLOAT}
+        else:
+            assert "embeddings_reason" not in q and TensorProto.UINT8 in table_types

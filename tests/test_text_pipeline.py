@@ -131,9 +131,10 @@ def test_text_configs_get_exports_that_load_and_refuse_image_only_options(text_r
     e = load_config(tmp_path / "c.yaml").export
     assert (e.formats, e.teacher_precisions, e.tflite_precisions) == (
         ["onnx", "tflite"],
-        ["fp32"],
+        ["fp32", "dynamic-int8"],
         ["fp32", "fp16", "int8"],
     )
+    assert e.onnx_dynamic_per_channel is True
     assert e.precisions == ["fp32", "fp16", "int8", "dynamic-int8"]
     for change, message in (
         ({"export": {"formats": ["onnx", "torch"]}}, "torch (.pt2) is not offered with text data"),
