@@ -183,6 +183,7 @@ class FileSettings(_Strict):
     accuracy_budget: dict[str, Any] | None = None  # max_accuracy_drop search: met, drop, kept_float, ...
     embeddings: str | None = None  # ONNX dynamic int8: "int8" or "float" (the embedding lookups)
     embeddings_reason: str | None = None
+    qat: dict[str, Any] | None = None  # quantization-aware distillation: PTQ vs QAT-KD, which was shipped
     layout_search: dict[str, Any] | None = None  # int8 layout search: why, the layouts tried, the kept one
 
 

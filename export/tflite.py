@@ -7,6 +7,7 @@ module paths litert-torch stores as debug info) are dropped from every file; inp
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io as _io
 import os
 from collections.abc import Iterable
@@ -22,6 +23,8 @@ __all__ = [
     "export_tflite_fp16",
     "export_tflite_dynamic_int8",
     "export_tflite_int8",
+    "int8_quantizer",
+    "write_tflite_int8",
     "check_tflite_options",
 ]
 
@@ -200,6 +203,22 @@ def export_tflite_dynamic_int8(model, sample, dst: str | Path, *, layout: Layout
     }
 
 
+def int8_quantizer(*, per_channel: bool, qat: bool = False):
+    """litert-torch's PT2E quantizer for full-integer int8 (symmetric weights), for calibration or QAT."""
+    _litert_torch()
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+
+    config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat)
+    # QAT: fake-quantize observers, annotated with the static patterns. The QAT-only conv+BN annotator does
+    # not trace on torchao 0.18 (it hands torch.export a function); the QAT program has its BNs folded.
+    return PT2EQuantizer().set_global(dataclasses.replace(config, is_qat=False))
+
+
+def _int8_settings(per_channel: bool, io: str, **how) -> dict:
+    return {"mode": "static", "format": "PT2E", "activations": "int8", "weights": "int8",
+            "per_channel": per_channel, **how, "io": io}  # fmt: skip
+
+
 def export_tflite_int8(
     model,
     sample,
@@ -215,29 +234,17 @@ def export_tflite_int8(
     `io="int8"` keeps int8 input/output tensors; `io="float"` adds float32 ones (QUANTIZE/DEQUANTIZE inside).
     """
     check_tflite_options(sample, layout=layout, io=io)
-    _litert_torch()
-    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=per_channel))
+    quantizer = int8_quantizer(per_channel=per_channel)
     model, wrapped_sample = _with_layout(model, sample, layout)
     calib = calibration if layout == "NCHW" else (_to_nhwc(x) for x in calibration)
     converted, n = _pt2e(model, wrapped_sample, Path(dst), "int8", quantizer, calib)
-    _convert(
-        converted,
-        wrapped_sample,
-        Path(dst),
-        "int8",
-        float_io=io == "float",
-        quant_config=QuantConfig(pt2e_quantizer=quantizer),
-    )
-    return {
-        "mode": "static",
-        "format": "PT2E",
-        "activations": "int8",
-        "weights": "int8",
-        "per_channel": per_channel,
-        "calibration": "minmax",
-        "calibration_samples": n,
-        "io": io,
-    }
+    write_tflite_int8(converted, wrapped_sample, dst, quantizer, io=io)
+    return _int8_settings(per_channel, io, calibration="minmax", calibration_samples=n)
+
+
+def write_tflite_int8(converted, sample, dst: str | Path, quantizer, *, io: IOType = "int8") -> Path:
+    """The .tflite of a PT2E-converted program (calibrated, or trained with QAT) under `quantizer`."""
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    quant_config = QuantConfig(pt2e_quantizer=quantizer)
+    return _convert(converted, sample, Path(dst), "int8", float_io=io == "float", quant_config=quant_config)

@@ -190,3 +190,13 @@ def write_manifest_for(bundle: Path, models: list[dict], **top) -> Path:
 
 
 from tests.text_data import text_run  # noqa: E402, F401  (one text run per session, shared by modules)
+
+
+def assert_kept_the_fastest_passing(search: dict) -> None:
+    """The fastest layout that passed, or the default where none was more than the margin faster."""
+    passed = {t["layout"]: t["p50_us"] for t in search["tried"] if t["passed"]}
+    fastest = min(passed, key=passed.get)
+    if search["default"] in passed and passed[fastest] > passed[search["default"]] * (1 - search["margin"]):
+        fastest = search["default"]
+    assert search["kept"] == fastest and search["fp32_p50_us"] > 0 and search["margin"] == 0.05
+    assert search["faster_than_fp32"] == (passed[fastest] < search["fp32_p50_us"])

@@ -97,8 +97,10 @@ BAD_SUITES = [
     ("repeats: true", "repeats: expected an integer >= 1, got True"),
     ("accuracy: 1", "accuracy: expected true or false, got 1"),
     ("min_runs: 10\nmax_runs: 5", "max_runs: 5 is below min_runs 10"),
-    ("backends: {gguf: onnxruntime}",
-     "backends.gguf: unknown format; expected one of onnx, pte, tflite, torch"),
+    (
+        "backends: {gguf: onnxruntime}",
+        "backends.gguf: unknown format; expected one of onnx, pte, tflite, torch",
+    ),
     (
         "backends: {onnx: [tensorrt]}",
         "backends.onnx: expected backend names from executorch, executorch-numpy, litert, onnxruntime, "

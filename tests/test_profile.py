@@ -9,6 +9,8 @@ import struct
 import numpy as np
 import pytest
 
+from tests.conftest import assert_kept_the_fastest_passing
+
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
@@ -202,12 +204,6 @@ def _tiny_rows(tiny_run):
         return model_input(data["x"][:232], models.preprocessing)
 
 
-def _assert_kept_the_fastest_passing(search: dict) -> None:
-    passed = [t for t in search["tried"] if t["passed"]]
-    assert search["kept"] == min(passed, key=lambda t: t["p50_us"])["layout"] and search["fp32_p50_us"] > 0
-    assert search["faster_than_fp32"] == (min(t["p50_us"] for t in passed) < search["fp32_p50_us"])
-
-
 def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp_path):
     """Every layout written, checked and timed against the fp32 file; the kept one is the fastest that
     passed, its settings say which it is, and the manifest's typed settings accept the record."""
@@ -223,7 +219,8 @@ def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp
     settings = search_int8_layout(fp32, dst, writers, x[32:], backend="onnxruntime", rounds=1, runs=50)
     search = settings["layout_search"]
     assert len(search["tried"]) == len(LAYOUTS) == 8 and search["trigger"] == "asked in config"
-    _assert_kept_the_fastest_passing(search)
+    assert search["default"] is None
+    assert_kept_the_fastest_passing(search)
     fmt, granularity, types = search["kept"].split()
     assert settings["format"] == fmt and settings["per_channel"] == (granularity == "per-channel")
     assert (
@@ -257,7 +254,7 @@ def test_auto_searches_only_where_the_default_layout_runs_slower_than_its_refere
     assert (
         search["trigger"].startswith("auto: the default layout (dynamic) ran") and len(search["tried"]) == 9
     )
-    _assert_kept_the_fastest_passing(search)
+    assert_kept_the_fastest_passing(search)
     assert search["kept"] != "dynamic" and slow["mode"] == "static"
     fast = int8_file(
         "auto", dynamic, tmp_path / "b.onnx", writers, "QDQ per-tensor U8S8", x[32:], backend="onnxruntime"
@@ -288,7 +285,7 @@ def test_tflite_layout_search_times_every_pt2e_layout_in_litert(tiny_run, tmp_pa
     assert {t["layout"] for t in search["tried"]} == {
         f"{g}, {io} io" for g in ("per-channel", "per-tensor") for io in ("int8", "float")
     }
-    _assert_kept_the_fastest_passing(search)
+    assert_kept_the_fastest_passing(search)
     granularity, io, _ = search["kept"].replace(",", "").split()
     assert settings["per_channel"] == (granularity == "per-channel") and settings["io"] == io
     from export.parity import run_file

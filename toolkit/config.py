@@ -304,6 +304,18 @@ class DistillConfig(_Strict):
 ExportFormat = Annotated[str, AfterValidator(registered("edgekd.exporters", "export format"))]
 
 
+class QatConfig(_Strict):
+    """Quantization-aware distillation of the students' TFLite int8 files (toolkit/distill/qat.py)."""
+
+    # never; over-budget: where post-training int8 loses more than `accuracy_budget` points against fp32 on
+    # the validation split; always. The file that scores better on the validation split is shipped.
+    when: Literal["never", "over-budget", "always"] = "never"
+    accuracy_budget: float = Field(0.5, ge=0)  # points
+    epochs: int = Field(2, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    batch_size: int = Field(128, ge=1)
+
+
 class ExportConfig(_Strict):
     # "torch" saves a .pt2 ExportedProgram: the teacher's own framework, benchmarked where torch exists.
     formats: list[ExportFormat] = Field(default_factory=lambda: ["onnx", "tflite", "torch"])
@@ -352,6 +364,13 @@ class ExportConfig(_Strict):
     sensitivity: bool = True  # per-layer int8 sensitivity of the KD student's ONNX file (validation split)
     # Keep the most sensitive layers of int8 ONNX files float until accuracy is within this many points.
     max_accuracy_drop: float | None = Field(None, ge=0)
+    qat: QatConfig = Field(default_factory=QatConfig)
+
+    @model_validator(mode="after")
+    def _qat_takes_nchw(self):
+        if self.qat.when != "never" and self.tflite_layout != "NCHW":
+            raise ValueError("export.qat trains the NCHW program; use tflite_layout: NCHW with qat")
+        return self
 
     @model_validator(mode="after")
     def _exporter_fits_opset(self):

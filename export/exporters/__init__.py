@@ -36,6 +36,9 @@ class ExportJob:
     per_channel: bool
     per_channel_reason: str
     work: Path  # scratch folder shared by one export (named float files that variants are made from)
+    # Quantization-aware distillation, where the pipeline offers it (students): quantizer -> (the converted
+    # PT2E program, what was done). The exporter decides whether to call it.
+    qat: Callable[[Any], tuple[Any, dict]] | None = None
 
 
 @dataclass(frozen=True)

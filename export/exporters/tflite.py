@@ -49,9 +49,50 @@ def _static_int8(job: ExportJob) -> dict:
     writers = tflite_layouts(job.model, job.sample, job.calib, layout=e.tflite_layout, ios=ios)
     default = f"{'per-channel' if job.per_channel else 'per-tensor'}, {io} io"
     x_val = job.x_val.transpose(0, 2, 3, 1) if e.tflite_layout == "NHWC" else job.x_val
-    return int8_file(
-        e.tflite_int8_search, _tflite_fp32(job), job.dst, writers, default, x_val, backend="litert"
+    fp32 = _tflite_fp32(job)
+    settings = int8_file(e.tflite_int8_search, fp32, job.dst, writers, default, x_val, backend="litert")
+    if job.qat is None:  # the pipeline offers quantization-aware distillation for students only
+        return settings
+    return dict(settings, qat=_qat(job, settings, fp32))
+
+
+def _val_accuracy(path: Path, job: ExportJob) -> float:
+    import numpy as np
+
+    from export.parity import run_file
+
+    return round(float(np.mean(run_file(path, job.x_val, backend="litert").argmax(1) == job.y_val)), 4)
+
+
+def _qat(job: ExportJob, ptq: dict, fp32: Path) -> dict:
+    """Post-training int8's validation accuracy against fp32; where asked (always, or over the budget), the
+    student distilled again under fake quantization, and the better of the two files kept at `job.dst`."""
+    import tempfile
+
+    from export import tflite
+    from export._files import atomic_path
+
+    q = job.settings.qat
+    fp32_acc, ptq_acc = _val_accuracy(fp32, job), _val_accuracy(job.dst, job)
+    drop = round(100 * (fp32_acc - ptq_acc), 2)
+    record = dict(split="validation", fp32_accuracy=fp32_acc, ptq_accuracy=ptq_acc, ptq_drop_pts=drop)
+    record.update(
+        budget_pts=q.accuracy_budget, over_budget=drop > q.accuracy_budget, ran=False, shipped="ptq"
     )
+    if q.when == "never" or (q.when == "over-budget" and not record["over_budget"]):
+        return record
+    quantizer = tflite.int8_quantizer(per_channel=ptq["per_channel"], qat=True)
+    converted, done = job.qat(quantizer)
+    with tempfile.TemporaryDirectory(prefix="edgekd-qat-") as tmp:
+        path = tflite.write_tflite_int8(
+            converted, job.sample, Path(tmp) / "qat.tflite", quantizer, io=ptq["io"]
+        )
+        record.update(ran=True, qat_accuracy=_val_accuracy(path, job), **done)
+        if record["qat_accuracy"] >= ptq_acc:  # ties go to QAT-KD: it was asked for
+            record.update(shipped="qat-kd", parity_reference="the QAT-KD program in torch (fake-quantized)")
+            with atomic_path(job.dst) as out:
+                shutil.copyfile(path, out)
+    return record
 
 
 register_exporter(Exporter("tflite", ("fp32", "fp16", "int8", "dynamic-int8"), write_tflite))

@@ -103,6 +103,22 @@ def exported_file(name: str, fmt: str, precision: str, entry: dict) -> None:
         console.print(
             f"exported {entry['file']:<28} {entry['size_bytes'] / 1024:9.1f} KiB  {ok}", highlight=False
         )
+        if line := _qat_line((entry.get("quantization") or {}).get("qat")):
+            console.print(f"  {line}", highlight=False)
+
+
+def _qat_line(qat: dict | None) -> str:
+    """What post-training int8 cost on the validation split, and what quantization-aware distillation did."""
+    if not qat or not (qat["over_budget"] or qat["ran"]):
+        return ""
+    ptq = f"post-training int8 {0.0 - qat['ptq_drop_pts']:+.2f} pts vs fp32 on the validation split"
+    if not qat["ran"]:
+        return (
+            f"{ptq}, over the {qat['budget_pts']} pt budget (export.qat.when: over-budget distills it again)"
+        )
+    qat_pts = 100 * (qat["qat_accuracy"] - qat["fp32_accuracy"])
+    return (f"{ptq}; QAT-KD ({qat['epochs']} epochs, {qat['seconds']:.0f} s) {qat_pts:+.2f} pts; "
+            f"shipped {qat['shipped']}")  # fmt: skip
 
 
 def _quant_cell(m: dict) -> str:
@@ -116,6 +132,8 @@ def _quant_cell(m: dict) -> str:
         parts.append(f"{q['io']} I/O")
     if q.get("reduce_range"):
         parts.append("7-bit weights")
+    if (q.get("qat") or {}).get("shipped") == "qat-kd":
+        parts.append("QAT-KD")
     kept = (q.get("accuracy_budget") or {}).get("kept_float")
     if kept:
         parts.append(f"{len(kept)} layer(s) float")

@@ -94,9 +94,10 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     reference = predict(model, data["x_test"])
     sample = torch.from_numpy(data["x_test"][:1])
     per_channel, why = per_channel_for(model, cfg.export.per_channel)
+    qat = data["qat"](model) if name.startswith("student") else None
     job = ExportJob(
         name, model, sample, "fp32", run.bundle, cfg.export, data["calib"], data["x_val"], data["y_val"],
-        per_channel, why, data["work"],
+        per_channel, why, data["work"], qat,
     )  # fmt: skip
     common = dict(
         name=name,
@@ -134,6 +135,10 @@ def _export_variant(job: ExportJob, fmt: str, spec, common: dict, data: dict, re
     except ExportError as e:
         job.dst.unlink(missing_ok=True)  # never leave an older file under the name of one that failed
         return None, {"name": job.name, "format": fmt, "precision": job.precision, "error": str(e)}
+    if ((quant or {}).get("qat") or {}).get("shipped") == "qat-kd":  # its torch source: the QAT-KD program
+        from toolkit.distill.qat import program_outputs
+
+        reference = program_outputs(job.qat.program, data["x_test"])
     tflite_layout = job.settings.tflite_layout
     layout = spec.layout if spec.layout == "NL" else tflite_layout if fmt == "tflite" else "NCHW"
     with quiet_converters():  # the runtimes print their own notices (XNNPACK delegate created, ...)
@@ -181,6 +186,47 @@ def _calibration_rows(n: int, cfg) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, size=take, replace=False))
 
 
+def _qat_offer(run: RunDir, cfg, splits) -> Callable:
+    """model -> the QAT-KD callable the TFLite exporter may call: the student fine-tuned under a quantizer on
+    the training rows, the hard labels and the run's cached teacher logits (read once, when first asked)."""
+    rows: dict = {}
+
+    def training_rows() -> dict:
+        if not rows:
+            import torch
+
+            from toolkit.distill.losses import ensemble_logits
+            from toolkit.distill.service import teacher_names
+
+            cached = []
+            for name in teacher_names(cfg):
+                path = run.distill / f"{name}_logits.npz"
+                if not path.exists():  # written by distill for cached soft targets
+                    raise ExportError(f"{path}: not found; QAT-KD distills from the cached teacher logits")
+                with np.load(path) as z:
+                    cached.append(torch.from_numpy(z["logits"]))
+            weights = [t.weight for t in cfg.teachers]
+            table = ensemble_logits(cached, weights, temperature=cfg.distill.temperature).numpy()
+            rows.update(x=splits.model_input(splits.train_x), y=np.asarray(splits.train_y), logits=table)
+        return rows
+
+    def offer(model) -> Callable:
+        def qat(quantizer):
+            from toolkit.distill.qat import QatSettings, qat_distill
+
+            q, d, r = cfg.export.qat, cfg.distill, training_rows()
+            settings = QatSettings(q.epochs, q.lr, q.batch_size, d.temperature, d.alpha, cfg.seed)
+            qat.program, done = qat_distill(model, quantizer, r["x"], r["y"], r["logits"], settings)
+            return qat.program, done
+
+        qat.program = (
+            None  # the last converted program: the torch reference a shipped QAT-KD file is checked on
+        )
+        return qat
+
+    return offer
+
+
 def _export_data(splits, cfg) -> dict:
     """The rows every file is checked, calibrated and budgeted on, and the digest of what every file
     depends on besides its checkpoint (the export settings and the preprocessing)."""
@@ -214,7 +260,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     if not names:
         run.require(run.checkpoint("teacher"), "distill")
     splits = load_splits(cfg)
-    data = _export_data(splits, cfg)
+    data = dict(_export_data(splits, cfg), qat=_qat_offer(run, cfg, splits))
     run.bundle.mkdir(parents=True, exist_ok=True)
     done = finished_entries(run.bundle, data["settings"]) if resume else {}
     if not resume:

@@ -1,0 +1,58 @@
+"""Quantization-aware distillation: the tiny run's students distilled again under PT2E fake quantization
+from its cached teacher logits, written as TFLite int8 files, and the better file on validation shipped."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+pytest.importorskip("litert_torch")
+
+
+def _export(tiny_run, tmp_path, qat: dict):
+    from toolkit.cli.main import app
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run / "distill", run / "distill")
+    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    cfg["export"].update(formats=["tflite"], precisions=["int8"], teacher_precisions=["fp32"], qat=qat)
+    cfg["export"]["scratch_precisions"] = ["int8"]
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["export", str(run)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    manifest = json.loads((run / "bundle" / "manifest.json").read_text())
+    return run, result.output, {m["file"]: m for m in manifest["models"]}
+
+
+def test_qat_kd_trains_each_student_quantized_and_ships_the_better_file(tiny_run, tmp_path):
+    from benchmarks.files import sha256_file
+    from export.parity import run_file
+
+    run, output, files = _export(tiny_run, tmp_path, {"when": "always", "epochs": 1, "batch_size": 64})
+    assert "teacher.tflite" in files and "qat" not in (files["teacher.tflite"].get("quantization") or {})
+    x_val_n = 200
+    for name in ("student_kd_int8.tflite", "student_scratch_int8.tflite"):
+        entry = files[name]
+        q = entry["quantization"]["qat"]
+        assert q["ran"] and q["method"] == "qat-kd" and q["epochs"] == 1 and q["seconds"] > 0
+        assert len(q["loss_per_epoch"]) == 1 and np.isfinite(q["loss_per_epoch"][0])
+        for key in ("fp32_accuracy", "ptq_accuracy", "qat_accuracy"):
+            assert 0.1 < q[key] <= 1 and round(q[key] * x_val_n) == pytest.approx(q[key] * x_val_n, abs=1e-6)
+        assert q["shipped"] == ("qat-kd" if q["qat_accuracy"] >= q["ptq_accuracy"] else "ptq")
+        assert q["ptq_drop_pts"] == pytest.approx(100 * (q["fp32_accuracy"] - q["ptq_accuracy"]), abs=0.01)
+        assert entry["parity"]["passed"] and sha256_file(run / "bundle" / name) == entry["sha256"]
+        out = run_file(run / "bundle" / name, np.zeros((2, 1, 28, 28), np.float32), backend="litert")
+        assert out.shape == (2, 10)
+    assert "QAT-KD (1 epochs" in output and "shipped" in output
+
+
+def test_over_budget_qat_runs_only_where_post_training_int8_costs_more_than_the_budget(tiny_run, tmp_path):
+    _, output, files = _export(tiny_run, tmp_path, {"when": "over-budget", "accuracy_budget": 100.0})
+    q = files["student_kd_int8.tflite"]["quantization"]["qat"]
+    assert not q["ran"] and not q["over_budget"] and q["shipped"] == "ptq" and "qat_accuracy" not in q
+    assert "QAT-KD" not in output
