@@ -2,8 +2,8 @@
 from a finished run's teacher and cached logits, exported twice as TFLite int8 (PTQ; QAT-KD), both scored on
 the test split beside the fp32 file, with QAT-KD's seconds against the KD run's.
 
-    python studies/qat_kd.py RUN --arch mobilenetv2_tiny --epochs 3 --seeds 0,1,2 --per-channel false
-        [--qat-epochs 2] [--out /tmp/qat-study]
+    python studies/qat_kd.py RUN --arch cnn_student --kwargs '{"widths": [4, 8, 16]}' --epochs 3
+        [--seeds 0,1,2] [--per-channel false] [--qat-epochs 2] [--out /tmp/qat-study]
 
 RUN: a run whose distill/ holds teacher.pt and teacher_logits.npz (its config gives the data and KD settings).
 Prints one markdown row per seed and the mean.
@@ -28,7 +28,7 @@ def _edgekd(*args: str) -> None:
 def _run(src: Path, out: Path, seed: int, a: argparse.Namespace, qat: str) -> dict:
     cfg = yaml.safe_load((src / "config.yaml").read_text())
     cfg["seed"] = seed
-    cfg["student"].update(arch=a.arch, kwargs={}, epochs=a.epochs)
+    cfg["student"].update(arch=a.arch, kwargs=json.loads(a.kwargs), epochs=a.epochs)
     cfg["distill"]["seeds"] = [seed]
     cfg["distill"]["scratch_control"] = False
     e = cfg["export"]
@@ -50,7 +50,7 @@ def one_seed(src: Path, root: Path, seed: int, a: argparse.Namespace) -> dict:
     (ptq_run / "distill").mkdir(exist_ok=True)
     for name in ("teacher.pt", "teacher_logits.npz"):
         shutil.copyfile(src / "distill" / name, ptq_run / "distill" / name)
-    _edgekd("distill", str(ptq_run))
+    _edgekd("distill", str(ptq_run / "config.yaml"), "--out", str(ptq_run))
     _edgekd("export", str(ptq_run))
     _run(src, qat_run, seed, a, "always")
     shutil.copytree(ptq_run / "distill", qat_run / "distill", dirs_exist_ok=True)
@@ -74,6 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("run", type=Path)
     p.add_argument("--arch", default="mobilenetv2_tiny")
+    p.add_argument("--kwargs", default="{}", help="the student's kwargs, JSON")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--qat-epochs", type=int, default=2)
     p.add_argument("--seeds", default="0,1,2")

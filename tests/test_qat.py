@@ -56,3 +56,29 @@ def test_over_budget_qat_runs_only_where_post_training_int8_costs_more_than_the_
     q = files["student_kd_int8.tflite"]["quantization"]["qat"]
     assert not q["ran"] and not q["over_budget"] and q["shipped"] == "ptq" and "qat_accuracy" not in q
     assert "QAT-KD" not in output
+
+
+def test_the_report_says_which_int8_method_made_each_shipped_file():
+    from toolkit.report.int8_method import int8_method_lines
+    from toolkit.report.rows import ReportRow
+
+    def row(model: str, qat: dict | None) -> ReportRow:
+        return ReportRow(
+            model, "student", "tflite", "int8", "litert", 1, 1, 1, "local", "native", "native: this CPU",
+            None, None, None, None, None, None, None, 0.01, 0.01, 0.01, None, None, qat=qat,
+        )  # fmt: skip
+
+    record = dict(
+        fp32_accuracy=0.9, ptq_accuracy=0.89, budget_pts=0.5, over_budget=True, ran=False, shipped="ptq"
+    )
+    ran = dict(record, ran=True, qat_accuracy=0.9012, epochs=2, seconds=86.2, shipped="qat-kd")
+    within = dict(record, ptq_accuracy=0.899, over_budget=False)
+    lines = int8_method_lines(
+        [row("student_kd", ran), row("student_scratch", record), row("x", within), row("y", None)]
+    )
+    assert lines == [
+        "**student_kd tflite int8**: validation fp32 90.00 %, PTQ 89.00 % (-1.00), QAT-KD 90.12 % (+0.12) "
+        "(2 epochs, 86 s). Shipped: QAT-KD.",
+        "**student_scratch tflite int8**: validation fp32 90.00 %, PTQ 89.00 % (-1.00): over the 0.5 pt "
+        "budget (`export.qat.when: over-budget` runs QAT-KD). Shipped: PTQ.",
+    ]

@@ -62,6 +62,7 @@ class ReportRow:
     baseline_round_p50s_ms: tuple[float, ...] | None = None  # the baseline's rounds, for `vs_baseline`
     output_check: dict[str, Any] | None = None  # the record's outputs vs the export machine's (bench)
     layout_search: dict[str, Any] | None = None  # the manifest's int8 layout search, where export ran one
+    qat: dict[str, Any] | None = None  # the manifest's PTQ vs QAT-KD record of a student's int8 file
 
     @property
     def rounds(self) -> int:
@@ -163,6 +164,7 @@ def _row_from_rounds(
         bimodal=pooled.bimodal,
         output_check=checked,
         layout_search=entry.quantization.layout_search if entry is not None and entry.quantization else None,
+        qat=entry.quantization.qat if entry is not None and entry.quantization else None,
     )
 
 
