@@ -55,7 +55,7 @@ def _epoch(prepared, opt, x, y, logits, s: QatSettings, gen: torch.Generator) ->
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return float(np.mean(losses))
 
 
