@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 pytest.importorskip("litert_torch")
 
 
-def _export(tiny_run, tmp_path, qat: dict):
+def _export(tiny_run, tmp_path, qat: dict, **export):
     from toolkit.cli.main import app
 
     run = tmp_path / "run"
@@ -22,6 +22,7 @@ def _export(tiny_run, tmp_path, qat: dict):
     cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())
     cfg["export"].update(formats=["tflite"], precisions=["int8"], teacher_precisions=["fp32"], qat=qat)
     cfg["export"]["scratch_precisions"] = ["int8"]
+    cfg["export"].update(export)
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     result = CliRunner().invoke(app, ["export", str(run)])
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -56,6 +57,19 @@ def test_over_budget_qat_runs_only_where_post_training_int8_costs_more_than_the_
     q = files["student_kd_int8.tflite"]["quantization"]["qat"]
     assert not q["ran"] and not q["over_budget"] and q["shipped"] == "ptq" and "qat_accuracy" not in q
     assert "QAT-KD" not in output
+
+
+def test_nhwc_files_are_scored_in_their_own_layout_and_qat_asks_for_nchw(tiny_run, tmp_path):
+    """An NHWC student's int8 file gets its validation rows transposed (PTQ within a point of fp32, not a
+    random 10 %), and a config asking QAT-KD of NHWC files is refused in one line."""
+    from toolkit.config import RunConfig
+
+    _, _, files = _export(tiny_run, tmp_path, {"when": "never"}, tflite_layout="NHWC")
+    q = files["student_kd_int8.tflite"]["quantization"]["qat"]
+    assert files["student_kd_int8.tflite"]["layout"] == "NHWC" and not q["ran"]
+    assert abs(q["ptq_drop_pts"]) < 1.0 and q["fp32_accuracy"] > 0.2
+    with pytest.raises(ValueError, match="export.qat trains the NCHW program; use tflite_layout: NCHW"):
+        RunConfig.model_validate({"export": {"tflite_layout": "NHWC", "qat": {"when": "always"}}})
 
 
 def test_the_report_says_which_int8_method_made_each_shipped_file():

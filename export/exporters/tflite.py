@@ -53,27 +53,27 @@ def _static_int8(job: ExportJob) -> dict:
     settings = int8_file(e.tflite_int8_search, fp32, job.dst, writers, default, x_val, backend="litert")
     if job.qat is None:  # the pipeline offers quantization-aware distillation for students only
         return settings
-    return dict(settings, qat=_qat(job, settings, fp32))
+    return dict(settings, qat=_qat(job, settings, fp32, x_val))
 
 
-def _val_accuracy(path: Path, job: ExportJob) -> float:
+def _val_accuracy(path: Path, x_val, y_val) -> float:
     import numpy as np
 
     from export.parity import run_file
 
-    return round(float(np.mean(run_file(path, job.x_val, backend="litert").argmax(1) == job.y_val)), 4)
+    return round(float(np.mean(run_file(path, x_val, backend="litert").argmax(1) == y_val)), 4)
 
 
-def _qat(job: ExportJob, ptq: dict, fp32: Path) -> dict:
-    """Post-training int8's validation accuracy against fp32; where asked (always, or over the budget), the
-    student distilled again under fake quantization, and the better of the two files kept at `job.dst`."""
+def _qat(job: ExportJob, ptq: dict, fp32: Path, x_val) -> dict:
+    """Post-training int8's validation accuracy against fp32 (`x_val` in the file's layout); where asked
+    (always, or over the budget), the student distilled again under fake quantization; the better one kept."""
     import tempfile
 
     from export import tflite
     from export._files import atomic_path
 
     q = job.settings.qat
-    fp32_acc, ptq_acc = _val_accuracy(fp32, job), _val_accuracy(job.dst, job)
+    fp32_acc, ptq_acc = _val_accuracy(fp32, x_val, job.y_val), _val_accuracy(job.dst, x_val, job.y_val)
     drop = round(100 * (fp32_acc - ptq_acc), 2)
     record = dict(split="validation", fp32_accuracy=fp32_acc, ptq_accuracy=ptq_acc, ptq_drop_pts=drop)
     record.update(
@@ -87,7 +87,7 @@ def _qat(job: ExportJob, ptq: dict, fp32: Path) -> dict:
         path = tflite.write_tflite_int8(
             converted, job.sample, Path(tmp) / "qat.tflite", quantizer, io=ptq["io"]
         )
-        record.update(ran=True, qat_accuracy=_val_accuracy(path, job), **done)
+        record.update(ran=True, qat_accuracy=_val_accuracy(path, x_val, job.y_val), **done)  # NCHW only
         if record["qat_accuracy"] >= ptq_acc:  # ties go to QAT-KD: it was asked for
             record.update(shipped="qat-kd", parity_reference="the QAT-KD program in torch (fake-quantized)")
             with atomic_path(job.dst) as out:
