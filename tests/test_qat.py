@@ -60,14 +60,15 @@ def test_over_budget_qat_runs_only_where_post_training_int8_costs_more_than_the_
 
 
 def test_nhwc_files_are_scored_in_their_own_layout_and_qat_asks_for_nchw(tiny_run, tmp_path):
-    """An NHWC student's int8 file gets its validation rows transposed (PTQ within a point of fp32, not a
-    random 10 %), and a config asking QAT-KD of NHWC files is refused in one line."""
+    """An NHWC student's int8 file gets its validation rows transposed (PTQ within a few points of fp32),
+    and a config asking QAT-KD of NHWC files is refused in one line."""
     from toolkit.config import RunConfig
 
     _, _, files = _export(tiny_run, tmp_path, {"when": "never"}, tflite_layout="NHWC")
     q = files["student_kd_int8.tflite"]["quantization"]["qat"]
     assert files["student_kd_int8.tflite"]["layout"] == "NHWC" and not q["ran"]
-    assert abs(q["ptq_drop_pts"]) < 1.0 and q["fp32_accuracy"] > 0.2
+    # 200 validation rows of a 1-epoch student: one row is half a point
+    assert abs(q["ptq_drop_pts"]) <= 5.0 and q["fp32_accuracy"] > 0.2 and q["ptq_accuracy"] > 0.2
     with pytest.raises(ValueError, match="export.qat trains the NCHW program; use tflite_layout: NCHW"):
         RunConfig.model_validate({"export": {"tflite_layout": "NHWC", "qat": {"when": "always"}}})
 
