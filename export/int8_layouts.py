@@ -17,7 +17,7 @@ import numpy as np
 
 from export.parity import TOLERANCES, run_file
 
-__all__ = ["LAYOUTS", "onnx_layouts", "tflite_layouts", "int8_file", "search_int8_layout"]
+__all__ = ["LAYOUTS", "onnx_layouts", "tflite_layouts", "int8_file", "p50_rounds_us", "search_int8_layout"]
 
 Writer = Callable[[Path], dict]  # writes one int8 file at the path, returns its settings
 
@@ -69,10 +69,11 @@ def tflite_layouts(
     return {f"{_granularity(pc)}, {io} io": writer(pc, io) for pc in (True, False) for io in ios}
 
 
-def _p50s(
+def p50_rounds_us(
     files: dict[str, Path], x1: np.ndarray, *, backend: str, rounds: int, runs: int
-) -> dict[str, float]:
-    """Median over `rounds` of each file's p50 (µs); every file once per round, in a new order."""
+) -> dict[str, list[float]]:
+    """Each file's p50 (µs) in each of `rounds` rounds, 1 pinned thread; every file once per round, in a
+    new order, so drift and a busy neighbour touch them all alike."""
     from benchmarks.backends import load_backend
     from benchmarks.profile import pinned_cores, unprofiled_p50_us
 
@@ -87,6 +88,14 @@ def _p50s(
                 seen[k].append(
                     unprofiled_p50_us(lambda h=h, f=feed: runtime.invoke(h, f), runs=runs, warmup=50)
                 )
+    return seen
+
+
+def _p50s(
+    files: dict[str, Path], x1: np.ndarray, *, backend: str, rounds: int, runs: int
+) -> dict[str, float]:
+    """Median over `rounds` of each file's p50 (µs)."""
+    seen = p50_rounds_us(files, x1, backend=backend, rounds=rounds, runs=runs)
     return {k: float(np.median(v)) for k, v in seen.items()}
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmarks.registry import Registry
 
-__all__ = ["Exporter", "ExportJob", "register_exporter", "exporter_for", "EXPORTERS"]
+__all__ = ["Exporter", "ExportJob", "QatProgram", "register_exporter", "exporter_for", "EXPORTERS"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +36,20 @@ class ExportJob:
     per_channel: bool
     per_channel_reason: str
     work: Path  # scratch folder shared by one export (named float files that variants are made from)
-    # Quantization-aware distillation, where the pipeline offers it (students): quantizer -> (the converted
-    # PT2E program, what was done). The exporter decides whether to call it.
-    qat: Callable[[Any], tuple[Any, dict]] | None = None
+    # Quantization-aware distillation, where the pipeline offers it (students): per_channel -> the student
+    # trained once under fake quantization (every format's int8 file is converted from that one program).
+    # The exporter decides whether to call it.
+    qat: Callable[[bool], QatProgram] | None = None
+
+
+@dataclass(frozen=True)
+class QatProgram:
+    """A student distilled again under a PT2E quantizer: the converted program, the quantizer, what was done
+    (epochs, seconds, loss per epoch)."""
+
+    program: Any
+    quantizer: Any
+    done: dict
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,32 @@ def _static_int8(job: ExportJob, fp32: Path) -> dict:
 
         ranked = layer_sensitivity(fp32, reader, job.x_val, job.y_val, **quant)
         settings["sensitivity"] = {"split": "validation", "layers": [r.to_dict() for r in ranked]}
-    return settings
+    if job.qat is None:  # the pipeline offers quantization-aware distillation for students only
+        return settings
+    return _qat(job, settings, fp32)
+
+
+def _qat(job: ExportJob, ptq: dict, fp32: Path) -> dict:
+    """PTQ against fp32, and QAT-KD where asked (`qat_choice.py`); a shipped QAT-KD file is PT2E's
+    QDQ (int8 activations and symmetric int8 weights, ranges learned in training, not calibrated)."""
+    from export.exporters.qat_choice import ptq_or_qat
+    from export.onnx import strip_metadata
+    from export.onnx_qat import export_onnx_qat
+
+    compact = job.settings.onnx_compact_names  # named as shipped before the sizes are recorded
+    if compact:
+        strip_metadata(job.dst, job.dst, compact_names=True)
+
+    def write(trained, path: Path) -> None:
+        export_onnx_qat(trained.program, job.sample, path, opset=job.settings.opset)
+        if compact:
+            strip_metadata(path, path, compact_names=True)
+
+    record = ptq_or_qat(job, ptq["per_channel"], fp32, job.x_val, backend="onnxruntime", write_qat=write)
+    if record["shipped"] != "qat-kd":
+        return dict(ptq, qat=record)
+    qdq = dict(format="QDQ", activations="int8", weights="int8", reduce_range=False, calibration=None)
+    return dict(ptq, **qdq, reduce_range_reason="QAT-KD: PT2E's scheme", nodes_excluded=[], qat=record)
 
 
 register_exporter(Exporter("onnx", ("fp32", "fp16", "int8", "dynamic-int8"), write_onnx))

@@ -56,43 +56,16 @@ def _static_int8(job: ExportJob) -> dict:
     return dict(settings, qat=_qat(job, settings, fp32, x_val))
 
 
-def _val_accuracy(path: Path, x_val, y_val) -> float:
-    import numpy as np
-
-    from export.parity import run_file
-
-    return round(float(np.mean(run_file(path, x_val, backend="litert").argmax(1) == y_val)), 4)
-
-
 def _qat(job: ExportJob, ptq: dict, fp32: Path, x_val) -> dict:
-    """Post-training int8's validation accuracy against fp32 (`x_val` in the file's layout); where asked
-    (always, or over the budget), the student distilled again under fake quantization; the better one kept."""
-    import tempfile
-
+    """PTQ against fp32, and QAT-KD where asked (`qat_choice.py`), for this TFLite int8 file."""
     from export import tflite
-    from export._files import atomic_path
+    from export.exporters.qat_choice import ptq_or_qat
 
-    q = job.settings.qat
-    fp32_acc, ptq_acc = _val_accuracy(fp32, x_val, job.y_val), _val_accuracy(job.dst, x_val, job.y_val)
-    drop = round(100 * (fp32_acc - ptq_acc), 2)
-    record = dict(split="validation", fp32_accuracy=fp32_acc, ptq_accuracy=ptq_acc, ptq_drop_pts=drop)
-    record.update(
-        budget_pts=q.accuracy_budget, over_budget=drop > q.accuracy_budget, ran=False, shipped="ptq"
-    )
-    if q.when == "never" or (q.when == "over-budget" and not record["over_budget"]):
-        return record
-    quantizer = tflite.int8_quantizer(per_channel=ptq["per_channel"], qat=True)
-    converted, done = job.qat(quantizer)
-    with tempfile.TemporaryDirectory(prefix="edgekd-qat-") as tmp:
-        path = tflite.write_tflite_int8(
-            converted, job.sample, Path(tmp) / "qat.tflite", quantizer, io=ptq["io"]
-        )
-        record.update(ran=True, qat_accuracy=_val_accuracy(path, x_val, job.y_val), **done)  # NCHW only
-        if record["qat_accuracy"] >= ptq_acc:  # ties go to QAT-KD: it was asked for
-            record.update(shipped="qat-kd", parity_reference="the QAT-KD program in torch (fake-quantized)")
-            with atomic_path(job.dst) as out:
-                shutil.copyfile(path, out)
-    return record
+    def write(trained, path: Path) -> None:
+        tflite.write_tflite_int8(trained.program, job.sample, path, trained.quantizer, io=ptq["io"])
+
+    # the QAT-KD program is NCHW (the config refuses qat with NHWC), like `x_val` here
+    return ptq_or_qat(job, ptq["per_channel"], fp32, x_val, backend="litert", write_qat=write)
 
 
 register_exporter(Exporter("tflite", ("fp32", "fp16", "int8", "dynamic-int8"), write_tflite))

@@ -13,7 +13,7 @@ import numpy as np
 
 from benchmarks.manifest import InputSpec
 from export.bundle import variant_file_name as file_name
-from export.exporters import EXPORTERS, ExportJob, exporter_for
+from export.exporters import EXPORTERS, ExportJob, QatProgram, exporter_for
 from toolkit.config import load_config
 from toolkit.distill.checkpoints import load_checkpoint
 from toolkit.distill.service import load_splits
@@ -138,7 +138,7 @@ def _export_variant(job: ExportJob, fmt: str, spec, common: dict, data: dict, re
     if ((quant or {}).get("qat") or {}).get("shipped") == "qat-kd":  # its torch source: the QAT-KD program
         from toolkit.distill.qat import program_outputs
 
-        reference = program_outputs(job.qat.program, data["x_test"])
+        reference = program_outputs(job.qat(quant["per_channel"]).program, data["x_test"])
     tflite_layout = job.settings.tflite_layout
     layout = spec.layout if spec.layout == "NL" else tflite_layout if fmt == "tflite" else "NCHW"
     with quiet_converters():  # the runtimes print their own notices (XNNPACK delegate created, ...)
@@ -187,8 +187,8 @@ def _calibration_rows(n: int, cfg) -> np.ndarray:
 
 
 def _qat_offer(run: RunDir, cfg, splits) -> Callable:
-    """model -> the QAT-KD callable the TFLite exporter may call: the student fine-tuned under a quantizer on
-    the training rows, the hard labels and the run's cached teacher logits (read once, when first asked)."""
+    """model -> the QAT-KD callable the int8 exporters may call: the student fine-tuned under fake
+    quantization on the training rows, the hard labels and the run's cached teacher logits (read once)."""
     rows: dict = {}
 
     def training_rows() -> dict:
@@ -211,17 +211,21 @@ def _qat_offer(run: RunDir, cfg, splits) -> Callable:
         return rows
 
     def offer(model) -> Callable:
-        def qat(quantizer):
-            from toolkit.distill.qat import QatSettings, qat_distill
+        trained: dict[bool, QatProgram] = {}
 
-            q, d, r = cfg.export.qat, cfg.distill, training_rows()
-            settings = QatSettings(q.epochs, q.lr, q.batch_size, d.temperature, d.alpha, cfg.seed)
-            qat.program, done = qat_distill(model, quantizer, r["x"], r["y"], r["logits"], settings)
-            return qat.program, done
+        def qat(per_channel: bool) -> QatProgram:
+            """The student trained once per weight granularity; every format's file is converted from it."""
+            if per_channel not in trained:
+                from export.tflite import int8_quantizer
+                from toolkit.distill.qat import QatSettings, qat_distill
 
-        qat.program = (
-            None  # the last converted program: the torch reference a shipped QAT-KD file is checked on
-        )
+                q, d, r = cfg.export.qat, cfg.distill, training_rows()
+                quantizer = int8_quantizer(per_channel=per_channel, qat=True)
+                settings = QatSettings(q.epochs, q.lr, q.batch_size, d.temperature, d.alpha, cfg.seed)
+                program, done = qat_distill(model, quantizer, r["x"], r["y"], r["logits"], settings)
+                trained[per_channel] = QatProgram(program, quantizer, done)
+            return trained[per_channel]
+
         return qat
 
     return offer

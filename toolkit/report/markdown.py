@@ -10,7 +10,7 @@ from benchmarks.records import BenchRecord
 from benchmarks.stats import COVERED_ROUNDS, STABLE_INFLUENCE
 from toolkit.data.kinds import text_kinds
 from toolkit.report.blocks import Block, heading, image, note, para, table
-from toolkit.report.int8_method import int8_method_lines
+from toolkit.report.int8_method import int8_method_blocks
 from toolkit.report.outputs import output_check_blocks
 from toolkit.report.plot_target import plot_caption
 from toolkit.report.recommend import Recommendation, recommendation_text
@@ -375,8 +375,7 @@ def report_blocks(
         blocks += [heading("Which runtime"), *[para(line) for line in lines]]
     if lines := slower_than_fp32_lines(rows, profiled=bool(profile)):
         blocks += [heading("Quantized files slower than fp32"), *[para(line) for line in lines]]
-    if lines := int8_method_lines(rows):
-        blocks += [heading("Post-training int8 or QAT-KD"), *[para(line) for line in lines]]
+    blocks += int8_method_blocks(rows)
     blocks += profile or []
     blocks += _plots(plots or {}, rows, overview)
     blocks += output_check_blocks(rows)
