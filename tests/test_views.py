@@ -153,6 +153,19 @@ def test_distill_stage_stores_view_logits_once_and_the_scratch_control_trains_pl
     again = run_distill(cfg, RunDir(tmp_path / "run"))  # the teacher is reused, and so are its view logits
     assert cache.stat().st_mtime_ns == stamp and "view_logits_seconds" not in again["teacher"]
     assert again["student_kd"]["test_accuracy"] == kd["test_accuracy"]
+    # QAT-KD's targets from a views run: view 0, the teacher's logits on the plain training images
+    from toolkit.distill.checkpoints import load_checkpoint
+    from toolkit.distill.service import cached_train_logits, load_splits
+    from toolkit.errors import RunDirError
+
+    splits = load_splits(cfg)
+    teacher, _, _ = load_checkpoint(run.checkpoint("teacher"))
+    plain = predict(teacher, splits.normalize(splits.train_x))
+    logits = cached_train_logits(run.distill, "teacher")
+    assert logits.shape == plain.shape and np.allclose(logits, plain, atol=2e-2, rtol=1e-2)  # float16
+    cache.unlink()
+    with pytest.raises(RunDirError, match="teacher_logits.npz: not found"):
+        cached_train_logits(run.distill, "teacher")
 
 
 def test_a_teacher_of_its_own_augmentation_and_plain_students(idx_folder, tmp_path):

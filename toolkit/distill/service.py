@@ -405,19 +405,38 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
     return logits
 
 
+def cached_train_logits(distill: Path, name: str) -> np.ndarray:
+    """A teacher's (N, C) logits on the training rows as distill cached them: `{name}_logits.npz`, or view 0
+    (the example itself) of `{name}_views.npz` where the KD run replayed stored views."""
+    import torch
+
+    from toolkit.distill.views import read_soft_targets
+
+    plain, views = distill / f"{name}_logits.npz", distill / f"{name}_views.npz"
+    if plain.exists():
+        with np.load(plain) as z:
+            return z["logits"]
+    if not views.exists():
+        from toolkit.errors import RunDirError
+
+        raise RunDirError(f"{plain}: not found (nor {views.name}): no cached teacher logits")
+    soft, _ = read_soft_targets(views)
+    n = len(soft.values)
+    return soft.logits(torch.arange(n), torch.zeros(n, dtype=torch.long)).numpy()
+
+
 def _teacher_view_logits(ctx: _Ctx, name: str, model, info: dict, spec):
     """Teacher logits on every stored view of the training images (`SoftTargets`), computed once per
     teacher and view spec; the seconds it took go into the teacher's summary entry."""
-    from toolkit.distill.views import SoftTargets, draw_views, teacher_view_logits
+    from toolkit.distill.views import SoftTargets, draw_views, read_soft_targets, teacher_view_logits
 
     x = ctx.xs["train"]
     key = _logits_key(ctx, name, info, spec.to_dict())
     cache = ctx.run.distill / f"{name}_views.npz"
     if cache.exists():
-        with np.load(cache) as z:
-            if str(z["key"]) == key and len(z["values"]) == len(x):
-                parts = {k: z[k] if k in z else None for k in ("values", "indices", "rest")}
-                return SoftTargets(classes=int(z["classes"]), **parts)
+        soft, stored = read_soft_targets(cache)
+        if stored == key and len(soft.values) == len(x):
+            return soft
     t0 = time.perf_counter()
     views = draw_views(len(x), spec, x.shape[-1])
     soft = SoftTargets.from_logits(teacher_view_logits(model, x, views, device=ctx.device), spec.top_k)

@@ -6,6 +6,7 @@ epoch costs about what plain training costs."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -193,3 +194,10 @@ def teacher_view_logits(
                 out = np.empty((n, k, logits.shape[1]), np.float32)
             out[start : start + len(idx), v] = logits
     return out
+
+
+def read_soft_targets(path: Path) -> tuple[SoftTargets, str]:
+    """A `{teacher}_views.npz` that distill wrote: its stored logits and the key they were computed for."""
+    with np.load(path) as z:
+        parts = {k: z[k] if k in z else None for k in ("values", "indices", "rest")}
+        return SoftTargets(classes=int(z["classes"]), **parts), str(z["key"])

@@ -17,7 +17,7 @@ from export.exporters import EXPORTERS, ExportJob, QatProgram, exporter_for
 from toolkit.config import load_config
 from toolkit.distill.checkpoints import load_checkpoint
 from toolkit.distill.service import load_splits
-from toolkit.errors import ExportError
+from toolkit.errors import ExportError, RunDirError
 from toolkit.rundir import MODEL_NAMES, RunDir
 
 __all__ = [
@@ -196,15 +196,12 @@ def _qat_offer(run: RunDir, cfg, splits) -> Callable:
             import torch
 
             from toolkit.distill.losses import ensemble_logits
-            from toolkit.distill.service import teacher_names
+            from toolkit.distill.service import cached_train_logits, teacher_names
 
-            cached = []
-            for name in teacher_names(cfg):
-                path = run.distill / f"{name}_logits.npz"
-                if not path.exists():  # written by distill for cached soft targets
-                    raise ExportError(f"{path}: not found; QAT-KD distills from the cached teacher logits")
-                with np.load(path) as z:
-                    cached.append(torch.from_numpy(z["logits"]))
+            try:
+                cached = [torch.from_numpy(cached_train_logits(run.distill, n)) for n in teacher_names(cfg)]
+            except RunDirError as e:  # one file fails, with the reason; the other files go on
+                raise ExportError(f"{e}; QAT-KD distills from them") from e
             weights = [t.weight for t in cfg.teachers]
             table = ensemble_logits(cached, weights, temperature=cfg.distill.temperature).numpy()
             rows.update(x=splits.model_input(splits.train_x), y=np.asarray(splits.train_y), logits=table)
