@@ -45,10 +45,14 @@ def test_qat_kd_trains_each_student_quantized_and_ships_the_better_file(tiny_run
         assert len(q["loss_per_epoch"]) == 1 and np.isfinite(q["loss_per_epoch"][0])
         for key in ("fp32_accuracy", "ptq_accuracy", "qat_accuracy"):
             assert 0.1 < q[key] <= 1 and round(q[key] * x_val_n) == pytest.approx(q[key] * x_val_n, abs=1e-6)
-        assert q["shipped"] == ("qat-kd" if q["qat_accuracy"] >= q["ptq_accuracy"] else "ptq")
+        timed = q["files"]
+        cheap = all(timed["qat-kd"][k] <= 1.05 * timed["ptq"][k] for k in ("p50_us", "size_bytes"))
+        qat_ships = q["qat_accuracy"] >= q["ptq_accuracy"] and (q["over_budget"] or cheap)
+        assert q["shipped"] == ("qat-kd" if qat_ships else "ptq")
+        assert q["shipped_reason"].startswith("QAT-KD" if qat_ships else "PTQ")
         assert q["ptq_drop_pts"] == pytest.approx(100 * (q["fp32_accuracy"] - q["ptq_accuracy"]), abs=0.01)
         assert entry["parity"]["passed"] and sha256_file(run / "bundle" / name) == entry["sha256"]
-        timed = q["files"]  # fp32, PTQ and QAT-KD side by side: sizes on disk, p50s timed in turn
+        # fp32, PTQ and QAT-KD side by side: sizes on disk, p50s timed in turn
         assert timed["ptq" if q["shipped"] == "ptq" else "qat-kd"]["size_bytes"] == entry["size_bytes"]
         assert timed["fp32"]["size_bytes"] > 2 * timed["ptq"]["size_bytes"]
         for t in timed.values():
@@ -173,3 +177,15 @@ def test_onnx_file_of_a_pt2e_program_stores_int8_weights_and_computes_what_the_p
     got = run_file(dst, x.numpy(), backend="onnxruntime")
     assert got.shape == (64, 10) and np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.95
+
+
+def test_within_the_budget_qat_kd_ships_only_if_no_slower_and_no_larger():
+    from export.exporters.qat_choice import _choose
+
+    timed = {"ptq": {"p50_us": 30.0, "size_bytes": 1000}, "qat-kd": {"p50_us": 90.0, "size_bytes": 3400}}
+    record = dict(ptq_accuracy=0.75, qat_accuracy=0.758, over_budget=False, files=timed)
+    assert _choose(record) == "PTQ: within the budget; QAT-KD's file is 3.00x its p50 and 3.40x its size"
+    assert _choose(dict(record, over_budget=True)).startswith("QAT-KD: PTQ over the budget")
+    same = {"ptq": timed["ptq"], "qat-kd": {"p50_us": 31.0, "size_bytes": 1000}}
+    assert _choose(dict(record, files=same)) == "QAT-KD: at least as accurate, no slower, no larger"
+    assert _choose(dict(record, qat_accuracy=0.74, over_budget=True)) == "PTQ: the better validation accuracy"

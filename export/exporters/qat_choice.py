@@ -71,8 +71,28 @@ def ptq_or_qat(
         write_qat(trained, path)
         record.update(ran=True, qat_accuracy=_val_accuracy(path, x_val, job.y_val, backend), **trained.done)
         record.update(_side_by_side({"fp32": fp32, "ptq": job.dst, "qat-kd": path}, x_val[:1], backend))
-        if record["qat_accuracy"] >= ptq_acc:  # ties go to QAT-KD: it was asked for
+        record["shipped_reason"] = _choose(record)
+        if record["shipped_reason"].startswith("QAT-KD"):
             record.update(shipped="qat-kd", parity_reference="the QAT-KD program in torch (fake-quantized)")
             with atomic_path(job.dst) as out:
                 shutil.copyfile(path, out)
     return record
+
+
+def _choose(record: dict) -> str:
+    """Why QAT-KD or PTQ ships. Over the budget, the better accuracy (ties to QAT-KD: it was asked for);
+    within it, QAT-KD also has to be no slower and no larger than PTQ (by `CLEAR_MARGIN`): an int8 file is
+    there to be fast and small, and PT2E's QDQ can be neither in onnxruntime."""
+    from export.int8_layouts import CLEAR_MARGIN
+
+    qat, ptq = record["qat_accuracy"], record["ptq_accuracy"]
+    if qat < ptq:
+        return "PTQ: the better validation accuracy"
+    if record["over_budget"]:
+        return "QAT-KD: PTQ over the budget, QAT-KD at least as accurate"
+    files = record["files"]
+    slower = files["qat-kd"]["p50_us"] / files["ptq"]["p50_us"]
+    larger = files["qat-kd"]["size_bytes"] / files["ptq"]["size_bytes"]
+    if slower > 1 + CLEAR_MARGIN or larger > 1 + CLEAR_MARGIN:
+        return f"PTQ: within the budget; QAT-KD's file is {slower:.2f}x its p50 and {larger:.2f}x its size"
+    return "QAT-KD: at least as accurate, no slower, no larger"

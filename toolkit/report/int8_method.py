@@ -69,7 +69,8 @@ def int8_method_table(rows: list[ReportRow]) -> tuple[Table, list[str]] | None:
         line = [f"{row.model} {row.format}"]
         for method, _ in _METHODS:
             line += _file_cells(q, method)
-        cells.append([*line, f"{q['epochs']} epochs, {q['seconds']:.0f} s", _shipped(q)])
+        shipped = q.get("shipped_reason") or _shipped(q)  # "PTQ: why" or "QAT-KD: why"
+        cells.append([*line, f"{q['epochs']} epochs, {q['seconds']:.0f} s", shipped])
     per_file = ["validation accuracy", "size", "p50 µs [range]"]
     headers = ["file", *per_file * len(_METHODS), "QAT-KD cost", "shipped"]
     groups = [("", 1), *[(label, 3) for _, label in _METHODS], ("", 2)]
