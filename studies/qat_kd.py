@@ -6,7 +6,8 @@ own functions); all scored on the test split, with QAT-KD's seconds against the 
     python studies/qat_kd.py RUN --arch cnn_student --kwargs '{"widths": [4, 8, 16]}' --epochs 3
         [--seeds 0,1,2] [--per-channel false] [--qat-epochs 2] [--out /tmp/qat-study]
 
-RUN: a run whose distill/ holds teacher.pt and teacher_logits.npz (its config gives the data and KD settings).
+RUN: a run whose distill/ holds teacher.pt and teacher_logits.npz or teacher_views.npz (its config gives the
+data and KD settings; QAT-KD's targets are view 0 of stored views, as export's).
 Prints one markdown row per seed and the mean.
 """
 
@@ -53,13 +54,12 @@ def _scores(run: Path, a: argparse.Namespace) -> dict:
     from toolkit.config import load_config
     from toolkit.distill.checkpoints import load_checkpoint
     from toolkit.distill.qat import QatSettings, qat_distill
-    from toolkit.distill.service import load_splits
+    from toolkit.distill.service import cached_train_logits, load_splits
 
     rc = load_config(run / "config.yaml")
     splits = load_splits(rc)
     model, _, _ = load_checkpoint(run / "distill" / "student_kd.pt")
-    with np.load(run / "distill" / "teacher_logits.npz") as z:
-        logits = z["logits"]
+    logits = cached_train_logits(run / "distill", "teacher")
     s = QatSettings(a.qat_epochs, rc.export.qat.lr, rc.export.qat.batch_size, rc.distill.temperature,
                     rc.distill.alpha, rc.seed)  # fmt: skip
     quantizer = tflite.int8_quantizer(per_channel=a.per_channel is True, qat=True)
@@ -87,8 +87,9 @@ def one_seed(src: Path, root: Path, seed: int, a: argparse.Namespace) -> dict:
     run = root / f"s{seed}"
     _run(src, run, seed, a, "never")
     (run / "distill").mkdir(exist_ok=True)
-    for name in ("teacher.pt", "teacher_logits.npz"):
-        shutil.copyfile(src / "distill" / name, run / "distill" / name)
+    for name in ("teacher.pt", "teacher_logits.npz", "teacher_views.npz"):
+        if (src / "distill" / name).exists():
+            shutil.copyfile(src / "distill" / name, run / "distill" / name)
     _edgekd("distill", str(run / "config.yaml"), "--out", str(run))
     _edgekd("export", str(run), check=False)  # a PTQ file that misses parity is kept, and scored here
     summary = json.loads((run / "distill" / "summary.json").read_text())["student_kd"]
