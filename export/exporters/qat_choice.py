@@ -1,6 +1,6 @@
 """Post-training int8 or quantization-aware distillation, for any format's int8 file: PTQ scored against fp32
 on the validation split; where asked (always, or over the budget), the file converted from the QAT-KD
-program written beside it, fp32, PTQ and QAT-KD timed side by side, and the better of the two kept."""
+program written beside it, fp32, PTQ and QAT-KD timed side by side, and one of the two kept (`_choose`)."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def ptq_or_qat(
     write_qat: Callable[[QatProgram, Path], None],
 ) -> dict:
     """The `quantization.qat` record of the PTQ file at `job.dst` (`x_val` in the file's layout); where
-    `job.settings.qat` asks, the QAT-KD file `write_qat` writes replaces it if it scores at least as well."""
+    `job.settings.qat` asks, the QAT-KD file `write_qat` writes replaces it when `_choose` says so."""
     from export._files import atomic_path
 
     q = job.settings.qat
