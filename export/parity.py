@@ -12,7 +12,7 @@ import numpy as np
 if TYPE_CHECKING:
     from benchmarks.manifest import Parity
 
-__all__ = ["TOLERANCES", "run_file", "check_parity", "runtime_status"]
+__all__ = ["TOLERANCES", "run_file", "accuracy", "check_parity", "runtime_status"]
 
 # Per-precision limits a file must meet to ship; int8 logits move by design, so only agreement counts.
 TOLERANCES: dict[str, dict[str, float]] = {
@@ -38,6 +38,11 @@ def run_file(
     if shape[0] is not None:  # fixed-batch files (TFLite) run at their batch, the last one padded
         return batched_outputs(lambda a: mod.run(handle, a), x, shape[0])
     return np.concatenate([mod.run(handle, x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, backend: str | None = None) -> float:
+    """Top-1 accuracy of a file on `x` against the labels `y` (`run_file`)."""
+    return float((run_file(path, x, backend=backend).argmax(1) == y).mean())
 
 
 def _compare(out: np.ndarray, reference: np.ndarray, tol: dict[str, float]) -> tuple[float, float, bool]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from export._files import atomic_path
-from export.parity import run_file
+from export.parity import accuracy
 from export.quantize import preprocess, quantizable_nodes, quantize_static
 
 __all__ = ["LayerSensitivity", "layer_sensitivity", "quantize_with_max_drop", "accuracy"]
@@ -32,11 +32,6 @@ class LayerSensitivity:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def accuracy(path: str | Path, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of an ONNX file on `x` run through onnxruntime (`export.parity.run_file`)."""
-    return float((run_file(path, x).argmax(1) == y).mean())
 
 
 def _prepared(src: str | Path, tmpdir: str) -> Path:

@@ -128,14 +128,11 @@ def _qat(job: ExportJob, ptq: dict, fp32: Path) -> dict:
     from export.onnx import strip_metadata
     from export.onnx_qat import export_onnx_qat
 
-    compact = job.settings.onnx_compact_names  # named as shipped before the sizes are recorded
-    if compact:
-        strip_metadata(job.dst, job.dst, compact_names=True)
-
     def write(trained, path: Path) -> None:
         export_onnx_qat(trained.program, job.sample, path, opset=job.settings.opset)
-        if compact:
-            strip_metadata(path, path, compact_names=True)
+        if job.settings.onnx_compact_names:  # both files named as shipped before their sizes are recorded
+            for named in (path, job.dst):  # (write_onnx names the PTQ file again: a no-op then)
+                strip_metadata(named, named, compact_names=True)
 
     record = ptq_or_qat(job, ptq["per_channel"], fp32, job.x_val, backend="onnxruntime", write_qat=write)
     if record["shipped"] != "qat-kd":

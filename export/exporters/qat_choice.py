@@ -17,9 +17,9 @@ __all__ = ["ptq_or_qat"]
 
 
 def _val_accuracy(path: Path, x_val: np.ndarray, y_val: np.ndarray, backend: str) -> float:
-    from export.parity import run_file
+    from export.parity import accuracy
 
-    return round(float(np.mean(run_file(path, x_val, backend=backend).argmax(1) == y_val)), 4)
+    return round(accuracy(path, x_val, y_val, backend=backend), 4)
 
 
 def _side_by_side(files: dict[str, Path], x1: np.ndarray, backend: str) -> dict:
