@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks.errors import EdgekdError, InputError
 from benchmarks.machine import machine_facts
 from benchmarks.measure import measure, time_runs
 from benchmarks.protocol import BenchConfig
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 
-class BenchmarkError(RuntimeError):
+class BenchmarkError(EdgekdError, RuntimeError):
     """A file could not be benchmarked (the worker crashed, timed out or printed no result)."""
 
 
@@ -121,7 +122,7 @@ def _edgekd_version() -> str | None:
 def run_benchmark(config: BenchConfig, *, python: str = sys.executable, timeout: float = 600) -> BenchRecord:
     """Measure `config` in a fresh subprocess (so memory does not leak between models) into a record."""
     if not Path(config.model_path).is_file():
-        raise ValueError(f"{config.model_path}: model file not found")
+        raise InputError(f"{config.model_path}: model file not found")
     result = _run_child(config, python, timeout)
     if "skipped" in result:
         raise BenchmarkSkipped(f"{config.model_path} (batch {config.batch_size}): {result['skipped']}")

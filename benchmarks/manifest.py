@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from benchmarks.backends import file_suffixes
+from benchmarks.errors import InputError
 from benchmarks.files import sha256_file, write_text_atomic
 
 __all__ = [
@@ -45,7 +46,7 @@ Unit = Annotated[float, Field(ge=0, le=1)]
 def _known_format(fmt: str) -> str:
     if fmt not in file_suffixes():
         known = ", ".join(file_suffixes())
-        raise ValueError(f"format {fmt!r} is not one a registered backend runs ({known})")
+        raise InputError(f"format {fmt!r} is not one a registered backend runs ({known})")
     return fmt
 
 
@@ -241,7 +242,7 @@ class Manifest(_Strict):
         seen: set[ManifestKey] = set()
         for i, m in enumerate(self.models):
             if m.key in seen:
-                raise ValueError(f"models[{i}] duplicates {m.key}")
+                raise InputError(f"models[{i}] duplicates {m.key}")
             seen.add(m.key)
         return self
 
@@ -270,14 +271,14 @@ def validation_message(err: ValidationError) -> str:
 def parse_manifest(data: Any, *, where: str | Path) -> Manifest:
     """Validate a parsed manifest; one-line `ValueError` naming `where` and the field otherwise."""
     if isinstance(data, dict) and data.get("manifest_version") not in (None, MANIFEST_VERSION):
-        raise ValueError(
+        raise InputError(
             f"{where}: manifest_version {data['manifest_version']!r} is not one this edgekd reads "
             f"({MANIFEST_VERSION}); use the edgekd that wrote the bundle"
         )
     try:
         return Manifest.model_validate(data)
     except ValidationError as e:
-        raise ValueError(f"{where}: {validation_message(e)}") from None
+        raise InputError(f"{where}: {validation_message(e)}") from None
 
 
 def json_schema() -> str:
@@ -290,11 +291,11 @@ def read_manifest(bundle: str | Path) -> Manifest:
     bundle = Path(bundle)
     path = bundle if bundle.suffix == ".json" else bundle / "manifest.json"
     if not path.is_file():
-        raise ValueError(f"{path}: not found (is {path.parent} an edgekd bundle? run `edgekd export` first)")
+        raise InputError(f"{path}: not found (is {path.parent} an edgekd bundle? run `edgekd export` first)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
+        raise InputError(f"{path}: invalid JSON ({e})") from None
     return parse_manifest(data, where=path)
 
 
@@ -321,13 +322,13 @@ def check_files(manifest: Manifest, bundle: str | Path) -> None:
         path = bundle / file
         resolved = path.resolve()
         if not resolved.is_relative_to(root):
-            raise ValueError(
+            raise InputError(
                 f"{path}: resolves to {resolved}, outside the bundle {bundle}; refusing to read it"
             )
         if not path.is_file():
-            raise ValueError(f"{path}: {what} not found")
+            raise InputError(f"{path}: {what} not found")
         if (actual := sha256_file(path)) != sha:
-            raise ValueError(
+            raise InputError(
                 f"{path}: sha256 {actual[:12]}… does not match the manifest's {sha[:12]}… "
                 "(changed since export?)"
             )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.backends import backend_for, load_backend
+from benchmarks.errors import InputError
 from benchmarks.outputs import batched_outputs, output_check
 from benchmarks.records import LatencyStats
 
@@ -103,7 +104,7 @@ def feed_shape(
     """(shape to feed, notes on dynamic dims chosen here, reason to skip) for the model's input `shape`."""
     given, batch, path = config.input_shape, config.batch_size, config.model_path
     if given is not None and len(given) != len(shape):
-        raise ValueError(
+        raise InputError(
             f"{path}: input shape {given} has {len(given)} dims, input {name!r} has {len(shape)} ({shape})"
         )
     if shape and shape[0] is not None and shape[0] != batch:
@@ -113,7 +114,7 @@ def feed_shape(
         want = given[i] if given is not None else None
         if dim is not None:
             if i > 0 and want is not None and want != dim:
-                raise ValueError(f"{path}: input shape {given} sets dim {i} to {want}, the model fixes {dim}")
+                raise InputError(f"{path}: input shape {given} sets dim {i} to {want}, the model fixes {dim}")
             dims.append(batch if i == 0 else dim)
         elif i == 0:
             dims.append(batch)
@@ -148,15 +149,15 @@ def _accuracy(
     path = config.data_path
     with np.load(path) as data:
         if "x" not in data or "y" not in data:
-            raise ValueError(f"{path}: expected arrays 'x' and 'y', got {sorted(data.files)}")
+            raise InputError(f"{path}: expected arrays 'x' and 'y', got {sorted(data.files)}")
         xs, ys = data["x"], data["y"]
     tokens = (config.preprocessing or {}).get("kind") == "tokens"
     want = ("int", 2, "int x (N, L) of token ids") if tokens else ("uint8", 4, "uint8 x (N, C, H, W)")
     kind_ok = xs.dtype.kind in "iu" if tokens else xs.dtype == np.uint8
     if not kind_ok or xs.ndim != want[1] or len(xs) != len(ys) or len(xs) == 0:
-        raise ValueError(f"{path}: expected {want[2]} and y (N,), got x {xs.dtype} {xs.shape}, y {ys.shape}")
+        raise InputError(f"{path}: expected {want[2]} and y (N,), got x {xs.dtype} {xs.shape}, y {ys.shape}")
     if xs.shape[1:] != x_like.shape[1:]:
-        raise ValueError(
+        raise InputError(
             f"{path}: examples have shape {list(xs.shape[1:])}, model {config.model_path} "
             f"expects {list(x_like.shape[1:])}"
         )
@@ -199,7 +200,7 @@ def _first_run(backend: Any, handle: Any, x: np.ndarray, config: BenchConfig, sp
     except ValueError:
         raise  # backends name the file in their own ValueErrors
     except Exception as exc:
-        raise ValueError(
+        raise InputError(
             f"{config.model_path}: first run failed on input {list(x.shape)} "
             f"(model input {spec[1]} {spec[2]}): {exc}"
         ) from exc

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import InputError
+
 __all__ = ["REFERENCE_ROWS", "batched_outputs", "output_check"]
 
 # 512 images: top-1 agreement to 0.2 %, and 20 KB of float32 per 10-class file.
@@ -32,7 +34,7 @@ def output_check(
 ) -> dict[str, Any]:
     """The record's `output_check`: `out` against the export machine's `reference` for the same rows."""
     if out.shape != reference.shape:
-        raise ValueError(f"outputs have shape {list(out.shape)}, the reference {list(reference.shape)}")
+        raise InputError(f"outputs have shape {list(out.shape)}, the reference {list(reference.shape)}")
     max_diff = float(np.abs(out - reference).max()) if out.size else 0.0
     agreement = float((out.argmax(1) == reference.argmax(1)).mean()) if len(out) else 1.0
     passed = agreement >= tolerance.get("top1_agreement", 1.0) and max_diff <= tolerance.get(

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import available, backend_for, load_backend
+from benchmarks.errors import InputError
 from benchmarks.manifest import Manifest, ModelEntry, TokenPreprocessing, check_files, read_manifest
 from benchmarks.preprocess import decode_image, image_steps, to_float
 
@@ -63,13 +64,13 @@ def choose_entry(manifest: Manifest, file: str | None, *, where: str | Path) -> 
         if found is None:
             names = [m.file for m in manifest.models]
             closest = difflib.get_close_matches(file, names, n=5, cutoff=0.0)  # most alike first
-            raise ValueError(
+            raise InputError(
                 f"--file {file!r}: not in {where}; its files ({len(closest)} of {len(names)}, closest "
                 f"first): {', '.join(closest) or 'none'}"
             )
         return found
     if not manifest.models:
-        raise ValueError(f"{where}: lists no model files")
+        raise InputError(f"{where}: lists no model files")
     default = (
         m for m in manifest.models if (m.name, m.format, m.precision) == ("student_kd", "onnx", "fp32")
     )
@@ -110,7 +111,7 @@ def _images(paths: Sequence[Path], manifest: Manifest, size: int) -> Iterator[tu
         for path in paths[start : start + size]:
             x = decode_image(path, steps)
             if any(want is not None and want != got for want, got in zip(chw, x.shape, strict=True)):
-                raise ValueError(
+                raise InputError(
                     f"{path}: decodes to {'x'.join(map(str, x.shape))} (C x H x W) through the manifest's "
                     f"steps; the model takes {'x'.join(str(d or '?') for d in chw)}"
                 )
@@ -132,7 +133,7 @@ def _load(bundle: Path, entry: ModelEntry, threads: int) -> tuple[str, Any, Any]
     path = bundle / entry.file
     name = backend_for(path)
     if not available(name):
-        raise ValueError(
+        raise InputError(
             f"{path}: needs the {name} runtime, which is not installed here "
             "(pip install 'edgekd[predict]', or pick an .onnx/.tflite file with --file)"
         )
@@ -162,11 +163,11 @@ def _token_ids(texts: Sequence[str], bundle: Path, pre: TokenPreprocessing, size
 def _inputs_match(manifest: Manifest, images: Sequence, texts: Sequence[str], where: Path) -> None:
     is_text = isinstance(manifest.input.preprocessing, TokenPreprocessing)
     if is_text and images:
-        raise ValueError(f"{where}: a text bundle (token ids) classifies texts (--text), not image files")
+        raise InputError(f"{where}: a text bundle (token ids) classifies texts (--text), not image files")
     if not is_text and texts:
-        raise ValueError(f"{where}: an image bundle classifies image files, not texts")
+        raise InputError(f"{where}: an image bundle classifies image files, not texts")
     if not images and not texts:
-        raise ValueError(f"{where}: give {'texts (--text)' if is_text else 'image files'} to classify")
+        raise InputError(f"{where}: give {'texts (--text)' if is_text else 'image files'} to classify")
 
 
 def predict(
@@ -205,7 +206,7 @@ def predict(
     for start, x in batches:
         probs = _probabilities(backend, handle, x, fixed, feed)
         if labels and probs.shape[1] != len(labels):
-            raise ValueError(
+            raise InputError(
                 f"{bundle / entry.file}: outputs {probs.shape[1]} classes, "
                 f"the manifest lists {len(labels)} labels"
             )

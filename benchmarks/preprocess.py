@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.errors import InputError, first_line
 from benchmarks.manifest import (
     CenterCropStep,
     ConvertStep,
@@ -53,8 +54,8 @@ def decode_image(path: str | Path, steps: Sequence[ImageStep]) -> np.ndarray:
             img.load()
             return apply_steps(img, steps, where=path)
     except (OSError, UnidentifiedImageError, Image.DecompressionBombError, SyntaxError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"{path}: cannot decode image ({reason[:160]})") from None
+        reason = first_line(e)
+        raise InputError(f"{path}: cannot decode image ({reason[:160]})") from None
 
 
 def apply_steps(img, steps: Sequence[ImageStep], *, where: str | Path = "image") -> np.ndarray:
@@ -83,7 +84,7 @@ def _eight_bit(img, where: str | Path):
     if img.mode.startswith("I;16"):
         return Image.fromarray((np.asarray(img, dtype=np.uint16) >> 8).astype(np.uint8))
     if img.mode in ("I", "F"):
-        raise ValueError(f"{where}: 32-bit {img.mode} images are not supported; save them as 8 or 16 bits")
+        raise InputError(f"{where}: 32-bit {img.mode} images are not supported; save them as 8 or 16 bits")
     return img
 
 
@@ -99,7 +100,7 @@ def _resized(size: tuple[int, int], target: Sequence[int]) -> tuple[int, int]:
 def _center_crop(img, size: Sequence[int], where: str | Path):
     h, w = size
     if img.height < h or img.width < w:
-        raise ValueError(f"{where}: image is {img.height}x{img.width}, smaller than center_crop {h}x{w}")
+        raise InputError(f"{where}: image is {img.height}x{img.width}, smaller than center_crop {h}x{w}")
     top, left = (img.height - h) // 2, (img.width - w) // 2
     return img.crop((left, top, left + w, top + h))
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import InputError
 from benchmarks.files import write_text_atomic
 
 __all__ = [
@@ -200,8 +201,8 @@ def read_profiles(path: str | Path) -> ProfileFile:
     try:
         raw = json.loads(Path(path).read_text())
         if raw.get("version") != PROFILE_VERSION:
-            raise ValueError(f"version {raw.get('version')!r}, expected {PROFILE_VERSION}")
+            raise InputError(f"version {raw.get('version')!r}, expected {PROFILE_VERSION}")
         profiles = [Profile(**{**p, "ops": [OpTime(**op) for op in p["ops"]]}) for p in raw.pop("profiles")]
         return ProfileFile(**raw, profiles=profiles)
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ValueError(f"{path}: not an edgekd profiles.json ({exc})") from exc
+        raise InputError(f"{path}: not an edgekd profiles.json ({exc})") from exc

@@ -10,6 +10,7 @@ import numpy as np
 
 from benchmarks.backends import available, backend_for, load_backend
 from benchmarks.bundle import ModelFile, ModelSet, find_models
+from benchmarks.errors import InputError
 from benchmarks.machine import machine_facts
 from benchmarks.preprocess import model_input
 from benchmarks.profile import Profile, ProfileFile, pinned_cores, unprofiled_p50_us
@@ -21,7 +22,7 @@ __all__ = ["profile_bundle"]
 def _first_row(models: ModelSet) -> np.ndarray:
     """The bundle's first test row as model input (NCHW); a bundle without test data is refused."""
     if models.data_path is None or models.preprocessing is None:
-        raise ValueError(
+        raise InputError(
             f"{models.files[0].path}: profiling needs a bundle with test data (its manifest's test_data)"
         )
     with np.load(models.data_path) as data:
@@ -62,7 +63,7 @@ def profile_bundle(
     models = find_models(Path(path) / file if file else path)
     files = [f for f in models.files if available(backend_for(f.path))]  # as bench skips them
     if not files:
-        raise ValueError(f"{path}: no file whose runtime is installed here")
+        raise InputError(f"{path}: no file whose runtime is installed here")
     x, profiles = _first_row(models), []
     with pinned_cores(threads):
         for f in files:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.backends import backend_names
+from benchmarks.errors import InputError
 from benchmarks.stats import COVERED_ROUNDS
 
 __all__ = ["TimingProtocol", "DEFAULT_PROTOCOL", "BenchConfig"]
@@ -77,16 +78,16 @@ class BenchConfig:
             self.data_path = str(self.data_path)
         if self.backend is not None and self.backend not in backend_names():
             known = ", ".join(backend_names())
-            raise ValueError(f"unknown backend {self.backend!r}; known backends: {known}")
+            raise InputError(f"unknown backend {self.backend!r}; known backends: {known}")
         for name in ("threads", "batch_size", "min_runs", "max_runs", "streams"):
             if getattr(self, name) < 1:
-                raise ValueError(f"BenchConfig.{name}: expected >= 1, got {getattr(self, name)}")
+                raise InputError(f"BenchConfig.{name}: expected >= 1, got {getattr(self, name)}")
         if self.warmup < 0 or self.min_time_s < 0:
-            raise ValueError(
+            raise InputError(
                 f"BenchConfig: warmup and min_time_s must be >= 0, got {self.warmup}, {self.min_time_s}"
             )
         if self.max_runs < self.min_runs:
-            raise ValueError(f"BenchConfig: max_runs {self.max_runs} < min_runs {self.min_runs}")
+            raise InputError(f"BenchConfig: max_runs {self.max_runs} < min_runs {self.min_runs}")
         self.model = self.model or Path(self.model_path).stem
         self.format = self.format or Path(self.model_path).suffix.lstrip(".")
 

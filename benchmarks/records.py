@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import InputError
 from benchmarks.files import atomic_path
 
 __all__ = [
@@ -58,7 +59,7 @@ class LatencyStats:
     def from_values(cls, samples_ms: list[float]) -> LatencyStats:
         """Summarise `samples_ms` (at least one value)."""
         if not samples_ms:
-            raise ValueError("LatencyStats.from_values: expected at least one sample, got none")
+            raise InputError("LatencyStats.from_values: expected at least one sample, got none")
         values = [float(v) for v in samples_ms]
         ordered = sorted(values)
         mean = statistics.fmean(values)
@@ -143,7 +144,7 @@ class BenchRecord:
         values = dict(data)
         for key in ("threads", "batch_size", "streams"):
             if not isinstance(values.get(key, 1), int) or isinstance(values.get(key), bool):
-                raise ValueError(f"BenchRecord: {key} must be an integer, got {values[key]!r}")
+                raise InputError(f"BenchRecord: {key} must be an integer, got {values[key]!r}")
         values["latency"] = _latency_stats(values["latency"])
         return cls(**values)
 
@@ -151,15 +152,15 @@ class BenchRecord:
 def _check_record_keys(data: Any) -> None:
     """A JSON object with every required key, no unknown one, and a schema_version this edgekd reads."""
     if not isinstance(data, dict):
-        raise ValueError(f"BenchRecord: expected a JSON object, got {type(data).__name__}")
+        raise InputError(f"BenchRecord: expected a JSON object, got {type(data).__name__}")
     names = {f.name for f in fields(BenchRecord)}
     required = {f.name for f in fields(BenchRecord) if f.default is MISSING and f.default_factory is MISSING}
     missing = sorted(required - data.keys())
     unknown = sorted(data.keys() - names)
     if missing or unknown:
-        raise ValueError(f"BenchRecord: missing keys {missing}, unknown keys {unknown}")
+        raise InputError(f"BenchRecord: missing keys {missing}, unknown keys {unknown}")
     if data.get("schema_version", RECORD_VERSION) != RECORD_VERSION:
-        raise ValueError(
+        raise InputError(
             f"BenchRecord: schema_version {data['schema_version']!r} is not one this edgekd reads "
             f"({RECORD_VERSION})"
         )
@@ -168,16 +169,16 @@ def _check_record_keys(data: Any) -> None:
 def _latency_stats(latency: Any) -> LatencyStats:
     """A record's `latency` object, checked: known keys, every required one, positive percentiles."""
     if not isinstance(latency, dict):
-        raise ValueError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")
+        raise InputError(f"BenchRecord: latency must be an object, got {type(latency).__name__}")
     stats = fields(LatencyStats)
     if unknown := sorted(latency.keys() - {f.name for f in stats}):
-        raise ValueError(f"BenchRecord: latency: unknown keys {unknown}")  # a list: keys shown with repr
+        raise InputError(f"BenchRecord: latency: unknown keys {unknown}")  # a list: keys shown with repr
     for key in ("p50", "p90", "p99"):
         if not isinstance(latency.get(key), int | float) or latency[key] <= 0:
-            raise ValueError(f"BenchRecord: latency.{key} must be positive (ms), got {latency.get(key)!r}")
+            raise InputError(f"BenchRecord: latency.{key} must be positive (ms), got {latency.get(key)!r}")
     required = [f.name for f in stats if f.default is MISSING and f.default_factory is MISSING]
     if missing := sorted(name for name in required if name not in latency):
-        raise ValueError(f"BenchRecord: latency: missing keys {missing}")
+        raise InputError(f"BenchRecord: latency: missing keys {missing}")
     return LatencyStats(**latency)
 
 
@@ -228,7 +229,7 @@ def read_records(path: str | os.PathLike[str]) -> list[BenchRecord]:
                 records.append(BenchRecord.from_dict(json.loads(line)))
             except (ValueError, TypeError) as exc:
                 # json.JSONDecodeError is a ValueError; TypeError comes from wrong LatencyStats keys.
-                raise ValueError(f"{path}:{lineno}: invalid record ({exc})") from exc
+                raise InputError(f"{path}:{lineno}: invalid record ({exc})") from exc
     return records
 
 

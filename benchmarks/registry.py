@@ -8,6 +8,8 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
+from benchmarks.errors import InputError
+
 __all__ = ["Registry"]
 
 
@@ -30,7 +32,7 @@ class Registry:
         def add(f: Any) -> Any:
             key = name or f.__name__
             if key in self._entries:
-                raise ValueError(f"{self.kind} {key!r} is already registered")
+                raise InputError(f"{self.kind} {key!r} is already registered")
             self._entries[key] = f
             return f
 
@@ -46,16 +48,16 @@ class Registry:
             try:
                 importlib.import_module(entry.value.split(":")[0])
             except Exception as e:  # a broken plugin names itself instead of breaking every command
-                raise ValueError(f"{self.kind} plugin {entry.name!r} ({entry.value}): {e}") from None
+                raise InputError(f"{self.kind} plugin {entry.name!r} ({entry.value}): {e}") from None
             if entry.name not in self._entries:  # the name a config was checked against must exist
                 where = f"{self.kind} plugin {entry.name!r}"
-                raise ValueError(f"{where}: {entry.value} registers none by that name")
+                raise InputError(f"{where}: {entry.value} registers none by that name")
 
     def get(self, name: str) -> Any:
         self._load()
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise ValueError(f"unknown {self.kind} {name!r}; known: {known}")
+            raise InputError(f"unknown {self.kind} {name!r}; known: {known}")
         return self._entries[name]
 
     def create(self, name: str, **kwargs: Any) -> Any:

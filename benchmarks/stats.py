@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from benchmarks.errors import InputError
+
 __all__ = [
     "CONFIDENCE",
     "COVERED_ROUNDS",
@@ -88,7 +90,7 @@ def median_draws(samples: Sequence[float], n_boot: int, rng: np.random.Generator
     x = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(x)
     if n == 0:
-        raise ValueError("median_draws: expected at least one sample, got none")
+        raise InputError("median_draws: expected at least one sample, got none")
     k = (n + 1) // 2  # 1-based rank of the (lower) middle value
     u_k = rng.beta(k, n + 1 - k, size=n_boot)
     lower = x[np.minimum((u_k * n).astype(np.int64), n - 1)]
@@ -124,7 +126,7 @@ def pool_latency(rounds: Sequence[Sequence[float]], *, n_boot: int = N_BOOT, see
     noise is left, so that interval is narrower than the truth (the report says so).
     """
     if not rounds or any(len(r) == 0 for r in rounds):
-        raise ValueError("pool_latency: expected at least one round, each with samples")
+        raise InputError("pool_latency: expected at least one round, each with samples")
     rng = np.random.default_rng(seed)
     n_rounds = len(rounds)
     p50s = np.array([np.median(np.asarray(r, dtype=np.float64)) for r in rounds])

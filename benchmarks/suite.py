@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.backends import backend_names, file_suffixes
+from benchmarks.errors import InputError
 from benchmarks.protocol import DEFAULT_PROTOCOL
 
 __all__ = ["Suite", "SUITES_DIR", "list_suites", "load_suite", "detect_device", "resolve_target"]
@@ -132,25 +133,25 @@ def _check_key(where: str, key: Any, value: Any) -> None:
     known = [f.name for f in fields(Suite) if f.name != "path"]
     if key not in known:
         shown = key if str(key).isprintable() else repr(key)  # a line break must not split the error
-        raise ValueError(f"{where}: {shown}: unknown key; expected one of {', '.join(known)}")
+        raise InputError(f"{where}: {shown}: unknown key; expected one of {', '.join(known)}")
     if key in _TABLES:
         problem = _TABLES[key](value)
         if problem is not None:
             sub = problem[0] if problem[0].isprintable() else repr(problem[0])  # nested keys too
-            raise ValueError(f"{where}: {key}{sub}: {problem[1]}")
+            raise InputError(f"{where}: {key}{sub}: {problem[1]}")
     elif (message := _check_value(key, value)) is not None:
-        raise ValueError(f"{where}: {key}: {message}")
+        raise InputError(f"{where}: {key}: {message}")
 
 
 def _validate(where: str, data: Any) -> dict[str, Any]:
     """Checked suite values from parsed YAML; the first problem raises ValueError 'file: key: problem'."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping of suite settings, got {type(data).__name__}")
+        raise InputError(f"{where}: expected a mapping of suite settings, got {type(data).__name__}")
     for key, value in data.items():
         _check_key(where, key, value)
     max_runs = data.get("max_runs", DEFAULT_PROTOCOL.max_runs)
     if max_runs < (min_runs := data.get("min_runs", DEFAULT_PROTOCOL.min_runs)):
-        raise ValueError(f"{where}: max_runs: {max_runs} is below min_runs {min_runs}")
+        raise InputError(f"{where}: max_runs: {max_runs} is below min_runs {min_runs}")
     values = dict(data)
     if "backends" in values:
         values["backends"] = {
@@ -174,16 +175,16 @@ def load_suite(name_or_path: str | os.PathLike[str]) -> Suite:
     path = Path(text) if text.endswith((".yaml", ".yml")) or os.sep in text else SUITES_DIR / f"{text}.yaml"
     if not path.is_file():
         if path.parent == SUITES_DIR:
-            raise ValueError(
+            raise InputError(
                 f"{text}: unknown suite; shipped suites: {', '.join(list_suites())}, or a .yaml file"
             )
-        raise ValueError(f"{path}: suite file not found")
+        raise InputError(f"{path}: suite file not found")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))  # safe_load: no tags that build objects
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a YAML text file (byte {exc.start} is not UTF-8)") from None
+        raise InputError(f"{path}: not a YAML text file (byte {exc.start} is not UTF-8)") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
+        raise InputError(f"{path}: invalid YAML ({' '.join(str(exc).split())})") from exc
     values = _validate(str(path), data if data is not None else {})
     return Suite(**{"name": path.stem, **values, "path": str(path)})
 

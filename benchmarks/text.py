@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.errors import InputError, first_line
+
 __all__ = ["load_tokenizer", "encode_texts"]
 
 
@@ -20,11 +22,11 @@ def load_tokenizer(path: str | Path, seq_len: int) -> Any:
     try:
         from tokenizers import Tokenizer
     except ImportError:
-        raise ValueError(f"{path}: reading a tokenizer needs the tokenizers package") from None
+        raise InputError(f"{path}: reading a tokenizer needs the tokenizers package") from None
     try:
         tok = Tokenizer.from_file(str(path))
     except Exception as e:  # tokenizers raises its own Exception subclass for a bad file
-        raise ValueError(f"{path}: not a tokenizer.json ({str(e).splitlines()[0][:120]})") from None
+        raise InputError(f"{path}: not a tokenizer.json ({first_line(e, limit=120)})") from None
     tok.enable_truncation(max_length=seq_len)
     pad_id = tok.token_to_id("[PAD]")
     tok.enable_padding(length=seq_len, pad_id=0 if pad_id is None else pad_id, pad_token="[PAD]")

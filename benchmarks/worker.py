@@ -11,6 +11,7 @@ def main() -> None:
     """Run one measurement; the result is the only line on the real stdout."""
     config_dict = json.load(sys.stdin)
     # Pin before anything imports a runtime, so its thread pool starts on the chosen cores.
+    from benchmarks.errors import EdgekdError
     from benchmarks.harness import BenchConfig, measure, pin_cpus
 
     config = BenchConfig(**config_dict)
@@ -20,6 +21,9 @@ def main() -> None:
     os.dup2(2, 1)
     try:
         result = measure(config)
+    except EdgekdError as exc:  # bad input: its message is the line the parent reports, no traceback
+        sys.stderr.write(f"{exc}\n")
+        sys.exit(1)
     finally:
         sys.stdout.flush()
         os.dup2(real_stdout, 1)

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import Backend, register_backend
+from toolkit.errors import InputError
 
 __all__ = ["PteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "profile", "version"]
 
@@ -47,12 +48,12 @@ def load(path: str | Path, *, threads: int) -> PteModel:
         method = Runtime.get().load_program(str(path)).load_method("forward")
     except Exception as exc:  # the runtime raises RuntimeError or ValueError with the C++ error code
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ValueError(f"{path}: executorch cannot load it ({first.strip()[:160]})") from exc
+        raise InputError(f"{path}: executorch cannot load it ({first.strip()[:160]})") from exc
     meta = method.metadata.input_tensor_meta(0)
     dtype = _DTYPES.get(int(meta.dtype()))
     if dtype is None:
         known = "float32, float16, int64, int32, int8, uint8"
-        raise ValueError(f"{path}: input dtype code {meta.dtype()} is not one edgekd feeds ({known})")
+        raise InputError(f"{path}: input dtype code {meta.dtype()} is not one edgekd feeds ({known})")
     return PteModel(method, str(path), list(meta.sizes()), np.dtype(dtype), threads)
 
 

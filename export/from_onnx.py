@@ -12,7 +12,7 @@ import numpy as np
 from benchmarks.manifest import InputSpec, Preprocessing
 from export._files import sha256_file
 from export.onnx_normalize import short_names
-from toolkit.errors import DataError, ExportError
+from toolkit.errors import DataError, ExportError, InputError
 
 __all__ = ["check_from_onnx_arguments", "load_inputs", "onnx_input_spec", "export_from_onnx"]
 
@@ -30,21 +30,21 @@ def check_from_onnx_arguments(
 ) -> None:
     """Raise `ValueError` naming the option (CLI flag / keyword) that is missing or does not fit."""
     if int8 not in (None, "static", "dynamic"):
-        raise ValueError(f"--int8/int8: expected 'static' or 'dynamic', got {int8!r}")
+        raise InputError(f"--int8/int8: expected 'static' or 'dynamic', got {int8!r}")
     if int8 == "static" and calibration is None:
-        raise ValueError(
+        raise InputError(
             "--calibration/calibration: static int8 needs calibration data "
             "(a .npy (N, C, H, W) float32 array or an .npz with x)"
         )
     if max_accuracy_drop is not None:
         if int8 != "static":
-            raise ValueError("--max-accuracy-drop/max_accuracy_drop: applies to --int8 static only")
+            raise InputError("--max-accuracy-drop/max_accuracy_drop: applies to --int8 static only")
         if test is None:
-            raise ValueError(
+            raise InputError(
                 "--test/test: --max-accuracy-drop needs labelled test data (an .npz with x and y)"
             )
         if max_accuracy_drop < 0:
-            raise ValueError(f"--max-accuracy-drop/max_accuracy_drop: expected >= 0, got {max_accuracy_drop}")
+            raise InputError(f"--max-accuracy-drop/max_accuracy_drop: expected >= 0, got {max_accuracy_drop}")
 
 
 def onnx_input_spec(path: Path) -> InputSpec:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from export.parity import TOLERANCES, run_file
+from toolkit.errors import InputError
 
 __all__ = ["LAYOUTS", "onnx_layouts", "tflite_layouts", "int8_file", "p50_rounds_us", "search_int8_layout"]
 
@@ -155,7 +156,7 @@ def search_int8_layout(
         p50 = _p50s({"fp32": fp32, **files}, x_val[:1], backend=backend, rounds=rounds, runs=runs)
         passing = [k for k in agree if agree[k] >= TOLERANCES["int8"]["top1_agreement"]]
         if not passing:
-            raise ValueError(
+            raise InputError(
                 f"{fp32}: no int8 layout reaches the int8 top-1 agreement on the validation rows"
             )
         kept = min(passing, key=p50.get)

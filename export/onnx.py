@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from export._files import atomic_path, failure_reason
-from toolkit.errors import ExportError
+from toolkit.errors import ExportError, InputError
 
 __all__ = [
     "export_onnx",
@@ -36,11 +36,11 @@ _TOOL_PREFIXES = ("pkg.", "onnx.")
 def check_export_arguments(*, opset: int, exporter: str) -> None:
     """Raise `ValueError` for an unknown exporter or an opset it cannot write."""
     if exporter not in _OPSETS:
-        raise ValueError(f"exporter must be one of {sorted(_OPSETS)}, got {exporter!r}")
+        raise InputError(f"exporter must be one of {sorted(_OPSETS)}, got {exporter!r}")
     lo, hi = _OPSETS[exporter]
     if not lo <= opset <= hi:
         hint = "; use exporter='legacy' for opset 7-17" if exporter == "dynamo" and opset < lo else ""
-        raise ValueError(f"opset {opset} is outside {lo}-{hi} for exporter={exporter!r}{hint}")
+        raise InputError(f"opset {opset} is outside {lo}-{hi} for exporter={exporter!r}{hint}")
 
 
 def export_onnx(
@@ -137,7 +137,7 @@ def simplify_onnx(
     """Fold constants and drop redundant nodes with onnxslim (`auto` when installed) or onnxruntime's
     offline optimizer at basic level, whose output stays portable ONNX; returns node counts."""
     if tool not in ("auto", "onnxslim", "ort"):
-        raise ValueError(f"tool must be one of ['auto', 'onnxslim', 'ort'], got {tool!r}")
+        raise InputError(f"tool must be one of ['auto', 'onnxslim', 'ort'], got {tool!r}")
     has_slim = importlib.util.find_spec("onnxslim") is not None
     if tool == "onnxslim" and not has_slim:
         raise ExportError(f"{src}: onnxslim is not installed; install edgekd's simplify extra")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from export._files import atomic_path
-from toolkit.errors import ExportError
+from toolkit.errors import ExportError, InputError
 
 __all__ = ["check_onnx2tf_arguments", "onnx_to_tflite"]
 
@@ -42,11 +42,11 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def check_onnx2tf_arguments(*, int8_dst, calibration) -> None:
     """Raise `ValueError` when int8 is asked for without calibration data (onnx2tf would download images)."""
     if int8_dst is not None and calibration is None:
-        raise ValueError(f"{int8_dst}: int8 TFLite needs calibration data (N, C, H, W) float32")
+        raise InputError(f"{int8_dst}: int8 TFLite needs calibration data (N, C, H, W) float32")
     if calibration is not None and (
         calibration.ndim != 4 or not np.issubdtype(calibration.dtype, np.floating)
     ):
-        raise ValueError(
+        raise InputError(
             f"calibration: expected float (N, C, H, W), got {calibration.dtype} {calibration.shape}"
         )
 

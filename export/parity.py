@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from toolkit.errors import InputError
+
 if TYPE_CHECKING:
     from benchmarks.manifest import Parity
 
@@ -103,17 +105,17 @@ def check_parity(
     from benchmarks.backends import backend_for, backend_spec, backend_specs
 
     if precision not in TOLERANCES:
-        raise ValueError(f"precision must be one of {sorted(TOLERANCES)}, got {precision!r}")
+        raise InputError(f"precision must be one of {sorted(TOLERANCES)}, got {precision!r}")
     if layout not in ("NCHW", "NHWC", "NL"):  # NL: token ids, fed as they are
-        raise ValueError(f"layout must be NCHW, NHWC or NL, got {layout!r}")
+        raise InputError(f"layout must be NCHW, NHWC or NL, got {layout!r}")
     if layout == "NHWC":
         if x.ndim != 4:
-            raise ValueError(f"{path}: layout NHWC needs 4-D (N, C, H, W) test data, got {list(x.shape)}")
+            raise InputError(f"{path}: layout NHWC needs 4-D (N, C, H, W) test data, got {list(x.shape)}")
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     backend = backend or backend_for(path)
     out = run_file(path, x, backend=backend).astype(np.float32)
     if out.shape != reference.shape:
-        raise ValueError(f"{path}: output shape {out.shape} does not match torch's {reference.shape}")
+        raise InputError(f"{path}: output shape {out.shape} does not match torch's {reference.shape}")
     tol = TOLERANCES[precision]
     max_diff, agreement, passed = _compare(out, reference, tol)
     pred = out.argmax(1)

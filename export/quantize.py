@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 from export._files import atomic_path, failure_reason
-from toolkit.errors import ExportError
+from toolkit.errors import ExportError, InputError
 
 __all__ = [
     "QUANTIZABLE_OPS",
@@ -49,11 +49,11 @@ def check_static_quant_arguments(
         ("weight_type", weight_type, _TYPES),
     ):
         if value not in allowed:
-            raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+            raise InputError(f"{name} must be one of {list(allowed)}, got {value!r}")
     if (activation_type, weight_type) == ("int8", "uint8"):
-        raise ValueError("activation_type='int8' with weight_type='uint8' (S8U8) has no onnxruntime kernels")
+        raise InputError("activation_type='int8' with weight_type='uint8' (S8U8) has no onnxruntime kernels")
     if isinstance(nodes_to_exclude, str) or not all(isinstance(n, str) for n in nodes_to_exclude or ()):
-        raise ValueError(f"nodes_to_exclude must be a list of node names, got {nodes_to_exclude!r}")
+        raise InputError(f"nodes_to_exclude must be a list of node names, got {nodes_to_exclude!r}")
 
 
 def preprocess(src: str | Path, dst: str | Path) -> Path:
@@ -92,7 +92,7 @@ def _check_per_channel_opset(src: str | Path, per_channel: bool) -> None:
     from export.onnx import onnx_opset
 
     if per_channel and (opset := onnx_opset(src) or 0) < 13:
-        raise ValueError(
+        raise InputError(
             f"{src}: per-channel int8 needs opset >= 13, the file has {opset}; use per_channel=False"
         )
 
@@ -137,7 +137,7 @@ def _run_static(src: str | Path, dst: str | Path, reader, options: dict, *, stri
         pre = preprocess(src, Path(tmpdir) / "preprocessed.onnx")
         # Checked on the preprocessed graph: that is the one onnxruntime matches the names against.
         if missing := sorted(set(options["nodes_to_exclude"]) - {n.name for n in _nodes(pre)}):
-            raise ValueError(f"{src}: nodes_to_exclude names no node of the graph: {missing}")
+            raise InputError(f"{src}: nodes_to_exclude names no node of the graph: {missing}")
         if hasattr(reader, "rewind"):
             reader.rewind()
         try:

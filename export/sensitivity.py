@@ -17,6 +17,7 @@ import numpy as np
 from export._files import atomic_path
 from export.parity import accuracy
 from export.quantize import preprocess, quantizable_nodes, quantize_static
+from toolkit.errors import InputError
 
 __all__ = ["LayerSensitivity", "layer_sensitivity", "quantize_with_max_drop", "accuracy"]
 
@@ -50,7 +51,7 @@ def _prepared(src: str | Path, tmpdir: str) -> Path:
 
 def _layers(src: Path, tmpdir: str, reader, x, y, base: float, quant: dict) -> list[LayerSensitivity]:
     if "nodes_to_exclude" in quant:
-        raise ValueError(
+        raise InputError(
             "nodes_to_exclude is chosen here, layer by layer; pass the other quantize_static options"
         )
     nodes = quantizable_nodes(src)
@@ -87,7 +88,7 @@ def quantize_with_max_drop(
     (`x`, `y`) is within `max_accuracy_drop` points of `src`. When even all-float layers miss it, `dst` is
     the closest file found and `met` is False. Returns the layers kept float, accuracies and settings."""
     if max_accuracy_drop < 0:
-        raise ValueError(f"max_accuracy_drop must be >= 0 accuracy points, got {max_accuracy_drop}")
+        raise InputError(f"max_accuracy_drop must be >= 0 accuracy points, got {max_accuracy_drop}")
     base = accuracy(src, x, y)
 
     def met(acc: float) -> bool:

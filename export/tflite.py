@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from export._files import atomic_path, failure_reason
-from toolkit.errors import ExportError
+from toolkit.errors import ExportError, InputError
 
 __all__ = [
     "Layout",
@@ -37,11 +37,11 @@ IO_TYPES = ("int8", "float")
 def check_tflite_options(sample, *, layout: str = "NCHW", io: str = "int8") -> None:
     """Raise `ValueError` for an unknown layout or io type, or NHWC asked for a sample that is not 4-D."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+        raise InputError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if io not in IO_TYPES:
-        raise ValueError(f"io must be one of {', '.join(IO_TYPES)}, got {io!r}")
+        raise InputError(f"io must be one of {', '.join(IO_TYPES)}, got {io!r}")
     if layout == "NHWC" and getattr(sample, "ndim", None) != 4:
-        raise ValueError(f"layout='NHWC' needs a 4-D (N, C, H, W) sample, got shape {list(sample.shape)}")
+        raise InputError(f"layout='NHWC' needs a 4-D (N, C, H, W) sample, got shape {list(sample.shape)}")
 
 
 def _litert_torch():

@@ -161,3 +161,40 @@ def test_third_party_start_up_lines_are_hidden_unless_verbose():
 
 def _start_up_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "Failed to load" in line or "Enum subclass" in line]
+
+
+def test_a_bug_keeps_its_traceback_under_a_line_that_says_so(tmp_path, monkeypatch, capsys):
+    """A numpy error inside edgekd is not bad input: it propagates (traceback) after one 'bug:' line."""
+    import numpy as np
+
+    from toolkit import config
+    from toolkit.cli.main import _state, main
+
+    def broken_load(path):
+        return np.zeros(3) + np.zeros(4)  # a real numpy ValueError, as a bug in edgekd would raise
+
+    (tmp_path / "c.yaml").write_text("{}\n")
+    monkeypatch.setattr(config, "load_config", broken_load)
+    monkeypatch.setattr("sys.argv", ["edgekd", "distill", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")])
+    monkeypatch.setitem(_state, "debug", False)
+    with pytest.raises(ValueError, match="could not be broadcast"):
+        main()
+    err = capsys.readouterr().err
+    assert err.startswith("bug: edgekd ") and "failed with ValueError, which is a bug in edgekd" in err
+    assert "error:" not in err
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (ValueError("a: b\nmore"), "a: b"),
+        (ValueError(""), "ValueError"),  # an empty message: its type, not IndexError
+        (OSError("\n  \n  second\n"), "second"),
+        (KeyError("k"), "'k'"),
+    ],
+)
+def test_first_line_of_any_message(exc, line):
+    from toolkit.errors import first_line
+
+    assert first_line(exc) == line
+    assert first_line(exc, limit=2) == line[:2]

@@ -24,7 +24,7 @@ from benchmarks.files import write_text_atomic
 from benchmarks.manifest import Precision
 from benchmarks.protocol import DEFAULT_PROTOCOL
 from toolkit.data.kinds import DATA_KINDS, text_kinds
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, InputError, first_line
 
 __all__ = [
     "RunConfig",
@@ -58,7 +58,7 @@ def registered(group: str, what: str, *also: str):
     def check(name: str) -> str:
         known = [*also, *registered_names(group)]
         if name not in known:
-            raise ValueError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+            raise InputError(f"unknown {what} {name!r}; known: {', '.join(known)}")
         return name
 
     return check
@@ -66,7 +66,7 @@ def registered(group: str, what: str, *also: str):
 
 def _data_kind(name: str) -> str:
     if name not in DATA_KINDS:
-        raise ValueError(f"unknown data kind {name!r}; known: {', '.join(DATA_KINDS.names())}")
+        raise InputError(f"unknown data kind {name!r}; known: {', '.join(DATA_KINDS.names())}")
     return name
 
 
@@ -114,19 +114,19 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _kind_needs(self):
         if self.kind == "factory" and not (self.factory and FACTORY_SPEC.match(self.factory)):
-            raise ValueError("kind factory needs factory: 'package.module:function'")
+            raise InputError("kind factory needs factory: 'package.module:function'")
         if self.kind == "idx" and self.root is None:
             self.root = DEFAULT_IDX_ROOT
         if self.is_text:
             self._text_defaults()
         elif any(v is not None for v in (self.tokenizer, self.seq_len, self.text_column, self.label_column)):
-            raise ValueError(
+            raise InputError(
                 f"tokenizer, seq_len and the columns apply to text kinds ({', '.join(text_kinds())})"
             )
         if self.kind != "factory" and self.root is None:
-            raise ValueError(f"kind {self.kind} needs root")
+            raise InputError(f"kind {self.kind} needs root")
         if self.kind != "image_folder" and (self.resize or self.center_crop or self.color):
-            raise ValueError("resize, center_crop and color apply to kind image_folder")
+            raise InputError("resize, center_crop and color apply to kind image_folder")
         return self
 
     def _text_defaults(self) -> None:
@@ -140,7 +140,7 @@ class DataConfig(_Strict):
         if self.kind == "text_csv":
             self.text_column, self.label_column = self.text_column or "text", self.label_column or "label"
         if self.mean is not None or self.std is not None:
-            raise ValueError("mean and std apply to images, not text")
+            raise InputError("mean and std apply to images, not text")
 
     @property
     def is_text(self) -> bool:
@@ -247,7 +247,7 @@ class TeacherConfig(TrainConfig):
     @model_validator(mode="after")
     def _arch_or_source(self):
         if (self.arch is None) == (self.source is None):
-            raise ValueError("give either arch (train this teacher) or source (load it), not both or neither")
+            raise InputError("give either arch (train this teacher) or source (load it), not both or neither")
         return self
 
 
@@ -297,7 +297,7 @@ class DistillConfig(_Strict):
     @model_validator(mode="after")
     def _augment_or_views(self):
         if self.augment and self.views is not None:
-            raise ValueError("augment (new random views every batch) and views (stored ones): choose one")
+            raise InputError("augment (new random views every batch) and views (stored ones): choose one")
         return self
 
 
@@ -369,13 +369,13 @@ class ExportConfig(_Strict):
     @model_validator(mode="after")
     def _qat_takes_nchw(self):
         if self.qat.when != "never" and self.tflite_layout != "NCHW":
-            raise ValueError("export.qat trains the NCHW program; use tflite_layout: NCHW with qat")
+            raise InputError("export.qat trains the NCHW program; use tflite_layout: NCHW with qat")
         return self
 
     @model_validator(mode="after")
     def _exporter_fits_opset(self):
         if self.onnx_exporter == "dynamo" and self.opset < 18:
-            raise ValueError(
+            raise InputError(
                 f"the dynamo exporter writes opset 18 or newer; use onnx_exporter: legacy for {self.opset}"
             )
         return self
@@ -411,12 +411,12 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _one_teacher_list(self):
         if self.teacher is not None and self.teachers:
-            raise ValueError("give teacher (one) or teachers (several), not both")
+            raise InputError("give teacher (one) or teachers (several), not both")
         if not self.teachers:
             self.teachers = [self.teacher or TeacherConfig(arch="cnn_teacher", epochs=2, lr=2e-3)]
         self.teacher = None
         if self.distill.views is not None and self.student.augment:
-            raise ValueError("student.augment draws new views every batch, distill.views replays stored ones")
+            raise InputError("student.augment draws new views every batch, distill.views replays stored ones")
         if self.data.is_text:
             self._text_export()
         return self
@@ -430,13 +430,13 @@ class RunConfig(_Strict):
             if name in unset:
                 setattr(e, name, list(value) if isinstance(value, tuple) else value)
         if "torch" in e.formats:
-            raise ValueError(f"export.formats: torch (.pt2) is not offered {text}; use onnx and tflite")
+            raise InputError(f"export.formats: torch (.pt2) is not offered {text}; use onnx and tflite")
         if e.tflite_layout != "NCHW":
-            raise ValueError(f"export.tflite_layout applies to images, not {text}")
+            raise InputError(f"export.tflite_layout applies to images, not {text}")
         if self.distill.augment or any(t.augment for t in [self.student, *self.teachers]):
-            raise ValueError(f"augment shifts and flips images; {text} use distill.views (token masks)")
+            raise InputError(f"augment shifts and flips images; {text} use distill.views (token masks)")
         if self.distill.views is not None and self.distill.views.erase:
-            raise ValueError(f"distill.views.erase erases image boxes; {text} use distill.views.mask")
+            raise InputError(f"distill.views.erase erases image boxes; {text} use distill.views.mask")
 
     @property
     def student_seeds(self) -> list[int]:
@@ -455,7 +455,7 @@ def yaml_problem(e: yaml.YAMLError) -> str:
     """`line L, column C: problem` where PyYAML knows it (its first line is often only the context)."""
     problem, mark = getattr(e, "problem", None), getattr(e, "problem_mark", None)
     if problem is None or mark is None:
-        return str(e).splitlines()[0]
+        return first_line(e)
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 

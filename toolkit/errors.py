@@ -1,19 +1,28 @@
-"""Error types the CLI turns into one-line messages (the library never prints or exits)."""
+"""Error types the CLI turns into one-line messages (the library never prints or exits).
+
+The root types live in `benchmarks.errors`, so a board install without toolkit raises the same ones.
+"""
 
 from __future__ import annotations
 
-__all__ = ["EdgekdError", "ConfigError", "DataError", "ExportError", "RunDirError"]
+from benchmarks.errors import EdgekdError, InputError, first_line
+
+__all__ = [
+    "EdgekdError",
+    "InputError",
+    "ConfigError",
+    "DataError",
+    "ExportError",
+    "RunDirError",
+    "first_line",
+]
 
 
-class EdgekdError(Exception):
-    """Base of every error edgekd reports to users as `error: <message>`."""
-
-
-class ConfigError(EdgekdError, ValueError):
+class ConfigError(InputError):
     """A config file or option is invalid."""
 
 
-class DataError(EdgekdError, ValueError):
+class DataError(InputError):
     """A data file is missing or malformed."""
 
 

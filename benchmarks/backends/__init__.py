@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from benchmarks.errors import InputError
 from benchmarks.registry import Registry
 
 __all__ = [
@@ -99,5 +100,5 @@ def backend_for(path: str | Path) -> str:
     specs = sorted((s for s in BACKENDS.values() if suffix in s.formats.values()), key=lambda s: s.rank)
     if not specs:
         known = ", ".join(file_suffixes().values())
-        raise ValueError(f"{path}: cannot pick a backend for suffix {suffix!r}; expected {known}")
+        raise InputError(f"{path}: cannot pick a backend for suffix {suffix!r}; expected {known}")
     return next((s.name for s in specs if available(s.name)), specs[0].name)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import Backend, register_backend
+from benchmarks.errors import InputError
 
 __all__ = ["PteProgram", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
 
@@ -48,11 +49,11 @@ def load(path: str | Path, *, threads: int) -> PteProgram:
         meta = method.metadata["inputs"][0]
     except (etn.ExecuTorchError, RuntimeError, ValueError) as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ValueError(f"{path}: executorch-numpy-runtime cannot load it ({first.strip()[:160]})") from exc
+        raise InputError(f"{path}: executorch-numpy-runtime cannot load it ({first.strip()[:160]})") from exc
     dtype = _DTYPES.get(int(meta["scalar_type"]))
     if dtype is None:
         known = "float32, float16, int64, int32, int8, uint8"
-        raise ValueError(f"{path}: input dtype code {meta['scalar_type']} is not one edgekd feeds ({known})")
+        raise InputError(f"{path}: input dtype code {meta['scalar_type']} is not one edgekd feeds ({known})")
     return PteProgram(method, str(path), list(meta["shape"]), np.dtype(dtype))
 
 

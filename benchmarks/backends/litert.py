@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import Backend, register_backend
+from benchmarks.errors import InputError, first_line
 
 __all__ = ["TfliteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "profile", "version"]
 
@@ -46,42 +47,37 @@ class TfliteModel:
     delegate_options: dict[str, str] = field(default_factory=dict)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
 def _load_delegate(api: ModuleType, path: str | Path, delegate: str, options: dict[str, str]) -> Any:
     """`api.load_delegate(delegate, options)`; a path that is not a file, or a failed load, names it."""
     # A bare name ("libedgetpu.so.1") is found by the dynamic loader, so only paths are checked here.
     if os.sep in delegate or "/" in delegate:
         if not Path(delegate).is_file():
-            raise ValueError(f"{delegate}: delegate library not found (asked for to run {path})")
+            raise InputError(f"{delegate}: delegate library not found (asked for to run {path})")
     # Open it with ctypes first: the runtime's Delegate prints a stray traceback when dlopen fails.
     try:
         library = ctypes.CDLL(delegate)
     except OSError as exc:
-        raise ValueError(f"{delegate}: cannot load delegate for {path} ({_first_line(exc)})") from exc
+        raise InputError(f"{delegate}: cannot load delegate for {path} ({first_line(exc)})") from exc
     if not hasattr(library, "tflite_plugin_create_delegate"):
-        raise ValueError(f"{delegate}: not an external delegate (no tflite_plugin_create_delegate symbol)")
+        raise InputError(f"{delegate}: not an external delegate (no tflite_plugin_create_delegate symbol)")
     try:
         return api.load_delegate(delegate, options)
     except (ValueError, RuntimeError) as exc:
         # The first line only repeats "Failed to load delegate from ..."; the delegate's reason follows.
-        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [_first_line(exc)]
-        raise ValueError(f"{delegate}: cannot load delegate for {path} ({lines[0]})") from exc
+        lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()] or [first_line(exc)]
+        raise InputError(f"{delegate}: cannot load delegate for {path} ({lines[0]})") from exc
 
 
-def _build_error(path: str | Path, runtime: str, exc: BaseException) -> ValueError:
-    """A one-line ValueError for an interpreter that failed to build."""
-    first = _first_line(exc)
+def _build_error(path: str | Path, runtime: str, exc: BaseException) -> InputError:
+    """A one-line InputError for an interpreter that failed to build."""
+    first = first_line(exc)
     # tflite_runtime stopped at 2.14; models from newer converters use op versions it does not know.
     if runtime == "tflite_runtime" and "find op for builtin opcode" in first:
-        return ValueError(
+        return InputError(
             f"{path}: tflite_runtime {_version('tflite-runtime') or '(unknown version)'} "
             f"cannot run this model ({first}); use ai-edge-litert"
         )
-    return ValueError(f"{path}: {runtime} cannot build an interpreter ({first})")
+    return InputError(f"{path}: {runtime} cannot build an interpreter ({first})")
 
 
 def _load(
@@ -96,7 +92,7 @@ def _load(
 ) -> TfliteModel:
     """Build and allocate an interpreter from the `api` module; shared by litert and tflite_runtime."""
     if delegate_options and delegate is None:
-        raise ValueError(f"{path}: delegate_options given without a delegate")
+        raise InputError(f"{path}: delegate_options given without a delegate")
     delegate = str(delegate) if delegate else None
     options = {str(k): str(v) for k, v in (delegate_options or {}).items()}
     delegates = [_load_delegate(api, path, delegate, options)] if delegate else []
@@ -179,7 +175,7 @@ def _resize(handle: TfliteModel, shape: tuple[int, ...]) -> None:
         handle.interpreter.resize_tensor_input(handle.input_index, list(shape))
         handle.interpreter.allocate_tensors()
     except (RuntimeError, ValueError) as exc:
-        raise ValueError(
+        raise InputError(
             f"{handle.path}: cannot resize input from {list(handle.input_shape)} to {list(shape)} ({exc})"
         ) from exc
     handle.input_shape = shape

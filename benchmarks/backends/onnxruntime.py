@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.backends import Backend, register_backend
+from benchmarks.errors import InputError, first_line
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -98,7 +99,7 @@ def provider_names(path: str | Path, providers: list[str] | None) -> list[str]:
     for p in providers:
         name = p if p.endswith("ExecutionProvider") else PROVIDERS.get(p.lower())
         if name is None:
-            raise ValueError(
+            raise InputError(
                 f"{path}: unknown execution provider {p!r}; expected one of {', '.join(PROVIDERS)} "
                 "or a full name such as 'CUDAExecutionProvider'"
             )
@@ -111,7 +112,7 @@ def provider_names(path: str | Path, providers: list[str] | None) -> list[str]:
             hint = f"install {_PACKAGES.get(name, 'an onnxruntime build with it')} in place of onnxruntime"
             if name in _GPU:
                 hint += " (on a Jetson: the onnxruntime-gpu wheel built for your JetPack)"
-            raise ValueError(
+            raise InputError(
                 f"{path}: execution provider {name} is not in this onnxruntime {ort.__version__} build "
                 f"(it has {', '.join(built)}); {hint}"
             )
@@ -121,16 +122,16 @@ def provider_names(path: str | Path, providers: list[str] | None) -> list[str]:
 def _check_options(path: str | Path, names: list[str], trt_fp16: bool, optimization: str) -> None:
     """Reject option combinations that would silently do nothing."""
     if optimization not in OPTIMIZATION_LEVELS:
-        raise ValueError(
+        raise InputError(
             f"{path}: unknown optimization {optimization!r}; expected one of {', '.join(OPTIMIZATION_LEVELS)}"
         )
     if trt_fp16 and _TENSORRT not in names:
-        raise ValueError(f"{path}: trt_fp16 needs the tensorrt provider, got providers {names}")
+        raise InputError(f"{path}: trt_fp16 needs the tensorrt provider, got providers {names}")
 
 
 def _load_reason(exc: BaseException, path: str | Path) -> str:
     """`CODE: reason` from ORT's `[ONNXRuntimeError] : 7 : CODE : Load model from PATH failed:reason`."""
-    text = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+    text = first_line(exc)
     m = re.match(r"\[ONNXRuntimeError\] : \d+ : (\w+) : (.*)", text)
     if m is None:
         return text
@@ -163,11 +164,11 @@ def load(
             str(path), sess_options=opts, providers=names, provider_options=options
         )
     except Exception as exc:  # ORT's error types (InvalidProtobuf, Fail, ...) live in a private module
-        raise ValueError(f"{path}: onnxruntime cannot load it ({_load_reason(exc, path)})") from exc
+        raise InputError(f"{path}: onnxruntime cannot load it ({_load_reason(exc, path)})") from exc
     # ORT drops an EP whose libraries fail to load (with only a warning) and runs on the CPU instead.
     missing = [n for n in names if n not in session.get_providers()]
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{path}: onnxruntime could not start {', '.join(missing)} (running on "
             f"{', '.join(session.get_providers())}); check its CUDA/TensorRT libraries"
         )
@@ -189,7 +190,7 @@ def input_spec(handle: OrtModel) -> tuple[str, list[int | None], Any]:
     inp = handle.session.get_inputs()[0]
     shape = [d if isinstance(d, int) and d > 0 else None for d in inp.shape]
     if inp.type not in _DTYPES:
-        raise ValueError(
+        raise InputError(
             f"{handle.path}: input {inp.name!r} has unsupported type {inp.type}; "
             f"expected one of {sorted(_DTYPES)}"
         )

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.registry import Registry
+from toolkit.errors import InputError
 
 __all__ = ["Exporter", "ExportJob", "QatProgram", "register_exporter", "exporter_for", "EXPORTERS"]
 
@@ -75,5 +76,5 @@ def exporter_for(fmt: str, precision: str) -> Exporter:
     """The exporter of `fmt`; ValueError when it does not offer `precision`."""
     exporter = EXPORTERS.get(fmt)
     if precision not in exporter.precisions:
-        raise ValueError(f"no exporter for format={fmt!r} precision={precision!r}")
+        raise InputError(f"no exporter for format={fmt!r} precision={precision!r}")
     return exporter

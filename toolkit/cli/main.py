@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from benchmarks.harness import BenchmarkError
 from toolkit.cli import options as o
 from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
@@ -449,30 +448,57 @@ def _profile(run, bench) -> None:
 
 
 def main() -> None:
-    """Entry point: edgekd errors and usage errors become one line on stderr and exit 1; others propagate."""
+    """Entry point: edgekd's errors and usage errors become one line on stderr and exit 1; any other exception
+    is a bug in edgekd and keeps its traceback, under a line that says so."""
     try:
         app(sys.argv[1:] or ["--help"], standalone_mode=False)  # bare `edgekd`: help, exit 0
-    except (EdgekdError, ValueError, BenchmarkError, typer.TyperException) as e:
-        # ValueError: benchmarks is torch- and toolkit-free, and reports bad input as "path: problem".
+    except (EdgekdError, typer.TyperException) as e:
         # TyperException: typer's own usage errors (a missing path, a bad option); typer >= 0.29 carries
         # its own copy of click, so nothing here may import click (a board install does not have it).
         if _state["debug"]:
             raise
-        text = e.format_message() if isinstance(e, typer.TyperException) else str(e)
-        # escaped and without emoji codes: a message is text (a path like `a[1]` or `d.npz:x:` stays as is)
-        console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True, emoji=False)
-        sys.exit(1)
+        _error_line(e.format_message() if isinstance(e, typer.TyperException) else str(e))
     except ModuleNotFoundError as e:  # an extra this install lacks (a board install running a PC command)
         from benchmarks.extras import missing_extra
 
         if _state["debug"] or (line := missing_extra(e)) is None:
+            _bug_note(e)
             raise
-        console.print(f"[red]error:[/red] {escape(line)}", highlight=False, soft_wrap=True, emoji=False)
-        sys.exit(1)
+        _error_line(line)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(130)
+    except Exception as e:
+        _bug_note(e)
+        raise
+
+
+def _error_line(text: str) -> None:
+    # escaped and without emoji codes: a message is text (a path like `a[1]` or `d.npz:x:` stays as is)
+    console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True, emoji=False)
+    sys.exit(1)
+
+
+def _bug_note(exc: BaseException) -> None:
+    """One line before the traceback: this is edgekd's fault, not the input's, and where to report it."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata("edgekd")
+        version = meta["Version"]
+        urls = [u.split(",", 1)[-1].strip() for u in meta.get_all("Project-URL") or []]
+    except metadata.PackageNotFoundError:
+        version, urls = "(not installed)", []
+    where = urls[-1] if urls else "the issue tracker of the repository you installed edgekd from"
+    console.print(
+        f"[red]bug:[/red] edgekd {version} failed with {type(exc).__name__}, which is a bug in edgekd, not a "
+        f"problem with your input; please report it at {where} with the command and the traceback below.",
+        highlight=False,
+        soft_wrap=True,
+        emoji=False,
+        markup=True,
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import DataError
+from toolkit.errors import DataError, first_line
 
 __all__ = ["load_npz", "load_factory", "as_images"]
 
@@ -28,7 +28,7 @@ def load_npz(path: Path, layout: str) -> tuple[dict[str, tuple[np.ndarray, np.nd
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     except (OSError, ValueError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz file ({str(e).splitlines()[0][:160]})") from None
+        raise DataError(f"{path}: not a readable .npz file ({first_line(e, limit=160)})") from None
     if "x" not in arrays or "y" not in arrays:
         raise DataError(f"{path}: expected arrays 'x' and 'y', got {sorted(arrays)[:8]}")
     splits = {}
@@ -49,7 +49,7 @@ def load_factory(spec: str, layout: str) -> tuple[dict[str, tuple[np.ndarray, np
     try:
         fn = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
-        raise DataError(f"{spec}: cannot import the data factory ({str(e).splitlines()[0][:160]})") from None
+        raise DataError(f"{spec}: cannot import the data factory ({first_line(e, limit=160)})") from None
     try:
         out: Any = fn()
     except Exception as e:

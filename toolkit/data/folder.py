@@ -19,7 +19,7 @@ from benchmarks.manifest import ImageStep
 from benchmarks.preprocess import IMAGE_SUFFIXES, decode_image, image_steps
 from toolkit.data.split import stratified_split
 from toolkit.data.store import RowStore
-from toolkit.errors import DataError
+from toolkit.errors import DataError, first_line
 
 __all__ = ["FolderSplit", "find_images", "folder_splits", "decode_cached", "default_cache_dir"]
 
@@ -110,7 +110,7 @@ def color_mode(files: list[Path]) -> str:
                 if img.mode not in _GRAY_MODES:
                     return "RGB"
         except (OSError, SyntaxError, Image.DecompressionBombError) as e:
-            reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+            reason = first_line(e, limit=160)
             raise DataError(f"{path}: cannot read image ({reason})") from None
     return "L"
 

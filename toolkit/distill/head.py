@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.files import atomic_path
+from toolkit.errors import InputError
 
 __all__ = ["EmbeddingCache", "default_cache_dir", "sentence_embeddings", "fit_head", "head_logits"]
 
@@ -105,7 +106,7 @@ def fit_head(
         if acc > best:
             best, best_step, state = acc, step + 1, {k: v.clone() for k, v in head.state_dict().items()}
     if state is None:
-        raise ValueError(f"no validation accuracy to choose the head by ({len(yv)} validation examples)")
+        raise InputError(f"no validation accuracy to choose the head by ({len(yv)} validation examples)")
     head.load_state_dict(state)
     with torch.no_grad():
         train_acc = float((head(x).argmax(1) == y).float().mean())

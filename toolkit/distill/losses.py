@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.registry import Registry
+from toolkit.errors import InputError
 
 if TYPE_CHECKING:
     from toolkit.distill.train import Teacher, TrainSettings
@@ -48,10 +49,10 @@ def ensemble_logits(
     and `dkd_loss` take them unchanged (Hinton 2015 averages an ensemble's soft targets the same way).
     """
     if not teacher_logits:
-        raise ValueError("ensemble_logits needs at least one teacher")
+        raise InputError("ensemble_logits needs at least one teacher")
     w = torch.tensor(weights if weights is not None else [1.0] * len(teacher_logits), dtype=torch.float64)
     if len(w) != len(teacher_logits) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"weights must be {len(teacher_logits)} non-negative numbers with a positive sum")
+        raise InputError(f"weights must be {len(teacher_logits)} non-negative numbers with a positive sum")
     if len(teacher_logits) == 1:
         return teacher_logits[0]
     w = (w / w.sum()).tolist()
@@ -74,9 +75,9 @@ def kd_loss(
     alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(s, y), KL averaged over the batch.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise InputError(f"temperature must be > 0, got {temperature}")
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        raise InputError(f"alpha must be in [0, 1], got {alpha}")
     hard = F.cross_entropy(student_logits, targets)
     if alpha == 0.0:
         return hard
@@ -119,7 +120,7 @@ def dkd_loss(
     NCKD = T^2 * KL over the non-target classes renormalized; both averaged over the batch.
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise InputError(f"temperature must be > 0, got {temperature}")
     gt = F.one_hot(targets, student_logits.shape[1]).bool()
     p_s = F.softmax(student_logits / temperature, dim=1)
     p_t = F.softmax(teacher_logits / temperature, dim=1)
@@ -187,7 +188,7 @@ class FeatureTap:
             module = model.get_submodule(name)
         except AttributeError:
             names = [n for n, _ in model.named_children()]
-            raise ValueError(
+            raise InputError(
                 f"{type(model).__name__} has no submodule {name!r} (top level: {names})"
             ) from None
         self.name, self.output = name, None

@@ -32,6 +32,7 @@ from toolkit.distill.losses import (
     ensemble_logits,
 )
 from toolkit.distill.views import SoftTargets, Views, ViewSpec, draw_views, shift_flip
+from toolkit.errors import InputError
 
 __all__ = [
     "Teacher",
@@ -79,11 +80,11 @@ class TrainSettings:
         self.methods = tuple(self.methods)
         unknown = [m for m in self.methods if m not in TERMS]
         if unknown:
-            raise ValueError(f"unknown distillation method(s) {unknown}; known: {TERMS.names()}")
+            raise InputError(f"unknown distillation method(s) {unknown}; known: {TERMS.names()}")
         if isinstance(self.views, dict):
             self.views = ViewSpec(**self.views)
         if self.augment and self.views is not None:
-            raise ValueError("augment draws new views every batch, views replays stored ones: choose one")
+            raise InputError("augment draws new views every batch, views replays stored ones: choose one")
 
 
 @dataclass
@@ -359,9 +360,9 @@ def _restore(run: _Run, path: Path) -> None:
     # The state holds only tensors, numbers, strings and containers (history rows are JSON-ready).
     state = torch_load(path, "cpu")
     if not isinstance(state, dict) or "settings" not in state:
-        raise ValueError(f"{path}: not an edgekd training state (no settings key); delete it to start over")
+        raise InputError(f"{path}: not an edgekd training state (no settings key); delete it to start over")
     if state["settings"] != asdict(run.settings):
-        raise ValueError(f"{path}: saved with other training settings; cannot resume with these")
+        raise InputError(f"{path}: saved with other training settings; cannot resume with these")
     run.student.load_state_dict(state["student"])
     run.opt.load_state_dict(state["optimizer"])
     run.sched.load_state_dict(state["scheduler"])
@@ -517,10 +518,10 @@ def _average_buffers(module: nn.Module, world: int) -> None:
 
 def _check_teachers(mode: str, settings: TrainSettings, teachers: Sequence[Teacher], n: int) -> None:
     if settings.methods and not teachers:
-        raise ValueError(f"methods {list(settings.methods)} need a teacher")
+        raise InputError(f"methods {list(settings.methods)} need a teacher")
     for t in teachers:
         if (problem := _teacher_problem(mode, t, n)) is not None:
-            raise ValueError(f"{t.name}: {problem}")
+            raise InputError(f"{t.name}: {problem}")
 
 
 def _teacher_problem(mode: str, t: Teacher, n: int) -> str | None:

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.errors import InputError
+
 __all__ = [
     "ViewSpec",
     "Views",
@@ -118,7 +120,7 @@ def draw_views(n: int, spec: ViewSpec, length: int = 0) -> Views:
     """`spec.count` seeded draws per example (token masks over `length` positions when `spec.mask`);
     view 0 is the unaugmented example."""
     if spec.count < 1 or spec.shift < 0 or not 0 <= spec.mask < 1 or not 0 <= spec.erase < 1:
-        raise ValueError(
+        raise InputError(
             "views: count must be >= 1, shift >= 0, mask and erase in [0, 1), "
             f"got {spec.count}, {spec.shift}, {spec.mask}, {spec.erase}"
         )

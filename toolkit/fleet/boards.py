@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from toolkit.errors import InputError
 from toolkit.fleet import target_kind
 from toolkit.fleet.targets import Board
 
@@ -58,7 +59,7 @@ def profile_on_boards(
     for scheme in dict.fromkeys(b.kind for b in boards):
         group = [b for b in boards if b.kind == scheme]
         if (profile := target_kind(scheme).profile) is None:
-            raise ValueError(f"board {group[0].name!r}: target kind {scheme!r} cannot run `edgekd profile`")
+            raise InputError(f"board {group[0].name!r}: target kind {scheme!r} cannot run `edgekd profile`")
         done = profile(group, bundle, out, args=lambda board: args, wheels=_wheels, **options)
         runs |= {board.name: run for board, run in zip(group, done, strict=True)}
     return [runs[b.name] for b in boards]

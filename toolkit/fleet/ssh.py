@@ -25,6 +25,7 @@ from benchmarks.files import sha256_file
 from benchmarks.manifest import listed_files, read_manifest
 from benchmarks.profile import read_profiles, write_profiles
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
+from toolkit.errors import InputError
 from toolkit.fleet import TargetKind, register_target_kind
 from toolkit.fleet.targets import Board
 
@@ -138,7 +139,7 @@ def payload(path: Path) -> Payload:
 
     if path.is_dir():
         if not (path / "manifest.json").is_file():
-            raise ValueError(
+            raise InputError(
                 f"{path}: no manifest.json, so not a bundle; give a bundle folder or one model file "
                 f"({suffixes_text()}) to measure on a board"
             )

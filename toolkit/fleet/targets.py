@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from toolkit.errors import InputError, first_line
+
 __all__ = ["Board", "parse_target", "load_targets"]
 
 # Names go into file names and records; refusing other characters keeps them out of shells and paths.
@@ -42,7 +44,7 @@ class Board(BaseModel):
     @classmethod
     def _plain_name(cls, v: str) -> str:
         if not NAME.match(v):
-            raise ValueError(f"board name {v!r}: use letters, digits, '.', '_' and '-' only")
+            raise InputError(f"board name {v!r}: use letters, digits, '.', '_' and '-' only")
         return v
 
     @field_validator("kind")
@@ -51,7 +53,7 @@ class Board(BaseModel):
         from toolkit.fleet import TARGET_KINDS
 
         if v not in TARGET_KINDS:
-            raise ValueError(f"unknown target kind {v!r}; known: {', '.join(TARGET_KINDS.names())}")
+            raise InputError(f"unknown target kind {v!r}; known: {', '.join(TARGET_KINDS.names())}")
         return v
 
     @property
@@ -65,7 +67,7 @@ def _board(where: object, **fields: Any) -> Board:
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
-        raise ValueError(
+        raise InputError(
             f"{where}: board {fields.get('name')!r}: {loc + ': ' if loc else ''}{err['msg']}"
         ) from None
 
@@ -77,11 +79,11 @@ def parse_target(url: str) -> Board:
 
     parts = urlsplit(url)
     if parts.scheme not in TARGET_KINDS or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"{url}: expected {'|'.join(TARGET_KINDS.names())}://user@host[:port][/dir]")
+        raise InputError(f"{url}: expected {'|'.join(TARGET_KINDS.names())}://user@host[:port][/dir]")
     try:
         port = parts.port or 22
     except ValueError:
-        raise ValueError(f"{url}: the port is not a number from 1 to 65535") from None
+        raise InputError(f"{url}: the port is not a number from 1 to 65535") from None
     name = re.sub(r"[^A-Za-z0-9._-]", "-", parts.hostname)
     folder = parts.path if parts.path not in ("", "/") else None
     fields = dict(host=parts.hostname, user=parts.username, port=port, dir=folder)
@@ -121,15 +123,15 @@ def load_targets(path: str | Path) -> list[Board]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read the targets file ({e.strerror or e})") from None
+        raise InputError(f"{path}: cannot read the targets file ({e.strerror or e})") from None
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise InputError(f"{path}: invalid YAML ({first_line(e)})") from None
     if isinstance(data, dict) and isinstance(data.get("all"), dict):
         boards = _from_ansible(path, data)
     elif isinstance(data, dict) and isinstance(data.get("boards"), dict):
         boards = [_board(path, name=str(n), **(v or {})) for n, v in data["boards"].items()]
     else:
-        raise ValueError(f"{path}: expected `boards:` (edgekd) or `all:` (an Ansible YAML inventory)")
+        raise InputError(f"{path}: expected `boards:` (edgekd) or `all:` (an Ansible YAML inventory)")
     if not boards:
-        raise ValueError(f"{path}: lists no boards")
+        raise InputError(f"{path}: lists no boards")
     return boards

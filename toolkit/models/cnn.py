@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from toolkit.errors import InputError
 from toolkit.models.registry import MODELS
 
 __all__ = ["ConvNet", "cnn_teacher", "cnn_student"]
@@ -41,7 +42,7 @@ class ConvNet(nn.Module):
     ) -> None:
         super().__init__()
         if pool not in ("avg", "flatten"):
-            raise ValueError(f"pool must be 'avg' or 'flatten', got {pool!r}")
+            raise InputError(f"pool must be 'avg' or 'flatten', got {pool!r}")
         chans = [in_chans, *widths]
         self.features = nn.Sequential(*[_stage(chans[i], chans[i + 1], depth) for i in range(len(widths))])
         side = input_size // 2 ** len(widths)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from toolkit.errors import InputError
 from toolkit.models.registry import MODELS
 
 __all__ = ["InvertedResidual", "MobileNetV2", "mobilenetv2_student", "mobilenetv2_tiny"]
@@ -55,7 +56,7 @@ class InvertedResidual(nn.Module):
 def _per_stage(value: float | Sequence[float], n: int, name: str) -> list[float]:
     values = [value] * n if isinstance(value, (int, float)) else list(value)
     if len(values) != n:
-        raise ValueError(f"{name} needs one value per stage ({n}), got {len(values)}")
+        raise InputError(f"{name} needs one value per stage ({n}), got {len(values)}")
     return values
 
 
@@ -86,7 +87,7 @@ class MobileNetV2(nn.Module):
         if strides is None:
             strides = ((2 if input_size >= 128 else 1), *[2] * (n - 1))
         if len(blocks) != n or len(strides) != n:
-            raise ValueError(
+            raise InputError(
                 f"widths, blocks and strides need the same length, got {n}, {len(blocks)}, {len(strides)}"
             )
         ratios = _per_stage(expand_ratio, n, "expand_ratio")

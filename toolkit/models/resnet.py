@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from toolkit.errors import InputError
 from toolkit.models.registry import MODELS
 
 __all__ = ["BasicBlock", "ResNet", "resnet_student", "resnet_teacher"]
@@ -55,7 +56,7 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(blocks) != len(widths):
-            raise ValueError(f"widths and blocks need the same length, got {len(widths)} and {len(blocks)}")
+            raise InputError(f"widths and blocks need the same length, got {len(widths)} and {len(blocks)}")
         cin = stem_width or widths[0]
         layers: list[nn.Module] = [
             nn.Sequential(

@@ -14,15 +14,9 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, first_line
 
-__all__ = ["container", "first_line", "load_weights", "read_weights", "sha256", "state_dict_of", "torch_load"]
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (its type name when it has none)."""
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].strip()
+__all__ = ["container", "load_weights", "read_weights", "sha256", "state_dict_of", "torch_load"]
 
 
 def container(path: Path) -> str:

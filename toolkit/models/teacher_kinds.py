@@ -18,10 +18,10 @@ from torch import nn
 
 from benchmarks.registry import Registry
 from toolkit.config import FACTORY_SPEC, TeacherSource
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, first_line
 from toolkit.models.registry import MODELS
 from toolkit.models.spec import ModelSpec, create_model
-from toolkit.models.teacher_files import first_line, load_weights, read_weights, state_dict_of, torch_load
+from toolkit.models.teacher_files import load_weights, read_weights, state_dict_of, torch_load
 
 __all__ = ["LOADERS", "ExportedProgramModule", "TeacherKind"]
 

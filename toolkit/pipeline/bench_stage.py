@@ -11,7 +11,7 @@ from benchmarks.bundle import BundleRun, run_suite
 from benchmarks.records import BenchRecord, write_csv
 from benchmarks.suite import Suite, load_suite
 from toolkit.config import BenchSettings, load_config
-from toolkit.errors import EdgekdError
+from toolkit.errors import EdgekdError, InputError
 from toolkit.rundir import RunDir
 
 __all__ = [
@@ -89,7 +89,7 @@ def run_bench(
     run, models, results = bench_paths(path, results)
     chosen = bench_suite(run, suite, **overrides)
     if results.suffix == ".csv":
-        raise ValueError(f"{results}: --results is the JSONL file; results.csv is written beside it")
+        raise InputError(f"{results}: --results is the JSONL file; results.csv is written beside it")
     done = run_suite(models, results, chosen, shape=shape, on_result=on_result, resume=resume)
     csv_path = write_csv(results, results.with_suffix(".csv")) if results.exists() else None
     return BenchOutcome(done=done, models=models, results=results, csv=csv_path)

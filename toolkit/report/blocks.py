@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from toolkit.errors import InputError
 from toolkit.report.table import Table, md_table
 
 __all__ = ["Block", "heading", "para", "note", "table", "image", "blocks_to_markdown"]
@@ -26,7 +27,7 @@ class Block:
 def heading(text: str, level: int = 2) -> Block:
     """A section heading, h1 to h3."""
     if level not in (1, 2, 3):
-        raise ValueError(f"heading level must be 1, 2 or 3, got {level}")
+        raise InputError(f"heading level must be 1, 2 or 3, got {level}")
     kinds: dict[int, Kind] = {1: "h1", 2: "h2", 3: "h3"}
     return Block(kinds[level], text)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from benchmarks.files import write_text_atomic
 from benchmarks.profile import ProfileFile, read_profiles
+from toolkit.errors import InputError
 from toolkit.report.blocks import Block, blocks_to_markdown, heading, note, para, table
 from toolkit.report.html_out import blocks_to_html
 from toolkit.report.markdown import machine_facts
@@ -218,7 +219,7 @@ def _profiles(runs: list[RunData]) -> list[tuple[str, ProfileFile]]:
 def build_compare_report(run_dirs: list[Path], *, out_dir: Path) -> Path:
     """Write compare.md and compare.html for `run_dirs` into `out_dir`; return the Markdown path."""
     if len(run_dirs) < 2:
-        raise ValueError(f"compare needs at least two run directories, got {len(run_dirs)}")
+        raise InputError(f"compare needs at least two run directories, got {len(run_dirs)}")
     return write_compare_report([load_run(Path(d)) for d in run_dirs], out_dir=out_dir)
 
 

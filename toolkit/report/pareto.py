@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from toolkit.errors import InputError
+
 __all__ = ["dominates", "pareto_front"]
 
 Point = Sequence[float]
@@ -23,6 +25,6 @@ def pareto_front(points: Sequence[Point], *, maximize: Sequence[bool] = (True, F
     """
     for i, p in enumerate(points):
         if len(p) != len(maximize):
-            raise ValueError(f"points[{i}] has {len(p)} values, expected {len(maximize)} (one per axis)")
+            raise InputError(f"points[{i}] has {len(p)} values, expected {len(maximize)} (one per axis)")
     # Quadratic, which is fine: a report has tens of rows per target, not thousands.
     return [not any(dominates(q, p, maximize) for q in points) for p in points]

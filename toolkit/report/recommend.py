@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from toolkit.errors import InputError
 from toolkit.report.rows import ReportRow
 from toolkit.report.significance import compare_rounds
 from toolkit.report.table import fmt_p50, fmt_size
@@ -92,7 +93,7 @@ def _pick(rows: list[ReportRow], *, max_accuracy_drop: float) -> Recommendation:
 def recommend(rows: list[ReportRow], *, max_accuracy_drop: float = 1.0) -> list[Recommendation]:
     """One recommendation per target, in the order targets first appear in `rows`."""
     if max_accuracy_drop < 0:
-        raise ValueError(f"max_accuracy_drop must be >= 0 accuracy points, got {max_accuracy_drop}")
+        raise InputError(f"max_accuracy_drop must be >= 0 accuracy points, got {max_accuracy_drop}")
     targets = list(dict.fromkeys(r.target_name for r in rows))
     return [
         _pick([r for r in rows if r.target_name == t], max_accuracy_drop=max_accuracy_drop) for t in targets

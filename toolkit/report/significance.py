@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from toolkit.errors import InputError
+
 __all__ = ["ALPHA", "MIN_ROUNDS", "Difference", "available", "compare_rounds", "slower_by_more_than"]
 
 ALPHA = 0.05
@@ -56,7 +58,7 @@ def _scipy_stats():
     try:
         from scipy import stats  # the report extra; benchmarks/ on a board never needs it
     except ImportError:
-        raise ValueError("the significance test needs scipy: pip install 'edgekd[report]'") from None
+        raise InputError("the significance test needs scipy: pip install 'edgekd[report]'") from None
     return stats
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from benchmarks.files import write_text_atomic
+from toolkit.errors import InputError
 
 __all__ = [
     "SUMMARY_VERSION",
@@ -108,7 +109,7 @@ class DistillSummary(_Strict):
     def from_json_dict(cls, data: Any) -> DistillSummary:
         """From the file's flat layout (models at the top level)."""
         if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+            raise InputError(f"expected a JSON object, got {type(data).__name__}")
         fixed = {k: data[k] for k in _FIXED if k in data}
         return cls.model_validate({**fixed, "models": {k: v for k, v in data.items() if k not in _FIXED}})
 
@@ -130,7 +131,7 @@ def write_summary(path: Path, summary: dict[str, Any]) -> DistillSummary:
     try:
         typed = DistillSummary.from_json_dict({"schema_version": SUMMARY_VERSION, **summary})
     except ValidationError as e:  # a writer bug: say which field
-        raise ValueError(f"{path}: {_where(e)}") from None
+        raise InputError(f"{path}: {_where(e)}") from None
     write_text_atomic(path, json.dumps(typed.to_json_dict(), indent=2))
     return typed
 
@@ -140,6 +141,6 @@ def read_summary(path: Path) -> DistillSummary:
     try:
         return DistillSummary.from_json_dict(json.loads(path.read_text(encoding="utf-8")))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON ({e})") from None
+        raise InputError(f"{path}: invalid JSON ({e})") from None
     except ValidationError as e:
-        raise ValueError(f"{path}: {_where(e)}") from None
+        raise InputError(f"{path}: {_where(e)}") from None

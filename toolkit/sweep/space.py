@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from toolkit.config import DEFAULT_CONFIG, RunConfig, first_error, yaml_problem
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, InputError
 
 __all__ = ["Range", "SweepConfig", "load_sweep", "grid", "sample", "trial_config", "params_key"]
 
@@ -34,14 +34,14 @@ class Range(BaseModel):
     @model_validator(mode="after")
     def _ordered(self):
         if self.high < self.low:
-            raise ValueError(f"high {self.high} is below low {self.low}")
+            raise InputError(f"high {self.high} is below low {self.low}")
         return self
 
     def values(self) -> list[float | int]:
         """Every value of a stepped or integer range (grid search)."""
         step = self.step or (1 if self.integer else None)
         if step is None:
-            raise ValueError("a float range without step has no grid; give step, or search random/optuna")
+            raise InputError("a float range without step has no grid; give step, or search random/optuna")
         n = int(round((self.high - self.low) / step)) + 1
         return [self._cast(self.low + i * step) for i in range(n)]
 
@@ -71,9 +71,9 @@ class SweepConfig(BaseModel):
     def _shared_teacher(self):
         for key in self.space:
             if key.split(".")[0] in ("teacher", "teachers", "data", "seed"):
-                raise ValueError(f"{key}: trials share one teacher and its data; sweep the student side")
+                raise InputError(f"{key}: trials share one teacher and its data; sweep the student side")
         if self.search != "grid" and self.trials is None:
-            raise ValueError(f"search: {self.search} needs trials: N")
+            raise InputError(f"search: {self.search} needs trials: N")
         return self
 
 
