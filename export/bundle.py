@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ __all__ = [
     "write_reference_outputs",
     "write_manifest",
     "write_archive",
+    "source_date",
     "library_versions",
     "parity_failures",
     "MANIFEST_SCHEMA",
@@ -163,14 +165,16 @@ def write_manifest(
     test_data: dict,
     failures: list[dict],
     reference_outputs: dict | None = None,
+    sources: tuple[Path, ...] = (),
 ) -> dict:
     """Write `manifest.json` last and atomically: a bundle without it is incomplete by definition.
 
-    `failures` are the files that could not be written; files that missed their parity tolerance are added."""
+    `failures` are the files that could not be written; files that missed their parity tolerance are added.
+    `created` is `source_date(sources)`, so the same checkpoints give the same manifest."""
     manifest = parse_manifest(
         {
             "manifest_version": MANIFEST_VERSION,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": source_date(sources).isoformat(timespec="seconds"),
             "input": input_spec.model_dump(mode="json"),  # in full: every step's settings, defaults too
             "labels": labels,
             "test_data": test_data,
@@ -190,19 +194,44 @@ def write_manifest(
     return json.loads(manifest.to_json())
 
 
+def source_date(sources: tuple[Path, ...] | list[Path] = ()) -> datetime:
+    """The bundle's one timestamp: `SOURCE_DATE_EPOCH` when set, else the newest write time of `sources`
+    (the checkpoints or the ONNX file it is made from), else now; whole seconds, UTC."""
+    if (epoch := os.environ.get("SOURCE_DATE_EPOCH", "").strip()).isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
+    times = [int(p.stat().st_mtime) for p in map(Path, sources) if p.is_file()]
+    return datetime.fromtimestamp(max(times), timezone.utc) if times else datetime.now(timezone.utc)
+
+
 def write_archive(bundle: Path) -> Path:
-    """`bundle.tar.gz` beside the folder, for copying to a board; written only from a complete bundle."""
+    """`bundle.tar.gz` beside the folder, for copying to a board; written only from a complete bundle.
+
+    Reproducible: members in name order, dated the manifest's `created`, owned by 0:0 with fixed modes, and
+    a gzip header with that date and no file name, so the same bundle gives the same bytes."""
     if not (bundle / "manifest.json").is_file():
         raise FileNotFoundError(f"{bundle / 'manifest.json'}: not found; the bundle is incomplete")
     dst = bundle.with_name(f"{bundle.name}.tar.gz")
+    created = json.loads((bundle / "manifest.json").read_text())["created"]
+    mtime = int(datetime.fromisoformat(created).timestamp())
     try:
-        with atomic_path(dst) as tmp, tarfile.open(tmp, "w:gz") as tar:
-            for path in sorted(bundle.rglob("*")):
-                if path.is_file() and ".partial" not in path.name and not path.name.startswith("."):
-                    tar.add(path, arcname=str(Path(bundle.name) / path.relative_to(bundle)))
+        with atomic_path(dst) as tmp, open(tmp, "wb") as raw:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime) as gz:
+                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                    for path in sorted(bundle.rglob("*")):
+                        if path.is_file() and ".partial" not in path.name and not path.name.startswith("."):
+                            _add_member(tar, path, str(Path(bundle.name) / path.relative_to(bundle)), mtime)
     except OSError as exc:  # a full disk: atomic_path drops the partial archive, none looks whole
         raise EdgekdError(f"{dst}: cannot write the bundle archive ({exc.strerror or exc})") from exc
     return dst
+
+
+def _add_member(tar: tarfile.TarFile, path: Path, arcname: str, mtime: int) -> None:
+    info = tarfile.TarInfo(arcname)
+    info.size, info.mtime, info.mode = path.stat().st_size, mtime, 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    with open(path, "rb") as f:
+        tar.addfile(info, f)
 
 
 def validate_manifest(manifest: dict, *, where: str | Path = "manifest.json") -> None:

@@ -277,6 +277,7 @@ def export_from_onnx(
         labels=[str(i) for i in range(out.reference.shape[1])],
         test_data=None,  # boards measure accuracy on uint8 images; ours are float model input
         failures=out.failures,
+        sources=(src,),
     )
     write_archive(bundle)
     return manifest

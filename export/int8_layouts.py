@@ -2,11 +2,15 @@
 weights, U8S8 or S8S8; LiteRT (PT2E): per-channel or per-tensor weights, int8 or float input/output. Each
 layout is written, checked against the fp32 file's top-1 on the validation rows and timed against it (one
 pinned thread, interleaved rounds); the fastest that passes is kept. `auto` searches only where the default
-layout runs slower than fp32 here."""
+layout runs slower than fp32 here. The decision is recorded per machine, runtime version, fp32 file and
+validation rows, and reused, so exporting one checkpoint twice ships the same bytes."""
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import os
 import random
 import shutil
 import tempfile
@@ -15,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.files import write_text_atomic
 from export.parity import TOLERANCES, run_file
 from toolkit.errors import InputError
 
@@ -23,9 +28,11 @@ __all__ = ["LAYOUTS", "onnx_layouts", "tflite_layouts", "int8_file", "p50_rounds
 Writer = Callable[[Path], dict]  # writes one int8 file at the path, returns its settings
 
 # Timings within 5 % of each other are one speed (interleaved rounds still vary ~2-3 % on a quiet core): the
-# search starts only where the default layout is more than 5 % slower than fp32, and another layout replaces
-# the default only when more than 5 % faster, so two exports of one checkpoint ship the same file.
+# search starts only where the default layout is more than 5 % slower than fp32; the default is kept when
+# within 5 % of the fastest passing layout, else the first layout in LAYOUTS' order that is.
 CLEAR_MARGIN = 0.05
+CACHE_ENV = "EDGEKD_CACHE"  # where recorded decisions live (default ~/.cache/edgekd)
+DECIDED = "once per machine, runtime version, fp32 file and validation rows; later exports reuse it"
 
 # (quant_format, per_channel, activations, weights); U8U8 is left out: it ran 1.3× slower than U8S8 on
 # every file tried (studies/ort_int8_layouts.py), and S8U8 has no onnxruntime kernels.
@@ -126,8 +133,18 @@ def _search_record(
         "kept": kept,
         "faster_than_fp32": p50[kept] < p50["fp32"],
         "timing": timing,
+        "decided": DECIDED,
+        "preference": list(agree),  # the writers' order: among near-equal layouts, the first is kept
         "tried": tried,
     }
+
+
+def preferred_layout(passing: list[str], p50: dict[str, float], default: str | None) -> str:
+    """The `default` when within `CLEAR_MARGIN` of the fastest passing layout, else the first of `passing`
+    (in the writers' order) that is: noise between near-equal layouts never changes the choice."""
+    fastest = min(p50[k] for k in passing)
+    near = [k for k in passing if p50[k] <= fastest * (1 + CLEAR_MARGIN)]
+    return default if default in near else near[0]
 
 
 def search_int8_layout(
@@ -142,9 +159,9 @@ def search_int8_layout(
     rounds: int = 3,
     runs: int = 300,
 ) -> dict:
-    """Write every layout of `writers`, keep at `dst` the fastest whose top-1 agreement with `fp32` on `x_val`
-    meets the int8 tolerance (the `default` unless that is more than `CLEAR_MARGIN` faster); its settings,
-    with `layout_search` saying what was tried and measured."""
+    """Write every layout of `writers`, keep at `dst` the one `preferred_layout` picks among those whose top-1
+    agreement with `fp32` on `x_val` meets the int8 tolerance; its settings, with `layout_search` saying what
+    was tried and measured."""
     reference = run_file(fp32, x_val, backend=backend).argmax(1)
     with tempfile.TemporaryDirectory(prefix="edgekd-int8-") as tmp:
         files = {name: Path(tmp) / f"{i}{fp32.suffix}" for i, name in enumerate(writers)}
@@ -159,9 +176,7 @@ def search_int8_layout(
             raise InputError(
                 f"{fp32}: no int8 layout reaches the int8 top-1 agreement on the validation rows"
             )
-        kept = min(passing, key=p50.get)
-        if default in passing and p50[kept] > p50[default] * (1 - CLEAR_MARGIN):
-            kept = default
+        kept = preferred_layout(passing, p50, default)
         shutil.copyfile(files[kept], dst)
     timing = f"1 pinned thread, median of {rounds} rounds of {runs} runs"
     return dict(settings[kept], layout_search=_search_record(p50, agree, kept, timing, trigger, default))
@@ -178,13 +193,38 @@ def int8_file(
     backend: str,
 ) -> dict:
     """The int8 file at `dst`: the `default` layout (mode False), the searched one (True), or the default
-    unless it runs clearly slower than `fp32` on this machine, then the searched one ("auto")."""
+    unless it runs clearly slower than `fp32` on this machine, then the searched one ("auto"). A decision
+    recorded for this machine, runtime, `fp32` and `x_val` is reused: the same layout, the same record."""
+    if mode is False:
+        return writers[default](dst)
+    record = _decision_path(mode, fp32, writers, default, x_val, backend=backend)
+    if (decided := _recorded(record, writers)) is not None:
+        settings = writers[decided["kept"]](dst)
+        search = decided["layout_search"]
+        return settings if search is None else dict(settings, layout_search=search)
+    settings = _decide(mode, fp32, dst, writers, default, x_val, backend=backend)
+    search = settings.get("layout_search")
+    kept = search["kept"] if search else default
+    write_text_atomic(record, json.dumps({"kept": kept, "layout_search": search}, indent=1))
+    return settings
+
+
+def _recorded(record: Path, writers: dict[str, Writer]) -> dict | None:
+    """The recorded decision, or None when there is none or it is unreadable (then it is made again)."""
+    try:
+        decided = json.loads(record.read_text())
+        return decided if decided["kept"] in writers and "layout_search" in decided else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _decide(
+    mode: str | bool, fp32: Path, dst: Path, writers: dict[str, Writer], default: str, x_val, *, backend: str
+) -> dict:
     from export._files import atomic_path
 
     if mode is not True:
         settings = writers[default](dst)
-        if mode is False:
-            return settings
         p50 = _p50s({"fp32": fp32, default: dst}, x_val[:1], backend=backend, rounds=3, runs=200)
         if p50[default] <= p50["fp32"] * (1 + CLEAR_MARGIN):
             return settings
@@ -197,3 +237,27 @@ def int8_file(
         return search_int8_layout(
             fp32, tmp, writers, x_val, backend=backend, trigger=trigger, default=default
         )
+
+
+def _decision_path(
+    mode: str | bool, fp32: Path, writers: dict[str, Writer], default: str, x_val: np.ndarray, *, backend: str
+) -> Path:
+    """Where the decision for this machine, runtime version, fp32 file, rows and layouts is recorded."""
+    from importlib import metadata
+
+    from benchmarks.backends import backend_spec
+    from benchmarks.machine import machine_facts
+    from export._files import sha256_file
+
+    key = {
+        "cpu": machine_facts()["cpu_model"],
+        "runtime": f"{backend} {metadata.version(backend_spec(backend).distribution)}",
+        "fp32": sha256_file(fp32),
+        "rows": hashlib.sha256(np.ascontiguousarray(x_val).tobytes()).hexdigest(),
+        "layouts": list(writers),
+        "default": default,
+        "mode": mode,
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgekd")
+    return root / "int8-layouts" / f"{digest}.json"

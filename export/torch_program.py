@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from export._files import atomic_path, failure_reason
@@ -20,10 +22,14 @@ def export_program(model, sample, dst: str | Path, *, dynamic_batch: bool = True
         dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},)
         # torch.export specializes a size-1 dimension to the constant 1, so trace with a batch of 2.
         sample = torch.cat([sample[:1], sample[:1]])
-    with atomic_path(dst) as tmp:
+    dst = Path(dst)
+    with atomic_path(dst) as tmp, tempfile.TemporaryDirectory(dir=dst.parent, prefix=".edgekd-pt2-") as work:
         try:
             program = torch.export.export(model, (sample,), dynamic_shapes=dynamic_shapes)
-            torch.export.save(program, str(tmp))
+            # The archive's root folder is named after the file torch writes: write it under the final
+            # name (in a private folder), so the archive holds `teacher/...`, never a temporary name.
+            torch.export.save(program, str(Path(work) / dst.name))
         except Exception as e:
             raise ExportError(f"{dst}: torch.export failed: {failure_reason(e)}") from e
-    return Path(dst)
+        os.replace(Path(work) / dst.name, tmp)
+    return dst

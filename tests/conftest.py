@@ -9,6 +9,14 @@ import numpy as np
 import pytest
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory) -> None:
+    """Recorded int8-layout decisions go to a cache of this test session, not the user's ~/.cache/edgekd."""
+    import os
+
+    os.environ["EDGEKD_CACHE"] = str(tmp_path_factory.mktemp("edgekd-cache"))
 TINY = Path(__file__).parent / "configs" / "tiny.yaml"
 
 
@@ -193,10 +201,11 @@ from tests.text_data import text_run  # noqa: E402, F401  (one text run per sess
 
 
 def assert_kept_the_fastest_passing(search: dict) -> None:
-    """The fastest layout that passed, or the default where none was more than the margin faster."""
+    """Among the passing layouts within the margin of the fastest: the default, else the first in preference
+    order (noise between near-equal layouts does not pick)."""
     passed = {t["layout"]: t["p50_us"] for t in search["tried"] if t["passed"]}
-    fastest = min(passed, key=passed.get)
-    if search["default"] in passed and passed[fastest] > passed[search["default"]] * (1 - search["margin"]):
-        fastest = search["default"]
-    assert search["kept"] == fastest and search["fp32_p50_us"] > 0 and search["margin"] == 0.05
-    assert search["faster_than_fp32"] == (passed[fastest] < search["fp32_p50_us"])
+    fastest = min(passed.values())
+    near = [k for k in search["preference"] if k in passed and passed[k] <= fastest * (1 + search["margin"])]
+    kept = search["default"] if search["default"] in near else near[0]
+    assert search["kept"] == kept and search["fp32_p50_us"] > 0 and search["margin"] == 0.05
+    assert search["faster_than_fp32"] == (passed[kept] < search["fp32_p50_us"])

@@ -293,6 +293,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
         test_data=test_data,
         failures=failures,
         reference_outputs=reference,
+        sources=tuple(run.checkpoint(n) for n in names),
     )
     write_archive(run.bundle)
     return manifest
