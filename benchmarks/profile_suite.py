@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.backends import available, backend_for, load_backend
-from benchmarks.bundle import ModelFile, ModelSet, find_models
 from benchmarks.errors import InputError
 from benchmarks.machine import machine_facts
+from benchmarks.plan import ModelFile, ModelSet, find_models
 from benchmarks.preprocess import model_input
 from benchmarks.profile import Profile, ProfileFile, pinned_cores, unprofiled_p50_us
 from benchmarks.suite import load_suite, resolve_target

@@ -37,7 +37,7 @@ class Suite:
     cooldown_s: float = 0.0
     seed: int = 0
     accuracy: bool = True
-    pin: bool = True  # pin each worker to cores of its own (native targets; see bundle._pinned_cores)
+    pin: bool = True  # pin each worker to cores of its own (native targets; see plan._pinned_cores)
     # Seconds one worker may take before it is killed and its configuration counted as failed (a hang).
     timeout_s: float = 600.0
     backends: dict[str, list[str]] = field(default_factory=dict)  # format -> preference order

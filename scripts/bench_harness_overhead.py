@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import available, backend_for, load_backend
-from benchmarks.bundle import read_manifest
 from benchmarks.harness import time_runs
+from benchmarks.manifest import read_manifest
 
 TARGET = 1.02
 ROW = "{:<24} {:<12} {:>8} {:>12} {:>15} {:>7}"

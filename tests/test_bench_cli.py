@@ -179,7 +179,7 @@ def test_bad_suite_file_is_one_line_on_stderr(tmp_path):
 
 
 def test_one_file_of_a_bundle_keeps_its_manifest_entry(bundle):
-    from benchmarks.bundle import find_models
+    from benchmarks.plan import find_models
 
     models = find_models(bundle / "student_kd.onnx")
     assert [(f.model, f.role, f.precision) for f in models.files] == [("student_kd", "student", "fp32")]

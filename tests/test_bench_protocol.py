@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.bundle import find_models, run_suite, shuffled_order
+from benchmarks.bundle import run_suite
 from benchmarks.harness import BenchConfig, run_benchmark
 from benchmarks.measure import feed_shape, time_streams
+from benchmarks.plan import find_models, shuffled_order
 from benchmarks.records import HIGH_CV, BenchRecord, LatencyStats, read_records, write_csv
 from benchmarks.suite import Suite, detect_device, list_suites, load_suite, resolve_target
 from tests.conftest import onnx_classifier

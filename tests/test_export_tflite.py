@@ -338,8 +338,8 @@ def test_bundle_accuracy_of_an_nhwc_file_uses_the_transposed_test_data(student, 
 
 
 def test_nhwc_file_with_per_channel_preprocessing_is_planned_without_accuracy(tmp_path):
-    from benchmarks.bundle import ModelFile, ModelSet, plan_configs
     from benchmarks.manifest import Preprocessing
+    from benchmarks.plan import ModelFile, ModelSet, plan_configs
     from benchmarks.suite import Suite
 
     np.savez(tmp_path / "test.npz", x=np.zeros((2, 3, 4, 4), np.uint8), y=np.zeros(2, np.int64))

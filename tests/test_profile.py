@@ -196,7 +196,7 @@ def test_the_report_names_every_quantized_file_slower_than_its_fp32_twin():
 
 
 def _tiny_rows(tiny_run):
-    from benchmarks.bundle import find_models
+    from benchmarks.plan import find_models
     from benchmarks.preprocess import model_input
 
     models = find_models(tiny_run / "bundle")

@@ -135,7 +135,7 @@ class Payload:
 def payload(path: Path) -> Payload:
     """A bundle folder with every file its manifest lists; one model file of a bundle, with its bundle (its
     manifest entry, test data and reference outputs go too); or one bare model file, alone."""
-    from benchmarks.bundle import bare_model
+    from benchmarks.plan import bare_model
 
     if path.is_dir():
         if not (path / "manifest.json").is_file():

@@ -108,7 +108,7 @@ def bench_failure(outcome: BenchOutcome) -> EdgekdError | None:
 def run_remote_bench(path: Path, boards: list, results: Path | None, overrides: dict, **remote) -> list:
     """`edgekd bench --target/--targets`: every board at once; one `BoardRun` per board. A run directory's
     own bench settings travel as flags unless a suite is named; `overrides` that are set win."""
-    from benchmarks.bundle import is_bundle_archive, open_bundle_archive
+    from benchmarks.archive import is_bundle_archive, open_bundle_archive
     from toolkit.fleet.boards import board_args, run_on_boards
 
     if is_bundle_archive(path):  # bundle.tar.gz: its folder goes to the boards
