@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +16,7 @@ from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
 from toolkit.errors import EdgekdError
 from toolkit.fleet.targets import load_targets, parse_target
+from toolkit.pipeline.run import RunHooks
 
 app = typer.Typer(
     name="edgekd",
@@ -56,23 +59,23 @@ def _root(
         warnings.filterwarnings("ignore", module=module)
 
 
-def _prepare(config: Path | None, out: Path, *, resume: bool = False):
-    """The config, saved into the run directory; resuming, it must be the one the run started with."""
+def _load(config: Path | None):
+    """The config, once the extras its run needs are found installed (before a run directory is made)."""
     from benchmarks.extras import require
-    from toolkit.config import load_config, save_config
+    from toolkit.config import load_config
     from toolkit.pipeline.export_stage import export_requires
-    from toolkit.rundir import RunDir
 
     cfg = load_config(config)
-    require("torch", *export_requires(cfg))  # before the run directory is made
-    run = RunDir(out)
-    if resume and run.config.is_file() and load_config(run.config) != cfg:
-        raise EdgekdError(
-            f"{run.config}: the run started with another config; resume with that one, or drop --resume"
-        )
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run.config)
-    return cfg, run
+    require("torch", *export_requires(cfg))
+    return cfg
+
+
+def _prepare(config: Path | None, out: Path, *, resume: bool = False):
+    """The config, saved into the run directory; resuming, it must be the one the run started with."""
+    from toolkit.pipeline.run import prepare_run
+
+    cfg = _load(config)
+    return cfg, prepare_run(cfg, out, resume=resume)
 
 
 @app.command(
@@ -100,6 +103,10 @@ def _distill(cfg, run, *, resume: bool = False, teachers_only: bool = False) -> 
 
     with train_progress() as on_step:
         summary = run_distill(cfg, run, on_step=on_step, resume=resume, teachers_only=teachers_only)
+    _distilled(summary)
+
+
+def _distilled(summary: dict) -> None:
     if _rank() == 0:
         output.distill_summary(summary)
 
@@ -280,11 +287,16 @@ def _bench(path: Path, *, on_result=output.bench_row, **options) -> EdgekdError 
     from toolkit.pipeline.bench_stage import bench_failure, run_bench
 
     outcome = run_bench(path, on_result=on_result, **options)
-    done = outcome.done
-    if not done.records and not done.skipped and len(done.errors) == 1:
-        return EdgekdError(done.errors[0])  # one file, unreadable: its error is the whole story
-    output.bench_done(done, outcome.results, outcome.csv, outcome.models / "manifest.json")
+    _benched(outcome)
     return bench_failure(outcome)
+
+
+def _benched(outcome) -> None:
+    """The skipped and failed lines, notes and the table (one unreadable file: its error says it all)."""
+    from toolkit.pipeline.bench_stage import lone_error
+
+    if lone_error(outcome) is None:
+        output.bench_done(outcome.done, outcome.results, outcome.csv, outcome.models / "manifest.json")
 
 
 @app.command(
@@ -420,31 +432,43 @@ def run_cli(
     ] = False,
 ) -> None:
     """All four stages on one run directory: distill, export, bench, report."""
-    from toolkit.pipeline.bench_stage import rotate_results
+    from toolkit.pipeline.run import run_pipeline
 
-    cfg, run = _prepare(config, out, resume=resume)
-    if not resume:  # a fresh run measures afresh (a later --resume must not count older rounds as done)
-        rotate_results(run.results)  # earlier measurements are kept beside it
-    _distill(cfg, run, resume=resume)
-    export_failed = _export(run, resume=resume)  # files that did export are still benchmarked and reported
-    bench_failed = _bench(run.root, resume=resume)
-    _profile(run, cfg.bench)
-    _report(run.root)
-    _raise(export_failed, bench_failed)
+    outcome = run_pipeline(_load(config), out, resume=resume, hooks=_RunPrinter())
+    _raise(*outcome.failures)  # after everything that could run has run
 
 
-def _profile(run, bench) -> None:
-    """The run's profile for the report, at the bench's first thread count; a failure is a warning line."""
-    from toolkit.pipeline.profile_stage import run_profile
+class _RunPrinter(RunHooks):
+    """`edgekd run` prints each stage as the stage's own command does."""
 
-    if not bench.profile_runs or not run.manifest.is_file():
-        return
-    try:
-        path, _ = run_profile(run.bundle, threads=bench.threads[0], runs=bench.profile_runs)
-    except (ValueError, RuntimeError, OSError) as exc:
-        console.print(f"[yellow]profile skipped:[/] {escape(str(exc).splitlines()[0])}")
-        return
-    console.print(f"profiles: {path} (`edgekd profile` tables: {path.with_name('profile.md')})")
+    on_file = staticmethod(output.exported_file)
+    on_result = staticmethod(output.bench_row)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if name != "distill":
+            yield
+            return
+        with train_progress() as self.on_step:
+            yield
+
+    def distilled(self, summary: dict) -> None:
+        _distilled(summary)
+
+    def exported(self, manifest: dict) -> None:
+        output.parity_table(manifest)
+
+    def benched(self, outcome) -> None:
+        _benched(outcome)
+
+    def profiled(self, path: Path) -> None:
+        console.print(f"profiles: {path} (`edgekd profile` tables: {path.with_name('profile.md')})")
+
+    def profile_skipped(self, error: Exception) -> None:
+        console.print(f"[yellow]profile skipped:[/] {escape(str(error).splitlines()[0])}")
+
+    def reported(self, result) -> None:
+        output.report_written(result)
 
 
 def main() -> None:

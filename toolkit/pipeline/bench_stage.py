@@ -19,6 +19,7 @@ __all__ = [
     "bench_failure",
     "bench_paths",
     "bench_suite",
+    "lone_error",
     "rotate_results",
     "run_bench",
     "run_remote_bench",
@@ -95,8 +96,20 @@ def run_bench(
     return BenchOutcome(done=done, models=models, results=results, csv=csv_path)
 
 
+def lone_error(outcome: BenchOutcome) -> str | None:
+    """The error of the one file that could not be read, when nothing was measured or skipped: the whole
+    story."""
+    done = outcome.done
+    if not done.records and not done.skipped and len(done.errors) == 1:
+        return done.errors[0]
+    return None
+
+
 def bench_failure(outcome: BenchOutcome) -> EdgekdError | None:
-    """The error to exit with when a file failed to benchmark (its records and the others' are kept)."""
+    """The error to exit with when a file failed to benchmark (its records and the others' are kept), or
+    the `lone_error` itself."""
+    if (error := lone_error(outcome)) is not None:
+        return EdgekdError(error)
     done = outcome.done
     if not done.failed_files:
         return None

@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 from benchmarks.files import atomic_path
 from benchmarks.records import drop_torn_tail
 from toolkit.config import RunConfig, save_config
+from toolkit.pipeline.run import RunHooks
 from toolkit.rundir import RunDir
 from toolkit.sweep.node import Phase, node_phase
 
@@ -150,27 +153,34 @@ def run_trial(
         torch.set_num_threads(before)
 
 
+class _TrialStages(RunHooks):
+    """A trial's stages each hold the node's lock (a benchmark holds it alone); distill shares the teacher."""
+
+    def __init__(self, teacher: RunDir, run: RunDir, phases: list[Phase]) -> None:
+        self.teacher, self.run, self.phases = teacher, run, phases
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if name == "distill":
+            _share(self.teacher, self.run)
+        with node_phase(name, "bench" if name == "bench" else "work", self.phases):
+            yield
+        if name == "distill":  # the first trial computed the teacher's logits: later trials read them
+            missing = tuple(n for n in SHARED[1:] if not (self.teacher.distill / n).exists())
+            _share(self.run, self.teacher, missing)
+
+
 def _run_trial(
     cfg: RunConfig, out: Path, name: str, params: dict[str, Any], key: str, teacher: RunDir
 ) -> TrialResult:
-    from toolkit.pipeline.bench_stage import run_bench
-    from toolkit.pipeline.distill_stage import run_distill
-    from toolkit.pipeline.export_stage import run_export
+    """The pipeline without profile and report, appending to the trial's results; its objectives."""
+    from toolkit.pipeline.run import run_pipeline
 
     t0 = time.perf_counter()
     run = RunDir(out / "trials" / f"{name}-{key}")
-    run.root.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run.config)
-    _share(teacher, run)
     phases: list[Phase] = []
-    with node_phase("distill", "work", phases):
-        run_distill(cfg, run)
-    # the first trial computed the teacher's logits: later trials read them
-    _share(run, teacher, tuple(n for n in SHARED[1:] if not (teacher.distill / n).exists()))
-    with node_phase("export", "work", phases):
-        run_export(run)
-    with node_phase("bench", "bench", phases):
-        run_bench(run.root)
+    stages = _TrialStages(teacher, run, phases)
+    run_pipeline(cfg, run.root, rotate=False, profile=False, report=False, hooks=stages)
     return TrialResult(
         trial=name,
         key=key,
