@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from benchmarks.errors import InputError
+
 __all__ = ["is_bundle_archive", "open_bundle_archive"]
 
 
@@ -39,13 +41,13 @@ def _member_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None
     return tarfile.data_filter(member, dest)
 
 
-def _refusal(archive: Path, error: tarfile.FilterError) -> ValueError:
+def _refusal(archive: Path, error: tarfile.FilterError) -> InputError:
     member = error.tarinfo
     name = member.name if member.name.isprintable() else repr(member.name)  # one line, whatever the name
     link = member.linkname if member.linkname.isprintable() else repr(member.linkname)
     known = _REFUSED.get(type(error).__name__)
     reason = known.format(link=link) if known is not None else " ".join(str(error).split())
-    return ValueError(f"{archive}: refused member {name}: {reason}")
+    return InputError(f"{archive}: refused member {name}: {reason}")
 
 
 def _archive_bundle(folder: Path, archive: Path) -> Path:
@@ -55,7 +57,7 @@ def _archive_bundle(folder: Path, archive: Path) -> Path:
     entries = list(folder.iterdir())
     if len(entries) == 1 and (entries[0] / "manifest.json").is_file():
         return entries[0]
-    raise ValueError(
+    raise InputError(
         f"{archive}: no manifest.json at its top or in its one top folder (is it an edgekd bundle archive?)"
     )
 
@@ -64,11 +66,11 @@ def _archive_bundle(folder: Path, archive: Path) -> Path:
 def open_bundle_archive(path: str | Path) -> Iterator[Path]:
     """Extract a bundle archive into a temporary folder, removed on exit; yield the bundle folder in it.
 
-    Members with absolute or escaping paths, links out of the folder and device files raise ValueError.
+    Members with absolute or escaping paths, links out of the folder and device files raise InputError.
     """
     archive = Path(path)
     if not hasattr(tarfile, "data_filter"):
-        raise ValueError(
+        raise InputError(
             f"{archive}: Python {sys.version.split()[0]} cannot extract archives safely (3.10.12+, 3.11.4+ "
             "and 3.12+ can); extract it with `tar xzf` and benchmark the folder"
         )
@@ -80,5 +82,5 @@ def open_bundle_archive(path: str | Path) -> Iterator[Path]:
             raise _refusal(archive, exc) from exc
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             why = " ".join(str(exc).split())  # one line
-            raise ValueError(f"{archive}: not a readable .tar.gz bundle archive ({why})") from exc
+            raise InputError(f"{archive}: not a readable .tar.gz bundle archive ({why})") from exc
         yield _archive_bundle(Path(tmp), archive)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import available, backend_for, file_suffixes, suffixes_text
+from benchmarks.errors import InputError
 from benchmarks.files import atomic_path
 from benchmarks.harness import BenchConfig
 from benchmarks.manifest import (
@@ -69,7 +70,7 @@ def bare_model(path: Path) -> ModelFile:
     if path.suffix.lower() not in suffixes:
         expected = suffixes_text()
         what = path.suffix or "suffix-less"
-        raise ValueError(f"{path}: cannot benchmark a {what} file; expected {expected}")
+        raise InputError(f"{path}: cannot benchmark a {what} file; expected {expected}")
     return ModelFile(str(path), path.stem, format=suffixes[path.suffix.lower()])
 
 
@@ -87,7 +88,7 @@ def find_models(path: str | Path) -> ModelSet:
         suffixes = model_suffixes()
         files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
         if not files:
-            raise ValueError(
+            raise InputError(
                 f"{path / 'manifest.json'}: not found, and {path} holds no {suffixes_text()} file "
                 "(is it an edgekd bundle? run `edgekd export` first)"
             )

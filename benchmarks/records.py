@@ -139,7 +139,7 @@ class BenchRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchRecord:
-        """Inverse of `to_dict`; unknown keys, or missing keys without a default, raise ValueError."""
+        """Inverse of `to_dict`; unknown keys, or missing keys without a default, raise InputError."""
         _check_record_keys(data)
         values = dict(data)
         for key in ("threads", "batch_size", "streams"):

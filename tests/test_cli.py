@@ -175,7 +175,8 @@ def test_a_bug_keeps_its_traceback_under_a_line_that_says_so(tmp_path, monkeypat
 
     (tmp_path / "c.yaml").write_text("{}\n")
     monkeypatch.setattr(config, "load_config", broken_load)
-    monkeypatch.setattr("sys.argv", ["edgekd", "distill", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")])
+    argv = ["edgekd", "distill", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")]
+    monkeypatch.setattr("sys.argv", argv)
     monkeypatch.setitem(_state, "debug", False)
     with pytest.raises(ValueError, match="could not be broadcast"):
         main()

@@ -14,7 +14,7 @@ from rich.markup import escape
 from toolkit.cli import options as o
 from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
-from toolkit.errors import EdgekdError
+from toolkit.errors import EdgekdError, InputError, first_line
 from toolkit.fleet.targets import load_targets, parse_target
 from toolkit.pipeline.run import RunHooks
 
@@ -156,14 +156,14 @@ def _check_export_options(run_dir, from_onnx, model, data, out, from_only: dict)
     """One source (a run directory, --from or --model) with the options that go with it."""
     if model is not None:
         if run_dir is not None or from_onnx is not None or data is None or out is None:
-            raise ValueError("--model: give --data CONFIG and --out DIR (and no run directory or --from)")
+            raise InputError("--model: give --data CONFIG and --out DIR (and no run directory or --from)")
     elif from_onnx is not None:
         if run_dir is not None:
-            raise ValueError(f"{run_dir}: give a run directory or --from, not both")
+            raise InputError(f"{run_dir}: give a run directory or --from, not both")
     elif run_dir is None:
-        raise ValueError("edgekd export: give a run directory, or --from model.onnx --out DIR")
+        raise InputError("edgekd export: give a run directory, or --from model.onnx --out DIR")
     elif given := [k for k, v in dict(out=out, **from_only).items() if v]:
-        raise ValueError(f"--{given[0].replace('_', '-')}: only with --from model.onnx")
+        raise InputError(f"--{given[0].replace('_', '-')}: only with --from model.onnx")
 
 
 def _export_model(model: str, weights: Path | None, data: Path, out: Path) -> None:
@@ -198,7 +198,7 @@ def _export_from(src: Path, *, out: Path | None, **options) -> None:
     from toolkit.pipeline.export_stage import budget_failure, export_failure
 
     if out is None:
-        raise ValueError("--out: --from needs a folder to write the bundle into, e.g. --out out/")
+        raise InputError("--out: --from needs a folder to write the bundle into, e.g. --out out/")
     manifest = export_from_onnx(src, out, on_file=output.exported_file, **options)
     output.parity_table(manifest, reference=src.name)
     output.accuracy_budgets(manifest)
@@ -213,7 +213,7 @@ def _parse_shape(text: str | None) -> list[int] | None:
     except ValueError:
         dims = []
     if not dims or min(dims) < 1:
-        raise ValueError(f"--shape: expected comma-separated integers >= 1 like 1,1,28,28, got {text!r}")
+        raise InputError(f"--shape: expected comma-separated integers >= 1 like 1,1,28,28, got {text!r}")
     return dims
 
 
@@ -263,7 +263,7 @@ def _bench_overrides(shape: str | None, timeout: float | None, **flags) -> tuple
     """The input shape --shape gives, and the suite fields the flags override (None: the suite's)."""
     dims = _parse_shape(shape)
     if timeout is not None and not 0 < timeout < float("inf"):  # typer's min= cannot exclude 0
-        raise ValueError(f"--timeout: expected seconds > 0, got {timeout:g}")
+        raise InputError(f"--timeout: expected seconds > 0, got {timeout:g}")
     batch = flags["batch_sizes"] or ([dims[0]] if dims else None)
     return dims, dict(flags, batch_sizes=batch, timeout_s=timeout)
 
@@ -465,7 +465,7 @@ class _RunPrinter(RunHooks):
         console.print(f"profiles: {path} (`edgekd profile` tables: {path.with_name('profile.md')})")
 
     def profile_skipped(self, error: Exception) -> None:
-        console.print(f"[yellow]profile skipped:[/] {escape(str(error).splitlines()[0])}")
+        console.print(f"[yellow]profile skipped:[/] {escape(first_line(error))}")
 
     def reported(self, result) -> None:
         output.report_written(result)

@@ -15,6 +15,7 @@ from typing import Any
 from benchmarks.files import atomic_path
 from benchmarks.records import drop_torn_tail
 from toolkit.config import RunConfig, save_config
+from toolkit.errors import InputError
 from toolkit.pipeline.run import RunHooks
 from toolkit.rundir import RunDir
 from toolkit.sweep.node import Phase, node_phase
@@ -51,7 +52,7 @@ class TrialResult:
         required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
         if not required <= set(data) <= names:
             wrong = sorted((required - set(data)) | (set(data) - names))
-            raise ValueError(f"{where}: not a trial record (keys {wrong} missing or unknown)")
+            raise InputError(f"{where}: not a trial record (keys {wrong} missing or unknown)")
         phases = [Phase(**p) for p in data.get("phases", [])]
         return cls(**{**data, "phases": phases})
 
