@@ -26,7 +26,7 @@ import torch
 
 from toolkit.config import RunConfig, load_config
 from toolkit.distill.checkpoints import load_checkpoint
-from toolkit.distill.service import load_splits
+from toolkit.distill.context import load_splits
 from toolkit.distill.train import Teacher, TrainSettings, predict, train_model
 from toolkit.distill.views import SoftTargets, ViewSpec, draw_views, teacher_view_logits
 from toolkit.models import ModelSpec, create_model

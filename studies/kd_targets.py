@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from toolkit.config import load_config
-from toolkit.distill.service import load_splits
+from toolkit.distill.context import load_splits
 from toolkit.distill.train import Teacher, TrainSettings, accuracy, predict, train_model
 from toolkit.distill.views import SoftTargets, ViewSpec, draw_views, teacher_view_logits
 from toolkit.models import ModelSpec, create_model

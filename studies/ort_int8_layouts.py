@@ -23,7 +23,7 @@ from benchmarks.profile import unprofiled_p50_us
 from export import quantize
 from toolkit.config import load_config
 from toolkit.data import ArrayCalibrationReader
-from toolkit.distill.service import load_splits
+from toolkit.distill.context import load_splits
 from toolkit.pipeline.export_stage import _calibration_rows
 from toolkit.rundir import RunDir
 

@@ -53,8 +53,9 @@ def _scores(run: Path, a: argparse.Namespace) -> dict:
     from export.parity import run_file
     from toolkit.config import load_config
     from toolkit.distill.checkpoints import load_checkpoint
+    from toolkit.distill.context import load_splits
     from toolkit.distill.qat import QatSettings, qat_distill
-    from toolkit.distill.service import cached_train_logits, load_splits
+    from toolkit.distill.targets import cached_train_logits
 
     rc = load_config(run / "config.yaml")
     splits = load_splits(rc)

@@ -236,7 +236,7 @@ def test_teacher_with_its_own_size_and_normalization(tmp_path, monkeypatch, caps
     import torch.nn.functional as F
 
     from toolkit.distill.checkpoints import load_checkpoint
-    from toolkit.distill.service import load_splits
+    from toolkit.distill.context import load_splits
 
     write_image_folder(tmp_path / "imgs", {"cat": 12, "dog": 12, "fox": 12})
     raw, weights = user_model(tmp_path / "zoo", monkeypatch, seed=1)

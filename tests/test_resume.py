@@ -156,7 +156,7 @@ def test_resume_does_not_reuse_work_made_with_other_settings(tmp_path):
     from export.bundle import finished_entries, record_entry
     from tests.test_bad_input import _bundle
     from toolkit.config import RunConfig
-    from toolkit.distill.service import _fingerprint
+    from toolkit.distill.fit import _fingerprint
 
     cfg = RunConfig.model_validate(CONFIG)
     other = RunConfig.model_validate({**CONFIG, "distill": {"temperature": 9.0}})

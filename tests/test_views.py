@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from tests.test_distill_stage import _cfg
 from tests.test_train import _data, _model
 from toolkit.config import RunConfig
-from toolkit.distill.service import _view_spec
+from toolkit.distill.targets import _view_spec
 from toolkit.distill.train import Teacher, TrainSettings, predict, teacher_mode, train_model
 from toolkit.distill.views import (
     SoftTargets,
@@ -155,7 +155,8 @@ def test_distill_stage_stores_view_logits_once_and_the_scratch_control_trains_pl
     assert again["student_kd"]["test_accuracy"] == kd["test_accuracy"]
     # QAT-KD's targets from a views run: view 0, the teacher's logits on the plain training images
     from toolkit.distill.checkpoints import load_checkpoint
-    from toolkit.distill.service import cached_train_logits, load_splits
+    from toolkit.distill.context import load_splits
+    from toolkit.distill.targets import cached_train_logits
     from toolkit.errors import RunDirError
 
     splits = load_splits(cfg)
@@ -202,7 +203,7 @@ def test_text_views_train_kd_on_the_teachers_logits_of_masked_texts(text_run, tm
     import yaml
 
     from toolkit.config import load_config
-    from toolkit.distill.service import _view_spec
+    from toolkit.distill.targets import _view_spec
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     cfg = yaml.safe_load((text_run / "config.yaml").read_text())

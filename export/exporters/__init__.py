@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,14 +43,22 @@ class ExportJob:
     qat: Callable[[bool], QatProgram] | None = None
 
 
-@dataclass(frozen=True)
-class QatProgram:
-    """A student distilled again under a PT2E quantizer: the converted program, the quantizer, what was done
-    (epochs, seconds, loss per epoch)."""
+class QatProgram(Protocol):
+    """A student distilled again under a PT2E quantizer (the pipeline's: `toolkit.distill.qat`): the converted
+    program, the quantizer, what was done (epochs, seconds, loss per epoch)."""
 
-    program: Any
-    quantizer: Any
-    done: dict
+    @property
+    def program(self) -> Any: ...
+
+    @property
+    def quantizer(self) -> Any: ...
+
+    @property
+    def done(self) -> dict: ...
+
+    def outputs(self, x: np.ndarray) -> np.ndarray:
+        """The converted program's logits on all of `x` (a shipped QAT-KD file is checked against them)."""
+        ...
 
 
 @dataclass(frozen=True)

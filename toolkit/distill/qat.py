@@ -5,14 +5,19 @@ hard labels, then converted; the format's exporter writes the int8 file from the
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from toolkit.distill.losses import kd_loss
+from toolkit.config import RunConfig
+from toolkit.data import DataSplits
+from toolkit.distill.losses import ensemble_logits, kd_loss
 
-__all__ = ["QatSettings", "qat_distill", "program_outputs"]
+__all__ = ["QatProgram", "QatSettings", "qat_offer", "qat_distill", "program_outputs"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +105,58 @@ def program_outputs(program, x, *, batch_size: int = 256) -> np.ndarray:
             program(torch.from_numpy(np.asarray(x[i : i + batch_size]))) for i in range(0, len(x), batch_size)
         ]
     return torch.cat(parts).numpy()
+
+
+@dataclass(frozen=True)
+class QatProgram:
+    """A student distilled again under a PT2E quantizer: the converted program, the quantizer, what was done
+    (epochs, seconds, loss per epoch)."""
+
+    program: Any
+    quantizer: Any
+    done: dict
+
+    def outputs(self, x) -> np.ndarray:
+        """The converted program's logits on all of `x` (a shipped QAT-KD file is checked against them)."""
+        return program_outputs(self.program, x)
+
+
+def _training_rows(cfg: RunConfig, distill_dir: Path, splits: DataSplits) -> dict:
+    """The training rows, their hard labels and the teachers' ensembled logits as the KD run cached them."""
+    from toolkit.distill.targets import cached_train_logits
+    from toolkit.distill.teachers import teacher_names
+    from toolkit.errors import ExportError, RunDirError
+
+    try:
+        cached = [torch.from_numpy(cached_train_logits(distill_dir, n)) for n in teacher_names(cfg)]
+    except RunDirError as e:  # one file fails, with the reason; the other files go on
+        raise ExportError(f"{e}; QAT-KD distills from them") from e
+    weights = [t.weight for t in cfg.teachers]
+    table = ensemble_logits(cached, weights, temperature=cfg.distill.temperature).numpy()
+    return dict(x=splits.model_input(splits.train_x), y=np.asarray(splits.train_y), logits=table)
+
+
+def qat_offer(
+    cfg: RunConfig, distill_dir: Path, splits: DataSplits, *, quantizer: Callable[[bool], Any]
+) -> Callable[[torch.nn.Module], Callable[[bool], QatProgram]]:
+    """student -> (per_channel -> QatProgram): trained once per student and weight granularity under
+    `quantizer(per_channel)`, so every format's int8 file is converted from one program."""
+    rows: dict = {}  # read once, on first use, for every student
+
+    def offer(model: torch.nn.Module) -> Callable[[bool], QatProgram]:
+        trained: dict[bool, QatProgram] = {}
+
+        def qat(per_channel: bool) -> QatProgram:
+            if per_channel not in trained:
+                if not rows:
+                    rows.update(_training_rows(cfg, distill_dir, splits))
+                q, d = cfg.export.qat, cfg.distill
+                settings = QatSettings(q.epochs, q.lr, q.batch_size, d.temperature, d.alpha, cfg.seed)
+                fq = quantizer(per_channel)
+                program, done = qat_distill(model, fq, rows["x"], rows["y"], rows["logits"], settings)
+                trained[per_channel] = QatProgram(program, fq, done)
+            return trained[per_channel]
+
+        return qat
+
+    return offer

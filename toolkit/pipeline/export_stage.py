@@ -13,11 +13,11 @@ import numpy as np
 
 from benchmarks.manifest import InputSpec
 from export.bundle import variant_file_name as file_name
-from export.exporters import EXPORTERS, ExportJob, QatProgram, exporter_for
+from export.exporters import EXPORTERS, ExportJob, exporter_for
 from toolkit.config import load_config
 from toolkit.distill.checkpoints import load_checkpoint
-from toolkit.distill.service import load_splits
-from toolkit.errors import ExportError, RunDirError
+from toolkit.distill.context import load_splits
+from toolkit.errors import ExportError
 from toolkit.rundir import MODEL_NAMES, RunDir
 
 __all__ = [
@@ -136,9 +136,7 @@ def _export_variant(job: ExportJob, fmt: str, spec, common: dict, data: dict, re
         job.dst.unlink(missing_ok=True)  # never leave an older file under the name of one that failed
         return None, {"name": job.name, "format": fmt, "precision": job.precision, "error": str(e)}
     if ((quant or {}).get("qat") or {}).get("shipped") == "qat-kd":  # its torch source: the QAT-KD program
-        from toolkit.distill.qat import program_outputs
-
-        reference = program_outputs(job.qat(quant["per_channel"]).program, data["x_test"])
+        reference = job.qat(quant["per_channel"]).outputs(data["x_test"])
     tflite_layout = job.settings.tflite_layout
     layout = spec.layout if spec.layout == "NL" else tflite_layout if fmt == "tflite" else "NCHW"
     with quiet_converters():  # the runtimes print their own notices (XNNPACK delegate created, ...)
@@ -186,46 +184,11 @@ def _calibration_rows(n: int, cfg) -> np.ndarray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, size=take, replace=False))
 
 
-def _qat_offer(run: RunDir, cfg, splits) -> Callable:
-    """model -> the QAT-KD callable the int8 exporters may call: the student fine-tuned under fake
-    quantization on the training rows, the hard labels and the run's cached teacher logits (read once)."""
-    rows: dict = {}
+def _qat_quantizer(per_channel: bool):
+    """The quantizer every format's QAT-KD file is converted under: litert-torch's PT2E int8, in QAT form."""
+    from export.tflite import int8_quantizer
 
-    def training_rows() -> dict:
-        if not rows:
-            import torch
-
-            from toolkit.distill.losses import ensemble_logits
-            from toolkit.distill.service import cached_train_logits, teacher_names
-
-            try:
-                cached = [torch.from_numpy(cached_train_logits(run.distill, n)) for n in teacher_names(cfg)]
-            except RunDirError as e:  # one file fails, with the reason; the other files go on
-                raise ExportError(f"{e}; QAT-KD distills from them") from e
-            weights = [t.weight for t in cfg.teachers]
-            table = ensemble_logits(cached, weights, temperature=cfg.distill.temperature).numpy()
-            rows.update(x=splits.model_input(splits.train_x), y=np.asarray(splits.train_y), logits=table)
-        return rows
-
-    def offer(model) -> Callable:
-        trained: dict[bool, QatProgram] = {}
-
-        def qat(per_channel: bool) -> QatProgram:
-            """The student trained once per weight granularity; every format's file is converted from it."""
-            if per_channel not in trained:
-                from export.tflite import int8_quantizer
-                from toolkit.distill.qat import QatSettings, qat_distill
-
-                q, d, r = cfg.export.qat, cfg.distill, training_rows()
-                quantizer = int8_quantizer(per_channel=per_channel, qat=True)
-                settings = QatSettings(q.epochs, q.lr, q.batch_size, d.temperature, d.alpha, cfg.seed)
-                program, done = qat_distill(model, quantizer, r["x"], r["y"], r["logits"], settings)
-                trained[per_channel] = QatProgram(program, quantizer, done)
-            return trained[per_channel]
-
-        return qat
-
-    return offer
+    return int8_quantizer(per_channel=per_channel, qat=True)
 
 
 def _export_data(splits, cfg) -> dict:
@@ -260,8 +223,10 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     names = [n for n in MODEL_NAMES if run.checkpoint(n).exists()]
     if not names:
         run.require(run.checkpoint("teacher"), "distill")
+    from toolkit.distill.qat import qat_offer  # the student distilled again, where an int8 exporter asks
+
     splits = load_splits(cfg)
-    data = dict(_export_data(splits, cfg), qat=_qat_offer(run, cfg, splits))
+    data = dict(_export_data(splits, cfg), qat=qat_offer(cfg, run.distill, splits, quantizer=_qat_quantizer))
     run.bundle.mkdir(parents=True, exist_ok=True)
     done = finished_entries(run.bundle, data["settings"]) if resume else {}
     if not resume:
