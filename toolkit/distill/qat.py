@@ -16,6 +16,7 @@ import torch
 from toolkit.config import RunConfig
 from toolkit.data import DataSplits
 from toolkit.distill.losses import ensemble_logits, kd_loss
+from toolkit.errors import InputError
 
 __all__ = ["QatProgram", "QatSettings", "qat_offer", "qat_distill", "program_outputs"]
 
@@ -41,7 +42,7 @@ def _prepare(model: torch.nn.Module, quantizer, example: torch.Tensor):
 
     folded = fuse(model.eval())
     if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules()):
-        raise ValueError(f"{type(model).__name__}: a BatchNorm after no convolution; QAT-KD folds every one")
+        raise InputError(f"{type(model).__name__}: a BatchNorm after no convolution; QAT-KD folds every one")
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
     program = torch.export.export(folded.train(), (example,), dynamic_shapes=({0: batch},))
     prepared = prepare_qat_pt2e(program.module(), quantizer)
@@ -75,7 +76,7 @@ def qat_distill(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     if len(x) != len(teacher_logits) or len(x) < s.batch_size:
-        raise ValueError(f"QAT needs one teacher logit row per training row and a full batch: {len(x)} rows, "
+        raise InputError(f"QAT needs one teacher logit row per training row and a full batch: {len(x)} rows, "
                          f"{len(teacher_logits)} logit rows, batch {s.batch_size}")  # fmt: skip
     torch.manual_seed(s.seed)
     t0 = time.perf_counter()
