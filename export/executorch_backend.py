@@ -11,18 +11,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.backends import Backend, register_backend
-from toolkit.errors import InputError
+from benchmarks.backends import EXECUTORCH_DTYPES, Backend, register_backend
+from toolkit.errors import InputError, first_line
 
 __all__ = ["PteModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "profile", "version"]
 
 register_backend(
     Backend("executorch", {"pte": ".pte"}, requires="executorch", distribution="executorch", module=__name__)
 )
-
-# torch's ScalarType codes, as the runtime's TensorInfo gives them -> numpy
-_DTYPES = {0: np.uint8, 1: np.int8, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32}
-
 
 @dataclass
 class PteModel:
@@ -47,12 +43,11 @@ def load(path: str | Path, *, threads: int) -> PteModel:
     try:
         method = Runtime.get().load_program(str(path)).load_method("forward")
     except Exception as exc:  # the runtime raises RuntimeError or ValueError with the C++ error code
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise InputError(f"{path}: executorch cannot load it ({first.strip()[:160]})") from exc
+        raise InputError(f"{path}: executorch cannot load it ({first_line(exc, limit=160)})") from exc
     meta = method.metadata.input_tensor_meta(0)
-    dtype = _DTYPES.get(int(meta.dtype()))
+    dtype = EXECUTORCH_DTYPES.get(int(meta.dtype()))
     if dtype is None:
-        known = "float32, float16, int64, int32, int8, uint8"
+        known = ", ".join(EXECUTORCH_DTYPES.values())
         raise InputError(f"{path}: input dtype code {meta.dtype()} is not one edgekd feeds ({known})")
     return PteModel(method, str(path), list(meta.sizes()), np.dtype(dtype), threads)
 

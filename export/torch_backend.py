@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.backends import Backend, register_backend
-from toolkit.errors import InputError
+from toolkit.errors import InputError, first_line
 
 __all__ = ["TorchModel", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
 
@@ -36,8 +36,7 @@ def load(path: str | Path, *, threads: int, compile: bool = False) -> TorchModel
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise InputError(f"{path}: not a torch.export program ({first.strip()})") from exc
+        raise InputError(f"{path}: not a torch.export program ({first_line(exc)})") from exc
     name = program.graph_signature.user_inputs[0]
     meta = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == name).meta["val"]
     shape = [d if isinstance(d, int) else None for d in meta.shape]

@@ -28,7 +28,11 @@ __all__ = [
     "available",
     "file_suffixes",
     "suffixes_text",
+    "EXECUTORCH_DTYPES",
 ]
+
+# ExecuTorch's ScalarType codes (torch's), as both `.pte` runtimes report an input's dtype -> numpy dtype name
+EXECUTORCH_DTYPES = {0: "uint8", 1: "int8", 3: "int32", 4: "int64", 5: "float16", 6: "float32"}
 
 
 @dataclass(frozen=True)

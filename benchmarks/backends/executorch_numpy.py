@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.backends import Backend, register_backend
-from benchmarks.errors import InputError
+from benchmarks.backends import EXECUTORCH_DTYPES, Backend, register_backend
+from benchmarks.errors import InputError, first_line
 
 __all__ = ["PteProgram", "load", "describe", "input_spec", "prepare", "invoke", "run", "version"]
 
@@ -24,10 +24,6 @@ register_backend(
         rank=1,  # where PyTorch's executorch is installed (the export machine) it is the default
     )
 )  # fmt: skip
-
-# ExecuTorch's ScalarType codes, as the method metadata gives them -> numpy
-_DTYPES = {0: np.uint8, 1: np.int8, 3: np.int32, 4: np.int64, 5: np.float16, 6: np.float32}
-
 
 @dataclass
 class PteProgram:
@@ -48,11 +44,11 @@ def load(path: str | Path, *, threads: int) -> PteProgram:
         method = etn.Runtime.get().load_program(str(path)).load_method("forward")
         meta = method.metadata["inputs"][0]
     except (etn.ExecuTorchError, RuntimeError, ValueError) as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise InputError(f"{path}: executorch-numpy-runtime cannot load it ({first.strip()[:160]})") from exc
-    dtype = _DTYPES.get(int(meta["scalar_type"]))
+        reason = first_line(exc, limit=160)
+        raise InputError(f"{path}: executorch-numpy-runtime cannot load it ({reason})") from exc
+    dtype = EXECUTORCH_DTYPES.get(int(meta["scalar_type"]))
     if dtype is None:
-        known = "float32, float16, int64, int32, int8, uint8"
+        known = ", ".join(EXECUTORCH_DTYPES.values())
         raise InputError(f"{path}: input dtype code {meta['scalar_type']} is not one edgekd feeds ({known})")
     return PteProgram(method, str(path), list(meta["shape"]), np.dtype(dtype))
 
