@@ -116,8 +116,7 @@ def write_reference_outputs(bundle: Path, models: list[dict], x_test: np.ndarray
     (benchmarks/outputs.py); None when no file runs here."""
     from benchmarks.backends import available, backend_for
     from benchmarks.machine import machine_facts
-    from benchmarks.outputs import REFERENCE_ROWS
-    from export.parity import run_file
+    from benchmarks.outputs import REFERENCE_ROWS, run_file
 
     x = x_test[:REFERENCE_ROWS]
     arrays, names = {}, {}

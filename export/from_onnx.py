@@ -127,8 +127,8 @@ class _Bundle:
     """Writes files into `bundle/` and checks each against the source's outputs on the parity inputs."""
 
     def __init__(self, bundle: Path, src: Path, layout: str, x, y, on_file: FileCallback | None) -> None:
+        from benchmarks.outputs import run_file
         from export._files import native_stderr_hidden
-        from export.parity import run_file
 
         self.bundle, self.stem, self.on_file = bundle, src.stem, on_file
         with native_stderr_hidden():  # onnxruntime warns once per initializer listed as an input

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.files import write_text_atomic
-from export.parity import TOLERANCES, run_file
+from benchmarks.outputs import agreement, run_file
+from export.parity import TOLERANCES
 from toolkit.errors import InputError
 
 __all__ = ["LAYOUTS", "onnx_layouts", "tflite_layouts", "int8_file", "p50_rounds_us", "search_int8_layout"]
@@ -162,12 +163,12 @@ def search_int8_layout(
     """Write every layout of `writers`, keep at `dst` the one `preferred_layout` picks among those whose top-1
     agreement with `fp32` on `x_val` meets the int8 tolerance; its settings, with `layout_search` saying what
     was tried and measured."""
-    reference = run_file(fp32, x_val, backend=backend).argmax(1)
+    reference = run_file(fp32, x_val, backend=backend)
     with tempfile.TemporaryDirectory(prefix="edgekd-int8-") as tmp:
         files = {name: Path(tmp) / f"{i}{fp32.suffix}" for i, name in enumerate(writers)}
         settings = {name: writers[name](files[name]) for name in writers}
         agree = {
-            k: float(np.mean(run_file(p, x_val, backend=backend).argmax(1) == reference))
+            k: agreement(p, reference, x_val, backend=backend)
             for k, p in files.items()
         }
         p50 = _p50s({"fp32": fp32, **files}, x_val[:1], backend=backend, rounds=rounds, runs=runs)

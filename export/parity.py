@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from benchmarks.outputs import run_file, top1_agreement
 from toolkit.errors import InputError
 
 if TYPE_CHECKING:
     from benchmarks.manifest import Parity
 
-__all__ = ["TOLERANCES", "run_file", "accuracy", "check_parity", "runtime_status"]
+__all__ = ["TOLERANCES", "accuracy", "check_parity", "runtime_status"]
 
 # Per-precision limits a file must meet to ship; int8 logits move by design, so only agreement counts.
 TOLERANCES: dict[str, dict[str, float]] = {
@@ -27,30 +27,15 @@ TOLERANCES: dict[str, dict[str, float]] = {
 _OP_VERSION = re.compile(r"builtin opcode '(\w+)' version '(\d+)'")
 
 
-def run_file(
-    path: str | Path, x: np.ndarray, *, backend: str | None = None, batch_size: int = 256
-) -> np.ndarray:
-    """Run all of `x` through the file with a benchmark backend (the same code a board runs)."""
-    from benchmarks.backends import backend_for, load_backend
-    from benchmarks.outputs import batched_outputs
-
-    mod = load_backend(backend or backend_for(path))
-    handle = mod.load(str(path), threads=os.cpu_count() or 1)
-    _, shape, _ = mod.input_spec(handle)
-    if shape[0] is not None:  # fixed-batch files (TFLite) run at their batch, the last one padded
-        return batched_outputs(lambda a: mod.run(handle, a), x, shape[0])
-    return np.concatenate([mod.run(handle, x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
 def accuracy(path: str | Path, x: np.ndarray, y: np.ndarray, *, backend: str | None = None) -> float:
     """Top-1 accuracy of a file on `x` against the labels `y` (`run_file`)."""
-    return float((run_file(path, x, backend=backend).argmax(1) == y).mean())
+    return top1_agreement(run_file(path, x, backend=backend), y)
 
 
 def _compare(out: np.ndarray, reference: np.ndarray, tol: dict[str, float]) -> tuple[float, float, bool]:
     """(max abs diff, top-1 agreement, within `tol`) of `out` against the torch `reference` logits."""
     max_diff = float(np.abs(out - reference).max())
-    agreement = float((out.argmax(1) == reference.argmax(1)).mean())
+    agreement = top1_agreement(out, reference)
     passed = agreement >= tol["top1_agreement"] and max_diff <= tol.get("max_abs_diff", np.inf)
     return max_diff, agreement, passed
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.backends import load_backend
+from benchmarks.outputs import run_file, top1_agreement
 from benchmarks.profile import unprofiled_p50_us
 from export import quantize
 from toolkit.config import load_config
@@ -46,12 +47,9 @@ def _files(run: RunDir, model: str, calib: np.ndarray, method: str, work: Path) 
 
 
 def _scores(path: Path, x: np.ndarray, y: np.ndarray, ref: np.ndarray | None):
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = np.concatenate([session.run(None, {"input": x[i : i + 500]})[0] for i in range(0, len(x), 500)])
-    agree = float(np.mean(out.argmax(1) == ref.argmax(1))) if ref is not None else 1.0
-    return float(np.mean(out.argmax(1) == y)), agree, out
+    out = run_file(path, x, backend="onnxruntime")
+    agree = top1_agreement(out, ref) if ref is not None else 1.0
+    return top1_agreement(out, y), agree, out
 
 
 def _p50s(files: dict[str, Path], x1: np.ndarray, rounds: int, runs: int) -> dict[str, float]:

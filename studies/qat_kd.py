@@ -48,9 +48,9 @@ def _scores(run: Path, a: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
+    from benchmarks.outputs import run_file
     from export import tflite
     from export.onnx_qat import export_onnx_qat
-    from export.parity import run_file
     from toolkit.config import load_config
     from toolkit.distill.checkpoints import load_checkpoint
     from toolkit.distill.context import load_splits

@@ -280,3 +280,22 @@ def test_target_cpus_pin_the_child(tiny_onnx):
 
 def test_available_matches_registry():
     assert all(isinstance(available(name), bool) for name in backend_names())
+
+
+def test_agreement_of_a_file_with_a_file_its_outputs_and_labels(tmp_path):
+    """One top-1 agreement for files, logits and labels: a file agrees with itself, a classifier with swapped
+    class columns agrees only where the two classes tie, and labels count as the reference's classes."""
+    pytest.importorskip("onnxruntime")
+    from benchmarks.outputs import agreement, run_file, top1_agreement
+    from tests.conftest import onnx_classifier
+
+    weight = np.eye(16, 3, dtype=np.float32)
+    a = onnx_classifier(tmp_path / "a.onnx", weight, 4)
+    b = onnx_classifier(tmp_path / "b.onnx", weight[:, [1, 0, 2]], 4)
+    x = np.zeros((6, 1, 4, 4), np.float32)
+    x[:, 0, 0, :3] = [[3, 1, 0], [1, 3, 0], [0, 1, 3], [3, 0, 1], [0, 3, 1], [1, 0, 3]]
+    assert agreement(a, a, x) == 1.0
+    assert agreement(b, a, x) == 2 / 6  # only rows whose top class is 2
+    out = run_file(a, x)
+    assert agreement(b, out, x) == 2 / 6 and top1_agreement(out, np.array([0, 1, 2, 0, 1, 0])) == 5 / 6
+    assert top1_agreement(out[:0], out[:0]) == 1.0

@@ -10,8 +10,9 @@ pytest.importorskip("litert_torch")
 
 from torch import nn  # noqa: E402
 
+from benchmarks.outputs import run_file  # noqa: E402
 from export.onnx import export_onnx  # noqa: E402
-from export.parity import check_parity, run_file  # noqa: E402
+from export.parity import check_parity  # noqa: E402
 from export.quantize import quantize_static  # noqa: E402
 from export.tflite import export_tflite, export_tflite_int8  # noqa: E402
 from export.torch_program import export_program  # noqa: E402

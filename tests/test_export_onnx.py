@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
+from benchmarks.outputs import run_file  # noqa: E402
 from export._files import quiet_converters  # noqa: E402
 from export.onnx import (  # noqa: E402
     export_onnx,
@@ -23,7 +24,7 @@ from export.onnx import (  # noqa: E402
     size_breakdown,
     strip_metadata,
 )
-from export.parity import TOLERANCES, check_parity, run_file  # noqa: E402
+from export.parity import TOLERANCES, check_parity  # noqa: E402
 from export.quantize import convert_fp16, quantize_dynamic, quantize_static  # noqa: E402
 from tests.conftest import fitted_student  # noqa: E402
 from toolkit.data import ArrayCalibrationReader  # noqa: E402

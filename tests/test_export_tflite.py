@@ -13,7 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("litert_torch")
 
-from export.parity import TOLERANCES, check_parity, run_file, runtime_status  # noqa: E402
+from benchmarks.outputs import run_file  # noqa: E402
+from export.parity import TOLERANCES, check_parity, runtime_status  # noqa: E402
 from export.tflite import (  # noqa: E402
     export_tflite,
     export_tflite_dynamic_int8,

@@ -288,7 +288,7 @@ def test_tflite_layout_search_times_every_pt2e_layout_in_litert(tiny_run, tmp_pa
     assert_kept_the_fastest_passing(search)
     granularity, io, _ = search["kept"].replace(",", "").split()
     assert settings["per_channel"] == (granularity == "per-channel") and settings["io"] == io
-    from export.parity import run_file
+    from benchmarks.outputs import run_file
 
     assert run_file(dst, x[:4], backend="litert").shape == (4, 10)  # batch-1 file, run row by row
 

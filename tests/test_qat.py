@@ -32,7 +32,7 @@ def _export(tiny_run, tmp_path, qat: dict, **export):
 
 def test_qat_kd_trains_each_student_quantized_and_ships_the_better_file(tiny_run, tmp_path):
     from benchmarks.files import sha256_file
-    from export.parity import run_file
+    from benchmarks.outputs import run_file
 
     qat = {"when": "always", "epochs": 1, "batch_size": 64}
     run, output, files = _export(tiny_run, tmp_path, qat, formats=["onnx", "tflite"])
@@ -148,8 +148,8 @@ def test_onnx_file_of_a_pt2e_program_stores_int8_weights_and_computes_what_the_p
     from torchao.quantization.pt2e import move_exported_model_to_eval
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
+    from benchmarks.outputs import run_file
     from export.onnx_qat import export_onnx_qat
-    from export.parity import run_file
     from export.tflite import int8_quantizer
 
     torch.manual_seed(0)

@@ -53,17 +53,15 @@ def _write(job: ExportJob) -> dict:
 def _dynamic_int8(job: ExportJob, fp32: Path) -> dict:
     """Dynamic int8; for token-id models whose int8 embedding table costs agreement with fp32 on the
     validation rows (below the dynamic-int8 tolerance), again with the embeddings kept float."""
-    import numpy as np
-
+    from benchmarks.outputs import agreement as top1_agreement_with
     from export import quantize
-    from export.parity import TOLERANCES, run_file
+    from export.parity import TOLERANCES
 
     per_channel = job.settings.onnx_dynamic_per_channel
     settings = quantize.quantize_dynamic(fp32, job.dst, per_channel=per_channel)
     if job.x_val.dtype.kind not in "iu" or not len(job.x_val):
         return settings
-    reference = run_file(fp32, job.x_val, backend="onnxruntime").argmax(1)
-    agreement = float(np.mean(run_file(job.dst, job.x_val, backend="onnxruntime").argmax(1) == reference))
+    agreement = top1_agreement_with(job.dst, fp32, job.x_val, backend="onnxruntime")
     need = TOLERANCES["dynamic-int8"]["top1_agreement"]
     if agreement >= need:
         return settings
