@@ -56,11 +56,12 @@ def _scores(run: Path, a: argparse.Namespace) -> dict:
     from toolkit.distill.context import load_splits
     from toolkit.distill.qat import QatSettings, qat_distill
     from toolkit.distill.targets import cached_train_logits
+    from toolkit.rundir import RunDir
 
     rc = load_config(run / "config.yaml")
     splits = load_splits(rc)
     model, _, _ = load_checkpoint(run / "distill" / "student_kd.pt")
-    logits = cached_train_logits(run / "distill", "teacher")
+    logits = cached_train_logits(RunDir(run), "teacher")
     s = QatSettings(a.qat_epochs, rc.export.qat.lr, rc.export.qat.batch_size, rc.distill.temperature,
                     rc.distill.alpha, rc.seed)  # fmt: skip
     quantizer = tflite.int8_quantizer(per_channel=a.per_channel is True, qat=True)

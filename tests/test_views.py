@@ -162,11 +162,11 @@ def test_distill_stage_stores_view_logits_once_and_the_scratch_control_trains_pl
     splits = load_splits(cfg)
     teacher, _, _ = load_checkpoint(run.checkpoint("teacher"))
     plain = predict(teacher, splits.normalize(splits.train_x))
-    logits = cached_train_logits(run.distill, "teacher")
+    logits = cached_train_logits(run, "teacher")
     assert logits.shape == plain.shape and np.allclose(logits, plain, atol=2e-2, rtol=1e-2)  # float16
     cache.unlink()
     with pytest.raises(RunDirError, match="teacher_logits.npz: not found"):
-        cached_train_logits(run.distill, "teacher")
+        cached_train_logits(run, "teacher")
 
 
 def test_a_teacher_of_its_own_augmentation_and_plain_students(idx_folder, tmp_path):

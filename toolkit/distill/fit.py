@@ -137,7 +137,7 @@ def _train(
     settings = _settings(ctx, tcfg, seed, tuple(methods))
     torch.manual_seed(seed)  # same init for the KD and scratch students of a seed: only the loss differs
     model = create_model(spec)
-    state = ctx.run.distill / f"{name}.train.pt"
+    state = ctx.run.train_state(name)
     if not ctx.resume and ctx.rank == 0:
         state.unlink(missing_ok=True)
     on_step = ctx.on_step and (lambda done, total, m: ctx.on_step(name, done, total, m))
@@ -174,7 +174,7 @@ def _train_model(ctx: _Ctx, name: str, model, settings, teachers, state: Path, o
         val=(ctx.xs["val"], ctx.splits.val_y),
         state_path=state,
         resume=ctx.resume,
-        metrics_path=ctx.run.distill / f"{name}_metrics.jsonl" if ctx.rank == 0 else None,
+        metrics_path=ctx.run.metrics(name) if ctx.rank == 0 else None,
         on_step=on_step,
         workers=ctx.cfg.data.workers,
     )

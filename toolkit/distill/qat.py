@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from toolkit.config import RunConfig
 from toolkit.data import DataSplits
 from toolkit.distill.losses import ensemble_logits, kd_loss
 from toolkit.errors import InputError
+from toolkit.rundir import RunDir
 
 __all__ = ["QatProgram", "QatSettings", "qat_offer", "qat_distill", "program_outputs"]
 
@@ -122,14 +122,14 @@ class QatProgram:
         return program_outputs(self.program, x)
 
 
-def _training_rows(cfg: RunConfig, distill_dir: Path, splits: DataSplits) -> dict:
+def _training_rows(cfg: RunConfig, run: RunDir, splits: DataSplits) -> dict:
     """The training rows, their hard labels and the teachers' ensembled logits as the KD run cached them."""
     from toolkit.distill.targets import cached_train_logits
     from toolkit.distill.teachers import teacher_names
     from toolkit.errors import ExportError, RunDirError
 
     try:
-        cached = [torch.from_numpy(cached_train_logits(distill_dir, n)) for n in teacher_names(cfg)]
+        cached = [torch.from_numpy(cached_train_logits(run, n)) for n in teacher_names(cfg)]
     except RunDirError as e:  # one file fails, with the reason; the other files go on
         raise ExportError(f"{e}; QAT-KD distills from them") from e
     weights = [t.weight for t in cfg.teachers]
@@ -138,7 +138,7 @@ def _training_rows(cfg: RunConfig, distill_dir: Path, splits: DataSplits) -> dic
 
 
 def qat_offer(
-    cfg: RunConfig, distill_dir: Path, splits: DataSplits, *, quantizer: Callable[[bool], Any]
+    cfg: RunConfig, run: RunDir, splits: DataSplits, *, quantizer: Callable[[bool], Any]
 ) -> Callable[[torch.nn.Module], Callable[[bool], QatProgram]]:
     """student -> (per_channel -> QatProgram): trained once per student and weight granularity under
     `quantizer(per_channel)`, so every format's int8 file is converted from one program."""
@@ -150,7 +150,7 @@ def qat_offer(
         def qat(per_channel: bool) -> QatProgram:
             if per_channel not in trained:
                 if not rows:
-                    rows.update(_training_rows(cfg, distill_dir, splits))
+                    rows.update(_training_rows(cfg, run, splits))
                 q, d = cfg.export.qat, cfg.distill
                 settings = QatSettings(q.epochs, q.lr, q.batch_size, d.temperature, d.alpha, cfg.seed)
                 fq = quantizer(per_channel)

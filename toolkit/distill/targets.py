@@ -6,13 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
 from benchmarks.files import atomic_path, sha256_file
 from toolkit.config import RunConfig
 from toolkit.distill.context import _Ctx
+from toolkit.rundir import RunDir
 
 __all__ = ["cached_train_logits"]
 
@@ -78,7 +78,7 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
 
     x = ctx.xs["train"]
     key = _logits_key(ctx, name, info)
-    cache = ctx.run.distill / f"{name}_logits.npz"
+    cache = ctx.run.teacher_logits(name)
     if cache.exists():
         with np.load(cache) as z:
             if str(z["teacher_sha256"]) == key and len(z["logits"]) == len(x):
@@ -97,14 +97,14 @@ def _teacher_logits(ctx: _Ctx, name: str, model, info: dict) -> np.ndarray:
     return logits
 
 
-def cached_train_logits(distill: Path, name: str) -> np.ndarray:
+def cached_train_logits(run: RunDir, name: str) -> np.ndarray:
     """A teacher's (N, C) logits on the training rows as distill cached them: `{name}_logits.npz`, or view 0
     (the example itself) of `{name}_views.npz` where the KD run replayed stored views."""
     import torch
 
     from toolkit.distill.views import read_soft_targets
 
-    plain, views = distill / f"{name}_logits.npz", distill / f"{name}_views.npz"
+    plain, views = run.teacher_logits(name), run.teacher_views(name)
     if plain.exists():
         with np.load(plain) as z:
             return z["logits"]
@@ -124,7 +124,7 @@ def _teacher_view_logits(ctx: _Ctx, name: str, model, info: dict, spec):
 
     x = ctx.xs["train"]
     key = _logits_key(ctx, name, info, spec.to_dict())
-    cache = ctx.run.distill / f"{name}_views.npz"
+    cache = ctx.run.teacher_views(name)
     if cache.exists():
         soft, stored = read_soft_targets(cache)
         if stored == key and len(soft.values) == len(x):

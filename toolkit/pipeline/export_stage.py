@@ -226,7 +226,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     from toolkit.distill.qat import qat_offer  # the student distilled again, where an int8 exporter asks
 
     splits = load_splits(cfg)
-    data = dict(_export_data(splits, cfg), qat=qat_offer(cfg, run.distill, splits, quantizer=_qat_quantizer))
+    data = dict(_export_data(splits, cfg), qat=qat_offer(cfg, run, splits, quantizer=_qat_quantizer))
     run.bundle.mkdir(parents=True, exist_ok=True)
     done = finished_entries(run.bundle, data["settings"]) if resume else {}
     if not resume:

@@ -61,6 +61,26 @@ class RunDir:
     def checkpoint(self, name: str) -> Path:
         return self.distill / f"{name}.pt"
 
+    def train_state(self, name: str) -> Path:
+        """The optimizer and epoch state a cut-off training resumes from."""
+        return self.distill / f"{name}.train.pt"
+
+    def metrics(self, name: str) -> Path:
+        """A model's per-epoch metrics (JSON lines; a `.csv` copy beside it)."""
+        return self.distill / f"{name}_metrics.jsonl"
+
+    def teacher_logits(self, name: str) -> Path:
+        """A teacher's cached logits on the training rows."""
+        return self.distill / f"{name}_logits.npz"
+
+    def teacher_views(self, name: str) -> Path:
+        """A teacher's cached soft targets on the run's stored views."""
+        return self.distill / f"{name}_views.npz"
+
+    def teacher_files(self, name: str = "teacher") -> tuple[Path, ...]:
+        """What a sweep trial shares from the teacher's run: the checkpoint, then its target caches."""
+        return self.checkpoint(name), self.teacher_logits(name), self.teacher_views(name)
+
     def require(self, path: Path, stage: str) -> Path:
         """Return `path` or raise naming the stage that writes it."""
         if not path.exists():

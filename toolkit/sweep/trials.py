@@ -24,7 +24,6 @@ __all__ = ["TrialResult", "read_trials", "append_trial", "prepare_teacher", "run
 
 # Files of the shared teacher a trial links instead of recomputing (the logits caches are keyed, so a
 # trial whose teacher or data differed would recompute them rather than read wrong ones).
-SHARED = ("teacher.pt", "teacher_logits.npz", "teacher_views.npz")
 
 
 @dataclass
@@ -101,11 +100,14 @@ def _link(src: Path, dst: Path) -> None:
             shutil.copy2(src, tmp)
 
 
-def _share(src: RunDir, dst: RunDir, names: tuple[str, ...] = SHARED) -> None:
-    """Link `src`'s shared teacher files into `dst` (those `dst` lacks, when sharing back)."""
-    for name in names:
-        if (src.distill / name).is_file():
-            _link(src.distill / name, dst.distill / name)
+def _share(src: RunDir, dst: RunDir, *, caches_only: bool = False) -> None:
+    """Link `src`'s teacher files (`RunDir.teacher_files`) into `dst`; with `caches_only`, only the target
+    caches `dst` lacks (sharing back what the first trial computed)."""
+    for path, target in zip(src.teacher_files(), dst.teacher_files(), strict=True):
+        if caches_only and (path == src.checkpoint("teacher") or target.exists()):
+            continue
+        if path.is_file():
+            _link(path, target)
 
 
 def _objectives(run: RunDir) -> dict[str, Any]:
@@ -167,8 +169,7 @@ class _TrialStages(RunHooks):
         with node_phase(name, "bench" if name == "bench" else "work", self.phases):
             yield
         if name == "distill":  # the first trial computed the teacher's logits: later trials read them
-            missing = tuple(n for n in SHARED[1:] if not (self.teacher.distill / n).exists())
-            _share(self.run, self.teacher, missing)
+            _share(self.run, self.teacher, caches_only=True)
 
 
 def _run_trial(
