@@ -22,6 +22,13 @@ __all__ = [
     "Failure",
     "Parity",
     "FileSettings",
+    "QatRecord",
+    "LayoutSearch",
+    "LayoutTried",
+    "AccuracyBudget",
+    "Sensitivity",
+    "LayerSensitivity",
+    "TimedFile",
     "InputSpec",
     "Preprocessing",
     "TokenPreprocessing",
@@ -156,6 +163,92 @@ class Parity(_Strict):
         return self.model_dump(mode="json", exclude_unset=True)
 
 
+class LayerSensitivity(_Strict):
+    """Validation accuracy with only `node` in int8, and its drop from the float file in points."""
+
+    node: str
+    op_type: str
+    accuracy: float
+    drop: float
+
+
+class Sensitivity(_Strict):
+    """Per-layer int8 sensitivity of an ONNX file, costliest first."""
+
+    split: str
+    layers: list[LayerSensitivity]
+
+
+class AccuracyBudget(_Strict):
+    """`max_accuracy_drop`'s search: the layers kept float until int8 accuracy is within the budget."""
+
+    met: bool
+    max_accuracy_drop: float
+    fp32_accuracy: float
+    all_int8_accuracy: float
+    accuracy: float
+    drop: float
+    kept_float: list[str]
+
+
+class LayoutTried(_Strict):
+    """One int8 layout the search wrote: its p50, its top-1 agreement with fp32, and whether it passed."""
+
+    layout: str
+    p50_us: float
+    top1_agreement_val: float
+    passed: bool
+
+
+class LayoutSearch(_Strict):
+    """Why the int8 layout search ran on which CPU, every layout it timed, and the one kept."""
+
+    cpu: str | None
+    int8_dot_product: list[str] | None
+    trigger: str
+    default: str | None
+    margin: float
+    fp32_p50_us: float
+    kept: str
+    faster_than_fp32: bool
+    timing: str
+    decided: str | None = None  # how the decision is reused (manifests before it omit it)
+    preference: list[str] | None = None  # near-equal layouts: the first in this order is kept
+    tried: list[LayoutTried]
+
+
+class TimedFile(_Strict):
+    """A file's size and batch-1 p50 with the range of its rounds (µs)."""
+
+    size_bytes: int
+    p50_us: float
+    p50_range_us: list[float]
+
+
+class QatRecord(_Strict):
+    """Post-training int8 against quantization-aware distillation (QAT-KD) for one file, and which shipped."""
+
+    split: str
+    fp32_accuracy: float
+    ptq_accuracy: float
+    ptq_drop_pts: float
+    budget_pts: float
+    over_budget: bool
+    ran: bool
+    shipped: Literal["ptq", "qat-kd"]
+    qat_accuracy: float | None = None
+    method: str | None = None
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    seconds: float | None = None
+    loss_per_epoch: list[float] | None = None
+    timing: str | None = None
+    files: dict[str, TimedFile] | None = None  # fp32, ptq, qat-kd
+    shipped_reason: str | None = None
+    parity_reference: str | None = None
+
+
 class FileSettings(_Strict):
     """How a file was exported and quantized (the manifest's `quantization` object); all keys optional."""
 
@@ -180,12 +273,12 @@ class FileSettings(_Strict):
     opset: int | None = None
     simplified: bool | None = None
     compact_names: bool | None = None
-    sensitivity: dict[str, Any] | None = None  # {"split", "layers": [...]}
-    accuracy_budget: dict[str, Any] | None = None  # max_accuracy_drop search: met, drop, kept_float, ...
+    sensitivity: Sensitivity | None = None
+    accuracy_budget: AccuracyBudget | None = None
     embeddings: str | None = None  # ONNX dynamic int8: "int8" or "float" (the embedding lookups)
     embeddings_reason: str | None = None
-    qat: dict[str, Any] | None = None  # quantization-aware distillation: PTQ vs QAT-KD, which was shipped
-    layout_search: dict[str, Any] | None = None  # int8 layout search: why, the layouts tried, the kept one
+    qat: QatRecord | None = None
+    layout_search: LayoutSearch | None = None
 
 
 class ModelEntry(_Strict):

@@ -202,16 +202,15 @@ def source_date(sources: tuple[Path, ...] | list[Path] = ()) -> datetime:
     return datetime.fromtimestamp(max(times), timezone.utc) if times else datetime.now(timezone.utc)
 
 
-def write_archive(bundle: Path) -> Path:
+def write_archive(bundle: Path, *, created: str | None = None) -> Path:
     """`bundle.tar.gz` beside the folder, for copying to a board; written only from a complete bundle.
 
-    Reproducible: members in name order, dated the manifest's `created`, owned by 0:0 with fixed modes, and
-    a gzip header with that date and no file name, so the same bundle gives the same bytes."""
+    Reproducible: members in name order, dated `created` (the manifest's; None: `source_date()`), owned by
+    0:0 with fixed modes, and a gzip header with that date and no file name: one bundle, one archive."""
     if not (bundle / "manifest.json").is_file():
         raise FileNotFoundError(f"{bundle / 'manifest.json'}: not found; the bundle is incomplete")
     dst = bundle.with_name(f"{bundle.name}.tar.gz")
-    created = json.loads((bundle / "manifest.json").read_text())["created"]
-    mtime = int(datetime.fromisoformat(created).timestamp())
+    mtime = int((datetime.fromisoformat(created) if created else source_date()).timestamp())
     try:
         with atomic_path(dst) as tmp, open(tmp, "wb") as raw:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime) as gz:

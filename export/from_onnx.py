@@ -279,7 +279,7 @@ def export_from_onnx(
         failures=out.failures,
         sources=(src,),
     )
-    write_archive(bundle)
+    write_archive(bundle, created=manifest["created"])
     return manifest
 
 

@@ -8,31 +8,18 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from benchmarks.manifest import LayerSensitivity
 from export._files import atomic_path
 from export.parity import accuracy
 from export.quantize import preprocess, quantizable_nodes, quantize_static
 from toolkit.errors import InputError
 
-__all__ = ["LayerSensitivity", "layer_sensitivity", "quantize_with_max_drop", "accuracy"]
-
-
-@dataclass
-class LayerSensitivity:
-    """Accuracy with only `node` in int8, and its drop from the float file in percentage points."""
-
-    node: str
-    op_type: str
-    accuracy: float
-    drop: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["layer_sensitivity", "quantize_with_max_drop", "accuracy"]
 
 
 def _prepared(src: str | Path, tmpdir: str) -> Path:
@@ -61,7 +48,7 @@ def _layers(src: Path, tmpdir: str, reader, x, y, base: float, quant: dict) -> l
         dst = Path(tmpdir) / "one_layer.onnx"
         quantize_static(src, dst, reader, nodes_to_exclude=[n for n in names if n != name], **quant)
         acc = accuracy(dst, x, y)
-        out.append(LayerSensitivity(name, op, acc, round(100 * (base - acc), 4)))
+        out.append(LayerSensitivity(node=name, op_type=op, accuracy=acc, drop=round(100 * (base - acc), 4)))
     return sorted(out, key=lambda r: r.drop, reverse=True)
 
 
@@ -122,6 +109,6 @@ def quantize_with_max_drop(
         "accuracy": acc,
         "drop": round(100 * (base - acc), 4),
         "kept_float": kept_float,
-        "sensitivity": [r.to_dict() for r in ranked],
+        "sensitivity": [r.model_dump() for r in ranked],
         "quantization": settings,
     }

@@ -113,7 +113,7 @@ def _static_int8(job: ExportJob, fp32: Path) -> dict:
         from export.sensitivity import layer_sensitivity
 
         ranked = layer_sensitivity(fp32, reader, job.x_val, job.y_val, **quant)
-        settings["sensitivity"] = {"split": "validation", "layers": [r.to_dict() for r in ranked]}
+        settings["sensitivity"] = {"split": "validation", "layers": [r.model_dump() for r in ranked]}
     if job.qat is None:  # the pipeline offers quantization-aware distillation for students only
         return settings
     return _qat(job, settings, fp32)

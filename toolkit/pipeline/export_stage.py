@@ -260,7 +260,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
         reference_outputs=reference,
         sources=tuple(run.checkpoint(n) for n in names),
     )
-    write_archive(run.bundle)
+    write_archive(run.bundle, created=manifest["created"])
     return manifest
 
 

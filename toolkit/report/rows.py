@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.manifest import ManifestKey, ModelEntry
+from benchmarks.manifest import LayoutSearch, ManifestKey, ModelEntry, QatRecord
 from benchmarks.records import BenchRecord, group_rounds
 from benchmarks.stats import STABLE_INFLUENCE, PooledLatency, pool_latency, ratio_interval, round_influence
 from toolkit.report.pareto import pareto_front
@@ -61,8 +61,8 @@ class ReportRow:
     speedup_ci: tuple[float, float] | None = None
     baseline_round_p50s_ms: tuple[float, ...] | None = None  # the baseline's rounds, for `vs_baseline`
     output_check: dict[str, Any] | None = None  # the record's outputs vs the export machine's (bench)
-    layout_search: dict[str, Any] | None = None  # the manifest's int8 layout search, where export ran one
-    qat: dict[str, Any] | None = None  # the manifest's PTQ vs QAT-KD record of a student's int8 file
+    layout_search: LayoutSearch | None = None  # the manifest's int8 layout search, where export ran one
+    qat: QatRecord | None = None  # the manifest's PTQ vs QAT-KD record of a student's int8 file
 
     @property
     def rounds(self) -> int:

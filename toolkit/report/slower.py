@@ -3,6 +3,7 @@ wholly above the fp32 file's of the same model, format, runtime and setup, said 
 
 from __future__ import annotations
 
+from benchmarks.manifest import LayoutSearch
 from toolkit.report.rows import ReportRow
 from toolkit.report.table import fmt_p50
 
@@ -19,13 +20,13 @@ def _clearly_slower(row: ReportRow, fp32: ReportRow) -> bool:
     return row.p50_ms > fp32.p50_ms
 
 
-def _searched(search: dict | None) -> str:
+def _searched(search: LayoutSearch | None) -> str:
     """What export's int8 layout search found, in a sentence; empty where none ran."""
     if not search:
         return ""
-    outcome = "one was faster than fp32" if search["faster_than_fp32"] else "none was faster than fp32"
-    return (f" Export tried {len(search['tried'])} int8 layouts on {search['cpu']}: {outcome} there; "
-            f"it kept {search['kept']}.")  # fmt: skip
+    outcome = "one was faster than fp32" if search.faster_than_fp32 else "none was faster than fp32"
+    return (f" Export tried {len(search.tried)} int8 layouts on {search.cpu}: {outcome} there; "
+            f"it kept {search.kept}.")  # fmt: skip
 
 
 def slower_than_fp32_lines(rows: list[ReportRow], *, profiled: bool = False) -> list[str]:
