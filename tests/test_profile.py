@@ -173,6 +173,7 @@ def _row(precision: str, p50: float, ci: tuple[float, float], model: str = "stud
 
 
 def test_the_report_names_every_quantized_file_slower_than_its_fp32_twin():
+    from benchmarks.manifest import LayoutSearch
     from toolkit.report.slower import slower_than_fp32_lines
 
     rows = [
@@ -187,7 +188,12 @@ def test_the_report_names_every_quantized_file_slower_than_its_fp32_twin():
         "Smaller is not faster here for these files; `edgekd profile` says where their time goes.",
     ]
     assert slower_than_fp32_lines(rows[:1] + rows[2:]) == []
-    search = {"tried": [{}] * 8, "cpu": "AMD EPYC", "faster_than_fp32": False, "kept": "QDQ per-tensor U8S8"}
+    tried = {"layout": "QDQ per-tensor U8S8", "p50_us": 40.0, "top1_agreement_val": 1.0, "passed": True}
+    search = LayoutSearch.model_validate(
+        dict(cpu="AMD EPYC", int8_dot_product=None, trigger="asked in config", default=None, margin=0.05,
+             fp32_p50_us=30.0, kept="QDQ per-tensor U8S8", faster_than_fp32=False, timing="t",
+             tried=[tried] * 8)
+    )  # fmt: skip
     searched = dataclasses.replace(rows[1], layout_search=search)
     assert slower_than_fp32_lines([rows[0], searched])[0].endswith(
         "ms). Export tried 8 int8 layouts on AMD EPYC: none was faster than fp32 there; "
@@ -226,7 +232,7 @@ def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp
     assert (
         settings["activations"] == {"U8S8": "uint8", "S8S8": "int8"}[types] and settings["weights"] == "int8"
     )
-    assert FileSettings.model_validate(settings).layout_search == search
+    assert FileSettings.model_validate(settings).layout_search.model_dump(exclude_unset=True) == search
     ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
     assert ("QLinearConv" in ops) == (fmt == "QOperator") and ("QuantizeLinear" in ops)
     out = __import__("onnxruntime").InferenceSession(str(dst)).run(None, {"input": x[:1]})[0]

@@ -89,6 +89,16 @@ def test_nhwc_files_are_scored_in_their_own_layout_and_qat_asks_for_nchw(tiny_ru
         RunConfig.model_validate({"export": {"tflite_layout": "NHWC", "qat": {"when": "always"}}})
 
 
+def _qat_record(fields: dict | None):
+    """The manifest's typed QAT record of `fields` (the split and the PTQ drop filled in)."""
+    from benchmarks.manifest import QatRecord
+
+    if fields is None:
+        return None
+    drop = round(100 * (fields["fp32_accuracy"] - fields["ptq_accuracy"]), 2)
+    return QatRecord.model_validate({"split": "validation", "ptq_drop_pts": drop, **fields})
+
+
 def test_the_report_says_which_int8_method_made_each_shipped_file():
     from toolkit.report.int8_method import int8_method_lines
     from toolkit.report.rows import ReportRow
@@ -96,7 +106,7 @@ def test_the_report_says_which_int8_method_made_each_shipped_file():
     def row(model: str, qat: dict | None) -> ReportRow:
         return ReportRow(
             model, "student", "tflite", "int8", "litert", 1, 1, 1, "local", "native", "native: this CPU",
-            None, None, None, None, None, None, None, 0.01, 0.01, 0.01, None, None, qat=qat,
+            None, None, None, None, None, None, None, 0.01, 0.01, 0.01, None, None, qat=_qat_record(qat),
         )  # fmt: skip
 
     record = dict(
@@ -128,7 +138,7 @@ def test_the_report_puts_fp32_ptq_and_qat_kd_side_by_side_where_qat_kd_ran():
     )  # fmt: skip
     row = ReportRow(
         "student_kd", "student", "tflite", "int8", "litert", 1, 1, 1, "local", "native", "native: this CPU",
-        None, None, None, None, None, None, None, 0.01, 0.01, 0.01, None, None, qat=q,
+        None, None, None, None, None, None, None, 0.01, 0.01, 0.01, None, None, qat=_qat_record(q),
     )  # fmt: skip
     text = blocks_to_markdown(int8_method_blocks([row]))
     assert "| student_kd tflite | 90.00 % | 8.0 KiB | 9.9 [9.5–10.2] | 89.00 % (-1.00) | 2.0 KiB |" in text
