@@ -167,19 +167,20 @@ def test_a_bug_keeps_its_traceback_under_a_line_that_says_so(tmp_path, monkeypat
     """A numpy error inside edgekd is not bad input: it propagates (traceback) after one 'bug:' line."""
     import numpy as np
 
-    from toolkit import config
-    from toolkit.cli.main import _state, main
+    from toolkit.cli import main as cli
 
     def broken_load(path):
         return np.zeros(3) + np.zeros(4)  # a real numpy ValueError, as a bug in edgekd would raise
 
+    # patched where the CLI looks it up (a library function patched by name would leak into modules that
+    # import it while this test runs)
     (tmp_path / "c.yaml").write_text("{}\n")
-    monkeypatch.setattr(config, "load_config", broken_load)
+    monkeypatch.setattr(cli, "_load", broken_load)
     argv = ["edgekd", "distill", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")]
     monkeypatch.setattr("sys.argv", argv)
-    monkeypatch.setitem(_state, "debug", False)
+    monkeypatch.setitem(cli._state, "debug", False)
     with pytest.raises(ValueError, match="could not be broadcast"):
-        main()
+        cli.main()
     err = capsys.readouterr().err
     assert err.startswith("bug: edgekd ") and "failed with ValueError, which is a bug in edgekd" in err
     assert "error:" not in err

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from toolkit.cli import options as o
-from toolkit.cli import output
-from toolkit.cli._progress import console, train_progress
-from toolkit.errors import EdgekdError, InputError, first_line
+from toolkit.cli import output, printers
+from toolkit.cli._progress import train_progress
+from toolkit.cli.failures import bug_note, error_line
+from toolkit.errors import EdgekdError, InputError
 from toolkit.fleet.targets import load_targets, parse_target
-from toolkit.pipeline.run import RunHooks
 
 app = typer.Typer(
     name="edgekd",
@@ -103,18 +100,7 @@ def _distill(cfg, run, *, resume: bool = False, teachers_only: bool = False) -> 
 
     with train_progress() as on_step:
         summary = run_distill(cfg, run, on_step=on_step, resume=resume, teachers_only=teachers_only)
-    _distilled(summary)
-
-
-def _distilled(summary: dict) -> None:
-    if _rank() == 0:
-        output.distill_summary(summary)
-
-
-def _rank() -> int:
-    import os
-
-    return int(os.environ.get("RANK", "0"))
+    printers.distilled(summary)
 
 
 @app.command(
@@ -287,16 +273,8 @@ def _bench(path: Path, *, on_result=output.bench_row, **options) -> EdgekdError 
     from toolkit.pipeline.bench_stage import bench_failure, run_bench
 
     outcome = run_bench(path, on_result=on_result, **options)
-    _benched(outcome)
+    printers.benched(outcome)
     return bench_failure(outcome)
-
-
-def _benched(outcome) -> None:
-    """The skipped and failed lines, notes and the table (one unreadable file: its error says it all)."""
-    from toolkit.pipeline.bench_stage import lone_error
-
-    if lone_error(outcome) is None:
-        output.bench_done(outcome.done, outcome.results, outcome.csv, outcome.models / "manifest.json")
 
 
 @app.command(
@@ -434,41 +412,8 @@ def run_cli(
     """All four stages on one run directory: distill, export, bench, report."""
     from toolkit.pipeline.run import run_pipeline
 
-    outcome = run_pipeline(_load(config), out, resume=resume, hooks=_RunPrinter())
+    outcome = run_pipeline(_load(config), out, resume=resume, hooks=printers.RunPrinter())
     _raise(*outcome.failures)  # after everything that could run has run
-
-
-class _RunPrinter(RunHooks):
-    """`edgekd run` prints each stage as the stage's own command does."""
-
-    on_file = staticmethod(output.exported_file)
-    on_result = staticmethod(output.bench_row)
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        if name != "distill":
-            yield
-            return
-        with train_progress() as self.on_step:
-            yield
-
-    def distilled(self, summary: dict) -> None:
-        _distilled(summary)
-
-    def exported(self, manifest: dict) -> None:
-        output.parity_table(manifest)
-
-    def benched(self, outcome) -> None:
-        _benched(outcome)
-
-    def profiled(self, path: Path) -> None:
-        console.print(f"profiles: {path} (`edgekd profile` tables: {path.with_name('profile.md')})")
-
-    def profile_skipped(self, error: Exception) -> None:
-        console.print(f"[yellow]profile skipped:[/] {escape(first_line(error))}")
-
-    def reported(self, result) -> None:
-        output.report_written(result)
 
 
 def main() -> None:
@@ -481,48 +426,21 @@ def main() -> None:
         # its own copy of click, so nothing here may import click (a board install does not have it).
         if _state["debug"]:
             raise
-        _error_line(e.format_message() if isinstance(e, typer.TyperException) else str(e))
+        error_line(e.format_message() if isinstance(e, typer.TyperException) else str(e))
     except ModuleNotFoundError as e:  # an extra this install lacks (a board install running a PC command)
         from benchmarks.extras import missing_extra
 
         if _state["debug"] or (line := missing_extra(e)) is None:
-            _bug_note(e)
+            bug_note(e)
             raise
-        _error_line(line)
+        error_line(line)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:
         sys.exit(130)
     except Exception as e:
-        _bug_note(e)
+        bug_note(e)
         raise
-
-
-def _error_line(text: str) -> None:
-    # escaped and without emoji codes: a message is text (a path like `a[1]` or `d.npz:x:` stays as is)
-    console.print(f"[red]error:[/red] {escape(text)}", highlight=False, soft_wrap=True, emoji=False)
-    sys.exit(1)
-
-
-def _bug_note(exc: BaseException) -> None:
-    """One line before the traceback: this is edgekd's fault, not the input's, and where to report it."""
-    from importlib import metadata
-
-    try:
-        meta = metadata.metadata("edgekd")
-        version = meta["Version"]
-        urls = [u.split(",", 1)[-1].strip() for u in meta.get_all("Project-URL") or []]
-    except metadata.PackageNotFoundError:
-        version, urls = "(not installed)", []
-    where = urls[-1] if urls else "the issue tracker of the repository you installed edgekd from"
-    console.print(
-        f"[red]bug:[/red] edgekd {version} failed with {type(exc).__name__}, which is a bug in edgekd, not a "
-        f"problem with your input; please report it at {where} with the command and the traceback below.",
-        highlight=False,
-        soft_wrap=True,
-        emoji=False,
-        markup=True,
-    )
 
 
 if __name__ == "__main__":
