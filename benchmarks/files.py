@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_text_atomic", "sha256_file"]
+__all__ = ["atomic_path", "write_text_atomic", "sha256_file", "user_cache"]
 
 
 @contextlib.contextmanager
@@ -66,3 +66,8 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def user_cache(name: str) -> Path:
+    """`$XDG_CACHE_HOME/edgekd/NAME` (`~/.cache/edgekd/NAME` when unset): caches shared by every run here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekd" / name

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.files import write_text_atomic
+from benchmarks.files import sha256_file, user_cache, write_text_atomic
 from benchmarks.outputs import agreement, run_file
 from export.parity import TOLERANCES
 from toolkit.errors import InputError
@@ -32,7 +32,7 @@ Writer = Callable[[Path], dict]  # writes one int8 file at the path, returns its
 # search starts only where the default layout is more than 5 % slower than fp32; the default is kept when
 # within 5 % of the fastest passing layout, else the first layout in LAYOUTS' order that is.
 CLEAR_MARGIN = 0.05
-CACHE_ENV = "EDGEKD_CACHE"  # where recorded decisions live (default ~/.cache/edgekd)
+CACHE_ENV = "EDGEKD_CACHE"  # where recorded decisions live (default: benchmarks.files.user_cache)
 DECIDED = "once per machine, runtime version, fp32 file and validation rows; later exports reuse it"
 
 # (quant_format, per_channel, activations, weights); U8U8 is left out: it ran 1.3× slower than U8S8 on
@@ -248,7 +248,6 @@ def _decision_path(
 
     from benchmarks.backends import backend_spec
     from benchmarks.machine import machine_facts
-    from export._files import sha256_file
 
     key = {
         "cpu": machine_facts()["cpu_model"],
@@ -260,5 +259,6 @@ def _decision_path(
         "mode": mode,
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
-    root = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "edgekd")
-    return root / "int8-layouts" / f"{digest}.json"
+    override = os.environ.get(CACHE_ENV)
+    root = Path(override) / "int8-layouts" if override else user_cache("int8-layouts")
+    return root / f"{digest}.json"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,7 +23,8 @@ def export_program(model, sample, dst: str | Path, *, dynamic_batch: bool = True
         # torch.export specializes a size-1 dimension to the constant 1, so trace with a batch of 2.
         sample = torch.cat([sample[:1], sample[:1]])
     dst = Path(dst)
-    with atomic_path(dst) as tmp, tempfile.TemporaryDirectory(dir=dst.parent, prefix=".edgekd-pt2-") as work:
+    # The private folder lies outside the bundle: a killed export leaves no folder there to be archived.
+    with atomic_path(dst) as tmp, tempfile.TemporaryDirectory(prefix="edgekd-pt2-") as work:
         try:
             program = torch.export.export(model, (sample,), dynamic_shapes=dynamic_shapes)
             # The archive's root folder is named after the file torch writes: write it under the final
@@ -31,5 +32,5 @@ def export_program(model, sample, dst: str | Path, *, dynamic_batch: bool = True
             torch.export.save(program, str(Path(work) / dst.name))
         except Exception as e:
             raise ExportError(f"{dst}: torch.export failed: {failure_reason(e)}") from e
-        os.replace(Path(work) / dst.name, tmp)
+        shutil.move(Path(work) / dst.name, tmp)  # another file system, perhaps: copied then
     return dst

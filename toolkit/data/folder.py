@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.files import atomic_path, write_text_atomic
+from benchmarks.files import atomic_path, user_cache, write_text_atomic
 from benchmarks.manifest import ImageStep
 from benchmarks.preprocess import IMAGE_SUFFIXES, decode_image, image_steps
 from toolkit.data.split import stratified_split
@@ -96,8 +95,7 @@ def _stratified(
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgekd" / "decoded"
+    return user_cache("decoded")
 
 
 def color_mode(files: list[Path]) -> str:

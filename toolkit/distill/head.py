@@ -8,7 +8,6 @@ trains in a second, and the teacher's logits on the training set come from the c
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.files import atomic_path
+from benchmarks.files import atomic_path, user_cache
 from toolkit.errors import InputError
 
 __all__ = ["EmbeddingCache", "default_cache_dir", "sentence_embeddings", "fit_head", "head_logits"]
@@ -29,8 +28,7 @@ ENCODE_BATCH = 64
 
 def default_cache_dir() -> Path:
     """$XDG_CACHE_HOME/edgekd/embeddings (shared by every run on the machine)."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "edgekd" / "embeddings"
+    return user_cache("embeddings")
 
 
 @dataclass
