@@ -20,6 +20,7 @@ register_backend(
     Backend("executorch", {"pte": ".pte"}, requires="executorch", distribution="executorch", module=__name__)
 )
 
+
 @dataclass
 class PteModel:
     """A loaded program's `forward` method and its first input's shape and dtype."""

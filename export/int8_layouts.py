@@ -167,10 +167,7 @@ def search_int8_layout(
     with tempfile.TemporaryDirectory(prefix="edgekd-int8-") as tmp:
         files = {name: Path(tmp) / f"{i}{fp32.suffix}" for i, name in enumerate(writers)}
         settings = {name: writers[name](files[name]) for name in writers}
-        agree = {
-            k: agreement(p, reference, x_val, backend=backend)
-            for k, p in files.items()
-        }
+        agree = {k: agreement(p, reference, x_val, backend=backend) for k, p in files.items()}
         p50 = _p50s({"fp32": fp32, **files}, x_val[:1], backend=backend, rounds=rounds, runs=runs)
         passing = [k for k in agree if agree[k] >= TOLERANCES["int8"]["top1_agreement"]]
         if not passing:

@@ -17,6 +17,8 @@ def _private_cache(tmp_path_factory) -> None:
     import os
 
     os.environ["EDGEKD_CACHE"] = str(tmp_path_factory.mktemp("edgekd-cache"))
+
+
 TINY = Path(__file__).parent / "configs" / "tiny.yaml"
 
 

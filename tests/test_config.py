@@ -23,6 +23,19 @@ def test_save_and_load_roundtrip(tmp_path):
     assert load_config(tmp_path / "c.yaml") == cfg
 
 
+def test_a_methods_options_block_is_checked_by_its_model_and_round_trips(tmp_path):
+    from toolkit.distill.losses import DKDOptions, HintOptions
+
+    path = tmp_path / "c.yaml"
+    path.write_text("distill: {methods: [kd, dkd], dkd: {beta: 2, warmup_epochs: 1}}")
+    cfg = load_config(path)
+    assert cfg.distill.options("dkd") == DKDOptions(alpha=1.0, beta=2.0, warmup_epochs=1)
+    assert cfg.distill.options("hint") == HintOptions()  # no block: the method's defaults
+    assert cfg.distill.options("kd") is None  # takes none
+    save_config(cfg, tmp_path / "again.yaml")
+    assert load_config(tmp_path / "again.yaml") == cfg
+
+
 BAD_CONFIGS = [
     ("distill: {alpha: 1.5}", "distill.alpha: Input should be less than or equal to 1"),
     ("teacher: {arch: x, epochs: 0}", "teacher.epochs: Input should be greater than or equal to 1"),
@@ -39,6 +52,15 @@ BAD_CONFIGS = [
     (
         "data: {kind: parquet}",
         "data.kind: Value error, unknown data kind 'parquet'; known: bbc_news, factory, idx, image_folder, ",
+    ),
+    ("distill: {dkd: {betta: 1}}", "distill: Value error, dkd.betta: Extra inputs are not permitted"),
+    (
+        "distill: {dkd: {beta: -1}}",
+        "distill: Value error, dkd.beta: Input should be greater than or equal to 0",
+    ),
+    (
+        "distill: {temprature: 3}",
+        "distill: Value error, unknown key 'temprature': not a field of distill nor a method with options",
     ),
     ("teacher: {epochs: 2}", "teacher: Value error, give either arch (train this teacher) or source"),
     ("teacher: {arch: a}\nteachers: [{arch: b}]", "Value error, give teacher (one) or teachers (several)"),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.distill.losses import TERMS, LossTerm, ensemble_logits, kd_loss
+from toolkit.distill.losses import DKDOptions, HintOptions, LossTerm, ensemble_logits, kd_loss
 from toolkit.distill.train import (
     FeatureTap,
     Teacher,
@@ -16,6 +16,7 @@ from toolkit.distill.train import (
     teacher_mode,
     train_model,
 )
+from toolkit.extensions import DISTILL_METHODS, DistillMethod
 from toolkit.models import ModelSpec, create_model
 
 
@@ -95,9 +96,12 @@ def test_every_method_and_combination_trains(tmp_path):
     logits = predict(teacher, x)
     for methods, extra in [
         (("kd",), {}),
-        (("dkd",), {"dkd_warmup_epochs": 2}),
-        (("hint",), {"hint_student": "features.0", "hint_teacher": "features.1"}),
-        (("kd", "hint"), {"hint_student": "features.1", "hint_teacher": "features.1"}),
+        (("dkd",), {"options": {"dkd": DKDOptions(warmup_epochs=2)}}),
+        (
+            ("hint",),
+            {"options": {"hint": HintOptions(student_layer="features.0", teacher_layer="features.1")}},
+        ),
+        (("kd", "hint"), {"options": {"hint": HintOptions(student_layer="features.1")}}),
         (("kd",), {"augment": True}),
     ]:
         s = TrainSettings(
@@ -112,7 +116,7 @@ def test_every_method_and_combination_trains(tmp_path):
         assert hist[-1]["val_accuracy"] > 0.45, (methods, hist)  # 3 classes: chance is 0.33
 
 
-@pytest.mark.parametrize("method", TERMS.names())
+@pytest.mark.parametrize("method", DISTILL_METHODS.names())
 def test_every_registered_method_trains_on_the_targets_teacher_mode_picks(method):
     x, y = _data()
     teacher = _model((16, 32), seed=1).eval()
@@ -127,12 +131,12 @@ def test_a_new_method_is_one_registered_term_and_the_hard_label_ce_counts_once(m
     """A term that holds the CE replaces it, any other is added to it: either way, a term that adds
     nothing trains the plain cross-entropy student bit for bit."""
 
-    def build(settings, **_):
+    def build(options, settings, **_):
         if with_ce:
             return LossTerm(lambda step: torch.nn.functional.cross_entropy(step.logits, step.y), with_ce=True)
         return LossTerm(lambda step: 0.0 * (step.logits - step.teacher).square().mean())
 
-    monkeypatch.setitem(TERMS._entries, "probe", build)
+    monkeypatch.setitem(DISTILL_METHODS._entries, "probe", DistillMethod("probe", build))
     x, y = _data()
     plain, probed = _model(), _model()
     train_model(plain, x, y, TrainSettings(epochs=1, batch_size=16, lr=1e-2))
@@ -143,9 +147,11 @@ def test_a_new_method_is_one_registered_term_and_the_hard_label_ce_counts_once(m
         assert torch.equal(v, probed.state_dict()[k]), k
 
 
-def _hint_settings(**kw):
-    s = dict(epochs=1, batch_size=16, lr=1e-2, methods=("hint",), hint_student="features.0")
-    return TrainSettings(**{**s, "hint_teacher": "features.1", **kw})
+def _hint_settings(beta: float = 1.0, **kw):
+    hint = HintOptions(student_layer="features.0", teacher_layer="features.1", beta=beta)
+    return TrainSettings(
+        **{"epochs": 1, "batch_size": 16, "lr": 1e-2, "methods": ("hint",), **kw}, options={"hint": hint}
+    )
 
 
 def test_hint_adapter_maps_student_channels_to_teacher_channels_and_learns(tmp_path):
@@ -183,7 +189,7 @@ def test_hint_beta_weights_the_hint_and_zero_turns_it_off():
         return model.state_dict()
 
     plain = student(TrainSettings(epochs=1, batch_size=16, lr=1e-2))
-    off, low, high = (student(_hint_settings(hint_beta=b)) for b in (0.0, 1.0, 10.0))
+    off, low, high = (student(_hint_settings(beta=b)) for b in (0.0, 1.0, 10.0))
     # beta 0: the same student as plain cross-entropy training (same seed, same batch order)
     for k, v in plain.items():
         assert torch.equal(v, off[k]), k

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,8 +22,10 @@ from pydantic import (
 from benchmarks.files import write_text_atomic
 from benchmarks.manifest import Precision
 from benchmarks.protocol import DEFAULT_PROTOCOL
+from benchmarks.registry import Registry
 from toolkit.data.kinds import DATA_KINDS, text_kinds
 from toolkit.errors import ConfigError, InputError, first_line
+from toolkit.extensions import DISTILL_METHODS, EXPORTERS, TEACHER_KINDS
 
 __all__ = [
     "RunConfig",
@@ -46,19 +47,13 @@ class _Strict(BaseModel):
 PositiveInt = Annotated[int, Field(ge=1)]
 
 
-def registered_names(group: str) -> list[str]:
-    """The names an entry-point group lists: the extension points whose modules sit above this one
-    (exporters, teacher kinds, distillation methods), read from the metadata without importing them."""
-    return sorted({e.name for e in entry_points(group=group)})
-
-
-def registered(group: str, what: str, *also: str):
-    """A validator: the value is one of `group`'s names (or `also`)."""
+def registered(registry: Registry, *also: str):
+    """A validator: the value is one of `registry`'s names (or `also`)."""
 
     def check(name: str) -> str:
-        known = [*also, *registered_names(group)]
-        if name not in known:
-            raise InputError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+        if name not in also and name not in registry:
+            known = ", ".join([*also, *registry.names()])
+            raise InputError(f"unknown {registry.kind} {name!r}; known: {known}")
         return name
 
     return check
@@ -176,8 +171,14 @@ class TrainConfig(_Strict):
 
 
 # auto (detected from the file) or a teacher kind registered in toolkit/models/teacher_kinds.py
-SourceKind = Annotated[str, AfterValidator(registered("edgekd.teacher_kinds", "teacher kind", "auto"))]
-LIBRARY_KINDS = ("timm", "torchvision")  # written `library:name`; their weights come from a local file
+SourceKind = Annotated[str, AfterValidator(registered(TEACHER_KINDS, "auto"))]
+
+
+def library_kinds() -> tuple[str, ...]:
+    """The teacher kinds written `library:name` (timm, torchvision); their weights come from a local file."""
+    return tuple(n for n in TEACHER_KINDS.names() if getattr(TEACHER_KINDS.get(n), "library", False))
+
+
 # `package.module:callable` (attribute path may be dotted); checked only when no such file exists.
 FACTORY_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
@@ -218,7 +219,7 @@ class TeacherSource:
         head, at, weights = text.rpartition("@") if "@" in text else (text, "", "")
         path = Path(weights) if at else None
         lib, sep, name = head.partition(":")
-        if sep and lib in LIBRARY_KINDS:
+        if sep and lib in library_kinds():
             return cls(kind=lib, arch=name, path=path)  # type: ignore[arg-type]
         if FACTORY_SPEC.match(head):
             return cls(kind="factory", factory=head, path=path)
@@ -228,7 +229,7 @@ class TeacherSource:
 
     def label(self) -> str:
         """How errors name this source: the file, else the factory or `library:name`."""
-        if self.kind in LIBRARY_KINDS:
+        if self.kind in library_kinds():
             return f"{self.kind}:{self.arch}"
         return str(self.path or self.factory or self.arch or "teacher")
 
@@ -251,18 +252,6 @@ class TeacherConfig(TrainConfig):
         return self
 
 
-class DKDConfig(_Strict):
-    alpha: float = Field(1.0, ge=0)
-    beta: float = Field(8.0, ge=0)
-    warmup_epochs: int = Field(0, ge=0)
-
-
-class HintConfig(_Strict):
-    student_layer: str = "features.1"  # submodule names, as in model.get_submodule()
-    teacher_layer: str = "features.1"
-    beta: float = Field(1.0, ge=0)
-
-
 class ViewsConfig(_Strict):
     """Stored augmented views (toolkit/distill/views.py): `count` shift/flip draws per training image, the
     teachers' logits on each computed once; view 0 is the image itself."""
@@ -277,17 +266,20 @@ class ViewsConfig(_Strict):
     erase: float = Field(0.0, ge=0, lt=1)
 
 
-# A distillation method registered in toolkit/distill/losses.py (TERMS)
-DistillMethod = Annotated[str, AfterValidator(registered("edgekd.distill_methods", "distillation method"))]
+# A distillation method registered in toolkit/distill/losses.py (or by a plugin): `toolkit.extensions`
+DistillMethodName = Annotated[str, AfterValidator(registered(DISTILL_METHODS))]
 
 
-class DistillConfig(_Strict):
-    methods: list[DistillMethod] = Field(default_factory=lambda: ["kd"], min_length=1)
+class DistillConfig(BaseModel):
+    """How the students learn from the teachers. Besides these fields, a method with options has its own
+    block under its name (`dkd: {beta: 8}`, `hint: {student_layer: ...}`), checked by the method's model."""
+
+    model_config = ConfigDict(extra="allow")
+
+    methods: list[DistillMethodName] = Field(default_factory=lambda: ["kd"], min_length=1)
     # the default run's values, from the sweep (toolkit/configs/default.yaml says which trial)
     temperature: float = Field(2.05, gt=0)
     alpha: float = Field(0.2, ge=0, le=1)
-    dkd: DKDConfig = Field(default_factory=DKDConfig)
-    hint: HintConfig = Field(default_factory=HintConfig)
     augment: bool = False  # random shifts/flips; teacher targets then come from an online forward
     views: ViewsConfig | None = None  # stored views for the KD students; the scratch control trains plain
     scratch_control: bool = True
@@ -300,8 +292,31 @@ class DistillConfig(_Strict):
             raise InputError("augment (new random views every batch) and views (stored ones): choose one")
         return self
 
+    @model_validator(mode="after")
+    def _method_blocks(self):
+        """Each extra key is a method's options block, validated by that method's own model."""
+        extra = self.__pydantic_extra__ or {}
+        for key, block in extra.items():
+            method = DISTILL_METHODS.get(key) if key in DISTILL_METHODS else None
+            if method is None or method.options is None:
+                with_options = [n for n in DISTILL_METHODS.names() if DISTILL_METHODS.get(n).options]
+                raise InputError(
+                    f"unknown key {key!r}: not a field of distill nor a method with options "
+                    f"({', '.join(with_options)})"
+                )
+            try:
+                extra[key] = method.options.model_validate(block)
+            except ValidationError as e:
+                raise InputError(f"{key}.{first_error(e)}") from None
+        return self
 
-ExportFormat = Annotated[str, AfterValidator(registered("edgekd.exporters", "export format"))]
+    def options(self, method: str):
+        """The options block of `method`: as the config gives it, else the method's defaults."""
+        given = (self.__pydantic_extra__ or {}).get(method)
+        return given if given is not None else DISTILL_METHODS.get(method).default_options()
+
+
+ExportFormat = Annotated[str, AfterValidator(registered(EXPORTERS))]
 
 
 class QatConfig(_Strict):

@@ -1,8 +1,7 @@
 """Exporters: one module per file format, which declares itself with `register_exporter(Exporter(...))`.
 
-An exporter writes one file of a model at one precision from an `ExportJob`. Every exporter, edgekd's own
-(onnx, tflite, torch) and a third party's, is named in the `edgekd.exporters` entry-point group, so a config
-is checked against the names without importing any (`toolkit.config`).
+An exporter writes one file of a model at one precision from an `ExportJob`. edgekd's own (onnx, tflite,
+torch, pte) load on the first lookup; a third party's module is named in the `edgekd.exporters` entry points.
 """
 
 from __future__ import annotations
@@ -14,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from benchmarks.registry import Registry
 from toolkit.errors import InputError
+from toolkit.extensions import EXPORTERS as _EXPORTERS
 
 __all__ = ["Exporter", "ExportJob", "QatProgram", "register_exporter", "exporter_for", "EXPORTERS"]
 
@@ -72,7 +71,8 @@ class Exporter:
     requires: tuple[str, ...] = ()  # modules beyond torch it imports: checked before a run starts
 
 
-EXPORTERS = Registry("export format", group="edgekd.exporters")
+# In `toolkit.extensions`, below the config, which checks `export.formats` against it.
+EXPORTERS = _EXPORTERS
 
 
 def register_exporter(exporter: Exporter) -> Exporter:

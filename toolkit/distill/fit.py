@@ -73,12 +73,7 @@ def _settings(ctx: _Ctx, tcfg: TrainConfig, seed: int, methods: tuple[str, ...])
         methods=methods,
         temperature=d.temperature,
         alpha=d.alpha,
-        dkd_alpha=d.dkd.alpha,
-        dkd_beta=d.dkd.beta,
-        dkd_warmup_epochs=d.dkd.warmup_epochs,
-        hint_student=d.hint.student_layer,
-        hint_teacher=d.hint.teacher_layer,
-        hint_beta=d.hint.beta,
+        options={m: d.options(m) for m in methods},
         augment=d.augment if tcfg.augment is None else tcfg.augment,
         keep_best=tcfg.keep_best,
         views=_view_spec(ctx.cfg) if methods else None,  # the scratch control trains on the plain images

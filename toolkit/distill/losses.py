@@ -1,5 +1,5 @@
-"""Distillation losses, as `nn.Module`s on logits with keyword-only hyperparameters, and the objective
-terms that training builds from them by method name (`TERMS`)."""
+"""Distillation losses, as `nn.Module`s on logits with keyword-only hyperparameters, and the distillation
+methods (`distill.methods`) whose loss terms training builds from them, each registered with its options."""
 
 from __future__ import annotations
 
@@ -10,18 +10,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from benchmarks.registry import Registry
 from toolkit.errors import InputError
+from toolkit.extensions import DistillMethod, register_method
 
 if TYPE_CHECKING:
     from toolkit.distill.train import Teacher, TrainSettings
 
 __all__ = [
     "LOSSES",
-    "TERMS",
-    "FEATURE_METHODS",
+    "DKDOptions",
+    "HintOptions",
     "KDLoss",
     "kd_loss",
     "DKDLoss",
@@ -34,10 +36,6 @@ __all__ = [
 ]
 
 LOSSES = Registry("loss")
-# Method name -> builder(settings, *, model, teachers, x) -> LossTerm; TrainSettings.methods names these.
-TERMS = Registry("distillation method", group="edgekd.distill_methods")
-# Methods whose terms tap teacher features: their targets cannot be cached, the teacher runs per batch.
-FEATURE_METHODS = frozenset({"hint"})
 
 
 def ensemble_logits(
@@ -227,36 +225,62 @@ class LossTerm:
     layers: tuple[str, str] | None = None
 
 
-@TERMS.register(name="kd")
-def _kd_term(settings: TrainSettings, **_) -> LossTerm:
+class DKDOptions(BaseModel):
+    """`distill.dkd`: DKD's weights of the target-class and non-target-class parts, and its warm-up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(1.0, ge=0)
+    beta: float = Field(8.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0)  # DKD's weight ramps up linearly over these epochs, as in the paper
+
+
+class HintOptions(BaseModel):
+    """`distill.hint`: the tapped submodules (names as in `model.get_submodule()`) and the hint's weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    student_layer: str = "features.1"
+    teacher_layer: str = "features.1"
+    beta: float = Field(1.0, ge=0)
+
+
+def _kd_term(options: None, settings: TrainSettings, **_) -> LossTerm:
     loss = LOSSES.create("kd", temperature=settings.temperature, alpha=settings.alpha)
     return LossTerm(lambda step: loss(step.logits, step.teacher, step.y), with_ce=True)
 
 
-@TERMS.register(name="dkd")
-def _dkd_term(settings: TrainSettings, **_) -> LossTerm:
-    s = settings
-    loss = LOSSES.create("dkd", temperature=s.temperature, alpha=s.dkd_alpha, beta=s.dkd_beta)
+def _dkd_term(options: DKDOptions, settings: TrainSettings, **_) -> LossTerm:
+    loss = LOSSES.create("dkd", temperature=settings.temperature, alpha=options.alpha, beta=options.beta)
 
     def term(step: Step) -> torch.Tensor:
         # DKD's weight ramps up linearly over the warm-up epochs, as in the paper
-        warmup = s.dkd_warmup_epochs
+        warmup = options.warmup_epochs
         weight = min(1.0, (step.epoch + 1) / warmup) if warmup else 1.0
         return weight * loss(step.logits, step.teacher, step.y)
 
     return LossTerm(term)
 
 
-@TERMS.register(name="hint")
 def _hint_term(
-    settings: TrainSettings, *, model: nn.Module, teachers: Sequence[Teacher], x: np.ndarray, **_
+    options: HintOptions,
+    settings: TrainSettings,
+    *,
+    model: nn.Module,
+    teachers: Sequence[Teacher],
+    x: np.ndarray,
 ) -> LossTerm:
-    layers = (settings.hint_student, settings.hint_teacher)
+    layers = (options.student_layer, options.teacher_layer)
     s_channels, t_channels = _probe_channels(model, teachers[0].model, layers, x)
     module = LOSSES.create(
-        "hint", student_channels=s_channels, teacher_channels=t_channels, beta=settings.hint_beta
+        "hint", student_channels=s_channels, teacher_channels=t_channels, beta=options.beta
     )
     return LossTerm(lambda step: step.features["hint"].float(), module=module, layers=layers)
+
+
+register_method(DistillMethod("kd", _kd_term))
+register_method(DistillMethod("dkd", _dkd_term, options=DKDOptions))
+register_method(DistillMethod("hint", _hint_term, options=HintOptions, taps_features=True))
 
 
 def _probe_channels(

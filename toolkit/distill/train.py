@@ -23,16 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.files import atomic_path, write_text_atomic
-from toolkit.distill.losses import (
-    FEATURE_METHODS,
-    TERMS,
-    FeatureTap,
-    LossTerm,
-    Step,
-    ensemble_logits,
-)
+from toolkit.distill.losses import FeatureTap, LossTerm, Step, ensemble_logits
 from toolkit.distill.views import SoftTargets, Views, ViewSpec, draw_views, shift_flip
 from toolkit.errors import InputError
+from toolkit.extensions import DISTILL_METHODS
 
 __all__ = [
     "Teacher",
@@ -57,15 +51,11 @@ class TrainSettings:
     lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
-    methods: tuple[str, ...] = ()  # names in losses.TERMS, combined by summing; () = plain cross-entropy
+    methods: tuple[str, ...] = ()  # registered distillation methods, their terms summed; (): plain CE
     temperature: float = 4.0
     alpha: float = 0.9  # kd: weight of the soft loss; the hard loss gets 1 - alpha
-    dkd_alpha: float = 1.0
-    dkd_beta: float = 8.0
-    dkd_warmup_epochs: int = 0  # DKD's weight ramps up linearly over these epochs, as in the paper
-    hint_student: str = "features.1"
-    hint_teacher: str = "features.1"
-    hint_beta: float = 1.0
+    # Each method's options (`DistillConfig.options(name)`); a method missing here takes its defaults.
+    options: dict[str, Any] = field(default_factory=dict)
     augment: bool = False  # random 2-pixel shifts and horizontal flips, seeded
     views: ViewSpec | None = None  # replay stored augmented views (teachers' view logits stored once)
     device: str = "cpu"
@@ -78,9 +68,11 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         self.methods = tuple(self.methods)
-        unknown = [m for m in self.methods if m not in TERMS]
+        unknown = [m for m in self.methods if m not in DISTILL_METHODS]
         if unknown:
-            raise InputError(f"unknown distillation method(s) {unknown}; known: {TERMS.names()}")
+            raise InputError(f"unknown distillation method(s) {unknown}; known: {DISTILL_METHODS.names()}")
+        for name in self.methods:
+            self.options.setdefault(name, DISTILL_METHODS.get(name).default_options())
         if isinstance(self.views, dict):
             self.views = ViewSpec(**self.views)
         if self.augment and self.views is not None:
@@ -177,7 +169,7 @@ def teacher_mode(settings: TrainSettings, teachers: Sequence[Teacher]) -> str:
     "online" (teacher forward per batch: random augmentation, or feature KD, on stored views too)."""
     if not teachers or not settings.methods:
         return "none"
-    if settings.augment or FEATURE_METHODS & set(settings.methods):
+    if settings.augment or any(DISTILL_METHODS.get(m).taps_features for m in settings.methods):
         return "online"
     return "views" if settings.views is not None else "cached"
 
@@ -283,10 +275,10 @@ def _objective(terms: Sequence[LossTerm]) -> Callable[[Step], torch.Tensor]:
 
 def _terms(settings: TrainSettings, model: nn.Module, teachers, x: np.ndarray) -> dict[str, LossTerm]:
     """The methods' loss terms, built in name order (only the hint draws from the seeded RNG)."""
+    methods = (DISTILL_METHODS.get(name) for name in DISTILL_METHODS.names() if name in settings.methods)
     return {
-        name: TERMS.create(name, settings=settings, model=model, teachers=teachers, x=x)
-        for name in TERMS.names()
-        if name in settings.methods
+        m.name: m.term(settings.options[m.name], settings, model=model, teachers=teachers, x=x)
+        for m in methods
     }
 
 
@@ -341,7 +333,7 @@ def _state(run: _Run, epoch: int) -> dict:
     """Everything a resume needs to continue after `epoch` whole epochs to the same result."""
     return {
         "epoch": epoch,
-        "settings": asdict(run.settings),
+        "settings": _settings_record(run.settings),
         "student": run.student.state_dict(),
         "optimizer": run.opt.state_dict(),
         "scheduler": run.sched.state_dict(),
@@ -353,6 +345,12 @@ def _state(run: _Run, epoch: int) -> dict:
     }
 
 
+def _settings_record(settings: TrainSettings) -> dict:
+    """The settings as plain data (a weights-only load reads no pydantic models): what a resume must match."""
+    options = {k: v.model_dump() if v is not None else None for k, v in settings.options.items()}
+    return dict(asdict(settings), options=options)
+
+
 def _restore(run: _Run, path: Path) -> None:
     from toolkit.models.teacher_files import torch_load
 
@@ -361,7 +359,7 @@ def _restore(run: _Run, path: Path) -> None:
     state = torch_load(path, "cpu")
     if not isinstance(state, dict) or "settings" not in state:
         raise InputError(f"{path}: not an edgekd training state (no settings key); delete it to start over")
-    if state["settings"] != asdict(run.settings):
+    if state["settings"] != _settings_record(run.settings):
         raise InputError(f"{path}: saved with other training settings; cannot resume with these")
     run.student.load_state_dict(state["student"])
     run.opt.load_state_dict(state["optimizer"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from toolkit.config import LIBRARY_KINDS, SourceKind, TeacherSource
+from toolkit.config import SourceKind, TeacherSource, library_kinds
 from toolkit.errors import ConfigError
 from toolkit.models.teacher_files import container, first_line, sha256, state_dict_of, torch_load
 from toolkit.models.teacher_kinds import LOADERS, ExportedProgramModule
@@ -40,7 +40,7 @@ def check_source(src: TeacherSource) -> None:
     needs, accepts = (kind.needs, kind.accepts) if kind is not None else _AUTO_FIELDS
     for name in needs:
         if not getattr(src, name):
-            local = name == "path" and src.kind in LIBRARY_KINDS
+            local = name == "path" and src.kind in library_kinds()
             what = "path (a local weights file; nothing is downloaded)" if local else name
             raise ConfigError(f"{where}: teacher kind {src.kind!r} needs {what}")
     for name in ("path", "arch", "factory", "kwargs"):

@@ -1,8 +1,8 @@
 """One loader per teacher kind, registered in `LOADERS` with the `TeacherSource` fields that kind takes.
 
 A loader builds the model and loads its weights (nothing downloads); `load_teacher` checks the result.
-Adding a kind: register its loader here and name it in pyproject's `edgekd.teacher_kinds` entry points (which
-a config's `source.kind` is checked against without importing torch).
+Adding a kind is one `_kind` registration here, or a plugin module named in the `edgekd.teacher_kinds` entry
+points; `LOADERS` is `toolkit.extensions.TEACHER_KINDS`, which a config's `source.kind` is checked against.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.registry import Registry
 from toolkit.config import FACTORY_SPEC, TeacherSource
 from toolkit.errors import ConfigError, first_line
+from toolkit.extensions import TEACHER_KINDS
 from toolkit.models.registry import MODELS
 from toolkit.models.spec import ModelSpec, create_model
 from toolkit.models.teacher_files import load_weights, read_weights, state_dict_of, torch_load
@@ -40,9 +40,11 @@ class TeacherKind:
     feature_taps: bool = (
         True  # False for compiled graphs, whose submodules run no forward hooks: logit KD only
     )
+    weights_file: bool = False  # `path` holds weights only (`edgekd export --model ... --weights FILE`)
+    library: bool = False  # written `library:name` (`TeacherSource.parse`); weights from a local file
 
 
-LOADERS = Registry("teacher kind", group="edgekd.teacher_kinds")
+LOADERS = TEACHER_KINDS
 
 
 def _kind(name: str, **rules: Any) -> Callable[[Loader], Loader]:
@@ -112,7 +114,7 @@ def _checkpoint(src: TeacherSource, input_shape, num_classes: int, map_location)
     return model, {"arch": spec.arch, "kwargs": spec.kwargs, "spec": spec.to_dict(), "info": ckpt.get("info")}
 
 
-@_kind("state_dict", needs=("path", "arch"), accepts=("kwargs",), model_file=True)
+@_kind("state_dict", needs=("path", "arch"), accepts=("kwargs",), model_file=True, weights_file=True)
 def _state_dict(src: TeacherSource, input_shape, num_classes: int, map_location):
     if src.arch not in MODELS:
         raise ConfigError(f"{src.path}: unknown arch {src.arch!r}; known: {', '.join(MODELS.names())}")
@@ -142,7 +144,7 @@ def _exported_program(src: TeacherSource, input_shape, num_classes: int, map_loc
         raise ConfigError(f"{src.path}: not a loadable torch.export program: {first_line(e)}") from e
 
 
-@_kind("factory", needs=("factory",), accepts=("path", "kwargs"))
+@_kind("factory", needs=("factory",), accepts=("path", "kwargs"), weights_file=True)
 def _factory(src: TeacherSource, input_shape, num_classes: int, map_location):
     fn = _import_factory(src.factory)
     try:
@@ -171,7 +173,7 @@ def _import_factory(spec: str):
     return obj
 
 
-@_kind("timm", needs=("arch", "path"), accepts=("kwargs",))
+@_kind("timm", needs=("arch", "path"), accepts=("kwargs",), weights_file=True, library=True)
 def _timm(src: TeacherSource, input_shape, num_classes: int, map_location):
     timm = _import_library("timm", src.label())
     return _library_model(
@@ -183,7 +185,7 @@ def _timm(src: TeacherSource, input_shape, num_classes: int, map_location):
     )
 
 
-@_kind("torchvision", needs=("arch", "path"), accepts=("kwargs",))
+@_kind("torchvision", needs=("arch", "path"), accepts=("kwargs",), weights_file=True, library=True)
 def _torchvision(src: TeacherSource, input_shape, num_classes: int, map_location):
     models = _import_library("torchvision.models", src.label())
     return _library_model(

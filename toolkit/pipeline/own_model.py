@@ -10,6 +10,7 @@ from pathlib import Path
 
 from toolkit.config import RunConfig, TeacherConfig, TeacherSource, load_config, save_config
 from toolkit.errors import ConfigError
+from toolkit.models.teacher_kinds import LOADERS
 from toolkit.rundir import RunDir
 
 __all__ = ["model_run"]
@@ -20,7 +21,7 @@ def model_run(model: str, weights: Path | None, data_config: Path, out: Path) ->
     and export settings of `data_config`; no student is trained."""
     src = TeacherSource.parse(model)
     if weights is not None:
-        if src.kind not in ("factory", "state_dict", "timm", "torchvision"):
+        if src.kind == "auto" or not LOADERS.get(src.kind).weights_file:
             raise ConfigError(f"{weights}: --weights goes with --model package.module:factory, not a file")
         src.path = weights
     base = load_config(data_config)
