@@ -9,11 +9,13 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 # A complete backend for a made-up format: a linear classifier stored as an .npz under the suffix `.lin`.
 STAND_IN = '''
 """A stand-in backend: `.lin` files hold a linear classifier (w, b) as an .npz."""
 import numpy as np
+import pytest
 
 from benchmarks.backends import Backend, register_backend
 
@@ -120,3 +122,225 @@ def test_edgekd_lists_only_its_backends_as_entry_points_and_registers_its_own_na
     assert names["edgekd.distill_methods"] == ["dkd", "hint", "kd"]
     assert {"idx", "image_folder", "text_csv"} <= set(names["edgekd.data_kinds"])
     assert names["edgekd.targets"] == ["ssh"]
+
+
+# --- a data kind, a distillation method and a target kind, each one module plus one entry point ----------
+
+DATA_KIND = '''
+"""A data kind from outside edgekd: `pixel_csv`, one CSV file per split, each row a label then side*side
+gray pixels; `side` is a field of its own."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import BaseModel, ConfigDict, Field
+
+from benchmarks.preprocess import image_steps
+from toolkit.data.datasets import splits_from_arrays
+from toolkit.data.kinds import DataKind, register_data_kind
+from toolkit.errors import DataError
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    side: int = Field(ge=4)
+
+
+def read(data, seed):
+    side, parts = data.options.side, {}
+    for split in ("train", "val", "test"):
+        path = Path(data.root) / f"{split}.csv"
+        rows = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+        if rows.shape[1] != 1 + side * side:
+            raise DataError(f"{path}: {rows.shape[1] - 1} pixels per row, expected {side * side}")
+        parts[split] = (rows[:, 1:].astype(np.uint8).reshape(-1, 1, side, side), rows[:, 0])
+    steps = image_steps(mode="L", resize=[side, side])
+    stats = dict(mean=data.mean, std=data.std)
+    return splits_from_arrays(parts, labels=data.labels, steps=steps, where=data.root, **stats)
+
+
+register_data_kind(DataKind("pixel_csv", read, options=Options))
+'''
+
+METHOD = '''
+"""A distillation method from outside edgekd: logit matching (Ba & Caruana 2014), weight * MSE(student
+logits, teacher logits), with `weight` in its own `distill.mse_logits` block."""
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+
+from toolkit.distill.losses import LossTerm
+from toolkit.extensions import DistillMethod, register_method
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    weight: float = Field(1.0, ge=0)
+
+
+def term(options, settings, **_):
+    return LossTerm(lambda step: options.weight * F.mse_loss(step.logits, step.teacher))
+
+
+register_method(DistillMethod("mse_logits", term, options=Options))
+'''
+
+TARGET_KIND = '''
+"""A target kind from outside edgekd: `subproc://NAME`, a board reached by starting a child process here,
+as an adb or serial driver would start `adb shell`."""
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.records import append_record
+from toolkit.fleet import TargetKind, register_target_kind
+from toolkit.fleet.targets import BoardRun, board_record
+
+
+def run(boards, path, results, *, args, **_):
+    done = []
+    for board in boards:
+        t0, outcome = time.monotonic(), BoardRun(board)
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [sys.executable, "-m", "toolkit.cli.main", "bench", str(path), "--stream", *args(board)]
+            proc = subprocess.run([*cmd, "--results", f"{tmp}/r.jsonl"], capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            if line.startswith("{"):
+                append_record(results, board_record(line, board))
+                outcome.records += 1
+        if proc.returncode != 0:
+            outcome.error = f"{board.name}: " + (proc.stderr.strip().splitlines() or ["failed"])[-1]
+        outcome.seconds = time.monotonic() - t0
+        done.append(outcome)
+    return done
+
+
+register_target_kind(TargetKind("subproc", run))
+'''
+
+
+@pytest.fixture
+def plugin_env(tmp_path):
+    """An installed distribution with the three modules, each named once in its entry-point group."""
+    site = tmp_path / "site"
+    meta = site / "edgekd_extras-0.1.dist-info"
+    meta.mkdir(parents=True)
+    for module, text in [
+        ("edgekd_pixel_csv", DATA_KIND),
+        ("edgekd_mse", METHOD),
+        ("edgekd_subproc", TARGET_KIND),
+    ]:
+        (site / f"{module}.py").write_text(textwrap.dedent(text))
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: edgekd-extras\nVersion: 0.1\n")
+    (meta / "entry_points.txt").write_text(
+        "[edgekd.data_kinds]\npixel_csv = edgekd_pixel_csv\n\n"
+        "[edgekd.distill_methods]\nmse_logits = edgekd_mse\n\n"
+        "[edgekd.targets]\nsubproc = edgekd_subproc\n"
+    )
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+
+
+def _edgekd(env, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "toolkit.cli.main", *map(str, args)], capture_output=True, text=True, env=env,
+        timeout=600,
+    )  # fmt: skip
+
+
+def _pixel_csvs(folder, side=16, per_class=(80, 20, 20)):
+    """Three classes of noisy 16x16 templates, written as pixel_csv files."""
+    rng = np.random.default_rng(0)
+    templates = rng.uniform(0, 255, size=(3, side * side))
+    folder.mkdir()
+    for split, n in zip(("train", "val", "test"), per_class, strict=True):
+        y = np.repeat(np.arange(3), n)
+        x = np.clip(templates[y] + rng.normal(0, 60, size=(len(y), side * side)), 0, 255).astype(int)
+        np.savetxt(folder / f"{split}.csv", np.c_[y, x], fmt="%d", delimiter=",")
+    return folder
+
+
+def _plugin_config(path, data, weight):
+    path.write_text(
+        textwrap.dedent(f"""
+        data: {{kind: pixel_csv, root: {data}, side: 16}}
+        teacher: {{arch: cnn_teacher, epochs: 2, batch_size: 32, lr: 0.003}}
+        student: {{arch: cnn_student, epochs: 1, batch_size: 32, lr: 0.005}}
+        distill: {{methods: [kd, mse_logits], mse_logits: {{weight: {weight}}}, scratch_control: false}}
+        """)
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_a_data_kind_and_a_distillation_method_from_outside_the_package_train_a_student(tmp_path, plugin_env):
+    pytest.importorskip("torch")
+    import torch
+
+    data = _pixel_csvs(tmp_path / "pixels")
+    runs = {}
+    for weight in (0.0, 50.0):
+        cfg = _plugin_config(tmp_path / f"w{weight:g}.yaml", data, weight)
+        r = _edgekd(plugin_env, "distill", cfg, "--out", tmp_path / f"run{weight:g}")
+        assert r.returncode == 0, r.stderr
+        runs[weight] = tmp_path / f"run{weight:g}"
+    summary = json.loads((runs[0.0] / "distill" / "summary.json").read_text())
+    assert summary["student_kd"]["methods"] == ["kd", "mse_logits"]
+    assert summary["teacher"]["test_accuracy"] > 0.8  # the CSV rows reached training: chance is 1/3
+    weights = {
+        w: torch.load(run / "distill" / "student_kd.pt", weights_only=False)["state_dict"]
+        for w, run in runs.items()
+    }
+    teachers = [
+        torch.load(run / "distill" / "teacher.pt", weights_only=False)["state_dict"] for run in runs.values()
+    ]
+    assert all(torch.equal(v, teachers[1][k]) for k, v in teachers[0].items())  # the same teacher twice
+    changed = [k for k, v in weights[0.0].items() if not torch.equal(v, weights[50.0][k])]
+    assert changed  # the method's own option changed the student
+
+
+@pytest.mark.parametrize(
+    "yaml_text,expected",
+    [
+        (
+            "distill: {methods: [mse_logits], mse_logits: {weight: -1}}",
+            "mse_logits.weight: Input should be greater",
+        ),
+        (
+            "data: {kind: pixel_csv, root: /tmp, side: 2}",
+            "kind pixel_csv: side: Input should be greater than or equal to 4",
+        ),
+        ("data: {kind: idx, side: 16}", "unknown key 'side': not a field of data nor of kind idx"),
+    ],
+)
+def test_a_plugins_own_options_are_checked_before_anything_runs(tmp_path, plugin_env, yaml_text, expected):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml_text)
+    r = _edgekd(plugin_env, "distill", cfg, "--out", tmp_path / "run")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert expected in r.stderr and str(cfg) in r.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_target_kind_from_outside_the_package_measures_on_its_board(tmp_path, plugin_env):
+    from tests.conftest import onnx_classifier
+
+    model = onnx_classifier(tmp_path / "probe.onnx", np.ones((64, 3), np.float32), side=8)
+    results = tmp_path / "results.jsonl"
+    args = [
+        "bench",
+        model,
+        "--target",
+        "subproc://lab-pi",
+        "--results",
+        results,
+        "--min-runs",
+        "10",
+        "--min-time",
+        "0",
+    ]
+    r = _edgekd(plugin_env, *args, "--repeats", "1")
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) == 1 and records[0]["model"] == "probe" and records[0]["latency"]["count"] >= 10
+    assert records[0]["target"]["name"] == "lab-pi" and records[0]["target"]["label"].startswith("lab-pi: native")
+    assert "lab-pi" in r.stderr

@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -69,8 +70,12 @@ DataKindName = Annotated[str, AfterValidator(_data_kind)]
 DEFAULT_IDX_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
 
-class DataConfig(_Strict):
-    """Where the images come from (`kind`), how they split, and the preprocessing they get."""
+class DataConfig(BaseModel):
+    """Where the images come from (`kind`), how they split, and the preprocessing they get. A kind with
+    fields of its own (`DataKind.options`) takes them here too; they are read as `options`."""
+
+    model_config = ConfigDict(extra="allow")
+    _options: Any = PrivateAttr(None)  # the kind's own fields, validated (`options`)
 
     kind: DataKindName = "idx"  # a registered data kind (toolkit.data.kinds)
     # a folder, or the .npz / .csv file; idx: Fashion-MNIST from Debian by default; rotten_tomatoes and
@@ -136,6 +141,25 @@ class DataConfig(_Strict):
             self.text_column, self.label_column = self.text_column or "text", self.label_column or "label"
         if self.mean is not None or self.std is not None:
             raise InputError("mean and std apply to images, not text")
+
+    @model_validator(mode="after")
+    def _kind_options(self):
+        """The keys that are not common fields are the kind's own, checked by its options model."""
+        extra = self.__pydantic_extra__ or {}
+        model = DATA_KINDS.get(self.kind).options
+        if extra and model is None:
+            raise InputError(f"unknown key {next(iter(extra))!r}: not a field of data nor of kind {self.kind}")
+        if model is not None:
+            try:
+                self._options = model.model_validate(extra)
+            except ValidationError as e:
+                raise InputError(f"kind {self.kind}: {first_error(e)}") from None
+        return self
+
+    @property
+    def options(self):
+        """This kind's own fields (its `DataKind.options` model), or None when it takes none."""
+        return self._options
 
     @property
     def is_text(self) -> bool:

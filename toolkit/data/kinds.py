@@ -18,11 +18,16 @@ __all__ = ["DataKind", "DATA_KINDS", "register_data_kind", "data_kind", "text_ki
 
 @dataclass(frozen=True)
 class DataKind:
-    """A source kind: `read(data, seed)` returns the `DataSplits` a `DataConfig` of this kind describes."""
+    """A source kind: `read(data, seed)` returns the `DataSplits` a `DataConfig` of this kind describes.
+
+    `options`: the pydantic model of the fields only this kind takes, written in `data:` next to the common
+    ones and read as `data.options` (None: it takes none of its own).
+    """
 
     name: str
     read: Callable[[Any, int], Any]
     text: bool = False  # token ids (N, L) rather than images
+    options: type | None = None
 
 
 def _builtins() -> None:

@@ -27,7 +27,7 @@ from benchmarks.profile import read_profiles, write_profiles
 from benchmarks.records import BenchRecord, append_record, drop_torn_tail, read_records
 from toolkit.errors import InputError
 from toolkit.fleet import TargetKind, register_target_kind
-from toolkit.fleet.targets import Board
+from toolkit.fleet.targets import Board, BoardRun, board_record, board_target
 
 __all__ = ["BoardRun", "Payload", "payload", "run_boards", "profile_boards", "board_records"]
 
@@ -42,16 +42,6 @@ PROBE = (
     "    'glibc': platform.libc_ver()[1] or None, 'files': {p: sha(p) for p in sys.argv[1:]}}))\n"
 )
 VERSION_PROBE = "import importlib.metadata as m; print(m.version('edgekd'))"
-
-
-@dataclass
-class BoardRun:
-    """What happened on one board."""
-
-    board: Board
-    records: int = 0
-    seconds: float = 0.0
-    error: str | None = None
 
 
 INSTALL_TIMEOUT_S = 1200.0  # seconds for the board's venv and its pip install
@@ -193,18 +183,6 @@ async def _venv(conn, board: Board, info: dict, wheels: Callable[[dict], Path], 
     return f"{venv}/bin"
 
 
-def _board_target(target: dict[str, Any], board: Board) -> dict[str, Any]:
-    """What the board measured itself as (native, emulated, ...), named after the board."""
-    label = target.get("label") or target.get("kind", "native")
-    return {**target, "name": board.name, "host": board.host, "label": f"{board.name}: {label}"}
-
-
-def _as_board_record(line: str, board: Board) -> BenchRecord:
-    """A streamed record, its target naming the board (the board's own machine facts are kept)."""
-    record = BenchRecord.from_dict(json.loads(line))
-    return replace(record, target=_board_target(record.target, board))
-
-
 async def _reset_results(conn, board: Board, results: Path, remote: str, resume: bool) -> None:
     """The board's results file: with `resume`, the records that already arrived here (so the board
     measures only what is missing); otherwise empty."""
@@ -223,7 +201,7 @@ async def _stream(
         async for line in proc.stdout:
             if not line.startswith("{"):
                 continue
-            append_record(results, _as_board_record(line, board))
+            append_record(results, board_record(line, board))
             run.records += 1
             on_event(board.name, f"{run.records} record(s)")
         await proc.wait()
@@ -279,7 +257,7 @@ async def _profile_board(board: Board, sent: Payload, out: Path, opts: dict, loc
                 await sftp.get(f"{remote_out}/profiles.json", f"{tmp}/profiles.json")
             data = read_profiles(f"{tmp}/profiles.json")
         write_profiles(
-            out / board.name / "profiles.json", replace(data, target=_board_target(data.target, board))
+            out / board.name / "profiles.json", replace(data, target=board_target(data.target, board))
         )
         run.records = 1
 

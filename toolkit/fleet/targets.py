@@ -9,7 +9,9 @@ read unchanged: every host under `all` (and its `children` groups) with `ansible
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,9 +19,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from benchmarks.records import BenchRecord
 from toolkit.errors import InputError, first_line
 
-__all__ = ["Board", "parse_target", "load_targets"]
+__all__ = ["Board", "BoardRun", "board_record", "board_target", "parse_target", "load_targets"]
 
 # Names go into file names and records; refusing other characters keeps them out of shells and paths.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -70,6 +73,28 @@ def _board(where: object, **fields: Any) -> Board:
         raise InputError(
             f"{where}: board {fields.get('name')!r}: {loc + ': ' if loc else ''}{err['msg']}"
         ) from None
+
+
+@dataclass
+class BoardRun:
+    """What happened on one board (what a target kind's `run` returns per board)."""
+
+    board: Board
+    records: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def board_target(target: dict[str, Any], board: Board) -> dict[str, Any]:
+    """What the board measured itself as (native, emulated, ...), named after the board."""
+    label = target.get("label") or target.get("kind", "native")
+    return {**target, "name": board.name, "host": board.host, "label": f"{board.name}: {label}"}
+
+
+def board_record(line: str, board: Board) -> BenchRecord:
+    """A record line a board's `edgekd bench --stream` printed, its target named after the board."""
+    record = BenchRecord.from_dict(json.loads(line))
+    return replace(record, target=board_target(record.target, board))
 
 
 def parse_target(url: str) -> Board:
