@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -21,6 +23,13 @@ def test_save_and_load_roundtrip(tmp_path):
     cfg = RunConfig()
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
+    folder = RunConfig.model_validate({"data": {"kind": "image_folder", "root": "imgs", "resize": 32}})
+    assert folder.data.options.resize == [32, 32]
+    assert folder.model_dump()["data"]["resize"] == [32, 32]  # a kind's own fields are written flat
+    save_config(folder, tmp_path / "f.yaml")
+    assert load_config(tmp_path / "f.yaml") == folder
+    other = RunConfig.model_validate({"data": {"kind": "image_folder", "root": "imgs", "resize": 28}})
+    assert other != folder
 
 
 def test_a_methods_options_block_is_checked_by_its_model_and_round_trips(tmp_path):
@@ -95,19 +104,31 @@ def test_shipped_configs_are_valid(path):
     assert cfg.teachers and cfg.student.epochs >= 1
 
 
-def test_text_kinds_take_a_tokenizer_and_image_kinds_refuse_text_fields(tmp_path):
+def test_a_data_kind_takes_its_own_fields_and_refuses_the_others(tmp_path):
     from toolkit.data.text import DEFAULT_TEXT_ROOT
 
     cfg = RunConfig.model_validate({"data": {"kind": "rotten_tomatoes"}}).data
-    assert cfg.root == DEFAULT_TEXT_ROOT / "rotten_tomatoes.csv.bz2" and cfg.seq_len == 64
-    assert cfg.tokenizer == DEFAULT_TEXT_ROOT / "all-MiniLM-L6-v2" / "tokenizer.json"
-    own = RunConfig.model_validate({"data": {"kind": "text_csv", "root": "r.csv"}}).data
-    assert (own.text_column, own.label_column) == ("text", "label")
+    assert cfg.root == DEFAULT_TEXT_ROOT / "rotten_tomatoes.csv.bz2" and cfg.options.seq_len == 64
+    assert cfg.options.tokenizer == DEFAULT_TEXT_ROOT / "all-MiniLM-L6-v2" / "tokenizer.json"
+    own = RunConfig.model_validate({"data": {"kind": "text_csv", "root": "r.csv", "seq_len": 32}}).data
+    assert (own.options.text_column, own.options.label_column, own.options.seq_len) == ("text", "label", 32)
     for data, message in (
         ({"kind": "text_csv"}, "kind text_csv needs root"),
         ({"kind": "bbc_news", "mean": [0.5]}, "mean and std apply to images, not text"),
-        ({"kind": "rotten_tomatoes", "resize": 32}, "resize, center_crop and color apply to kind image"),
-        ({"kind": "idx", "seq_len": 32}, "tokenizer, seq_len and the columns apply to text kinds"),
+        (
+            {"kind": "rotten_tomatoes", "resize": 32},
+            re.escape(
+                "unknown key 'resize': not a field of data nor of kind rotten_tomatoes (its own: seq_len, "
+            ),
+        ),
+        (
+            {"kind": "idx", "seq_len": 32},
+            re.escape("unknown key 'seq_len': not a field of data nor of kind idx"),
+        ),
+        (
+            {"kind": "text_csv", "root": "r.csv", "seq_len": 1},
+            "kind text_csv: seq_len: Input should be greater",
+        ),
     ):
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump({"data": data}))

@@ -16,7 +16,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -24,7 +24,7 @@ from benchmarks.files import write_text_atomic
 from benchmarks.manifest import Precision
 from benchmarks.protocol import DEFAULT_PROTOCOL
 from benchmarks.registry import Registry
-from toolkit.data.kinds import DATA_KINDS, text_kinds
+from toolkit.data.kinds import DATA_KINDS, FACTORY_SPEC
 from toolkit.errors import ConfigError, InputError, first_line
 from toolkit.extensions import DISTILL_METHODS, EXPORTERS, TEACHER_KINDS
 
@@ -67,7 +67,6 @@ def _data_kind(name: str) -> str:
 
 
 DataKindName = Annotated[str, AfterValidator(_data_kind)]
-DEFAULT_IDX_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
 
 class DataConfig(BaseModel):
@@ -81,80 +80,55 @@ class DataConfig(BaseModel):
     # a folder, or the .npz / .csv file; idx: Fashion-MNIST from Debian by default; rotten_tomatoes and
     # bbc_news: the files `make text-data` extracts
     root: Path | None = None
-    factory: str | None = None  # kind factory: "package.module:function" returning the splits
-    layout: Literal["NCHW", "NHWC", "NHW"] = "NCHW"  # of npz/factory arrays (NHW: gray, no channel axis)
     labels: list[str] | None = None  # class names; image folders use their folder names
-    # image_folder: decoded to gray or RGB (None: gray when every image is), resized ([H, W], or one
-    # number for the shorter side), center-cropped; the same steps go into the manifest for the board.
-    color: Literal["L", "RGB"] | None = None
-    resize: list[PositiveInt] | None = Field(None, min_length=1, max_length=2)
-    center_crop: list[PositiveInt] | None = Field(None, min_length=2, max_length=2)
     mean: list[float] | None = Field(None, min_length=1)  # per channel, of x / 255; None: from train
     std: list[Annotated[float, Field(gt=0)]] | None = Field(None, min_length=1)
-    val_size: int = Field(5000, ge=1)  # idx: training images held out for validation
-    # image_folder/npz/factory without val/test: the fractions split off train, per class (seeded)
+    # image_folder/npz/factory/text without val/test: the fractions split off train, per class (seeded)
     val_fraction: float = Field(0.1, gt=0, lt=0.5)
     test_fraction: float = Field(0.1, gt=0, lt=0.5)
     cache_dir: Path | None = None  # decoded-image cache; None: $XDG_CACHE_HOME/edgekd/decoded
     workers: int = Field(0, ge=0)  # DataLoader worker processes reading training batches
-    # Text kinds: the tokenizer.json every model's token ids come from (default: MiniLM's, from
-    # `make text-data`), the padded length, and text_csv's columns.
-    tokenizer: Path | None = None
-    seq_len: int | None = Field(None, ge=2)  # text kinds: 64 unless set
-    text_column: str | None = None  # text_csv: "text" unless set
-    label_column: str | None = None  # text_csv: "label" unless set
     limit_train: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
-
-    @field_validator("resize", "center_crop", mode="before")
-    @classmethod
-    def _size(cls, v):
-        return [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+    # Besides these, each kind's own fields (its `DataKind.options`), e.g. image_folder's resize, npz's
+    # layout, text kinds' tokenizer and seq_len: `toolkit/data/load.py`, `toolkit/data/text.py`.
 
     @model_validator(mode="after")
     def _kind_needs(self):
-        if self.kind == "factory" and not (self.factory and FACTORY_SPEC.match(self.factory)):
-            raise InputError("kind factory needs factory: 'package.module:function'")
-        if self.kind == "idx" and self.root is None:
-            self.root = DEFAULT_IDX_ROOT
-        if self.is_text:
-            self._text_defaults()
-        elif any(v is not None for v in (self.tokenizer, self.seq_len, self.text_column, self.label_column)):
-            raise InputError(
-                f"tokenizer, seq_len and the columns apply to text kinds ({', '.join(text_kinds())})"
-            )
-        if self.kind != "factory" and self.root is None:
+        kind = DATA_KINDS.get(self.kind)
+        if self.root is None:
+            self.root = kind.default_root
+        if kind.root and self.root is None:
             raise InputError(f"kind {self.kind} needs root")
-        if self.kind != "image_folder" and (self.resize or self.center_crop or self.color):
-            raise InputError("resize, center_crop and color apply to kind image_folder")
-        return self
-
-    def _text_defaults(self) -> None:
-        from toolkit.data.text import DEFAULT_TEXT_ROOT, TEXT_DEFAULT_FILES
-
-        if self.root is None and self.kind in TEXT_DEFAULT_FILES:
-            self.root = DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES[self.kind]
-        if self.tokenizer is None:
-            self.tokenizer = DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES["tokenizer"]
-        self.seq_len = self.seq_len or 64
-        if self.kind == "text_csv":
-            self.text_column, self.label_column = self.text_column or "text", self.label_column or "label"
-        if self.mean is not None or self.std is not None:
+        if kind.text and (self.mean is not None or self.std is not None):
             raise InputError("mean and std apply to images, not text")
+        return self
 
     @model_validator(mode="after")
     def _kind_options(self):
         """The keys that are not common fields are the kind's own, checked by its options model."""
         extra = self.__pydantic_extra__ or {}
         model = DATA_KINDS.get(self.kind).options
-        if extra and model is None:
-            raise InputError(f"unknown key {next(iter(extra))!r}: not a field of data nor of kind {self.kind}")
+        own = sorted(model.model_fields) if model is not None else []
+        unknown = [k for k in extra if k not in own]
+        if unknown:
+            fields = f" (its own: {', '.join(own)})" if own else ""
+            raise InputError(
+                f"unknown key {unknown[0]!r}: not a field of data nor of kind {self.kind}{fields}"
+            )
         if model is not None:
             try:
                 self._options = model.model_validate(extra)
             except ValidationError as e:
                 raise InputError(f"kind {self.kind}: {first_error(e)}") from None
+        extra.clear()  # read as `options` only; written back next to the common fields (`_with_options`)
         return self
+
+    @model_serializer(mode="wrap")
+    def _with_options(self, handler, info):
+        """The kind's own fields written flat, next to the common ones, as a config file gives them."""
+        out = handler(self)
+        return out if self._options is None else {**out, **self._options.model_dump(mode=info.mode)}
 
     @property
     def options(self):
@@ -201,10 +175,6 @@ SourceKind = Annotated[str, AfterValidator(registered(TEACHER_KINDS, "auto"))]
 def library_kinds() -> tuple[str, ...]:
     """The teacher kinds written `library:name` (timm, torchvision); their weights come from a local file."""
     return tuple(n for n in TEACHER_KINDS.names() if getattr(TEACHER_KINDS.get(n), "library", False))
-
-
-# `package.module:callable` (attribute path may be dotted); checked only when no such file exists.
-FACTORY_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 @dataclass

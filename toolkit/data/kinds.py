@@ -7,13 +7,18 @@ edgekd's own are registered in `toolkit.data.load` (idx, image_folder, npz, fact
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from benchmarks.registry import Registry
 
-__all__ = ["DataKind", "DATA_KINDS", "register_data_kind", "data_kind", "text_kinds"]
+__all__ = ["DataKind", "DATA_KINDS", "FACTORY_SPEC", "register_data_kind", "data_kind", "text_kinds"]
+
+# `package.module:callable` (attribute path may be dotted), for data and teacher factories.
+FACTORY_SPEC = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class DataKind:
     read: Callable[[Any, int], Any]
     text: bool = False  # token ids (N, L) rather than images
     options: type | None = None
+    root: bool = True  # reads `data.root` (a folder or file): a config of this kind must give one
+    default_root: Path | None = None  # where `root` is when the config does not say
 
 
 def _builtins() -> None:

@@ -4,15 +4,60 @@ image kinds' readers: idx, image_folder, npz and factory."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from benchmarks.preprocess import image_steps
 from toolkit.data.datasets import DataSplits, load_idx_splits, splits_from_arrays
-from toolkit.data.kinds import DataKind, data_kind, register_data_kind
+from toolkit.data.kinds import FACTORY_SPEC, DataKind, data_kind, register_data_kind
 from toolkit.data.split import stratified_split
 
-__all__ = ["load_splits"]
+__all__ = [
+    "load_splits",
+    "IdxOptions",
+    "FolderOptions",
+    "ArraysOptions",
+    "FactoryOptions",
+    "DEFAULT_IDX_ROOT",
+]
+
+DEFAULT_IDX_ROOT = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+Layout = Literal["NCHW", "NHWC", "NHW"]  # of npz/factory arrays (NHW: gray, no channel axis)
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class IdxOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    val_size: int = Field(5000, ge=1)  # training images held out for validation
+
+
+class FolderOptions(BaseModel):
+    """Decoded to gray or RGB (None: gray when every image is), resized ([H, W], or one number for the
+    shorter side), center-cropped; the same steps go into the manifest for the board."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    color: Literal["L", "RGB"] | None = None
+    resize: list[PositiveInt] | None = Field(None, min_length=1, max_length=2)
+    center_crop: list[PositiveInt] | None = Field(None, min_length=2, max_length=2)
+
+    @field_validator("resize", "center_crop", mode="before")
+    @classmethod
+    def _square(cls, v):
+        return [v, v] if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class ArraysOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    layout: Layout = "NCHW"
+
+
+class FactoryOptions(ArraysOptions):
+    factory: str = Field(pattern=FACTORY_SPEC.pattern)  # "package.module:function" returning the splits
 
 
 def load_splits(data, seed: int) -> DataSplits:
@@ -23,7 +68,7 @@ def load_splits(data, seed: int) -> DataSplits:
 def _idx(data, seed: int) -> DataSplits:
     return load_idx_splits(
         data.root,
-        val_size=data.val_size,
+        val_size=data.options.val_size,
         seed=seed,
         limit_train=data.limit_train,
         limit_test=data.limit_test,
@@ -35,11 +80,12 @@ def _arrays(data, seed: int) -> DataSplits:
     """An .npz file's arrays, or a factory's (`package.module:function`)."""
     from toolkit.data.arrays import load_factory, load_npz
 
-    where = data.root if data.kind == "npz" else data.factory
+    options = data.options
+    where = data.root if data.kind == "npz" else options.factory
     parts, labels = (
-        load_npz(Path(data.root), data.layout)
+        load_npz(Path(data.root), options.layout)
         if data.kind == "npz"
-        else load_factory(data.factory, data.layout)
+        else load_factory(options.factory, options.layout)
     )
     parts = _split_off(parts, data, seed, where)
     x = parts["train"][0]
@@ -52,9 +98,9 @@ def _folder(data, seed: int) -> DataSplits:
 
     parts, classes, steps = load_folder(
         Path(data.root),
-        color=data.color,
-        resize=data.resize,
-        center_crop=data.center_crop,
+        color=data.options.color,
+        resize=data.options.resize,
+        center_crop=data.options.center_crop,
         val_fraction=data.val_fraction,
         test_fraction=data.test_fraction,
         seed=seed,
@@ -90,7 +136,7 @@ def _take(x, idx: np.ndarray):
     return x.subset(idx) if hasattr(x, "subset") else x[idx]
 
 
-register_data_kind(DataKind("idx", _idx))
-register_data_kind(DataKind("image_folder", _folder))
-register_data_kind(DataKind("npz", _arrays))
-register_data_kind(DataKind("factory", _arrays))
+register_data_kind(DataKind("idx", _idx, options=IdxOptions, default_root=DEFAULT_IDX_ROOT))
+register_data_kind(DataKind("image_folder", _folder, options=FolderOptions))
+register_data_kind(DataKind("npz", _arrays, options=ArraysOptions))
+register_data_kind(DataKind("factory", _arrays, options=FactoryOptions, root=False))

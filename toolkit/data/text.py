@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.data.kinds import DataKind, register_data_kind
 from toolkit.data.split import stratified_split
@@ -20,6 +21,8 @@ from toolkit.errors import DataError
 __all__ = [
     "DEFAULT_TEXT_ROOT",
     "TEXT_DEFAULT_FILES",
+    "TextOptions",
+    "TextCsvOptions",
     "TextSplits",
     "read_rotten_tomatoes",
     "read_bbc_news",
@@ -130,9 +133,8 @@ def read_texts(data) -> tuple[list[str], np.ndarray, tuple[str, ...]]:
         return read_rotten_tomatoes(root)
     if data.kind == "bbc_news":
         return read_bbc_news(root)
-    return read_text_csv(
-        root, text_column=data.text_column, label_column=data.label_column, labels=data.labels
-    )
+    o = data.options
+    return read_text_csv(root, text_column=o.text_column, label_column=o.label_column, labels=data.labels)
 
 
 def load_text_splits(data, seed: int):
@@ -150,10 +152,11 @@ def load_text_splits(data, seed: int):
     split = split_texts(
         texts, y, labels, val=data.val_fraction, test=data.test_fraction, seed=seed, where=data.root
     )
-    if not Path(data.tokenizer).is_file():
-        raise DataError(f"{data.tokenizer}: tokenizer file not found (run `make text-data`)")
+    tokenizer, seq_len = data.options.tokenizer, data.options.seq_len
+    if not Path(tokenizer).is_file():
+        raise DataError(f"{tokenizer}: tokenizer file not found (run `make text-data`)")
     try:
-        tok = load_tokenizer(data.tokenizer, data.seq_len)
+        tok = load_tokenizer(tokenizer, seq_len)
     except ValueError as e:
         raise DataError(str(e)) from None
     train_text, train_y = split.train_text, split.train_y
@@ -176,12 +179,29 @@ def load_text_splits(data, seed: int):
         tokens=TokenPreprocessing(
             kind="tokens",
             tokenizer="tokenizer.json",
-            sha256=sha256_file(data.tokenizer),
-            seq_len=data.seq_len,
+            sha256=sha256_file(tokenizer),
+            seq_len=seq_len,
             pad_id=pad,
         ),
     )
 
 
-for _kind in ("rotten_tomatoes", "bbc_news", "text_csv"):
-    register_data_kind(DataKind(_kind, load_text_splits, text=True))
+class TextOptions(BaseModel):
+    """The tokenizer.json every model's token ids come from (default: MiniLM's, from `make text-data`) and
+    the padded length."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokenizer: Path = DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES["tokenizer"]
+    seq_len: int = Field(64, ge=2)
+
+
+class TextCsvOptions(TextOptions):
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+for _kind in ("rotten_tomatoes", "bbc_news"):
+    _root = DEFAULT_TEXT_ROOT / TEXT_DEFAULT_FILES[_kind]
+    register_data_kind(DataKind(_kind, load_text_splits, text=True, options=TextOptions, default_root=_root))
+register_data_kind(DataKind("text_csv", load_text_splits, text=True, options=TextCsvOptions))

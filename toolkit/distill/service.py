@@ -28,7 +28,7 @@ def distill(
     summary: dict = {
         "data": {
             "kind": cfg.data.kind,
-            "root": str(cfg.data.root or cfg.data.factory),
+            "root": str(cfg.data.root or getattr(cfg.data.options, "factory", cfg.data.kind)),
             "train": len(s.train_y),
             "val": len(s.val_y),
             "test": len(s.test_y),

@@ -29,14 +29,14 @@ def _view_spec(cfg: RunConfig):
         return ViewSpec(**v.model_dump(exclude={"mask"}), seed=cfg.seed)
     from benchmarks.text import load_tokenizer
 
-    tok = load_tokenizer(cfg.data.tokenizer, cfg.data.seq_len or 64)
+    tok = load_tokenizer(cfg.data.options.tokenizer, cfg.data.options.seq_len)
     ids = {t: tok.token_to_id(t) for t in ("[MASK]", "[UNK]", "[PAD]", "[CLS]", "[SEP]")}
     keep = tuple(sorted({i for t, i in ids.items() if t in ("[PAD]", "[CLS]", "[SEP]") and i is not None}))
     mask_id = ids["[MASK]"] if ids["[MASK]"] is not None else ids["[UNK]"]
     if mask_id is None:
         from toolkit.errors import ConfigError
 
-        raise ConfigError(f"{cfg.data.tokenizer}: no [MASK] or [UNK] token to mask views with")
+        raise ConfigError(f"{cfg.data.options.tokenizer}: no [MASK] or [UNK] token to mask views with")
     return ViewSpec(
         count=v.count,
         top_k=v.top_k,
@@ -69,6 +69,7 @@ def _logits_key(ctx: _Ctx, name: str, info: dict, *extra) -> str:
     """The teacher (its file or checkpoint, its config with any input adapter) and the images it scored."""
     parts = [info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name)), ctx.cfg.seed]
     parts += [[t.model_dump(mode="json") for t in ctx.cfg.teachers], ctx.cfg.data.model_dump(mode="json")]
+    parts.append(ctx.cfg.data.options.model_dump(mode="json") if ctx.cfg.data.options is not None else None)
     return hashlib.sha256(json.dumps([*parts, *extra], sort_keys=True, default=str).encode()).hexdigest()
 
 

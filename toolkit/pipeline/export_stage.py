@@ -174,7 +174,7 @@ def _copy_tokenizer(cfg, bundle: Path) -> None:
     from export._files import atomic_path
 
     with atomic_path(bundle / "tokenizer.json") as tmp:
-        shutil.copyfile(cfg.data.tokenizer, tmp)
+        shutil.copyfile(cfg.data.options.tokenizer, tmp)
 
 
 def _calibration_rows(n: int, cfg) -> np.ndarray:
