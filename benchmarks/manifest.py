@@ -280,6 +280,10 @@ class FileSettings(_Strict):
     qat: QatRecord | None = None
     layout_search: LayoutSearch | None = None
 
+    def merged(self, **fields: Any) -> FileSettings:
+        """These settings with `fields` given too (validated; the file records the keys given, as ever)."""
+        return FileSettings.model_validate({**self.model_dump(exclude_unset=True), **fields})
+
 
 class ModelEntry(_Strict):
     """One shipped file: what it is, its checksum, its settings and its parity check."""

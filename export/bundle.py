@@ -13,11 +13,23 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
 from benchmarks.backends import file_suffixes
-from benchmarks.manifest import MANIFEST_VERSION, InputSpec, ModelEntry, parse_manifest
+from benchmarks.manifest import (
+    MANIFEST_VERSION,
+    Failure,
+    InputSpec,
+    Manifest,
+    ManifestKey,
+    ModelEntry,
+    ReferenceOutputs,
+    TestData,
+    parse_manifest,
+    validation_message,
+)
 from export._files import atomic_path, sha256_file
-from toolkit.errors import EdgekdError
+from toolkit.errors import EdgekdError, InputError
 
 __all__ = [
     "MANIFEST_VERSION",
@@ -54,11 +66,17 @@ def variant_file_name(stem: str, fmt: str, precision: str) -> str:
     return f"{stem}{suffix}{file_suffixes()[fmt]}"
 
 
-def file_entry(path: Path, bundle: Path, **fields) -> dict:
+def file_entry(path: Path, bundle: Path, **fields) -> ModelEntry:
     """Manifest entry for one model file: relative path, size and sha256 plus the given fields."""
-    return dict(
-        fields, file=str(path.relative_to(bundle)), size_bytes=path.stat().st_size, sha256=sha256_file(path)
-    )
+    try:
+        return ModelEntry(
+            **fields,
+            file=str(path.relative_to(bundle)),
+            size_bytes=path.stat().st_size,
+            sha256=sha256_file(path),
+        )
+    except ValidationError as e:
+        raise InputError(f"{path}: {validation_message(e)}") from None
 
 
 # Each file written and checked so far, with the export settings it was made with: `--resume` keeps the
@@ -66,17 +84,18 @@ def file_entry(path: Path, bundle: Path, **fields) -> dict:
 JOURNAL = ".export-journal.jsonl"
 
 
-def record_entry(bundle: Path, entry: dict, settings: str) -> None:
+def record_entry(bundle: Path, entry: ModelEntry, settings: str) -> None:
     """Note a file that was written and checked (`settings`: a hash of the export settings used)."""
+    noted = {"settings": settings, "entry": entry.model_dump(mode="json", exclude_unset=True)}
     with open(bundle / JOURNAL, "a", encoding="utf-8") as f:
-        f.write(json.dumps({"settings": settings, "entry": entry}) + "\n")
+        f.write(json.dumps(noted) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def finished_entries(bundle: Path, settings: str) -> dict[tuple[str, str, str], dict]:
+def finished_entries(bundle: Path, settings: str) -> dict[ManifestKey, ModelEntry]:
     """Entries the journal holds for `settings` whose file is still there with the same sha256."""
-    out: dict[tuple[str, str, str], dict] = {}
+    out: dict[ManifestKey, ModelEntry] = {}
     path = bundle / JOURNAL
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     for line in lines:
@@ -87,7 +106,7 @@ def finished_entries(bundle: Path, settings: str) -> dict[tuple[str, str, str], 
             continue  # the line being written when the export was killed, or not a journal line
         file = bundle / entry.file
         if noted.get("settings") == settings and file.is_file() and sha256_file(file) == entry.sha256:
-            out[entry.key] = entry.model_dump(mode="json", exclude_unset=True)
+            out[entry.key] = entry
     return out
 
 
@@ -102,31 +121,34 @@ def _write_npz(dst: Path, **arrays: np.ndarray) -> None:
                 np.lib.format.write_array(f, np.ascontiguousarray(value), allow_pickle=False)
 
 
-def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> dict:
+def write_test_data(bundle: Path, x_uint8: np.ndarray, y: np.ndarray) -> TestData:
     """Store the held-out test split (raw uint8 images + labels) so a board can measure accuracy."""
     dst = bundle / "data" / "test.npz"
     with atomic_path(dst) as tmp:
         _write_npz(tmp, x=np.asarray(x_uint8), y=y)
-    return {"file": "data/test.npz", "n": int(len(y)), "sha256": sha256_file(dst)}
+    return TestData(file="data/test.npz", n=int(len(y)), sha256=sha256_file(dst))
 
 
-def write_reference_outputs(bundle: Path, models: list[dict], x_test: np.ndarray) -> dict | None:
+def write_reference_outputs(
+    bundle: Path, models: list[ModelEntry], x_test: np.ndarray
+) -> ReferenceOutputs | None:
     """`data/reference.npz`: each ONNX/TFLite file's logits on the first test images (`x_test`: the NCHW
     model input, as parity ran it), computed here, so a board can show its runtime gives the same
     (benchmarks/outputs.py); None when no file runs here."""
     from benchmarks.backends import available, backend_for
     from benchmarks.machine import machine_facts
     from benchmarks.outputs import REFERENCE_ROWS, run_file
+    from export.exporters import EXPORTERS
 
     x = x_test[:REFERENCE_ROWS]
     arrays, names = {}, {}
     for i, m in enumerate(models):
-        backend = m["parity"].get("backend") or backend_for(m["file"])
-        if m["format"] == "torch" or not available(backend):
+        backend = m.parity.backend or backend_for(m.file)
+        if not EXPORTERS.get(m.format).reference_outputs or not available(backend):
             continue
-        feed = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if m.get("layout") == "NHWC" else x
-        names[m["file"]] = f"m{i}"
-        arrays[f"m{i}"] = run_file(bundle / m["file"], feed, backend=backend).astype(np.float32)
+        feed = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if m.layout == "NHWC" else x
+        names[m.file] = f"m{i}"
+        arrays[f"m{i}"] = run_file(bundle / m.file, feed, backend=backend).astype(np.float32)
     if not arrays:
         return None
     dst = bundle / "data" / "reference.npz"
@@ -134,38 +156,38 @@ def write_reference_outputs(bundle: Path, models: list[dict], x_test: np.ndarray
         _write_npz(tmp, **arrays)
     facts = machine_facts()
     machine = ", ".join(str(v) for v in (facts.get("arch"), facts.get("cpu_model")) if v)
-    return {"file": "data/reference.npz", "sha256": sha256_file(dst), "rows": len(x), "machine": machine,
-            "arrays": names}  # fmt: skip
+    return ReferenceOutputs(file="data/reference.npz", sha256=sha256_file(dst), rows=len(x), machine=machine,
+                            arrays=names)  # fmt: skip
 
 
-def parity_failures(models: list[dict]) -> list[dict]:
+def parity_failures(models: list[ModelEntry]) -> list[Failure]:
     """A failure for every written file that missed its parity tolerance; its `file` stays in the bundle."""
     out = []
     for m in models:
-        p = m["parity"]
-        if p["passed"]:
+        p = m.parity
+        if p.passed:
             continue
-        tol, missed = p["tolerance"], []
-        if p["max_abs_diff"] > tol.get("max_abs_diff", float("inf")):
-            missed.append(f"max |diff| {p['max_abs_diff']:.3g} > {tol['max_abs_diff']:g}")
-        if p["top1_agreement"] < tol["top1_agreement"]:
-            missed.append(f"top-1 agreement {p['top1_agreement']:.4f} < {tol['top1_agreement']:g}")
-        error = f"parity outside the {m['precision']} tolerance: {', '.join(missed)}"
-        out.append({k: m[k] for k in ("name", "format", "precision", "file")} | {"error": error})
+        tol, missed = p.tolerance, []
+        if p.max_abs_diff > tol.get("max_abs_diff", float("inf")):
+            missed.append(f"max |diff| {p.max_abs_diff:.3g} > {tol['max_abs_diff']:g}")
+        if p.top1_agreement < tol["top1_agreement"]:
+            missed.append(f"top-1 agreement {p.top1_agreement:.4f} < {tol['top1_agreement']:g}")
+        error = f"parity outside the {m.precision} tolerance: {', '.join(missed)}"
+        out.append(Failure(name=m.name, format=m.format, precision=m.precision, file=m.file, error=error))
     return out
 
 
 def write_manifest(
     bundle: Path,
     *,
-    models: list[dict],
+    models: list[ModelEntry],
     input_spec: InputSpec,
     labels: list[str],
-    test_data: dict,
-    failures: list[dict],
-    reference_outputs: dict | None = None,
+    test_data: TestData | None,
+    failures: list[Failure],
+    reference_outputs: ReferenceOutputs | None = None,
     sources: tuple[Path, ...] = (),
-) -> dict:
+) -> Manifest:
     """Write `manifest.json` last and atomically: a bundle without it is incomplete by definition.
 
     `failures` are the files that could not be written; files that missed their parity tolerance are added.
@@ -190,7 +212,7 @@ def write_manifest(
         manifest.write(path)
     except OSError as exc:  # a full disk: no manifest, so the bundle stays incomplete, as it should
         raise EdgekdError(f"{path}: cannot write the manifest ({exc.strerror or exc})") from exc
-    return json.loads(manifest.to_json())
+    return manifest
 
 
 def source_date(sources: tuple[Path, ...] | list[Path] = ()) -> datetime:

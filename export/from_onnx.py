@@ -9,15 +9,15 @@ from typing import Literal
 
 import numpy as np
 
-from benchmarks.manifest import InputSpec, Preprocessing
+from benchmarks.manifest import Failure, FileSettings, InputSpec, Manifest, ModelEntry, Preprocessing
 from export._files import sha256_file
 from export.onnx_normalize import short_names
 from toolkit.errors import DataError, ExportError, InputError
 
 __all__ = ["check_from_onnx_arguments", "load_inputs", "onnx_input_spec", "export_from_onnx"]
 
-# on_file(name, format, precision, entry_or_error), as in the pipeline's export stage.
-FileCallback = Callable[[str, str, str, dict], None]
+# on_file(name, format, precision, entry_or_failure), as in the pipeline's export stage.
+FileCallback = Callable[[str, str, str, ModelEntry | Failure], None]
 _PARITY_RANDOM = 64  # inputs for parity when neither test nor calibration data is given
 
 
@@ -138,22 +138,20 @@ class _Bundle:
         self.y = y if y is not None else self.reference.argmax(1)  # labels: the source's own predictions
         self.labelled = y is not None
         self.common = dict(name=self.stem, role="student", layout=layout, source_onnx_sha256=sha256_file(src))
-        self.entries: list[dict] = []
-        self.failures: list[dict] = []
+        self.entries: list[ModelEntry] = []
+        self.failures: list[Failure] = []
 
     def path(self, fmt: str, precision: str) -> Path:
         from export.bundle import variant_file_name
 
         return self.bundle / variant_file_name(self.stem, fmt, precision)
 
-    def add(self, fmt: str, precision: str, quant: dict | None, **extra) -> None:
+    def add(self, fmt: str, precision: str, quant: FileSettings | None, **extra) -> None:
         from export.bundle import file_entry
-        from export.onnx import onnx_opset
+        from export.exporters import EXPORTERS
         from export.parity import TOLERANCES, check_parity
 
         dst = self.path(fmt, precision)
-        if fmt == "onnx":  # each file's own opset: an int8 file's may be converted up from the source's
-            quant = dict(quant or {}, opset=onnx_opset(dst))
         tolerance = precision if precision in TOLERANCES else "int8"  # e.g. dynamic-int8
         parity = check_parity(dst, self.x, self.y, self.reference, precision=tolerance).to_dict()
         parity["reference"] = "source ONNX in onnxruntime"
@@ -165,7 +163,7 @@ class _Bundle:
             format=fmt,
             precision=precision,
             quantization=quant,
-            batch=1 if fmt == "tflite" else None,
+            batch=EXPORTERS.get(fmt).batch,
             parity=parity,
             **extra,
         )
@@ -175,18 +173,28 @@ class _Bundle:
 
     def fail(self, fmt: str, precision: str, error: ExportError) -> None:
         self.path(fmt, precision).unlink(missing_ok=True)  # never leave an older file under this name
-        self.failures.append({"name": self.stem, "format": fmt, "precision": precision, "error": str(error)})
+        self.failures.append(Failure(name=self.stem, format=fmt, precision=precision, error=str(error)))
         if self.on_file:
             self.on_file(self.stem, fmt, precision, self.failures[-1])
 
-    def make(self, fmt: str, precision: str, build: Callable[[Path], dict | None]) -> None:
+    def make_onnx(self, precision: str, build: Callable[[Path], dict | None]) -> None:
+        """An ONNX file `build` writes, with its settings and its own opset (an int8 file's may be converted
+        up from the source's); a failure is recorded, not raised."""
+        dst = self.path("onnx", precision)
         try:
-            quant = build(self.path(fmt, precision))
-            _check_single_input(self.path(fmt, precision))
+            quant = build(dst)
+            _check_single_input(dst)
         except ExportError as e:
-            self.fail(fmt, precision, e)
+            self.fail("onnx", precision, e)
         else:
-            self.add(fmt, precision, quant)
+            self.add("onnx", precision, _onnx_settings(dst, quant))
+
+
+def _onnx_settings(path: Path, quant: dict | None) -> FileSettings:
+    """An ONNX file's settings: those its writer returned, and the file's own opset."""
+    from export.onnx import onnx_opset
+
+    return FileSettings(**(quant or {}), opset=onnx_opset(path))
 
 
 def _check_single_input(path: Path) -> None:
@@ -214,7 +222,7 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _static(src: Path, calib, test, max_drop: float | None, per_channel: bool, why: str) -> Callable:
-    """The static int8 build step for `_Bundle.make`; `why` is the per-channel choice's reason."""
+    """The static int8 build step for `_Bundle.make_onnx`; `why` is the per-channel choice's reason."""
     from export.quantize import quantize_static
     from export.sensitivity import quantize_with_max_drop
     from toolkit.data import ArrayCalibrationReader
@@ -246,7 +254,7 @@ def export_from_onnx(
     tflite: bool = False,
     calibration_samples: int = 256,
     on_file: FileCallback | None = None,
-) -> dict:
+) -> Manifest:
     """Copy `src` into `out_dir/bundle`, write the asked-for variants, check each against `src` run in
     onnxruntime (on `test`, else calibration, else random inputs) and write the manifest; returns it."""
     from export.bundle import write_archive, write_manifest
@@ -264,7 +272,7 @@ def export_from_onnx(
     out = _Bundle(bundle, src, spec.layout, *_parity_data(spec, calib, test_xy), on_file)
     fp32 = out.path("onnx", "fp32")
     _copy(src, fp32)
-    out.add("onnx", "fp32", None)
+    out.add("onnx", "fp32", _onnx_settings(fp32, None))
     options = dict(int8=int8, fp16=fp16, calib=calib, test=test_xy, max_drop=max_accuracy_drop)
     with tempfile.TemporaryDirectory(prefix="edgekd-from-onnx-") as work:
         _variants(out, fp32, Path(work), **options)
@@ -279,7 +287,7 @@ def export_from_onnx(
         failures=out.failures,
         sources=(src,),
     )
-    write_archive(bundle, created=manifest["created"])
+    write_archive(bundle, created=manifest.created)
     return manifest
 
 
@@ -289,7 +297,7 @@ def _variants(out: _Bundle, fp32: Path, work: Path, *, int8, fp16: bool, calib, 
     if int8 is not None:
         _int8(out, fp32, work, int8=int8, calib=calib, test=test, max_drop=max_drop)
     if fp16:
-        out.make("onnx", "fp16", lambda dst: convert_fp16(fp32, dst))
+        out.make_onnx("fp16", lambda dst: convert_fp16(fp32, dst))
 
 
 def _int8(out: _Bundle, fp32: Path, work: Path, *, int8: str, calib, test, max_drop) -> None:
@@ -304,9 +312,9 @@ def _int8(out: _Bundle, fp32: Path, work: Path, *, int8: str, calib, test, max_d
         out.fail("onnx", precision, e)
         return
     if int8 == "static":
-        out.make("onnx", precision, _static(src, calib, test, max_drop, per_channel, why))
+        out.make_onnx(precision, _static(src, calib, test, max_drop, per_channel, why))
     else:
-        out.make("onnx", precision, lambda dst: quantize_dynamic(src, dst))
+        out.make_onnx(precision, lambda dst: quantize_dynamic(src, dst))
 
 
 def _tflite(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib) -> None:
@@ -329,11 +337,14 @@ def _tflite(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib) -> None:
         return
     converter = f"onnx2tf {info['version']}"
     for precision in wanted:
-        quant = {"mode": precision} if precision == "fp16" else None
-        if precision == "int8":
-            quant = {
-                "mode": "static",
-                "format": "TFLite integer_quant (float I/O)",
-                "calibration_samples": len(calib),
-            }
-        out.add("tflite", precision, quant, converter=converter)
+        out.add("tflite", precision, _tflite_settings(precision, calib), converter=converter)
+
+
+def _tflite_settings(precision: str, calib) -> FileSettings | None:
+    """What an onnx2tf file records: fp16 its mode, static int8 its calibration, fp32 nothing."""
+    if precision == "fp16":
+        return FileSettings(mode="fp16")
+    if precision == "int8":
+        fmt = "TFLite integer_quant (float I/O)"
+        return FileSettings(mode="static", format=fmt, calibration_samples=len(calib))
+    return None

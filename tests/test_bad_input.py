@@ -55,7 +55,7 @@ CONFIGS = [
     (
         "unknown-nested-key",
         "distill: {temprature: 2}\n",
-        "re:distill: Value error, unknown key 'temprature': not a field of distill nor a method with options.*",
+        "re:distill: Value error, unknown key 'temprature': not a field of distill nor a method with .*",
     ),
     (
         "wrong-type-int",

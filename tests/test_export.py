@@ -251,14 +251,15 @@ def test_default_run_ships_int8_students_3_5x_smaller_with_compact_names(tmp_pat
         paths = {}
         for precision in ("fp32", "int8"):
             paths[precision] = tmp_path / file_name("student_kd", fmt, precision)
-            job = ExportJob("student_kd", model, sample, precision, paths[precision], cfg.export, calib, x, y,
-                            per_channel, why, tmp_path)  # fmt: skip
+            job = ExportJob(name="student_kd", model=model, sample=sample, precision=precision,
+                            dst=paths[precision], settings=cfg.export, calib=calib, x_val=x, y_val=y,
+                            per_channel=per_channel, per_channel_reason=why, work=tmp_path)  # fmt: skip
             settings = _export_one(job, fmt, len(calib))
             if fmt == "onnx":  # recorded in the manifest for every shipped ONNX file
-                assert settings["compact_names"] is True
+                assert settings.compact_names is True
             if precision == "int8":  # both formats record calibration size and the per-channel choice
-                assert settings["calibration_samples"] == cfg.export.calibration_samples
-                assert settings["per_channel"] is False and settings["per_channel_reason"] == why
+                assert settings.calibration_samples == cfg.export.calibration_samples
+                assert settings.per_channel is False and settings.per_channel_reason == why
         ratio = paths["fp32"].stat().st_size / paths["int8"].stat().st_size
         assert ratio >= 3.5, f"{fmt}: int8 only {ratio:.2f}x smaller"
         rec = check_parity(paths["int8"], x, y, ref, precision="int8")
@@ -290,6 +291,8 @@ BUDGET_KEYS = {
 
 def test_accuracy_budget_is_recorded_under_one_key_by_both_writers(tmp_path):
     """`export.max_accuracy_drop` (run directory) and `--max-accuracy-drop` (--from) write the same block."""
+    from types import SimpleNamespace
+
     from export.exporters import ExportJob
     from export.from_onnx import export_from_onnx
     from tests.conftest import fitted_student
@@ -303,18 +306,16 @@ def test_accuracy_budget_is_recorded_under_one_key_by_both_writers(tmp_path):
     model, x, y = fitted_student()
     per_channel, why = per_channel_for(model, cfg.export.per_channel)
     sample = torch.from_numpy(x[:1])
-    job = ExportJob("student_kd", model, sample, "int8", tmp_path / "q.onnx", cfg.export, x[:64], x, y,
-                    per_channel, why, tmp_path)  # fmt: skip
+    job = ExportJob(name="student_kd", model=model, sample=sample, precision="int8", dst=tmp_path / "q.onnx",
+                    settings=cfg.export, calib=x[:64], x_val=x, y_val=y, per_channel=per_channel,
+                    per_channel_reason=why, work=tmp_path)  # fmt: skip
     settings = _export_one(job, "onnx", 64)
-    budget = settings["accuracy_budget"]
-    assert set(budget) == BUDGET_KEYS and budget["max_accuracy_drop"] == 0.0
-    assert [r["node"] for r in settings["sensitivity"]["layers"]][: len(budget["kept_float"])] == budget[
-        "kept_float"
-    ]  # greedy: the costliest layers first
-    kept = len(budget["kept_float"])
-    assert _quant_cell({"precision": "int8", "quantization": settings}).endswith(
-        f"{kept} layer(s) float" if kept else "per-tensor"
-    )
+    budget = settings.accuracy_budget
+    assert budget.model_fields_set == BUDGET_KEYS and budget.max_accuracy_drop == 0.0
+    kept = budget.kept_float
+    assert [r.node for r in settings.sensitivity.layers][: len(kept)] == kept  # greedy: costliest first
+    entry = SimpleNamespace(precision="int8", quantization=settings)
+    assert _quant_cell(entry).endswith(f"{len(kept)} layer(s) float" if kept else "per-tensor")
     np.save(tmp_path / "calib.npy", x[:64])
     np.savez(tmp_path / "test.npz", x=x, y=y)
     manifest = export_from_onnx(
@@ -325,7 +326,7 @@ def test_accuracy_budget_is_recorded_under_one_key_by_both_writers(tmp_path):
         test=tmp_path / "test.npz",
         max_accuracy_drop=0.0,
     )
-    assert set(manifest["models"][1]["quantization"]["accuracy_budget"]) == BUDGET_KEYS
+    assert manifest.models[1].quantization.accuracy_budget.model_fields_set == BUDGET_KEYS
 
 
 def test_shipped_json_schema_is_the_typed_manifest_s():

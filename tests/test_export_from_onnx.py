@@ -110,10 +110,10 @@ def test_parity_failure_is_listed_kept_and_exits_1(user_files, tmp_path, monkeyp
 def test_dynamic_int8_without_data_checks_on_random_inputs(user_files, tmp_path):
     manifest = export_from_onnx(user_files / "model.onnx", tmp_path, int8="dynamic")
     validate_manifest(manifest)
-    dyn = manifest["models"][1]
-    assert dyn["file"] == "model_dynamic_int8.onnx" and dyn["precision"] == "dynamic-int8"
-    assert dyn["parity"]["labels"] == "source predictions" and dyn["parity"]["n"] == 64
-    assert dyn["quantization"]["mode"] == "dynamic"
+    dyn = manifest.models[1]
+    assert dyn.file == "model_dynamic_int8.onnx" and dyn.precision == "dynamic-int8"
+    assert dyn.parity.labels == "source predictions" and dyn.parity.n == 64
+    assert dyn.quantization.mode == "dynamic"
 
 
 def _edgekd(*args):
@@ -183,10 +183,10 @@ _HAS_ONNX2TF = importlib.util.find_spec("onnx2tf") is not None or "EDGEKD_ONNX2T
 def test_tflite_without_onnx2tf_is_a_failure_naming_the_extra(user_files, tmp_path):
     manifest = export_from_onnx(user_files / "model.onnx", tmp_path, tflite=True)
     validate_manifest(manifest)
-    [failure] = manifest["failures"]
-    assert failure["format"] == "tflite" and failure["precision"] == "fp32"
-    assert "onnx2tf is not installed" in failure["error"] and "onnx2tf extra" in failure["error"]
-    assert "\n" not in failure["error"] and [m["file"] for m in manifest["models"]] == ["model.onnx"]
+    [failure] = manifest.failures
+    assert failure.format == "tflite" and failure.precision == "fp32"
+    assert "onnx2tf is not installed" in failure.error and "onnx2tf extra" in failure.error
+    assert "\n" not in failure.error and [m.file for m in manifest.models] == ["model.onnx"]
 
 
 def test_onnx2tf_error_paths(user_files, tmp_path):

@@ -159,11 +159,11 @@ def test_other_old_opsets_and_ir_3(zoo, tmp_path, opset, ir):
     manifest = export_from_onnx(
         src, tmp_path / "out", int8="static", fp16=True, calibration=zoo / "calib.npy", test=zoo / "test.npz"
     )
-    assert manifest["failures"] == [] and all(m["parity"]["passed"] for m in manifest["models"])
-    fp32, int8, _ = manifest["models"]
-    assert int8["quantization"]["per_channel_reason"] == f"per-channel: opset {opset} converted to 13"
+    assert manifest.failures == [] and all(m.parity.passed for m in manifest.models)
+    fp32, int8, _ = manifest.models
+    assert int8.quantization.per_channel_reason == f"per-channel: opset {opset} converted to 13"
     # IR 3 requires every weight among the inputs: with them dropped, the copy says IR 4.
-    assert onnx.load(str(tmp_path / "out" / "bundle" / fp32["file"])).ir_version == 4
+    assert onnx.load(str(tmp_path / "out" / "bundle" / fp32.file)).ir_version == 4
 
 
 def _failing_converter(monkeypatch, opsets: set[int]) -> None:
@@ -185,10 +185,10 @@ def test_per_tensor_when_the_file_cannot_reach_opset_13(zoo, tmp_path, monkeypat
     manifest = export_from_onnx(
         zoo / "model_dyn.onnx", tmp_path, int8="static", calibration=zoo / "calib.npy", test=zoo / "test.npz"
     )
-    q = manifest["models"][1]["quantization"]
-    assert manifest["failures"] == [] and manifest["models"][1]["parity"]["passed"]
-    assert not q["per_channel"] and q["opset"] == 11
-    assert q["per_channel_reason"] == (
+    q = manifest.models[1].quantization
+    assert manifest.failures == [] and manifest.models[1].parity.passed
+    assert not q.per_channel and q.opset == 11
+    assert q.per_channel_reason == (
         "per-tensor: opset 9 converted to 11; cannot convert opset 9 to 13: "
         "No Adapter To Version $ 13 for BatchNormalization"
     )
@@ -197,9 +197,9 @@ def test_per_tensor_when_the_file_cannot_reach_opset_13(zoo, tmp_path, monkeypat
 def test_no_quantizable_opset_is_a_one_line_failure_naming_the_file(zoo, tmp_path, monkeypatch):
     _failing_converter(monkeypatch, {11, 13})
     manifest = export_from_onnx(zoo / "model_dyn.onnx", tmp_path, int8="dynamic", fp16=True)
-    assert [m["precision"] for m in manifest["models"]] == ["fp32", "fp16"]  # fp16 needs no conversion
-    [failure] = manifest["failures"]
-    assert failure["precision"] == "dynamic-int8" and failure["error"] == (
+    assert [m.precision for m in manifest.models] == ["fp32", "fp16"]  # fp16 needs no conversion
+    [failure] = manifest.failures
+    assert failure.precision == "dynamic-int8" and failure.error == (
         f"{tmp_path / 'bundle' / 'model_dyn.onnx'}: cannot convert opset 9 to 11: "
         "No Adapter To Version $ 11 for BatchNormalization"
     )
@@ -233,11 +233,11 @@ def test_a_written_file_asking_for_weights_fails_in_one_short_line(zoo, tmp_path
 
     monkeypatch.setattr(export.quantize, "quantize_dynamic", quantize_dynamic)
     manifest = export_from_onnx(zoo / "model_dyn.onnx", tmp_path, int8="dynamic")
-    [failure] = manifest["failures"]
+    [failure] = manifest.failures
     n = len(_graph(zoo / "model_dyn.onnx").input)
-    assert "\n" not in failure["error"] and len(failure["error"]) < 300, failure["error"]
-    assert f"the file asks for {n}: 'input', " in failure["error"]
-    assert failure["error"].endswith(f" and {n - 3} more")
+    assert "\n" not in failure.error and len(failure.error) < 300, failure.error
+    assert f"the file asks for {n}: 'input', " in failure.error
+    assert failure.error.endswith(f" and {n - 3} more")
 
 
 @pytest.mark.parametrize(

@@ -284,10 +284,11 @@ def test_dynamic_int8_keeps_embeddings_float_where_int8_ones_cost_agreement(tmp_
         fp32 = _lookup_classifier(tmp_path / f"{embeddings}.onnx", table, head)
         dst = tmp_path / f"{embeddings}_dynamic_int8.onnx"
         job = ExportJob(
-            "m", None, None, "dynamic-int8", dst, settings, ids, ids, ids[:, 0], False, "", tmp_path
-        )
+            name="m", model=None, sample=None, precision="dynamic-int8", dst=dst, settings=settings,
+            calib=ids, x_val=ids, y_val=ids[:, 0], per_channel=False, per_channel_reason="", work=tmp_path,
+        )  # fmt: skip
         q = _dynamic_int8(job, fp32)
-        assert q["embeddings"] == embeddings and q["per_channel"] is True
+        assert q.embeddings == embeddings and q.per_channel is True
         agree = np.mean(run_file(dst, ids).argmax(1) == run_file(fp32, ids).argmax(1))
         assert agree >= TOLERANCES["dynamic-int8"]["top1_agreement"]
         table_types = {
@@ -295,7 +296,7 @@ def test_dynamic_int8_keeps_embeddings_float_where_int8_ones_cost_agreement(tmp_
         }
         if outlier:
             assert re.fullmatch(
-                r"int8 embeddings: \d+\.\d+% top-1 agreement .* below 97%", q["embeddings_reason"]
+                r"int8 embeddings: \d+\.\d+% top-1 agreement .* below 97%", q.embeddings_reason
             )
             assert table_types == {TensorProto.FLOAT}
         else:

@@ -22,8 +22,9 @@ def _job(model, x, y, precision: str, dst: Path, *, per_channel: bool = False):
     sample = torch.from_numpy(x[:1])
     export = RunConfig().export
     return ExportJob(
-        "student_kd", model, sample, precision, dst, export, x[:64], x, y, per_channel, "test", dst.parent
-    )
+        name="student_kd", model=model, sample=sample, precision=precision, dst=dst, settings=export,
+        calib=x[:64], x_val=x, y_val=y, per_channel=per_channel, per_channel_reason="test", work=dst.parent,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,12 @@ def test_pte_files_export_lowered_to_xnnpack_and_pass_parity(pte_files):
     assert 3 < fp32.stat().st_size / int8.stat().st_size < 4.2  # int8 weights: about 4x smaller
     for precision, path in (("fp32", fp32), ("int8", int8)):
         s = settings[precision]
-        assert s["delegate"] == "XnnpackBackend" and 0 < s["delegated_nodes"] <= s["graph_nodes"]
+        assert s.delegate == "XnnpackBackend" and 0 < s.delegated_nodes <= s.graph_nodes
         parity = check_parity(path, x, y, reference, precision=precision)
         assert parity.passed and parity.runtimes["executorch"] == "ok", parity
         assert parity.accuracy == pytest.approx((reference.argmax(1) == y).mean(), abs=0.01)
     assert check_parity(fp32, x, y, reference, precision="fp32").max_abs_diff < 1e-4
-    assert settings["int8"]["mode"] == "static" and settings["int8"]["per_channel"] is False
+    assert settings["int8"].mode == "static" and settings["int8"].per_channel is False
 
 
 def test_a_pte_file_outside_its_tolerance_fails_parity(pte_files):

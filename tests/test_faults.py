@@ -379,7 +379,7 @@ def test_disk_full_while_writing_the_archive(monkeypatch, capsys, tmp_path, smal
 
 
 def test_disk_full_while_writing_the_manifest(tmp_path, small_disk):
-    from benchmarks.manifest import InputSpec
+    from benchmarks.manifest import InputSpec, ModelEntry
     from export.bundle import write_manifest
 
     bundle = _bundle(small_disk / "bundle")
@@ -389,7 +389,7 @@ def test_disk_full_while_writing_the_manifest(tmp_path, small_disk):
     with pytest.raises(EdgekdError) as err:
         write_manifest(
             bundle,
-            models=data["models"],
+            models=[ModelEntry.model_validate(m) for m in data["models"]],
             input_spec=InputSpec.model_validate(data["input"]),
             labels=[],
             test_data=None,

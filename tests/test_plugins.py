@@ -87,6 +87,108 @@ def test_a_backend_from_outside_the_package_measures_a_file_end_to_end(tmp_path)
     assert "│ probe │ lin    │" in r.stderr  # the table lists it like any other file
 
 
+# A complete exporter for a made-up format, with the backend that runs its files: `.ortx` files are ONNX files
+# under a format name of their own, written for fp32 only and run by onnxruntime. One module, one entry point
+# in each group: nothing in edgekd changes for it.
+EXPORTER = '''
+"""A stand-in exporter: `.ortx` files are the model's fp32 ONNX graph, run by onnxruntime."""
+import shutil
+
+from benchmarks.backends import Backend, register_backend
+from benchmarks.backends.onnxruntime import describe, input_spec, invoke, load, prepare, run, version
+from export.exporters import Exporter, register_exporter
+
+register_backend(
+    Backend("ortcopy", {"ortx": ".ortx"}, requires="onnxruntime", distribution="onnxruntime", module=__name__)
+)
+
+
+def write(job):
+    from export.onnx import export_onnx
+
+    src = job.work / f"{job.name}.ortx-source.onnx"
+    export_onnx(job.model, job.sample, src, opset=job.settings.opset, exporter=job.settings.onnx_exporter)
+    shutil.copyfile(src, job.dst)
+    return None  # a plain float file: nothing beyond the format to record
+
+
+register_exporter(Exporter("ortx", ("fp32",), write))
+'''
+
+
+def _exporter_plugin(tmp_path):
+    """The stand-in exporter module, named in `edgekd.exporters` and (for its backend) `edgekd.backends`."""
+    site = tmp_path / "site"
+    meta = site / "edgekd_ortx-0.1.dist-info"
+    meta.mkdir(parents=True)
+    (site / "edgekd_ortx.py").write_text(textwrap.dedent(EXPORTER))
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: edgekd-ortx\nVersion: 0.1\n")
+    groups = "[edgekd.backends]\nortcopy = edgekd_ortx\n\n[edgekd.exporters]\nortx = edgekd_ortx\n"
+    (meta / "entry_points.txt").write_text(groups)
+    return site
+
+
+def test_an_exporter_from_outside_the_package_ships_a_file_end_to_end(tmp_path):
+    """`edgekd export --model` with `ortx` among the formats: the plugin's file is written, checked against
+    torch and listed in the manifest, fp32 only (the one precision it offers), beside edgekd's own files."""
+    import yaml
+
+    pytest.importorskip("torch")
+    pytest.importorskip("PIL")
+    from tests.image_data import write_image_folder, write_user_zoo
+
+    site = _exporter_plugin(tmp_path)
+    zoo = write_user_zoo(tmp_path / "zoo")
+    write_image_folder(tmp_path / "imgs", {"cat": 8, "dog": 8, "fox": 8})  # tiny_net: 3 classes
+    data = {"kind": "image_folder", "root": str(tmp_path / "imgs"), "resize": [24, 24]}
+    export = {"formats": ["onnx", "ortx"], "teacher_precisions": ["fp32", "fp16"], "calibration_samples": 8}
+    (tmp_path / "data.yaml").write_text(yaml.safe_dump({"data": {**data, "cache_dir": str(tmp_path / "c")},
+                                                        "export": export}))  # fmt: skip
+    path = os.pathsep.join([str(site), str(zoo), os.environ.get("PYTHONPATH", "")])
+    out = tmp_path / "own"
+    args = ["export", "--model", "userzoo:tiny_net", "--data", str(tmp_path / "data.yaml"), "--out", str(out)]
+    r = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli.main", *args],
+        capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=path), timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    # raw JSON: this process has no `ortx` backend, so the typed reader would refuse the format (it was
+    # validated when written, in the process that had the plugin)
+    entries = {m["file"]: m for m in json.loads((out / "bundle" / "manifest.json").read_text())["models"]}
+    assert set(entries) == {"teacher.onnx", "teacher_fp16.onnx", "teacher.ortx"}  # no fp16 .ortx: not offered
+    ortx = entries["teacher.ortx"]
+    assert (ortx["format"], ortx["precision"], ortx["layout"], ortx["batch"]) == (
+        "ortx",
+        "fp32",
+        "NCHW",
+        None,
+    )
+    assert (
+        ortx["parity"]["passed"] and ortx["parity"]["backend"] == "ortcopy" and ortx["quantization"] is None
+    )
+    assert "exported teacher.ortx" in r.stderr
+
+
+def test_no_stage_asks_for_a_format_by_name():
+    """What differs between formats is what the exporter declares (`Exporter` fields); the stages that write
+    bundles never compare a format with one of the registered names."""
+    import re
+    from pathlib import Path
+
+    from export.exporters import EXPORTERS
+
+    root = Path(__file__).resolve().parents[1]
+    stages = [
+        root / "toolkit/pipeline/export_stage.py",
+        root / "export/from_onnx.py",
+        root / "export/bundle.py",
+    ]
+    names = "|".join(map(re.escape, EXPORTERS.names()))
+    pattern = re.compile(rf"""[=!]=\s*["']({names})["']""")
+    for path in stages:
+        assert not pattern.findall(path.read_text()), path
+
+
 def test_without_the_plugin_the_suffix_is_refused(tmp_path):
     model = tmp_path / "probe.lin"
     model.write_bytes(b"x")
@@ -342,5 +444,6 @@ def test_a_target_kind_from_outside_the_package_measures_on_its_board(tmp_path, 
     assert r.returncode == 0, r.stderr
     records = [json.loads(line) for line in results.read_text().splitlines()]
     assert len(records) == 1 and records[0]["model"] == "probe" and records[0]["latency"]["count"] >= 10
-    assert records[0]["target"]["name"] == "lab-pi" and records[0]["target"]["label"].startswith("lab-pi: native")
+    target = records[0]["target"]
+    assert target["name"] == "lab-pi" and target["label"].startswith("lab-pi: native")
     assert "lab-pi" in r.stderr

@@ -153,6 +153,7 @@ def test_kill_in_a_stage_then_resume_gives_the_same_files(reference, tmp_path, s
 
 def test_resume_does_not_reuse_work_made_with_other_settings(tmp_path):
     """A checkpoint, an exported file or a logits cache made under other settings is never taken as done."""
+    from benchmarks.manifest import read_manifest
     from export.bundle import finished_entries, record_entry
     from tests.test_bad_input import _bundle
     from toolkit.config import RunConfig
@@ -165,7 +166,7 @@ def test_resume_does_not_reuse_work_made_with_other_settings(tmp_path):
     assert same != _fingerprint(other, other.student, 0, ("kd",))  # the KD student depends on T
     assert _fingerprint(cfg, cfg.student, 0, ()) == _fingerprint(other, other.student, 0, ())  # scratch: no
     bundle = _bundle(tmp_path / "b")
-    entry = json.loads((bundle / "manifest.json").read_text())["models"][0]
+    entry = read_manifest(bundle).models[0]
     record_entry(bundle, entry, "settings-a")
     assert set(finished_entries(bundle, "settings-a")) == {("student_kd", "onnx", "fp32")}
     assert finished_entries(bundle, "settings-b") == {}  # other export settings: exported again

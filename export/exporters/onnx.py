@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from benchmarks.manifest import FileSettings, Sensitivity
 from export.exporters import Exporter, ExportJob, register_exporter
 
 __all__ = ["write_onnx"]
@@ -23,17 +24,17 @@ def _onnx_fp32(job: ExportJob) -> Path:
     return dst
 
 
-def write_onnx(job: ExportJob) -> dict:
+def write_onnx(job: ExportJob) -> FileSettings:
     """One ONNX file at `job.precision`; with compact names unless the settings keep the exporter's."""
     from export.onnx import strip_metadata
 
     settings = _write(job)
     if job.settings.onnx_compact_names:
         strip_metadata(job.dst, job.dst, compact_names=True)
-    return dict(settings, compact_names=job.settings.onnx_compact_names)
+    return settings.merged(compact_names=job.settings.onnx_compact_names)
 
 
-def _write(job: ExportJob) -> dict:
+def _write(job: ExportJob) -> FileSettings:
     from export import quantize
     from export._files import atomic_path
 
@@ -42,15 +43,15 @@ def _write(job: ExportJob) -> dict:
     if job.precision == "fp32":
         with atomic_path(job.dst) as tmp:
             shutil.copyfile(fp32, tmp)
-        return {"exporter": e.onnx_exporter, "opset": e.opset, "simplified": e.simplify}
+        return FileSettings(exporter=e.onnx_exporter, opset=e.opset, simplified=e.simplify)
     if job.precision == "fp16":
-        return quantize.convert_fp16(fp32, job.dst)
+        return FileSettings(**quantize.convert_fp16(fp32, job.dst))
     if job.precision == "dynamic-int8":
         return _dynamic_int8(job, fp32)
     return _static_int8(job, fp32)
 
 
-def _dynamic_int8(job: ExportJob, fp32: Path) -> dict:
+def _dynamic_int8(job: ExportJob, fp32: Path) -> FileSettings:
     """Dynamic int8; for token-id models whose int8 embedding table costs agreement with fp32 on the
     validation rows (below the dynamic-int8 tolerance), again with the embeddings kept float."""
     from benchmarks.outputs import agreement as top1_agreement_with
@@ -58,7 +59,7 @@ def _dynamic_int8(job: ExportJob, fp32: Path) -> dict:
     from export.parity import TOLERANCES
 
     per_channel = job.settings.onnx_dynamic_per_channel
-    settings = quantize.quantize_dynamic(fp32, job.dst, per_channel=per_channel)
+    settings = FileSettings(**quantize.quantize_dynamic(fp32, job.dst, per_channel=per_channel))
     if job.x_val.dtype.kind not in "iu" or not len(job.x_val):
         return settings
     agreement = top1_agreement_with(job.dst, fp32, job.x_val, backend="onnxruntime")
@@ -69,7 +70,7 @@ def _dynamic_int8(job: ExportJob, fp32: Path) -> dict:
     why = (
         f"int8 embeddings: {agreement:.2%} top-1 agreement with fp32 on the validation rows, below {need:.0%}"
     )
-    return dict(settings, embeddings_reason=why)
+    return FileSettings(**settings, embeddings_reason=why)
 
 
 def _fixed_batch(path: Path) -> int | None:
@@ -82,7 +83,7 @@ def _fixed_batch(path: Path) -> int | None:
     return first.type.tensor_type.shape.dim[0].dim_value or None
 
 
-def _static_int8(job: ExportJob, fp32: Path) -> dict:
+def _static_int8(job: ExportJob, fp32: Path) -> FileSettings:
     """Calibrated int8; within `max_accuracy_drop` (layers left float as needed) when the settings ask."""
     from toolkit.data import ArrayCalibrationReader
 
@@ -99,27 +100,26 @@ def _static_int8(job: ExportJob, fp32: Path) -> dict:
             fp32, job.dst, reader, job.x_val, job.y_val, max_accuracy_drop=e.max_accuracy_drop, **quant
         )
         layers = r.pop("sensitivity")
-        settings = dict(r.pop("quantization"), accuracy_budget=r)
-        settings["sensitivity"] = {"split": "validation", "layers": layers}
-        return settings
+        sensitivity = Sensitivity(split="validation", layers=layers)
+        return FileSettings(**r.pop("quantization"), accuracy_budget=r, sensitivity=sensitivity)
     from export.int8_layouts import int8_file, onnx_layouts
 
     default = f"{e.onnx_int8_format} {'per-channel' if job.per_channel else 'per-tensor'} U8S8"
     writers = onnx_layouts(fp32, reader, method=e.calibration_method)
-    settings = int8_file(
-        e.onnx_int8_search, fp32, job.dst, writers, default, job.x_val, backend="onnxruntime"
+    settings = FileSettings(
+        **int8_file(e.onnx_int8_search, fp32, job.dst, writers, default, job.x_val, backend="onnxruntime")
     )
     if e.sensitivity and job.name == "student_kd":
         from export.sensitivity import layer_sensitivity
 
         ranked = layer_sensitivity(fp32, reader, job.x_val, job.y_val, **quant)
-        settings["sensitivity"] = {"split": "validation", "layers": [r.model_dump() for r in ranked]}
+        settings = settings.merged(sensitivity=Sensitivity(split="validation", layers=ranked))
     if job.qat is None:  # the pipeline offers quantization-aware distillation for students only
         return settings
     return _qat(job, settings, fp32)
 
 
-def _qat(job: ExportJob, ptq: dict, fp32: Path) -> dict:
+def _qat(job: ExportJob, ptq: FileSettings, fp32: Path) -> FileSettings:
     """PTQ against fp32, and QAT-KD where asked (`qat_choice.py`); a shipped QAT-KD file is PT2E's
     QDQ (int8 activations and symmetric int8 weights, ranges learned in training, not calibrated)."""
     from export.exporters.qat_choice import ptq_or_qat
@@ -132,11 +132,11 @@ def _qat(job: ExportJob, ptq: dict, fp32: Path) -> dict:
             for named in (path, job.dst):  # (write_onnx names the PTQ file again: a no-op then)
                 strip_metadata(named, named, compact_names=True)
 
-    record = ptq_or_qat(job, ptq["per_channel"], fp32, job.x_val, backend="onnxruntime", write_qat=write)
-    if record["shipped"] != "qat-kd":
-        return dict(ptq, qat=record)
+    record = ptq_or_qat(job, ptq.per_channel, fp32, job.x_val, backend="onnxruntime", write_qat=write)
+    if record.shipped != "qat-kd":
+        return ptq.merged(qat=record)
     qdq = dict(format="QDQ", activations="int8", weights="int8", reduce_range=False, calibration=None)
-    return dict(ptq, **qdq, reduce_range_reason="QAT-KD: PT2E's scheme", nodes_excluded=[], qat=record)
+    return ptq.merged(**qdq, reduce_range_reason="QAT-KD: PT2E's scheme", nodes_excluded=[], qat=record)
 
 
 register_exporter(Exporter("onnx", ("fp32", "fp16", "int8", "dynamic-int8"), write_onnx))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from export.exporters import Exporter, ExportJob, register_exporter
 
 __all__ = ["write_program"]
@@ -14,4 +16,10 @@ def write_program(job: ExportJob) -> None:
     export_program(job.model, job.sample, job.dst)
 
 
-register_exporter(Exporter("torch", ("fp32",), write_program))
+def _models(name: str, settings: Any, precisions: tuple[str, ...]) -> tuple[str, ...]:
+    """With `export.torch_models: teacher`, only the teacher gets a .pt2: its own framework, the baseline."""
+    return precisions if settings.torch_models != "teacher" or name == "teacher" else ()
+
+
+# The .pt2 is the float reference program itself: a board has no reference outputs of it to compare.
+register_exporter(Exporter("torch", ("fp32",), write_program, select=_models, reference_outputs=False))

@@ -4,6 +4,7 @@ The program's input shape is fixed at the sample's (batch 1), as TFLite files ar
 
 from __future__ import annotations
 
+from benchmarks.manifest import FileSettings
 from export._files import atomic_path, failure_reason
 from export.exporters import Exporter, ExportJob, register_exporter
 from toolkit.errors import ExportError
@@ -11,7 +12,7 @@ from toolkit.errors import ExportError
 __all__ = ["write_pte"]
 
 
-def write_pte(job: ExportJob) -> dict | None:
+def write_pte(job: ExportJob) -> FileSettings:
     """One `.pte` file at `job.precision`; its settings record how many graph nodes XNNPACK took."""
     try:
         return _write(job)
@@ -21,20 +22,20 @@ def write_pte(job: ExportJob) -> dict | None:
         raise ExportError(f"{job.dst.name}: ExecuTorch export failed ({failure_reason(e)})") from e
 
 
-def _write(job: ExportJob) -> dict | None:
+def _write(job: ExportJob) -> FileSettings:
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     program = torch.export.export(job.model.eval(), (job.sample,))
-    settings = None
+    settings = FileSettings()
     if job.precision == "int8":
         program, settings = _int8(job, program)
     lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
     delegated, total = _delegated(lowered)
     with atomic_path(job.dst) as tmp:
         tmp.write_bytes(lowered.to_executorch().buffer)
-    return dict(settings or {}, delegate="XnnpackBackend", delegated_nodes=delegated, graph_nodes=total)
+    return settings.merged(delegate="XnnpackBackend", delegated_nodes=delegated, graph_nodes=total)
 
 
 def _int8(job: ExportJob, program):
@@ -52,11 +53,9 @@ def _int8(job: ExportJob, program):
         for row in job.calib:
             prepared(torch.from_numpy(row[None]))
     quantized = torch.export.export(convert_pt2e(prepared), (job.sample,))
-    settings = {
-        "mode": "static",
-        "format": "PT2E (XNNPACKQuantizer, symmetric)",
-        "per_channel": job.per_channel,
-    }
+    settings = FileSettings(
+        mode="static", format="PT2E (XNNPACKQuantizer, symmetric)", per_channel=job.per_channel
+    )
     return quantized, settings
 
 

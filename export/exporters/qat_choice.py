@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.manifest import QatRecord
 from export.exporters import ExportJob, QatProgram
 
 __all__ = ["ptq_or_qat"]
@@ -50,7 +51,7 @@ def ptq_or_qat(
     *,
     backend: str,
     write_qat: Callable[[QatProgram, Path], None],
-) -> dict:
+) -> QatRecord:
     """The `quantization.qat` record of the PTQ file at `job.dst` (`x_val` in the file's layout); where
     `job.settings.qat` asks, the QAT-KD file `write_qat` writes replaces it when `_choose` says so."""
     from export._files import atomic_path
@@ -64,7 +65,7 @@ def ptq_or_qat(
         budget_pts=q.accuracy_budget, over_budget=drop > q.accuracy_budget, ran=False, shipped="ptq"
     )
     if q.when == "never" or (q.when == "over-budget" and not record["over_budget"]):
-        return record
+        return QatRecord(**record)
     trained = job.qat(per_channel)
     with tempfile.TemporaryDirectory(prefix="edgekd-qat-") as tmp:
         path = Path(tmp) / f"qat{job.dst.suffix}"
@@ -76,7 +77,7 @@ def ptq_or_qat(
             record.update(shipped="qat-kd", parity_reference="the QAT-KD program in torch (fake-quantized)")
             with atomic_path(job.dst) as out:
                 shutil.copyfile(path, out)
-    return record
+    return QatRecord(**record)
 
 
 def _choose(record: dict) -> str:

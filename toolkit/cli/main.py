@@ -168,7 +168,7 @@ def _export(run, *, resume: bool = False) -> EdgekdError | None:
 
     manifest = run_export(run, on_file=output.exported_file, resume=resume)
     output.parity_table(manifest)
-    return export_failure(run.bundle, manifest["failures"])
+    return export_failure(run.bundle, manifest.failures)
 
 
 def _raise(*failures: EdgekdError | None) -> None:
@@ -188,7 +188,7 @@ def _export_from(src: Path, *, out: Path | None, **options) -> None:
     manifest = export_from_onnx(src, out, on_file=output.exported_file, **options)
     output.parity_table(manifest, reference=src.name)
     output.accuracy_budgets(manifest)
-    _raise(export_failure(out / "bundle", manifest["failures"]), budget_failure(out / "bundle", manifest))
+    _raise(export_failure(out / "bundle", manifest.failures), budget_failure(out / "bundle", manifest))
 
 
 def _parse_shape(text: str | None) -> list[int] | None:

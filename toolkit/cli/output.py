@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from benchmarks.manifest import Failure, FileSettings, Manifest, ModelEntry, QatRecord
 from toolkit.cli._progress import console
 
 __all__ = [
@@ -95,54 +96,49 @@ def _embeddings(splits: dict) -> str:
     return f"sentence embeddings {', '.join(parts)} ({escape(str(folder))})"
 
 
-def exported_file(name: str, fmt: str, precision: str, entry: dict) -> None:
-    if "error" in entry:
-        console.print(f"[red]FAILED[/red] {name} {fmt} {precision}: {entry['error']}", highlight=False)
+def exported_file(name: str, fmt: str, precision: str, entry: ModelEntry | Failure) -> None:
+    if isinstance(entry, Failure):
+        console.print(f"[red]FAILED[/red] {name} {fmt} {precision}: {entry.error}", highlight=False)
     else:
-        ok = "[green]ok[/green]" if entry["parity"]["passed"] else "[red]PARITY FAILED[/red]"
-        console.print(
-            f"exported {entry['file']:<28} {entry['size_bytes'] / 1024:9.1f} KiB  {ok}", highlight=False
-        )
-        if line := _qat_line((entry.get("quantization") or {}).get("qat")):
+        ok = "[green]ok[/green]" if entry.parity.passed else "[red]PARITY FAILED[/red]"
+        console.print(f"exported {entry.file:<28} {entry.size_bytes / 1024:9.1f} KiB  {ok}", highlight=False)
+        if line := _qat_line(entry.quantization.qat if entry.quantization else None):
             console.print(f"  {line}", highlight=False)
 
 
-def _qat_line(qat: dict | None) -> str:
+def _qat_line(qat: QatRecord | None) -> str:
     """What post-training int8 cost on the validation split, and what quantization-aware distillation did."""
-    if not qat or not (qat["over_budget"] or qat["ran"]):
+    if not qat or not (qat.over_budget or qat.ran):
         return ""
-    ptq = f"post-training int8 {0.0 - qat['ptq_drop_pts']:+.2f} pts vs fp32 on the validation split"
-    if not qat["ran"]:
-        return (
-            f"{ptq}, over the {qat['budget_pts']} pt budget (export.qat.when: over-budget distills it again)"
-        )
-    qat_pts = 100 * (qat["qat_accuracy"] - qat["fp32_accuracy"])
-    return (f"{ptq}; QAT-KD ({qat['epochs']} epochs, {qat['seconds']:.0f} s) {qat_pts:+.2f} pts; "
-            f"shipped {qat['shipped']}")  # fmt: skip
+    ptq = f"post-training int8 {0.0 - qat.ptq_drop_pts:+.2f} pts vs fp32 on the validation split"
+    if not qat.ran:
+        return f"{ptq}, over the {qat.budget_pts} pt budget (export.qat.when: over-budget distills it again)"
+    qat_pts = 100 * (qat.qat_accuracy - qat.fp32_accuracy)
+    return (f"{ptq}; QAT-KD ({qat.epochs} epochs, {qat.seconds:.0f} s) {qat_pts:+.2f} pts; "
+            f"shipped {qat.shipped}")  # fmt: skip
 
 
-def _quant_cell(m: dict) -> str:
-    q = m.get("quantization") or {}
-    if m["precision"] == "fp32":
+def _quant_cell(m: ModelEntry) -> str:
+    if m.precision == "fp32":
         return "–"
-    parts = [q.get("mode", ""), q.get("format", "")]
-    if "per_channel" in q:
-        parts.append("per-channel" if q["per_channel"] else "per-tensor")
-    if q.get("io"):
-        parts.append(f"{q['io']} I/O")
-    if q.get("reduce_range"):
+    q = m.quantization or FileSettings()
+    parts = [q.mode or "", q.format or ""]
+    if q.per_channel is not None:
+        parts.append("per-channel" if q.per_channel else "per-tensor")
+    if q.io:
+        parts.append(f"{q.io} I/O")
+    if q.reduce_range:
         parts.append("7-bit weights")
-    if (q.get("qat") or {}).get("shipped") == "qat-kd":
+    if q.qat is not None and q.qat.shipped == "qat-kd":
         parts.append("QAT-KD")
-    kept = (q.get("accuracy_budget") or {}).get("kept_float")
-    if kept:
-        parts.append(f"{len(kept)} layer(s) float")
+    if q.accuracy_budget is not None and q.accuracy_budget.kept_float:
+        parts.append(f"{len(q.accuracy_budget.kept_float)} layer(s) float")
     return " ".join(p for p in parts if p)
 
 
-def parity_table(manifest: dict, *, reference: str = "torch") -> None:
+def parity_table(manifest: Manifest, *, reference: str = "torch") -> None:
     """One row per file: size vs its fp32 sibling, output diffs, agreement, accuracy, runtimes, pass/fail."""
-    fp32 = {(m["name"], m["format"]): m for m in manifest["models"] if m["precision"] == "fp32"}
+    fp32 = {(m.name, m.format): m for m in manifest.models if m.precision == "fp32"}
     table = Table(title=f"Parity against {reference} (test split)")
     cols = (
         "file",
@@ -162,36 +158,39 @@ def parity_table(manifest: dict, *, reference: str = "torch") -> None:
         table.add_column(
             col, justify="left" if col in ("file", "precision", "quantization", "tflite_runtime") else "right"
         )
-    for m in manifest["models"]:
-        p = m["parity"]
-        base = fp32.get((m["name"], m["format"]))
-        ratio = f"{base['size_bytes'] / m['size_bytes']:.2f}×" if base and m is not base else "–"
-        check = "[green]pass[/green]" if p["passed"] else "[red]FAIL[/red]"
-        trt = (p.get("runtimes") or {}).get("tflite_runtime", "–")
+    for m in manifest.models:
+        p = m.parity
+        base = fp32.get((m.name, m.format))
+        ratio = f"{base.size_bytes / m.size_bytes:.2f}×" if base and m is not base else "–"
+        check = "[green]pass[/green]" if p.passed else "[red]FAIL[/red]"
         table.add_row(
-            m["file"],
-            m["precision"],
+            m.file,
+            m.precision,
             _quant_cell(m),
-            f"{m['size_bytes'] / 1024:.1f}",
+            f"{m.size_bytes / 1024:.1f}",
             ratio,
-            f"{p['max_abs_diff']:.2e}",
-            f"{p['mean_abs_diff']:.2e}",
-            _pct(p["top1_agreement"]),
-            _pct(p["accuracy"]),
-            f"{100 * (p['accuracy'] - p['torch_accuracy']):+.2f}",
-            trt,
+            f"{p.max_abs_diff:.2e}",
+            f"{p.mean_abs_diff:.2e}",
+            _pct(p.top1_agreement),
+            _pct(p.accuracy),
+            _delta_pts(p.accuracy, p.torch_accuracy),
+            p.runtimes.get("tflite_runtime", "–"),
             check,
         )
     console.print(table)
-    for m in manifest["models"]:
-        sens = ((m.get("quantization") or {}).get("sensitivity") or {}).get("layers")
-        if sens:
-            t = Table(title=f"int8 sensitivity of {m['file']} (each layer quantized alone, validation split)")
+    for m in manifest.models:
+        sens = m.quantization.sensitivity if m.quantization else None
+        if sens and sens.layers:
+            t = Table(title=f"int8 sensitivity of {m.file} (each layer quantized alone, validation split)")
             for col in ("layer", "op", "accuracy", "drop (pts)"):
                 t.add_column(col, justify="left" if col in ("layer", "op") else "right")
-            for r in sens:
-                t.add_row(r["node"], r["op_type"], _pct(r["accuracy"]), f"{r['drop']:+.2f}")
+            for r in sens.layers:
+                t.add_row(r.node, r.op_type, _pct(r.accuracy), f"{r.drop:+.2f}")
             console.print(t)
+
+
+def _delta_pts(accuracy: float, reference: float | None) -> str:
+    return "–" if reference is None else f"{100 * (accuracy - reference):+.2f}"
 
 
 def record_line(record) -> None:
@@ -236,15 +235,15 @@ def _num(x: float | None, spec: str) -> str:
     return "–" if x is None else format(x, spec)
 
 
-def accuracy_budgets(manifest: dict) -> None:
+def accuracy_budgets(manifest: Manifest) -> None:
     """A line per file exported within an accuracy budget: its accuracy, the drop, the layers kept float."""
     from toolkit.pipeline.export_stage import accuracy_budgets as budgets
 
     for entry, b in budgets(manifest):
         console.print(
-            f"{entry['file']}: accuracy {100 * b['accuracy']:.2f}% vs {100 * b['fp32_accuracy']:.2f}% float "
-            f"(drop {b['drop']:.2f} points, limit {b['max_accuracy_drop']:g}); kept float: "
-            f"{', '.join(b['kept_float']) or 'none'}",
+            f"{entry.file}: accuracy {100 * b.accuracy:.2f}% vs {100 * b.fp32_accuracy:.2f}% float "
+            f"(drop {b.drop:.2f} points, limit {b.max_accuracy_drop:g}); kept float: "
+            f"{', '.join(b.kept_float) or 'none'}",
             highlight=False,
         )
 

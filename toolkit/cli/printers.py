@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from benchmarks.manifest import Manifest
 from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
 from toolkit.errors import first_line
@@ -48,7 +49,7 @@ class RunPrinter(RunHooks):
     def distilled(self, summary: dict) -> None:
         distilled(summary)
 
-    def exported(self, manifest: dict) -> None:
+    def exported(self, manifest: Manifest) -> None:
         output.parity_table(manifest)
 
     def benched(self, outcome) -> None:

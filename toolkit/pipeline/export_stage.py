@@ -6,14 +6,23 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from benchmarks.manifest import InputSpec
+from benchmarks.manifest import (
+    AccuracyBudget,
+    Failure,
+    FileSettings,
+    InputSpec,
+    Manifest,
+    ManifestKey,
+    ModelEntry,
+)
 from export.bundle import variant_file_name as file_name
-from export.exporters import EXPORTERS, ExportJob, exporter_for
+from export.exporters import EXPORTERS, ExportJob, QatProgram, exporter_for
 from toolkit.config import load_config
 from toolkit.distill.checkpoints import load_checkpoint
 from toolkit.distill.context import load_splits
@@ -21,6 +30,7 @@ from toolkit.errors import ExportError
 from toolkit.rundir import MODEL_NAMES, RunDir
 
 __all__ = [
+    "ExportRows",
     "run_export",
     "variants_for",
     "export_requires",
@@ -29,8 +39,23 @@ __all__ = [
     "accuracy_budgets",
 ]
 
-# on_file(name, format, precision, entry_or_error) lets the CLI report progress; the library never prints.
-FileCallback = Callable[[str, str, str, dict], None]
+# on_file(name, format, precision, entry_or_failure) lets the CLI report progress; the library never prints.
+FileCallback = Callable[[str, str, str, ModelEntry | Failure], None]
+
+
+@dataclass(frozen=True)
+class ExportRows:
+    """What every file of one export is checked, calibrated and budgeted on (normalized rows), the digest of
+    what every file depends on besides its checkpoint, the QAT-KD offer and the scratch folder."""
+
+    x_test: np.ndarray
+    y_test: np.ndarray
+    calib: np.ndarray  # a seeded sample of training rows, for static int8
+    x_val: np.ndarray
+    y_val: np.ndarray
+    settings: str  # sha256 of the export settings and the preprocessing (--resume keeps files made with it)
+    qat: Callable[[Any], Callable[[bool], QatProgram]]  # student -> (per_channel -> the QAT-KD program)
+    work: Path  # the named float files the shipped variants are made from
 
 
 def export_requires(cfg) -> list[str]:
@@ -48,16 +73,8 @@ def variants_for(name: str, cfg) -> list[tuple[str, str]]:
         precisions = e.scratch_precisions
     else:
         precisions = e.precisions
-    out = []
-    for fmt in e.formats:
-        offered = EXPORTERS.get(fmt).precisions  # .pt2: fp32 only, the float reference program
-        for precision in (p for p in precisions if p in offered):
-            if fmt == "tflite" and e.tflite_precisions is not None and precision not in e.tflite_precisions:
-                continue
-            if fmt == "torch" and e.torch_models == "teacher" and name != "teacher":
-                continue  # .pt2 is the teacher's own framework, the baseline
-            out.append((fmt, precision))
-    return out
+    # each format offers its own precisions (.pt2: fp32 only) and may narrow them by a setting of its own
+    return [(fmt, p) for fmt in e.formats for p in EXPORTERS.get(fmt).precisions_for(name, e, precisions)]
 
 
 def per_channel_for(model, setting: str | bool) -> tuple[bool, str]:
@@ -72,17 +89,25 @@ def per_channel_for(model, setting: str | bool) -> tuple[bool, str]:
     return False, "auto: no grouped convs; per-tensor saves a scale, zero point and int32 bias per channel"
 
 
-def _export_one(job: ExportJob, fmt: str, calibration_samples: int) -> dict | None:
+def _export_one(job: ExportJob, fmt: str, calibration_samples: int) -> FileSettings | None:
     """Write one file with its format's exporter; returns its export/quantization settings."""
     settings = exporter_for(fmt, job.precision).write(job)
     if job.precision == "int8":  # static int8, any format: calibration size and why (not) per channel
-        settings = dict(settings or {}, calibration_samples=calibration_samples)
-        searched = "layout_search" in settings  # the layout timed fastest here, not the configured one
-        settings["per_channel_reason"] = "layout search" if searched else job.per_channel_reason
+        settings = settings or FileSettings()
+        searched = settings.layout_search is not None  # the layout timed fastest here, not the configured one
+        why = "layout search" if searched else job.per_channel_reason
+        settings = settings.merged(calibration_samples=calibration_samples, per_channel_reason=why)
     return settings
 
 
-def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback | None, done: dict):
+def _export_model(
+    name: str,
+    run: RunDir,
+    cfg,
+    rows: ExportRows,
+    on_file: FileCallback | None,
+    done: dict[ManifestKey, ModelEntry],
+) -> tuple[list[ModelEntry], list[Failure], Any]:
     """Export and check every variant of one checkpoint; returns (manifest entries, failures, spec)."""
     import torch
 
@@ -91,14 +116,23 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     from toolkit.models import count_macs, count_params
 
     model, spec, _ = load_checkpoint(run.checkpoint(name))
-    reference = predict(model, data["x_test"])
-    sample = torch.from_numpy(data["x_test"][:1])
+    reference = predict(model, rows.x_test)
     per_channel, why = per_channel_for(model, cfg.export.per_channel)
-    qat = data["qat"](model) if name.startswith("student") else None
     job = ExportJob(
-        name, model, sample, "fp32", run.bundle, cfg.export, data["calib"], data["x_val"], data["y_val"],
-        per_channel, why, data["work"], qat,
-    )  # fmt: skip
+        name=name,
+        model=model,
+        sample=torch.from_numpy(rows.x_test[:1]),
+        precision="fp32",
+        dst=run.bundle,
+        settings=cfg.export,
+        calib=rows.calib,
+        x_val=rows.x_val,
+        y_val=rows.y_val,
+        per_channel=per_channel,
+        per_channel_reason=why,
+        work=rows.work,
+        qat=rows.qat(model) if name.startswith("student") else None,
+    )
     common = dict(
         name=name,
         role="teacher" if name == "teacher" else "student",
@@ -111,11 +145,11 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     for fmt, precision in variants_for(name, cfg):
         dst = run.bundle / file_name(name, fmt, precision)
         kept = done.get((name, fmt, precision))
-        if kept is not None and kept.get("source_checkpoint_sha256") == common["source_checkpoint_sha256"]:
+        if kept is not None and kept.source_checkpoint_sha256 == common["source_checkpoint_sha256"]:
             entry, failure = kept, None  # --resume: written and checked before the export was cut off
         else:
             variant = replace(job, precision=precision, dst=dst)
-            entry, failure = _export_variant(variant, fmt, spec, common, data, reference)
+            entry, failure = _export_variant(variant, fmt, spec, common, rows, reference)
         entries += [entry] if entry else []
         failures += [failure] if failure else []
         if on_file:
@@ -123,7 +157,9 @@ def _export_model(name: str, run: RunDir, cfg, data: dict, on_file: FileCallback
     return entries, failures, spec
 
 
-def _export_variant(job: ExportJob, fmt: str, spec, common: dict, data: dict, reference) -> tuple:
+def _export_variant(
+    job: ExportJob, fmt: str, spec, common: dict, rows: ExportRows, reference
+) -> tuple[ModelEntry | None, Failure | None]:
     """(manifest entry, failure) of one file: written by its exporter, checked against torch, journaled."""
     from export._files import quiet_converters
     from export.bundle import file_entry, record_entry
@@ -134,14 +170,14 @@ def _export_variant(job: ExportJob, fmt: str, spec, common: dict, data: dict, re
             quant = _export_one(job, fmt, len(job.calib))
     except ExportError as e:
         job.dst.unlink(missing_ok=True)  # never leave an older file under the name of one that failed
-        return None, {"name": job.name, "format": fmt, "precision": job.precision, "error": str(e)}
-    if ((quant or {}).get("qat") or {}).get("shipped") == "qat-kd":  # its torch source: the QAT-KD program
-        reference = job.qat(quant["per_channel"]).outputs(data["x_test"])
-    tflite_layout = job.settings.tflite_layout
-    layout = spec.layout if spec.layout == "NL" else tflite_layout if fmt == "tflite" else "NCHW"
+        return None, Failure(name=job.name, format=fmt, precision=job.precision, error=str(e))
+    if quant is not None and quant.qat is not None and quant.qat.shipped == "qat-kd":
+        reference = job.qat(quant.per_channel).outputs(rows.x_test)  # its torch source: the QAT-KD program
+    exporter = EXPORTERS.get(fmt)
+    layout = exporter.layout(job.settings, spec.layout)
     with quiet_converters():  # the runtimes print their own notices (XNNPACK delegate created, ...)
         parity = check_parity(
-            job.dst, data["x_test"], data["y_test"], reference, precision=job.precision, layout=layout
+            job.dst, rows.x_test, rows.y_test, reference, precision=job.precision, layout=layout
         )
     entry = file_entry(
         job.dst,
@@ -150,12 +186,12 @@ def _export_variant(job: ExportJob, fmt: str, spec, common: dict, data: dict, re
         format=fmt,
         precision=job.precision,
         quantization=quant,
-        batch=1 if fmt == "tflite" else None,
+        batch=exporter.batch,
         layout=layout,
         parity=parity.to_dict(),
         **({"input_dtype": _input_dtype(job.dst)} if spec.layout == "NL" else {}),
     )
-    record_entry(job.dst.parent, entry, data["settings"])
+    record_entry(job.dst.parent, entry, rows.settings)
     return entry, None
 
 
@@ -191,21 +227,27 @@ def _qat_quantizer(per_channel: bool):
     return int8_quantizer(per_channel=per_channel, qat=True)
 
 
-def _export_data(splits, cfg) -> dict:
-    """The rows every file is checked, calibrated and budgeted on, and the digest of what every file
-    depends on besides its checkpoint (the export settings and the preprocessing)."""
+def _settings_digest(splits, cfg) -> str:
+    """The digest of what every file depends on besides its checkpoint: export settings and preprocessing."""
     fp = [cfg.export.model_dump(mode="json"), splits.preprocessing.model_dump(mode="json")]
-    return {
-        "x_test": splits.normalize(splits.test_x),
-        "y_test": splits.test_y,
-        "calib": splits.normalize(splits.train_x[_calibration_rows(len(splits.train_y), cfg)]),
-        "x_val": splits.normalize(splits.val_x),
-        "y_val": splits.val_y,
-        "settings": hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest(),
-    }
+    return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
 
 
-def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool = False) -> dict:
+def _export_rows(splits, cfg, *, qat, work: Path) -> ExportRows:
+    """The rows every file is checked, calibrated and budgeted on, normalized as the model takes them."""
+    return ExportRows(
+        x_test=splits.normalize(splits.test_x),
+        y_test=splits.test_y,
+        calib=splits.normalize(splits.train_x[_calibration_rows(len(splits.train_y), cfg)]),
+        x_val=splits.normalize(splits.val_x),
+        y_val=splits.val_y,
+        settings=_settings_digest(splits, cfg),
+        qat=qat,
+        work=work,
+    )
+
+
+def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool = False) -> Manifest:
     """Export every checkpoint in `run.distill`, check each against torch, write the manifest. With
     `resume`, files an earlier export wrote and checked from the same checkpoint are kept as they are."""
     from benchmarks.extras import require
@@ -226,17 +268,18 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     from toolkit.distill.qat import qat_offer  # the student distilled again, where an int8 exporter asks
 
     splits = load_splits(cfg)
-    data = dict(_export_data(splits, cfg), qat=qat_offer(cfg, run, splits, quantizer=_qat_quantizer))
+    qat = qat_offer(cfg, run, splits, quantizer=_qat_quantizer)
     run.bundle.mkdir(parents=True, exist_ok=True)
-    done = finished_entries(run.bundle, data["settings"]) if resume else {}
+    done = finished_entries(run.bundle, _settings_digest(splits, cfg)) if resume else {}
     if not resume:
         (run.bundle / JOURNAL).unlink(missing_ok=True)
     run.manifest.unlink(missing_ok=True)  # the bundle is incomplete until the manifest is rewritten
-    models, failures = [], []
+    models: list[ModelEntry] = []
+    failures: list[Failure] = []
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work:
-        data["work"] = Path(work)  # the named float ONNX files the shipped variants are made from
+        rows = _export_rows(splits, cfg, qat=qat, work=Path(work))
         for name in names:
-            entries, failed, spec = _export_model(name, run, cfg, data, on_file, done)
+            entries, failed, spec = _export_model(name, run, cfg, rows, on_file, done)
             models += entries
             failures += failed
     input_spec = InputSpec(
@@ -249,7 +292,7 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
     if splits.is_text:
         _copy_tokenizer(cfg, run.bundle)
     test_data = write_test_data(run.bundle, splits.test_x, splits.test_y)
-    reference = write_reference_outputs(run.bundle, models, data["x_test"])
+    reference = write_reference_outputs(run.bundle, models, rows.x_test)
     manifest = write_manifest(
         run.bundle,
         models=models,
@@ -260,36 +303,36 @@ def run_export(run: RunDir, *, on_file: FileCallback | None = None, resume: bool
         reference_outputs=reference,
         sources=tuple(run.checkpoint(n) for n in names),
     )
-    write_archive(run.bundle, created=manifest["created"])
+    write_archive(run.bundle, created=manifest.created)
     return manifest
 
 
-def export_failure(bundle: Path, failures: list[dict]) -> ExportError | None:
+def export_failure(bundle: Path, failures: list[Failure]) -> ExportError | None:
     """The error to exit 1 with when a file failed to export or missed its parity tolerance (every file
     that was written stays in the bundle)."""
     if not failures:
         return None
-    kept = sum("file" in f for f in failures)  # written but outside tolerance
+    kept = sum(f.file is not None for f in failures)  # written but outside tolerance
     what = [f"{len(failures) - kept} failed to export"] * (kept < len(failures))
     what += [f"{kept} missed their parity tolerance (kept for inspection)"] * (kept > 0)
     return ExportError(f"{bundle}: {len(failures)} file(s) failed: {', '.join(what)} (see above)")
 
 
-def accuracy_budgets(manifest: dict) -> list[tuple[dict, dict]]:
+def accuracy_budgets(manifest: Manifest) -> list[tuple[ModelEntry, AccuracyBudget]]:
     """(entry, accuracy budget block) of each file exported within `--max-accuracy-drop`."""
     return [
-        (m, m["quantization"]["accuracy_budget"])
-        for m in manifest["models"]
-        if "accuracy_budget" in (m.get("quantization") or {})
+        (m, m.quantization.accuracy_budget)
+        for m in manifest.models
+        if m.quantization is not None and m.quantization.accuracy_budget is not None
     ]
 
 
-def budget_failure(bundle: Path, manifest: dict) -> ExportError | None:
+def budget_failure(bundle: Path, manifest: Manifest) -> ExportError | None:
     """The error to exit 1 with when an int8 file misses its accuracy budget even with layers left float."""
     for entry, b in accuracy_budgets(manifest):
-        if not b["met"]:
+        if not b.met:
             return ExportError(
-                f"{bundle / entry['file']}: int8 loses {b['drop']:.2f} accuracy points even with "
-                f"{len(b['kept_float'])} layer(s) float, over --max-accuracy-drop {b['max_accuracy_drop']:g}"
+                f"{bundle / entry.file}: int8 loses {b.drop:.2f} accuracy points even with "
+                f"{len(b.kept_float)} layer(s) float, over --max-accuracy-drop {b.max_accuracy_drop:g}"
             )
     return None

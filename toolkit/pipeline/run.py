@@ -13,6 +13,7 @@ from toolkit.errors import EdgekdError
 from toolkit.rundir import RunDir
 
 if TYPE_CHECKING:
+    from benchmarks.manifest import Manifest
     from toolkit.config import BenchSettings, RunConfig
     from toolkit.pipeline.bench_stage import BenchOutcome
 
@@ -34,7 +35,7 @@ class RunHooks:
     def distilled(self, summary: dict) -> None:
         """The distill summary."""
 
-    def exported(self, manifest: dict) -> None:
+    def exported(self, manifest: Manifest) -> None:
         """The bundle's manifest, failures included."""
 
     def benched(self, outcome: BenchOutcome) -> None:
@@ -56,7 +57,7 @@ class RunOutcome:
 
     run: RunDir
     summary: dict
-    manifest: dict
+    manifest: Manifest
     bench: BenchOutcome
     profile: Path | None = None
     report: Any = None
@@ -118,13 +119,13 @@ def _distill(cfg: RunConfig, run: RunDir, hooks: RunHooks, *, resume: bool) -> d
     return summary
 
 
-def _export(run: RunDir, hooks: RunHooks, *, resume: bool) -> tuple[dict, EdgekdError | None]:
+def _export(run: RunDir, hooks: RunHooks, *, resume: bool) -> tuple[Manifest, EdgekdError | None]:
     from toolkit.pipeline.export_stage import export_failure, run_export
 
     with hooks.stage("export"):
         manifest = run_export(run, on_file=hooks.on_file, resume=resume)
     hooks.exported(manifest)
-    return manifest, export_failure(run.bundle, manifest["failures"])
+    return manifest, export_failure(run.bundle, manifest.failures)
 
 
 def _bench(run: RunDir, hooks: RunHooks, *, resume: bool) -> tuple[BenchOutcome, EdgekdError | None]:
