@@ -32,8 +32,13 @@ def part_of_file(path: Path) -> str:
 
 def imported_modules(tree: ast.AST, package: str) -> list[tuple[str, bool]]:
     """(module, inside a function) for every import statement, relative ones resolved against `package`."""
-    inner = {id(n) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
-             for n in ast.walk(f) if n is not f}
+    inner = {
+        id(n)
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+        for n in ast.walk(f)
+        if n is not f
+    }
     out = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -75,8 +80,10 @@ def main() -> None:
         for src, dst in sorted(found):
             print(f"{src} -> {dst}")
     parts = {p for edge in found for p in edge}
-    print(f"{len(parts)} parts, {len(found)} import edges between them, "
-          f"{in_functions} imports of edgekd modules inside function bodies")
+    print(
+        f"{len(parts)} parts, {len(found)} import edges between them, "
+        f"{in_functions} imports of edgekd modules inside function bodies"
+    )
 
 
 if __name__ == "__main__":

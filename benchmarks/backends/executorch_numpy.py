@@ -25,6 +25,7 @@ register_backend(
     )
 )  # fmt: skip
 
+
 @dataclass
 class PteProgram:
     """A loaded program's `forward` method and its first input's shape and dtype."""
