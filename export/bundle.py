@@ -237,12 +237,23 @@ def write_archive(bundle: Path, *, created: str | None = None) -> Path:
         with atomic_path(dst) as tmp, open(tmp, "wb") as raw:
             with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime) as gz:
                 with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                    for path in sorted(bundle.rglob("*")):
-                        if path.is_file() and ".partial" not in path.name and not path.name.startswith("."):
-                            _add_member(tar, path, str(Path(bundle.name) / path.relative_to(bundle)), mtime)
+                    for path in _shipped_files(bundle):
+                        _add_member(tar, path, str(Path(bundle.name) / path.relative_to(bundle)), mtime)
     except OSError as exc:  # a full disk: atomic_path drops the partial archive, none looks whole
         raise EdgekdError(f"{dst}: cannot write the bundle archive ({exc.strerror or exc})") from exc
     return dst
+
+
+def _shipped_files(bundle: Path) -> list[Path]:
+    """The bundle's files in name order, without partial writes or anything hidden (a dot-named file or
+    folder: an editor's swap file, a tool's cache)."""
+    return [
+        path
+        for path in sorted(bundle.rglob("*"))
+        if path.is_file()
+        and ".partial" not in path.name
+        and not any(part.startswith(".") for part in path.relative_to(bundle).parts)
+    ]
 
 
 def _add_member(tar: tarfile.TarFile, path: Path, arcname: str, mtime: int) -> None:

@@ -179,7 +179,10 @@ def test_bundle_archive_holds_complete_files_only(tmp_path):
         "m.onnx": "x",
         "data/test.npz": "y",
         ".m.partial.tflite": "z",
+        ".cache/layout.json": "hidden folder",
+        "data/.swp": "hidden file",
     }.items():
+        (bundle / name).parent.mkdir(exist_ok=True)
         (bundle / name).write_text(text)
     archive = write_archive(bundle)
     assert archive == tmp_path / "bundle.tar.gz"
