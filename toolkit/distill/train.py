@@ -1,10 +1,8 @@
 """The training engine: plain supervised or distillation (KD, DKD, FitNets hint, several teachers).
 
-Teacher targets come from logits cached once on the augmentation-free training images, or on stored
-augmented views of them (`views.py`), when they can (response KD then costs about what plain training
-does), else from a teacher forward on every batch ("online": random augmentation or feature KD). CPU or
-CUDA (AMP on CUDA); under `torchrun` the student is wrapped in DistributedDataParallel and each rank
-takes its share of every batch.
+Teacher targets come from cached logits when they can (response KD then costs about what plain training
+does), else from a teacher forward on every batch (`batch_targets.py`). CPU or CUDA (AMP on CUDA); under
+`torchrun` the student is wrapped in DistributedDataParallel and each rank takes its share of every batch.
 """
 
 from __future__ import annotations
@@ -23,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from benchmarks.files import atomic_path, write_text_atomic
-from toolkit.distill.losses import FeatureTap, LossTerm, Step, ensemble_logits
-from toolkit.distill.views import SoftTargets, Views, ViewSpec, draw_views, shift_flip
+from toolkit.distill.batch_targets import TARGETS, TargetFn, Targets, Teacher, check_teachers, teacher_mode
+from toolkit.distill.losses import FeatureTap, LossTerm, Step
+from toolkit.distill.views import Views, ViewSpec, draw_views, shift_flip
 from toolkit.errors import InputError
 from toolkit.extensions import DISTILL_METHODS
 
@@ -77,30 +76,6 @@ class TrainSettings:
             self.views = ViewSpec(**self.views)
         if self.augment and self.views is not None:
             raise InputError("augment draws new views every batch, views replays stored ones: choose one")
-
-
-@dataclass
-class Teacher:
-    """One teacher: its module (for online targets) and/or its logits cached on the training images (or
-    on their stored views)."""
-
-    model: nn.Module | None = None
-    logits: np.ndarray | None = None
-    view_logits: SoftTargets | None = None
-    weight: float = 1.0
-    name: str = "teacher"
-
-
-@dataclass
-class Targets:
-    """A batch's teacher targets: the ensemble logits, and the first teacher's tapped features by method."""
-
-    logits: torch.Tensor | None = None
-    features: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-# (the batch's images on the device, their rows in the training set, their stored views or None) -> targets
-TargetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], Targets]
 
 
 class _Student(nn.Module):
@@ -164,16 +139,6 @@ class _Run:
     best: dict | None = None  # keep_best: {"epoch", "val_accuracy", "state"} of the best epoch so far
 
 
-def teacher_mode(settings: TrainSettings, teachers: Sequence[Teacher]) -> str:
-    """ "none", "cached" (logits computed once), "views" (logits on stored views, computed once) or
-    "online" (teacher forward per batch: random augmentation, or feature KD, on stored views too)."""
-    if not teachers or not settings.methods:
-        return "none"
-    if settings.augment or any(DISTILL_METHODS.get(m).taps_features for m in settings.methods):
-        return "online"
-    return "views" if settings.views is not None else "cached"
-
-
 @torch.no_grad()
 def predict(
     model: nn.Module, x: np.ndarray, *, batch_size: int = 256, device: str | torch.device = "cpu"
@@ -220,45 +185,6 @@ def _save_state(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _no_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
-    return lambda xb, idx, view: Targets()
-
-
-def _cached_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
-    # Combine the teachers once: the soft targets do not change between epochs.
-    logits = [torch.from_numpy(t.logits) for t in teachers]
-    table = ensemble_logits(logits, [t.weight for t in teachers], temperature=settings.temperature)
-    return lambda xb, idx, view: Targets(table[idx].to(device, non_blocking=True))
-
-
-def _view_targets(settings: TrainSettings, teachers, device, taps) -> TargetFn:
-    weights = [t.weight for t in teachers]
-
-    def targets(xb: torch.Tensor, idx: torch.Tensor, view: torch.Tensor | None) -> Targets:
-        outs = [t.view_logits.logits(idx, view) for t in teachers]
-        logits = ensemble_logits(outs, weights, temperature=settings.temperature)
-        return Targets(logits.to(device, non_blocking=True))
-
-    return targets
-
-
-def _online_targets(settings: TrainSettings, teachers, device, taps: dict[str, FeatureTap]) -> TargetFn:
-    models = [t.model.to(device).eval() for t in teachers]
-    weights = [t.weight for t in teachers]
-
-    def targets(xb: torch.Tensor, idx: torch.Tensor, view: torch.Tensor | None) -> Targets:
-        with torch.no_grad():
-            outs = [m(xb).float() for m in models]
-        logits = ensemble_logits(outs, weights, temperature=settings.temperature)
-        return Targets(logits, {name: tap.output for name, tap in taps.items()})
-
-    return targets
-
-
-# teacher_mode -> builder(settings, teachers, device, teacher taps by method) of the per-batch targets
-_TARGETS = {"none": _no_targets, "cached": _cached_targets, "views": _view_targets, "online": _online_targets}
-
-
 def _objective(terms: Sequence[LossTerm]) -> Callable[[Step], torch.Tensor]:
     """Sum of the terms; the hard-label CE appears once (in the term that holds it, else on its own)."""
     base = next((t for t in terms if t.with_ce), None)
@@ -292,7 +218,7 @@ def _ddp(student: nn.Module, device: torch.device, world: int) -> nn.Module:
 def _prepare(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSettings, teachers) -> _Run:
     """Terms, student, teacher targets, optimizer and generator, seeded alike for every run of `settings`."""
     mode = teacher_mode(settings, teachers)
-    _check_teachers(mode, settings, teachers, len(x))
+    check_teachers(mode, settings, teachers, len(x))
     rank, world = _dist()
     device = torch.device(settings.device)
     amp = settings.amp and device.type == "cuda"
@@ -309,7 +235,7 @@ def _prepare(model: nn.Module, x: np.ndarray, y: np.ndarray, settings: TrainSett
         mode=mode,
         student=student,
         wrapped=_ddp(student, device, world),
-        targets=_TARGETS[mode](settings, teachers, device, taps),
+        targets=TARGETS[mode](settings, teachers, device, taps),
         objective=_objective(list(terms.values())),
         teacher_taps=taps,
         opt=opt,
@@ -512,24 +438,3 @@ def _average_buffers(module: nn.Module, world: int) -> None:
         if buf.dtype.is_floating_point:
             torch.distributed.all_reduce(buf)
             buf /= world
-
-
-def _check_teachers(mode: str, settings: TrainSettings, teachers: Sequence[Teacher], n: int) -> None:
-    if settings.methods and not teachers:
-        raise InputError(f"methods {list(settings.methods)} need a teacher")
-    for t in teachers:
-        if (problem := _teacher_problem(mode, t, n)) is not None:
-            raise InputError(f"{t.name}: {problem}")
-
-
-def _teacher_problem(mode: str, t: Teacher, n: int) -> str | None:
-    """What teacher `t` lacks for training in `mode` on `n` images, if anything."""
-    if mode == "cached" and t.logits is None:
-        return "cached-logit training needs its logits on the training images"
-    if mode == "cached" and len(t.logits) != n:
-        return f"{len(t.logits)} cached logit rows for {n} training images"
-    if mode == "views" and (t.view_logits is None or len(t.view_logits.values) != n):
-        return f"stored-view training needs logits on every view of {n} images"
-    if mode == "online" and t.model is None:
-        return "online targets (augmentation or hint) need the teacher model"
-    return None
