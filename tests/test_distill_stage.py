@@ -58,18 +58,19 @@ def test_seeds_give_a_kd_vs_scratch_table_from_the_trained_models(idx_folder, tm
         assert (run.distill / f"{name}_metrics.jsonl").exists() and (
             run.distill / f"{name}_metrics.csv"
         ).exists()
-    cmp = summary["kd_vs_scratch"]
-    assert [r["seed"] for r in cmp["per_seed"]] == [0, 1]
-    assert cmp["per_seed"][1]["student_kd"] == summary["student_kd_seed1"]["test_accuracy"]
-    assert cmp["mean_kd"] == pytest.approx(np.mean([r["student_kd"] for r in cmp["per_seed"]]))
-    assert cmp["delta_points"] == pytest.approx(100 * (cmp["mean_kd"] - cmp["mean_scratch"]), abs=1e-3)
-    kd = summary["student_kd"]
-    assert kd["teacher_targets"] == "cached" and kd["methods"] == ["kd"] and kd["seed"] == 0
-    assert set(kd["test"]) == {"top1", "per_class", "ece"}  # 3 classes: no top-5
+    cmp = summary.kd_vs_scratch
+    assert cmp is not None and [r.seed for r in cmp.per_seed] == [0, 1]
+    assert cmp.per_seed[1].student_kd == summary.models["student_kd_seed1"].test_accuracy
+    assert cmp.mean_kd == pytest.approx(np.mean([r.student_kd for r in cmp.per_seed]))
+    assert cmp.delta_points == pytest.approx(100 * (cmp.mean_kd - cmp.mean_scratch), abs=1e-3)
+    kd = summary.models["student_kd"]
+    assert kd.teacher_targets == "cached" and kd.methods == ["kd"] and kd.seed == 0
+    assert set(kd.test) == {"top1", "per_class", "ece"}  # 3 classes: no top-5
     # the test accuracy in the summary is the checkpoint's own, recomputed here
     model, spec, _ = load_checkpoint(run.checkpoint("student_kd"))
     assert spec.labels == ("0", "1", "2")
-    assert json.loads((run.distill / "summary.json").read_text())["kd_vs_scratch"] == cmp
+    written = json.loads((run.distill / "summary.json").read_text())
+    assert written == summary.to_json_dict() and written["kd_vs_scratch"] == cmp.model_dump()
 
 
 def test_two_teachers_one_trained_one_loaded_from_torchscript(idx_folder, tmp_path):
@@ -99,13 +100,14 @@ def test_two_teachers_one_trained_one_loaded_from_torchscript(idx_folder, tmp_pa
     )
     run = RunDir(tmp_path / "run")
     summary = run_distill(cfg, run)
-    t2 = summary["teacher_2"]
-    assert t2["loaded"] and t2["source"]["kind"] == "torchscript" and t2["weight"] == 1.0
-    assert summary["teacher"]["weight"] == 2.0
+    t2 = summary.models["teacher_2"]
+    assert t2.loaded and t2.source is not None and t2.source["kind"] == "torchscript" and t2.weight == 1.0
+    assert summary.models["teacher"].weight == 2.0
     # the loaded teacher is evaluated like a trained one, from its own logits
     x = np.load(run.distill / "teacher_2_logits.npz")["logits"]
-    assert x.shape == (summary["data"]["train"], 3)
-    assert summary["student_kd"]["methods"] == ["kd", "dkd"] and "kd_vs_scratch" not in summary
+    assert x.shape == (summary.data.train, 3)
+    assert summary.models["student_kd"].methods == ["kd", "dkd"] and summary.kd_vs_scratch is None
+    assert "kd_vs_scratch" not in json.loads(run.summary.read_text())
     loaded, _, _ = load_checkpoint(run.checkpoint("teacher_2"))
     probe = torch.randn(2, 1, 8, 8)
     assert torch.allclose(loaded(probe), other(probe))
@@ -122,7 +124,7 @@ def test_hint_with_augmentation_uses_the_online_teacher(idx_folder, tmp_path):
         },
     )
     summary = run_distill(cfg, RunDir(tmp_path / "run"))
-    assert summary["student_kd"]["teacher_targets"] == "online"
+    assert summary.models["student_kd"].teacher_targets == "online"
     assert not (tmp_path / "run" / "distill" / "teacher_logits.npz").exists()  # nothing cached
 
 

@@ -143,16 +143,17 @@ def test_distill_stage_stores_view_logits_once_and_the_scratch_control_trains_pl
     cfg = _cfg(idx_folder, distill={"views": {"count": 3, "shift": 1}})
     run = RunDir(tmp_path / "run")
     summary = run_distill(cfg, run)
-    kd, scratch = summary["student_kd"], summary["student_scratch"]
-    assert kd["teacher_targets"] == "views" and kd["views"]["count"] == 3 and kd["views"]["seed"] == 0
-    assert scratch["views"] is None and scratch["teacher_targets"] == "none"
-    assert summary["teacher"]["soft_target_bytes_per_image"] == 3 * 3 * 2  # 3 views x 3 classes x float16
-    assert "view_logits_seconds" in summary["teacher"]
+    kd, scratch = summary.models["student_kd"], summary.models["student_scratch"]
+    assert kd.teacher_targets == "views" and kd.views["count"] == 3 and kd.views["seed"] == 0
+    assert scratch.views is None and scratch.teacher_targets == "none"
+    teacher = summary.models["teacher"]
+    assert teacher.soft_target_bytes_per_image == 3 * 3 * 2  # 3 views x 3 classes x float16
+    assert teacher.view_logits_seconds is not None
     cache = run.distill / "teacher_views.npz"
     stamp = cache.stat().st_mtime_ns
     again = run_distill(cfg, RunDir(tmp_path / "run"))  # the teacher is reused, and so are its view logits
-    assert cache.stat().st_mtime_ns == stamp and "view_logits_seconds" not in again["teacher"]
-    assert again["student_kd"]["test_accuracy"] == kd["test_accuracy"]
+    assert cache.stat().st_mtime_ns == stamp and again.models["teacher"].view_logits_seconds is None
+    assert again.models["student_kd"].test_accuracy == kd.test_accuracy
     # QAT-KD's targets from a views run: view 0, the teacher's logits on the plain training images
     from toolkit.distill.checkpoints import load_checkpoint
     from toolkit.distill.context import load_splits
@@ -174,8 +175,8 @@ def test_a_teacher_of_its_own_augmentation_and_plain_students(idx_folder, tmp_pa
     logits are computed on); the students follow distill.augment (off)."""
     cfg = _cfg(idx_folder, teacher={"augment": True}, distill={"scratch_control": False})
     summary = run_distill(cfg, RunDir(tmp_path / "run"))
-    assert summary["teacher"]["augment"] is True and summary["student_kd"]["augment"] is False
-    assert summary["student_kd"]["teacher_targets"] == "cached"
+    assert summary.models["teacher"].augment is True and summary.models["student_kd"].augment is False
+    assert summary.models["student_kd"].teacher_targets == "cached"
     with pytest.raises(ValidationError, match="distill.views replays stored ones"):
         RunConfig.model_validate(
             {"student": {"arch": "cnn_student", "augment": True}, "distill": {"views": {}}}
@@ -217,9 +218,10 @@ def test_text_views_train_kd_on_the_teachers_logits_of_masked_texts(text_run, tm
     run.root.mkdir()
     run.config.write_text((tmp_path / "views.yaml").read_text())
     summary = run_distill(loaded, run)
-    assert summary["teacher"]["soft_target_bytes_per_image"] == 3 * 2 * 2  # 3 views x 2 classes, float16
-    assert summary["student_kd"]["teacher_targets"] == "views"
-    assert summary["student_scratch"]["teacher_targets"] == "none"
+    models = summary.models
+    assert models["teacher"].soft_target_bytes_per_image == 3 * 2 * 2  # 3 views x 2 classes, float16
+    assert models["student_kd"].teacher_targets == "views"
+    assert models["student_scratch"].teacher_targets == "none"
     with np.load(run.distill / "teacher_views.npz") as z:
         values = z["values"].astype(np.float32)
     assert values.shape[1:] == (3, 2) and not np.allclose(values[:, 0], values[:, 2])

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from benchmarks.manifest import Failure, FileSettings, Manifest, ModelEntry, QatRecord
 from toolkit.cli._progress import console
+from toolkit.rundir.summary import DistillSummary, EmbeddingsFile, ModelSummary
 
 __all__ = [
     "distill_summary",
@@ -31,68 +32,66 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
 
 
-def distill_summary(summary: dict) -> None:
-    table = Table(title="Distillation (test split)")
-    cols = (
-        "model",
-        "arch",
-        "params",
-        "seed",
-        "epochs",
-        "train s",
-        "targets",
-        "val acc",
-        "test acc",
-        "top-5",
-        "ECE",
-    )
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("model", "arch", "targets") else "right")
-    for name, s in summary.items():
-        if not isinstance(s, dict) or "test_accuracy" not in s:
-            continue
-        secs = "reused" if s.get("reused") else ("loaded" if s.get("loaded") else f"{s['train_seconds']:.0f}")
-        test = s.get("test", {})
-        table.add_row(
-            name,
-            s["arch"],
-            f"{s['params']:,}",
-            str(s.get("seed", "–")),
-            str(s.get("epochs", "–")),
-            secs,
-            s.get("teacher_targets") or "–",
-            _pct(s["val_accuracy"]),
-            _pct(s["test_accuracy"]),
-            _pct(test.get("top5")),
-            "–" if test.get("ece") is None else f"{test['ece']:.4f}",
-        )
-    console.print(table)
-    cmp = summary.get("kd_vs_scratch")
-    if cmp:
+def distill_summary(summary: DistillSummary) -> None:
+    """Each model's row, KD vs scratch per seed, how encoder teachers got their embeddings, the warnings."""
+    console.print(_models_table(summary.models))
+    if (cmp := summary.kd_vs_scratch) is not None:
         seeds = ", ".join(
-            f"seed {r['seed']}: {_pct(r['student_kd'])} vs {_pct(r['student_scratch'])}"
-            for r in cmp["per_seed"]
+            f"seed {r.seed}: {_pct(r.student_kd)} vs {_pct(r.student_scratch)}" for r in cmp.per_seed
         )
         console.print(
-            f"KD vs scratch over {len(cmp['per_seed'])} seed(s): mean {_pct(cmp['mean_kd'])} vs "
-            f"{_pct(cmp['mean_scratch'])} ({cmp['delta_points']:+.2f} pts; KD better on {cmp['kd_wins']}); "
-            f"{seeds}",
+            f"KD vs scratch over {len(cmp.per_seed)} seed(s): mean {_pct(cmp.mean_kd)} vs "
+            f"{_pct(cmp.mean_scratch)} ({cmp.delta_points:+.2f} pts; KD better on {cmp.kd_wins}); {seeds}",
             highlight=False,
         )
-    for name, s in summary.items():
-        if isinstance(s, dict) and s.get("embeddings"):
-            console.print(f"{name}: {_embeddings(s['embeddings'])}", highlight=False)
-    for warning in summary.get("warnings", []):
+    for name, m in summary.models.items():
+        if m.embeddings:
+            console.print(f"{name}: {_embeddings(m.embeddings)}", highlight=False)
+    for warning in summary.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
-def _embeddings(splits: dict) -> str:
+_MODEL_COLUMNS = ("model", "arch", "params", "seed", "epochs", "train s", "targets", "val acc", "test acc")
+
+
+def _models_table(models: dict[str, ModelSummary]) -> Table:
+    table = Table(title="Distillation (test split)")
+    for col in (*_MODEL_COLUMNS, "top-5", "ECE"):
+        table.add_column(col, justify="left" if col in ("model", "arch", "targets") else "right")
+    for name, m in models.items():
+        secs = "reused" if m.reused else ("loaded" if m.loaded else _whole(m.train_seconds))
+        ece = m.test.get("ece")
+        table.add_row(
+            name,
+            m.arch,
+            f"{m.params:,}",
+            _dash(m.seed),
+            _dash(m.epochs),
+            secs,
+            m.teacher_targets or "–",
+            _pct(m.val_accuracy),
+            _pct(m.test_accuracy),
+            _pct(m.test.get("top5")),
+            "–" if ece is None else f"{ece:.4f}",
+        )
+    return table
+
+
+def _dash(x: object) -> str:
+    return "–" if x is None else str(x)
+
+
+def _whole(seconds: float | None) -> str:
+    return "–" if seconds is None else f"{seconds:.0f}"
+
+
+def _embeddings(splits: dict[str, EmbeddingsFile]) -> str:
     """How a frozen-encoder teacher got its sentence embeddings, split by split."""
     parts = [
-        f"{split} " + ("read from cache" if e["seconds"] is None else f"computed in {e['seconds']:.0f} s")
+        f"{split} " + ("read from cache" if e.seconds is None else f"computed in {e.seconds:.0f} s")
         for split, e in splits.items()
     ]
-    folder = Path(next(iter(splits.values()))["path"]).parent
+    folder = Path(next(iter(splits.values())).path).parent
     return f"sentence embeddings {', '.join(parts)} ({escape(str(folder))})"
 
 

@@ -14,11 +14,12 @@ from toolkit.cli import output
 from toolkit.cli._progress import console, train_progress
 from toolkit.errors import first_line
 from toolkit.pipeline.run import RunHooks
+from toolkit.rundir.summary import DistillSummary
 
 __all__ = ["RunPrinter", "distilled", "benched"]
 
 
-def distilled(summary: dict) -> None:
+def distilled(summary: DistillSummary) -> None:
     """The distill summary, printed once (by rank 0 under torchrun)."""
     if int(os.environ.get("RANK", "0")) == 0:
         output.distill_summary(summary)
@@ -46,7 +47,7 @@ class RunPrinter(RunHooks):
         with train_progress() as self.on_step:
             yield
 
-    def distilled(self, summary: dict) -> None:
+    def distilled(self, summary: DistillSummary) -> None:
         distilled(summary)
 
     def exported(self, manifest: Manifest) -> None:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from toolkit.config import RunConfig
 from toolkit.rundir import RunDir
+from toolkit.rundir.summary import DistillSummary
 
 __all__ = ["run_distill"]
 
 
 def run_distill(
     cfg: RunConfig, run: RunDir, *, on_step=None, resume: bool = False, teachers_only: bool = False
-) -> dict:
-    """Teachers (trained, reused or loaded), then per seed the KD and scratch students; summary.json."""
+) -> DistillSummary:
+    """Teachers (trained, reused or loaded), then per seed the KD and scratch students; summary.json (its
+    `DistillSummary` returned, on every rank)."""
     from toolkit.distill.service import distill
 
     return distill(cfg, run, on_step=on_step, resume=resume, teachers_only=teachers_only)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from benchmarks.manifest import Manifest
     from toolkit.config import BenchSettings, RunConfig
     from toolkit.pipeline.bench_stage import BenchOutcome
+    from toolkit.rundir.summary import DistillSummary
 
 __all__ = ["RunHooks", "RunOutcome", "prepare_run", "run_pipeline"]
 
@@ -32,7 +33,7 @@ class RunHooks:
         """The context stage `name` (distill, export, bench, profile, report) runs in."""
         return nullcontext()
 
-    def distilled(self, summary: dict) -> None:
+    def distilled(self, summary: DistillSummary) -> None:
         """The distill summary."""
 
     def exported(self, manifest: Manifest) -> None:
@@ -56,7 +57,7 @@ class RunOutcome:
     """What `run_pipeline` did: each stage's value (None: skipped) and the failures, export's first."""
 
     run: RunDir
-    summary: dict
+    summary: DistillSummary
     manifest: Manifest
     bench: BenchOutcome
     profile: Path | None = None
@@ -110,7 +111,7 @@ def run_pipeline(
     return outcome
 
 
-def _distill(cfg: RunConfig, run: RunDir, hooks: RunHooks, *, resume: bool) -> dict:
+def _distill(cfg: RunConfig, run: RunDir, hooks: RunHooks, *, resume: bool) -> DistillSummary:
     from toolkit.pipeline.distill_stage import run_distill
 
     with hooks.stage("distill"):

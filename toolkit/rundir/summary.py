@@ -18,8 +18,11 @@ from toolkit.errors import InputError
 __all__ = [
     "SUMMARY_VERSION",
     "DistillSummary",
+    "DataSizes",
+    "EmbeddingsFile",
     "ModelSummary",
     "KdVsScratch",
+    "SeedResult",
     "read_summary",
     "write_summary",
 ]
@@ -126,14 +129,9 @@ def _where(err: ValidationError) -> str:
     return f"{'.'.join(str(p) for p in first['loc'] if p != 'models')}: {first['msg']}"
 
 
-def write_summary(path: Path, summary: dict[str, Any]) -> DistillSummary:
-    """Validate `summary` (flat layout) and write it atomically."""
-    try:
-        typed = DistillSummary.from_json_dict({"schema_version": SUMMARY_VERSION, **summary})
-    except ValidationError as e:  # a writer bug: say which field
-        raise InputError(f"{path}: {_where(e)}") from None
-    write_text_atomic(path, json.dumps(typed.to_json_dict(), indent=2))
-    return typed
+def write_summary(path: Path, summary: DistillSummary) -> None:
+    """Write `summary` atomically, in the file's flat layout."""
+    write_text_atomic(path, json.dumps(summary.to_json_dict(), indent=2))
 
 
 def read_summary(path: Path) -> DistillSummary:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from toolkit.config import RunConfig
 from toolkit.report.pareto import pareto_front
 from toolkit.sweep.cluster import check_address, run_on_ray
-from toolkit.sweep.space import SweepConfig, params_key, trial_config
+from toolkit.sweep.space import Point, SweepConfig, params_key, trial_config
 from toolkit.sweep.strategies import decode, distributions, points, study
 from toolkit.sweep.trials import TrialResult, append_trial, prepare_teacher, read_trials, run_trial
 
@@ -57,7 +56,7 @@ def run_sweep(
         run_on_ray(sweep, cfg, out, teacher, results, record, ray_address)
         return results
 
-    def trial(params: dict[str, Any]) -> TrialResult:
+    def trial(params: Point) -> TrialResult:
         key = params_key(params)
         done = next((r for r in results if r.key == key), None)
         if done is not None:
@@ -74,7 +73,7 @@ def run_sweep(
     return results
 
 
-def _search_here(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[dict], TrialResult]):
+def _search_here(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[Point], TrialResult]):
     """The trials one after another on this machine: asked of Optuna, or the grid's or random points."""
     if sweep.search == "optuna":
         _optuna(sweep, results, trial)
@@ -83,7 +82,7 @@ def _search_here(sweep: SweepConfig, results: list[TrialResult], trial: Callable
             trial(params)
 
 
-def _optuna(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[dict], TrialResult]) -> None:
+def _optuna(sweep: SweepConfig, results: list[TrialResult], trial: Callable[[Point], TrialResult]) -> None:
     """Ask-and-tell, one trial at a time."""
     dists = distributions(sweep)
     search = study(sweep, results)

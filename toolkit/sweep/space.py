@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from toolkit.config import DEFAULT_CONFIG, RunConfig, first_error, yaml_problem
 from toolkit.errors import ConfigError, InputError
 
-__all__ = ["Range", "SweepConfig", "load_sweep", "grid", "sample", "trial_config", "params_key"]
+__all__ = ["Point", "Range", "SweepConfig", "load_sweep", "grid", "sample", "trial_config", "params_key"]
 
 Choice = list[Any]
+# One point of the space, what one trial sets: dotted key -> a value from the sweep file (JSON, as
+# trials.jsonl stores it under `params`).
+Point = dict[str, JsonValue]
 
 
 class Range(BaseModel):
@@ -106,7 +109,7 @@ def load_sweep(path: Path) -> tuple[SweepConfig, RunConfig]:
         raise ConfigError(f"{path}: base {base} with fixed: {first_error(e)}") from None
 
 
-def _apply(raw: dict, values: dict[str, Any]) -> dict:
+def _apply(raw: dict, values: Point) -> dict:
     """A copy of the config dict with each dotted key set (missing levels created)."""
     out = json.loads(json.dumps(raw))
     for key, value in values.items():
@@ -118,7 +121,7 @@ def _apply(raw: dict, values: dict[str, Any]) -> dict:
     return out
 
 
-def trial_config(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
+def trial_config(cfg: RunConfig, params: Point) -> RunConfig:
     """The base config with one trial's values; `ConfigError` when they do not make a valid config."""
     try:
         return RunConfig.model_validate(_apply(cfg.model_dump(mode="json", exclude={"teacher"}), params))
@@ -126,12 +129,12 @@ def trial_config(cfg: RunConfig, params: dict[str, Any]) -> RunConfig:
         raise ConfigError(f"trial {params}: {first_error(e)}") from None
 
 
-def params_key(params: dict[str, Any]) -> str:
+def params_key(params: Point) -> str:
     """A short stable id of one point of the space (a finished trial with it is never re-run)."""
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def grid(sweep: SweepConfig) -> list[dict[str, Any]]:
+def grid(sweep: SweepConfig) -> list[Point]:
     """Every combination of the space's values, in file order (capped at `trials`)."""
     keys = list(sweep.space)
     axes = [v.values() if isinstance(v, Range) else v for v in sweep.space.values()]
@@ -139,9 +142,9 @@ def grid(sweep: SweepConfig) -> list[dict[str, Any]]:
     return points[: sweep.trials] if sweep.trials else points
 
 
-def sample(sweep: SweepConfig, rng: random.Random) -> dict[str, Any]:
+def sample(sweep: SweepConfig, rng: random.Random) -> Point:
     """One point drawn uniformly (log-uniformly with `log`) from the space."""
-    out = {}
+    out: Point = {}
     for key, dom in sweep.space.items():
         if not isinstance(dom, Range):
             out[key] = rng.choice(dom)

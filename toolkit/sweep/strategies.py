@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from toolkit.sweep.space import Range, SweepConfig, grid, sample
+from toolkit.sweep.space import Point, Range, SweepConfig, grid, sample
 from toolkit.sweep.trials import TrialResult
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
 
 __all__ = ["OBJECTIVES", "STUDY", "points", "study", "distributions", "decode", "encode"]
 
@@ -17,7 +20,7 @@ STUDY = "edgekd-sweep"
 OBJECTIVES = (("accuracy", "max"), ("p50_ms", "min"), ("size_bytes", "min"))
 
 
-def points(sweep: SweepConfig) -> Iterator[dict[str, Any]]:
+def points(sweep: SweepConfig) -> Iterator[Point]:
     """The grid, or `trials` seeded random draws (repeats included: they are not run twice)."""
     if sweep.search == "grid":
         yield from grid(sweep)
@@ -27,11 +30,11 @@ def points(sweep: SweepConfig) -> Iterator[dict[str, Any]]:
         yield sample(sweep, rng)
 
 
-def distributions(sweep: SweepConfig) -> dict[str, Any]:
+def distributions(sweep: SweepConfig) -> dict[str, BaseDistribution]:
     """Optuna distributions; choices go by index (Optuna's categorical values must be scalars)."""
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    out: dict[str, Any] = {}
+    out: dict[str, BaseDistribution] = {}
     for key, dom in sweep.space.items():
         if not isinstance(dom, Range):
             out[key] = CategoricalDistribution(list(range(len(dom))))
@@ -68,11 +71,11 @@ def study(sweep: SweepConfig, results: list[TrialResult], storage: Any = None) -
     return made
 
 
-def decode(sweep: SweepConfig, raw: dict[str, Any]) -> dict[str, Any]:
+def decode(sweep: SweepConfig, raw: dict[str, int | float]) -> Point:
     """Optuna's values back to the space's (a choice's index to the choice)."""
     return {k: v if isinstance(sweep.space[k], Range) else sweep.space[k][v] for k, v in raw.items()}
 
 
-def encode(sweep: SweepConfig, params: dict[str, Any]) -> dict[str, Any]:
+def encode(sweep: SweepConfig, params: Point) -> dict[str, int | float]:
     """A trial's values as Optuna holds them (a choice as its index)."""
     return {k: v if isinstance(sweep.space[k], Range) else sweep.space[k].index(v) for k, v in params.items()}

@@ -19,6 +19,7 @@ from toolkit.errors import InputError
 from toolkit.pipeline.run import RunHooks
 from toolkit.rundir import RunDir
 from toolkit.sweep.node import Phase, node_phase
+from toolkit.sweep.space import Point
 
 __all__ = ["TrialResult", "read_trials", "append_trial", "prepare_teacher", "run_trial"]
 
@@ -32,7 +33,7 @@ class TrialResult:
 
     trial: str  # t000, t001, ... in the order trials finished
     key: str  # params_key(params): the same point is never run twice
-    params: dict[str, Any]
+    params: Point
     run_dir: str  # relative to the sweep directory
     file: str  # the KD student file the objectives come from (the fastest one the trial measured)
     accuracy: float
@@ -138,7 +139,7 @@ def run_trial(
     cfg: RunConfig,
     out: Path,
     name: str,
-    params: dict[str, Any],
+    params: Point,
     key: str,
     teacher: RunDir,
     *,
@@ -172,9 +173,7 @@ class _TrialStages(RunHooks):
             _share(self.run, self.teacher, caches_only=True)
 
 
-def _run_trial(
-    cfg: RunConfig, out: Path, name: str, params: dict[str, Any], key: str, teacher: RunDir
-) -> TrialResult:
+def _run_trial(cfg: RunConfig, out: Path, name: str, params: Point, key: str, teacher: RunDir) -> TrialResult:
     """The pipeline without profile and report, appending to the trial's results; its objectives."""
     from toolkit.pipeline.run import run_pipeline
 
