@@ -51,13 +51,9 @@ def test_frozen_distill_summary_reads():
     from toolkit.report.inputs import read_summary
 
     summary = read_summary(FROZEN / "summary.json")
-    assert summary is not None and set(summary) >= {
-        "teacher",
-        "student_kd",
-        "student_scratch",
-        "kd_vs_scratch",
-    }
-    assert 0 < summary["student_kd"]["test_accuracy"] <= 1
+    assert summary is not None and set(summary.models) >= {"teacher", "student_kd", "student_scratch"}
+    assert summary.kd_vs_scratch is not None and summary.kd_vs_scratch.per_seed
+    assert 0 < summary.models["student_kd"].test_accuracy <= 1
 
 
 def test_frozen_distill_summary_round_trips_through_its_definition(tmp_path):

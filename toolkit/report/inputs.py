@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from benchmarks.manifest import ManifestKey, ModelEntry
 from benchmarks.manifest import read_manifest as read_typed_manifest
 from benchmarks.records import BenchRecord, read_records
 from toolkit.errors import DataError, RunDirError
+from toolkit.rundir.summary import DistillSummary
 
 __all__ = ["ManifestKey", "read_results", "read_manifest", "read_summary"]
 
@@ -36,20 +36,13 @@ def read_manifest(path: Path) -> dict[ManifestKey, ModelEntry]:
         raise DataError(str(exc)) from None
 
 
-def read_summary(path: Path) -> dict[str, dict[str, Any]] | None:
-    """The optional training summary (toolkit.rundir.summary): per-model entries and `kd_vs_scratch`."""
+def read_summary(path: Path) -> DistillSummary | None:
+    """The optional training summary (toolkit.rundir.summary), typed; None when the run has none."""
     from toolkit.rundir.summary import read_summary as read_typed_summary
 
     if not path.is_file():
         return None
     try:
-        typed = read_typed_summary(path)
+        return read_typed_summary(path)
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    out = {name: m.model_dump(mode="json", exclude_unset=True) for name, m in typed.models.items()}
-    if typed.kd_vs_scratch is not None:
-        out["kd_vs_scratch"] = typed.kd_vs_scratch.model_dump(mode="json")
-    out["data"] = typed.data.model_dump(mode="json", exclude_unset=True)  # type: ignore[assignment]
-    if typed.warnings:
-        out["warnings"] = typed.warnings  # type: ignore[assignment]
-    return out

@@ -18,6 +18,7 @@ from toolkit.report.rows import ReportRow
 from toolkit.report.runtimes import runtime_lines
 from toolkit.report.slower import slower_than_fp32_lines
 from toolkit.report.table import Table, fmt_size, fmt_speedup, opt, results_table, target_cell
+from toolkit.rundir.summary import DistillSummary, KdVsScratch, ModelSummary
 
 __all__ = ["ReportContext", "build_context", "machine_facts", "report_blocks", "fmt_size"]
 
@@ -32,7 +33,7 @@ class ReportContext:
     protocol: dict[str, list[Any]] = field(default_factory=dict)
     machines: list[str] = field(default_factory=list)
     runtimes: list[str] = field(default_factory=list)
-    training: dict[str, dict[str, Any]] | None = None
+    training: DistillSummary | None = None
     superseded: int = 0  # older records of a configuration measured again later, left out
 
 
@@ -56,7 +57,7 @@ def _machine(rec: BenchRecord) -> str:
 
 
 def build_context(
-    records: list[BenchRecord], training: dict[str, dict[str, Any]] | None = None, *, superseded: int = 0
+    records: list[BenchRecord], training: DistillSummary | None = None, *, superseded: int = 0
 ) -> ReportContext:
     """Collect warm-up, protocol, machine and runtime facts from the records (distinct values, in order)."""
     protocol: dict[str, list[Any]] = {}
@@ -85,15 +86,15 @@ def machine_facts(ctx: ReportContext) -> str:
     )
 
 
-def _unit(data: dict | None) -> str:
+def _unit(training: DistillSummary | None) -> str:
     """What one example is: "texts" for the text data kinds, else "images"."""
-    return "texts" if (data or {}).get("kind") in text_kinds() else "images"
+    return "texts" if training is not None and training.data.kind in text_kinds() else "images"
 
 
 def _measured(rows: list[ReportRow], ctx: ReportContext) -> str:
     """The paragraph saying how the numbers were measured."""
     n_images = "/".join(str(n) for n in _distinct([r.n_accuracy for r in rows])) or "?"
-    unit = _unit((ctx.training or {}).get("data"))
+    unit = _unit(ctx.training)
     return (
         f"Each row is one exported file run by the benchmark harness: {machine_facts(ctx)} "
         f"Latency is wall time per batch in ms (p50/p90/p99); throughput is {unit} per second (the "
@@ -174,7 +175,7 @@ def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
     failed = _distinct([f"{r.model} {r.format} {r.precision}" for r in rows if r.parity_passed is False])
     if failed:
         blocks.append(note(f"**PARITY CHECK FAILED** for {', '.join(failed)}: outputs differ from torch."))
-    for warning in (ctx.training or {}).get("warnings", []):
+    for warning in ctx.training.warnings if ctx.training is not None else []:
         blocks.append(note(f"**Training warning:** {warning}."))
     return blocks
 
@@ -182,17 +183,18 @@ def _notes(rows: list[ReportRow], ctx: ReportContext) -> list[Block]:
 _STUDENT_NAMES = {"student_kd": "KD student", "student_scratch": "scratch student"}
 
 
-def _val(training: dict[str, Any] | None, name: str) -> float | None:
-    return ((training or {}).get(name) or {}).get("val_accuracy")
+def _val(training: DistillSummary | None, name: str) -> float | None:
+    model = training.models.get(name) if training is not None else None
+    return model.val_accuracy if model is not None else None
 
 
-def _better_student(training: dict[str, Any] | None) -> str:
+def _better_student(training: DistillSummary | None) -> str:
     """student_scratch when it is at least as good as the KD student on validation, else student_kd."""
     kd, scratch = _val(training, "student_kd"), _val(training, "student_scratch")
     return "student_scratch" if kd is not None and scratch is not None and scratch >= kd else "student_kd"
 
 
-def _verdict(training: dict[str, Any] | None) -> list[Block]:
+def _verdict(training: DistillSummary | None) -> list[Block]:
     """The report's first lines: whether distillation paid (validation split), and a student that beats
     its teacher."""
     kd, scratch, teacher = (_val(training, n) for n in ("student_kd", "student_scratch", "teacher"))
@@ -238,41 +240,33 @@ def _pct(x: float | None) -> str:
     return opt(x, lambda a: f"{a * 100:.2f}")
 
 
-def _models_table(entries: list[tuple[str, dict[str, Any]]]) -> Table:
+def _models_table(models: dict[str, ModelSummary]) -> Table:
     """One row per trained model: size, seed, teacher targets and torch test metrics."""
     return Table(
         headers=["Model", "Params", "Seed", "Teacher targets", "Test top-1 (torch) %", "Top-5 %", "ECE"],
         cells=[
             [
                 name,
-                opt(e.get("params"), lambda p: f"{p:,}"),
-                opt(e.get("seed"), str),
-                e.get("teacher_targets") or ("loaded" if e.get("loaded") else "–"),
-                _pct(e.get("test_accuracy")),
-                _pct(e.get("test", {}).get("top5")),
-                opt(e.get("test", {}).get("ece"), lambda v: f"{v:.4f}"),
+                opt(m.params, lambda p: f"{p:,}"),
+                opt(m.seed, str),
+                m.teacher_targets or ("loaded" if m.loaded else "–"),
+                _pct(m.test_accuracy),
+                _pct(m.test.get("top5")),
+                opt(m.test.get("ece"), lambda v: f"{v:.4f}"),
             ]
-            for name, e in entries
+            for name, m in models.items()
         ],
         values=[
-            [
-                None,
-                e.get("params"),
-                e.get("seed"),
-                None,
-                e.get("test_accuracy"),
-                e.get("test", {}).get("top5"),
-                e.get("test", {}).get("ece"),
-            ]
-            for _, e in entries
+            [None, m.params, m.seed, None, m.test_accuracy, m.test.get("top5"), m.test.get("ece")]
+            for m in models.values()
         ],
         numeric=[False, True, True, False, True, True, True],
     )
 
 
-def _kd_vs_scratch(cmp: dict[str, Any]) -> list[Block]:
+def _kd_vs_scratch(cmp: KdVsScratch) -> list[Block]:
     """Per-seed KD vs scratch test accuracy, then one paragraph on the means and the wins."""
-    rows = cmp["per_seed"]
+    rows = [r.model_dump() for r in cmp.per_seed]
     seeds = Table(
         headers=["Seed", "KD student %", "Scratch student %", "KD − scratch (points)"],
         cells=[
@@ -290,42 +284,39 @@ def _kd_vs_scratch(cmp: dict[str, Any]) -> list[Block]:
         ],
         numeric=[True, True, True, True],
     )
-    verdict = "beats" if cmp["delta_points"] > 0 else "does not beat"
+    verdict = "beats" if cmp.delta_points > 0 else "does not beat"
     summary = para(
         f"Over {len(rows)} seed{'s' if len(rows) != 1 else ''}, the KD student's mean test accuracy "
-        f"({cmp['mean_kd'] * 100:.2f} %) {verdict} the same student trained from scratch "
-        f"({cmp['mean_scratch'] * 100:.2f} %) by {cmp['delta_points']:+.2f} points; KD is better on "
-        f"{cmp['kd_wins']} of {len(rows)} seeds."
+        f"({cmp.mean_kd * 100:.2f} %) {verdict} the same student trained from scratch "
+        f"({cmp.mean_scratch * 100:.2f} %) by {cmp.delta_points:+.2f} points; KD is better on "
+        f"{cmp.kd_wins} of {len(rows)} seeds."
     )
     return [table(seeds), summary]
 
 
-def _data_para(data: dict[str, Any] | None) -> list[Block]:
+def _data_para(training: DistillSummary) -> list[Block]:
     """One paragraph: where the images came from, the split sizes and the class names."""
-    if not data:
-        return []
-    classes = data.get("classes") or []
+    data = training.data
+    classes = data.classes or []
     names = f": {', '.join(classes[:50])}{' …' if len(classes) > 50 else ''}" if classes else ""
     return [
         para(
-            f"Data: {data.get('kind', 'idx')} `{data['root']}`, {data['train']:,} training / {data['val']:,} "
-            f"validation / {data['test']:,} test {_unit(data)}; {len(classes) or 'an unknown number of'} "
+            f"Data: {data.kind} `{data.root}`, {data.train:,} training / {data.val:,} "
+            f"validation / {data.test:,} test {_unit(training)}; {len(classes) or 'an unknown number of'} "
             f"classes{names}."
         )
     ]
 
 
-def _training(training: dict[str, dict[str, Any]]) -> list[Block]:
+def _training(training: DistillSummary) -> list[Block]:
     """The Training section: torch test metrics per model, and the KD gain over training from scratch."""
-    entries = [(name, e) for name, e in training.items() if isinstance(e, dict) and "test_accuracy" in e]
-    blocks = [heading("Training"), *_data_para(training.get("data")), table(_models_table(entries))]
-    cmp = training.get("kd_vs_scratch")
-    if cmp:
-        return blocks + _kd_vs_scratch(cmp)
+    blocks = [heading("Training"), *_data_para(training), table(_models_table(training.models))]
+    if training.kd_vs_scratch is not None:
+        return blocks + _kd_vs_scratch(training.kd_vs_scratch)
     # No multi-seed comparison: fall back to the single KD and scratch runs, when both were evaluated.
-    kd, scratch = training.get("student_kd", {}), training.get("student_scratch", {})
-    if kd.get("test_accuracy") is not None and scratch.get("test_accuracy") is not None:
-        gain = (kd["test_accuracy"] - scratch["test_accuracy"]) * 100
+    kd, scratch = training.models.get("student_kd"), training.models.get("student_scratch")
+    if kd is not None and scratch is not None:
+        gain = (kd.test_accuracy - scratch.test_accuracy) * 100
         blocks.append(
             para(f"Distillation gain over the same student trained from scratch: {gain:+.2f} points.")
         )
