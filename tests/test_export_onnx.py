@@ -15,6 +15,7 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
+from benchmarks.manifest import FileSettings  # noqa: E402
 from benchmarks.outputs import run_file  # noqa: E402
 from export._files import quiet_converters  # noqa: E402
 from export.onnx import (  # noqa: E402
@@ -185,14 +186,14 @@ def test_quantize_static_options_are_recorded(student, tmp_path):
         nodes_to_exclude=[first_conv],
         method="percentile",
     )
-    assert q["activations"] == "int8" and q["format"] == "QOperator" and q["calibration"] == "percentile"
-    assert q["reduce_range"] is False and q["reduce_range_reason"] == "set by caller"
-    assert q["nodes_excluded"] == [first_conv]
+    assert q.activations == "int8" and q.format == "QOperator" and q.calibration == "percentile"
+    assert q.reduce_range is False and q.reduce_range_reason == "set by caller"
+    assert q.nodes_excluded == [first_conv]
     ops = [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node]
     assert ops.count("Conv") == 1 and ops.count("QLinearConv") == 2  # the excluded conv stays float
     assert (run_file(tmp_path / "q.onnx", student.x).argmax(1) == student.ref.argmax(1)).mean() > 0.95
     auto = quantize_static(student.fp32, tmp_path / "a.onnx", reader)
-    assert auto["reduce_range_reason"].startswith("auto: ") and auto["weights"] == "int8"
+    assert auto.reduce_range_reason.startswith("auto: ") and auto.weights == "int8"
 
 
 @pytest.mark.parametrize(
@@ -230,7 +231,9 @@ def test_per_channel_below_opset_13_is_refused(student, tmp_path):
 def test_dynamic_int8_and_fp16_pass_parity(student, tmp_path):
     dyn = quantize_dynamic(student.fp32, tmp_path / "dyn.onnx")
     fp16 = convert_fp16(student.fp32, tmp_path / "fp16.onnx")
-    assert dyn["mode"] == "dynamic" and fp16 == {"mode": "fp16", "keep_io_types": True}
+    assert dyn.mode == "dynamic" and fp16 == FileSettings(mode="fp16", keep_io_types=True)
+    in_manifest = {"mode": "fp16", "keep_io_types": True}  # the keys given, as the manifest writes them
+    assert fp16.model_dump(exclude_unset=True) == in_manifest
     ops = {n.op_type for n in onnx.load(str(tmp_path / "dyn.onnx")).graph.node}
     assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} <= ops
     dyn_tol = "dynamic-int8" if "dynamic-int8" in TOLERANCES else "int8"
