@@ -334,7 +334,7 @@ def _tflite(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib) -> None:
         for precision in wanted:
             out.fail("tflite", precision, e)
         return
-    converter = f"onnx2tf {info['version']}"
+    converter = f"onnx2tf {info.version}"
     for precision in wanted:
         out.add("tflite", precision, _tflite_settings(precision, calib), converter=converter)
 

@@ -19,6 +19,7 @@ from benchmarks.manifest import FileSettings  # noqa: E402
 from benchmarks.outputs import run_file  # noqa: E402
 from export._files import quiet_converters  # noqa: E402
 from export.onnx import (  # noqa: E402
+    SimplifyStats,
     export_onnx,
     node_count,
     simplify_onnx,
@@ -113,7 +114,7 @@ _TOOLS = [
 def test_simplify_folds_constants_and_keeps_outputs(student, tmp_path, tool):
     _foldable(tmp_path / "f.onnx")
     info = simplify_onnx(tmp_path / "f.onnx", tmp_path / "f_s.onnx", tool=tool)
-    assert info == {"tool": tool, "nodes_before": 4, "nodes_after": 2}
+    assert info == SimplifyStats(tool=tool, nodes_before=4, nodes_after=2)
     x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
     np.testing.assert_allclose(
         run_file(tmp_path / "f_s.onnx", x), run_file(tmp_path / "f.onnx", x), rtol=1e-6
@@ -122,7 +123,7 @@ def test_simplify_folds_constants_and_keeps_outputs(student, tmp_path, tool):
     # BN folded into its conv: Conv-Relu-MaxPool per stage, GAP as ReduceMean, flatten, then the linear head
     lean = ["Conv", "Relu", "MaxPool"] * 3 + ["ReduceMean", "Reshape", "Gemm"]
     assert [n.op_type for n in onnx.load(str(tmp_path / "s.onnx")).graph.node] == lean
-    assert info["nodes_after"] == info["nodes_before"] == node_count(student.fp32) == len(lean)
+    assert info.nodes_after == info.nodes_before == node_count(student.fp32) == len(lean)
     np.testing.assert_allclose(run_file(tmp_path / "s.onnx", student.x), student.ref, rtol=1e-4, atol=1e-4)
     assert size_breakdown(tmp_path / "s.onnx")["value_info"] == 0  # stripped after the tool
 
@@ -133,15 +134,15 @@ def test_simplify_without_onnxslim(tmp_path, monkeypatch):
     _foldable(tmp_path / "f.onnx")
     with pytest.raises(ExportError, match="onnxslim is not installed; install edgekd's simplify extra"):
         simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx", tool="onnxslim")
-    assert simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx")["tool"] == "ort"
+    assert simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx").tool == "ort"
 
 
 def test_strip_keeps_outputs_identical_and_shrinks(student, tmp_path):
     raw = size_breakdown(student.raw)
     assert raw["metadata"] > 0.1 * raw["total"]  # stack traces, FX nodes, scopes from torch.onnx
     info = strip_metadata(student.raw, tmp_path / "s.onnx")
-    assert info["metadata_props"] > 50 and info["value_info"] > 0
-    assert info["bytes_after"] < info["bytes_before"] - raw["metadata"] * 0.9
+    assert info.metadata_props > 50 and info.value_info > 0
+    assert info.bytes_after < info.bytes_before - raw["metadata"] * 0.9
     stripped = size_breakdown(tmp_path / "s.onnx")
     assert (
         stripped["metadata"] == stripped["value_info"] == 0 and stripped["weights"] > 0.95 * stripped["total"]
@@ -149,7 +150,7 @@ def test_strip_keeps_outputs_identical_and_shrinks(student, tmp_path):
     out = run_file(student.raw, student.x)
     assert np.array_equal(run_file(tmp_path / "s.onnx", student.x), out)
     info = strip_metadata(tmp_path / "s.onnx", tmp_path / "c.onnx", compact_names=True)
-    assert info["compact_names"] and info["bytes_after"] < info["bytes_before"]
+    assert info.compact_names and info.bytes_after < info.bytes_before
     assert np.array_equal(run_file(tmp_path / "c.onnx", student.x), out)
     graph = onnx.load(str(tmp_path / "c.onnx")).graph
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
