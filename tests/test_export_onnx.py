@@ -304,4 +304,4 @@ def test_dynamic_int8_keeps_embeddings_float_where_int8_ones_cost_agreement(tmp_
             )
             assert table_types == {TensorProto.FLOAT}
         else:
-            assert "embeddings_reason" not in q and TensorProto.UINT8 in table_types
+            assert "embeddings_reason" not in q.model_fields_set and TensorProto.UINT8 in table_types
