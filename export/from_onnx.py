@@ -177,7 +177,7 @@ class _Bundle:
         if self.on_file:
             self.on_file(self.stem, fmt, precision, self.failures[-1])
 
-    def make_onnx(self, precision: str, build: Callable[[Path], dict | None]) -> None:
+    def make_onnx(self, precision: str, build: Callable[[Path], FileSettings | None]) -> None:
         """An ONNX file `build` writes, with its settings and its own opset (an int8 file's may be converted
         up from the source's); a failure is recorded, not raised."""
         dst = self.path("onnx", precision)
@@ -190,11 +190,11 @@ class _Bundle:
             self.add("onnx", precision, _onnx_settings(dst, quant))
 
 
-def _onnx_settings(path: Path, quant: dict | None) -> FileSettings:
+def _onnx_settings(path: Path, quant: FileSettings | None) -> FileSettings:
     """An ONNX file's settings: those its writer returned, and the file's own opset."""
     from export.onnx import onnx_opset
 
-    return FileSettings(**(quant or {}), opset=onnx_opset(path))
+    return (quant or FileSettings()).merged(opset=onnx_opset(path))
 
 
 def _check_single_input(path: Path) -> None:
@@ -227,17 +227,16 @@ def _static(src: Path, calib, test, max_drop: float | None, per_channel: bool, w
     from export.sensitivity import quantize_with_max_drop
     from toolkit.data import ArrayCalibrationReader
 
-    def build(dst: Path) -> dict:
+    def build(dst: Path) -> FileSettings:
         spec = onnx_input_spec(src)  # a fixed-batch file takes calibration batches of its own size
         reader = ArrayCalibrationReader(calib, input_name=spec.name, batch_size=spec.shape[0] or 32)
-        done = dict(calibration_samples=len(calib), per_channel_reason=why)
         if max_drop is None:
-            return dict(quantize_static(src, dst, reader, per_channel=per_channel), **done)
-        res = quantize_with_max_drop(
-            src, dst, reader, *test, max_accuracy_drop=max_drop, per_channel=per_channel
-        )
-        search = {k: v for k, v in res.items() if k not in ("quantization", "sensitivity")}
-        return dict(res["quantization"], **done, accuracy_budget=search)
+            settings = quantize_static(src, dst, reader, per_channel=per_channel)
+        else:  # the layers it ranked are not recorded here: the budget says which stayed float
+            settings = quantize_with_max_drop(
+                src, dst, reader, *test, max_accuracy_drop=max_drop, per_channel=per_channel
+            ).settings
+        return settings.merged(calibration_samples=len(calib), per_channel_reason=why)
 
     return build
 
@@ -335,7 +334,7 @@ def _tflite(out: _Bundle, fp32: Path, *, int8, fp16: bool, calib) -> None:
         for precision in wanted:
             out.fail("tflite", precision, e)
         return
-    converter = f"onnx2tf {info['version']}"
+    converter = f"onnx2tf {info.version}"
     for precision in wanted:
         out.add("tflite", precision, _tflite_settings(precision, calib), converter=converter)
 

@@ -20,13 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.files import sha256_file, user_cache, write_text_atomic
+from benchmarks.manifest import FileSettings, LayoutSearch, LayoutTried
 from benchmarks.outputs import agreement, run_file
 from export.parity import TOLERANCES
 from toolkit.errors import InputError
 
 __all__ = ["LAYOUTS", "onnx_layouts", "tflite_layouts", "int8_file", "p50_rounds_us", "search_int8_layout"]
 
-Writer = Callable[[Path], dict]  # writes one int8 file at the path, returns its settings
+Writer = Callable[[Path], FileSettings]  # writes one int8 file at the path, returns its settings
 
 # Timings within 5 % of each other are one speed (interleaved rounds still vary ~2-3 % on a quiet core): the
 # search starts only where the default layout is more than 5 % slower than fp32; the default is kept when
@@ -110,34 +111,34 @@ def _p50s(
 
 def _search_record(
     p50: dict[str, float], agree: dict[str, float], kept: str, timing: str, trigger: str, default: str | None
-) -> dict:
+) -> LayoutSearch:
     from benchmarks.machine import machine_facts
 
     need = TOLERANCES["int8"]["top1_agreement"]
     facts = machine_facts()
     tried = [
-        {
-            "layout": k,
-            "p50_us": round(p50[k], 2),
-            "top1_agreement_val": round(agree[k], 4),
-            "passed": agree[k] >= need,
-        }
+        LayoutTried(
+            layout=k,
+            p50_us=round(p50[k], 2),
+            top1_agreement_val=round(agree[k], 4),
+            passed=agree[k] >= need,
+        )
         for k in sorted(agree, key=p50.get)
     ]
-    return {
-        "cpu": facts["cpu_model"],
-        "int8_dot_product": facts["int8_dot_product"],
-        "trigger": trigger,
-        "default": default,
-        "margin": CLEAR_MARGIN,
-        "fp32_p50_us": round(p50["fp32"], 2),
-        "kept": kept,
-        "faster_than_fp32": p50[kept] < p50["fp32"],
-        "timing": timing,
-        "decided": DECIDED,
-        "preference": list(agree),  # the writers' order: among near-equal layouts, the first is kept
-        "tried": tried,
-    }
+    return LayoutSearch(
+        cpu=facts["cpu_model"],
+        int8_dot_product=facts["int8_dot_product"],
+        trigger=trigger,
+        default=default,
+        margin=CLEAR_MARGIN,
+        fp32_p50_us=round(p50["fp32"], 2),
+        kept=kept,
+        faster_than_fp32=p50[kept] < p50["fp32"],
+        timing=timing,
+        decided=DECIDED,
+        preference=list(agree),  # the writers' order: among near-equal layouts, the first is kept
+        tried=tried,
+    )
 
 
 def preferred_layout(passing: list[str], p50: dict[str, float], default: str | None) -> str:
@@ -159,7 +160,7 @@ def search_int8_layout(
     default: str | None = None,
     rounds: int = 3,
     runs: int = 300,
-) -> dict:
+) -> FileSettings:
     """Write every layout of `writers`, keep at `dst` the one `preferred_layout` picks among those whose top-1
     agreement with `fp32` on `x_val` meets the int8 tolerance; its settings, with `layout_search` saying what
     was tried and measured."""
@@ -177,7 +178,7 @@ def search_int8_layout(
         kept = preferred_layout(passing, p50, default)
         shutil.copyfile(files[kept], dst)
     timing = f"1 pinned thread, median of {rounds} rounds of {runs} runs"
-    return dict(settings[kept], layout_search=_search_record(p50, agree, kept, timing, trigger, default))
+    return settings[kept].merged(layout_search=_search_record(p50, agree, kept, timing, trigger, default))
 
 
 def int8_file(
@@ -189,7 +190,7 @@ def int8_file(
     x_val: np.ndarray,
     *,
     backend: str,
-) -> dict:
+) -> FileSettings:
     """The int8 file at `dst`: the `default` layout (mode False), the searched one (True), or the default
     unless it runs clearly slower than `fp32` on this machine, then the searched one ("auto"). A decision
     recorded for this machine, runtime, `fp32` and `x_val` is reused: the same layout, the same record."""
@@ -197,28 +198,33 @@ def int8_file(
         return writers[default](dst)
     record = _decision_path(mode, fp32, writers, default, x_val, backend=backend)
     if (decided := _recorded(record, writers)) is not None:
-        settings = writers[decided["kept"]](dst)
-        search = decided["layout_search"]
-        return settings if search is None else dict(settings, layout_search=search)
+        kept, search = decided
+        settings = writers[kept](dst)
+        return settings if search is None else settings.merged(layout_search=search)
     settings = _decide(mode, fp32, dst, writers, default, x_val, backend=backend)
-    search = settings.get("layout_search")
-    kept = search["kept"] if search else default
-    write_text_atomic(record, json.dumps({"kept": kept, "layout_search": search}, indent=1))
+    search = settings.layout_search
+    kept = search.kept if search else default
+    recorded = search.model_dump(mode="json", exclude_unset=True) if search else None
+    write_text_atomic(record, json.dumps({"kept": kept, "layout_search": recorded}, indent=1))
     return settings
 
 
-def _recorded(record: Path, writers: dict[str, Writer]) -> dict | None:
-    """The recorded decision, or None when there is none or it is unreadable (then it is made again)."""
+def _recorded(record: Path, writers: dict[str, Writer]) -> tuple[str, LayoutSearch | None] | None:
+    """The recorded (layout kept, search), or None when there is none or it is unreadable or invalid (then
+    it is made again)."""
     try:
         decided = json.loads(record.read_text())
-        return decided if decided["kept"] in writers and "layout_search" in decided else None
-    except (OSError, ValueError, KeyError, TypeError):
+        kept, search = decided["kept"], decided["layout_search"]
+        if kept not in writers:
+            return None
+        return kept, None if search is None else LayoutSearch.model_validate(search)
+    except (OSError, ValueError, KeyError, TypeError):  # pydantic's ValidationError is a ValueError
         return None
 
 
 def _decide(
     mode: str | bool, fp32: Path, dst: Path, writers: dict[str, Writer], default: str, x_val, *, backend: str
-) -> dict:
+) -> FileSettings:
     from export._files import atomic_path
 
     if mode is not True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,9 @@ __all__ = [
     "export_onnx",
     "check_export_arguments",
     "simplify_onnx",
+    "SimplifyStats",
     "strip_metadata",
+    "StripStats",
     "size_breakdown",
     "node_count",
     "onnx_opset",
@@ -31,6 +34,27 @@ Exporter = Literal["dynamo", "legacy"]
 _OPSETS = {"dynamo": (18, 23), "legacy": (7, 20)}
 # Model-level metadata written by tools (torch.onnx, onnxruntime's pre-processing), not by users.
 _TOOL_PREFIXES = ("pkg.", "onnx.")
+
+
+@dataclass(frozen=True)
+class SimplifyStats:
+    """What `simplify_onnx` did: the tool used and the main graph's node count before and after."""
+
+    tool: Literal["onnxslim", "ort"]
+    nodes_before: int
+    nodes_after: int
+
+
+@dataclass(frozen=True)
+class StripStats:
+    """What `strip_metadata` removed (items counted), whether it compacted names, and the file's bytes."""
+
+    metadata_props: int
+    doc_strings: int
+    value_info: int
+    compact_names: bool
+    bytes_before: int
+    bytes_after: int
 
 
 def check_export_arguments(*, opset: int, exporter: str) -> None:
@@ -133,7 +157,7 @@ def simplify_onnx(
     *,
     tool: Literal["auto", "onnxslim", "ort"] = "auto",
     strip: bool = True,
-) -> dict:
+) -> SimplifyStats:
     """Fold constants and drop redundant nodes with onnxslim (`auto` when installed) or onnxruntime's
     offline optimizer at basic level, whose output stays portable ONNX; returns node counts."""
     if tool not in ("auto", "onnxslim", "ort"):
@@ -151,7 +175,7 @@ def simplify_onnx(
         if strip:  # both tools add shape annotations (value_info) that no runtime needs
             strip_metadata(tmp, tmp)
         after = node_count(tmp)
-    return {"tool": used, "nodes_before": before, "nodes_after": after}
+    return SimplifyStats(tool=used, nodes_before=before, nodes_after=after)
 
 
 def _slim(src, dst: Path) -> None:
@@ -209,7 +233,7 @@ def _compact_names(graph) -> bool:
     return True
 
 
-def strip_metadata(src: str | Path, dst: str | Path, *, compact_names: bool = False) -> dict:
+def strip_metadata(src: str | Path, dst: str | Path, *, compact_names: bool = False) -> StripStats:
     """Remove what no runtime reads: doc strings, exporter metadata (stack traces, FX nodes, scopes) and
     value_info; model-level metadata that users set is kept. `compact_names` also shortens internal
     tensor names (inputs/outputs keep theirs), at the cost of readable graphs. Returns byte counts."""
@@ -232,7 +256,9 @@ def strip_metadata(src: str | Path, dst: str | Path, *, compact_names: bool = Fa
     compacted = compact_names and _compact_names(model.graph)
     with atomic_path(dst) as tmp:
         onnx.save(model, str(tmp))
-    return dict(counts, compact_names=compacted, bytes_before=size_before, bytes_after=os.path.getsize(dst))
+    return StripStats(
+        **counts, compact_names=compacted, bytes_before=size_before, bytes_after=os.path.getsize(dst)
+    )
 
 
 def size_breakdown(path: str | Path) -> dict[str, int]:

@@ -14,14 +14,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from export._files import atomic_path
 from toolkit.errors import ExportError, InputError
 
-__all__ = ["check_onnx2tf_arguments", "onnx_to_tflite"]
+__all__ = ["Onnx2TfRun", "check_onnx2tf_arguments", "onnx_to_tflite"]
 
 _MISSING = 3  # exit code of the child when onnx2tf cannot be imported
 _SCRIPT = """
@@ -37,6 +39,18 @@ print("edgekd-onnx2tf-version", onnx2tf.__version__)
 # onnx2tf's names for what it writes next to each other: <stem>_<suffix>.tflite
 _SUFFIXES = {"fp32": "float32", "fp16": "float16", "int8": "integer_quant"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@dataclass(frozen=True)
+class Onnx2TfRun:
+    """One onnx2tf conversion: its version, the input layout of the files, the files written by precision
+    and the calibration samples (None without int8)."""
+
+    version: str
+    layout: Literal["NCHW", "NHWC"]
+    files: dict[str, str]  # precision -> path
+    calibration_samples: int | None
+    tool: str = "onnx2tf"
 
 
 def check_onnx2tf_arguments(*, int8_dst, calibration) -> None:
@@ -102,7 +116,7 @@ def onnx_to_tflite(
     keep_nchw: bool = True,
     python: str | Path | None = None,
     timeout_s: float = 900,
-) -> dict:
+) -> Onnx2TfRun:
     """Convert `src` to a float32 TFLite `dst` (batch 1), plus float16 and int8 (float I/O, calibrated on
     `calibration`, model-input values in NCHW) when their paths are given; inputs stay NCHW by default."""
     check_onnx2tf_arguments(int8_dst=int8_dst, calibration=calibration)
@@ -137,10 +151,9 @@ def onnx_to_tflite(
                 raise ExportError(f"{path}: onnx2tf exited 0 but wrote no {written.name}")
             with atomic_path(path) as part:
                 shutil.copyfile(written, part)
-    return {
-        "tool": "onnx2tf",
-        "version": version,
-        "layout": "NCHW" if keep_nchw else "NHWC",
-        "files": {p: str(v) for p, v in wanted.items() if v is not None},
-        "calibration_samples": None if calibration is None else len(calibration),
-    }
+    return Onnx2TfRun(
+        version=version,
+        layout="NCHW" if keep_nchw else "NHWC",
+        files={p: str(v) for p, v in wanted.items() if v is not None},
+        calibration_samples=None if calibration is None else len(calibration),
+    )

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
+from benchmarks.manifest import FileSettings
 from export._files import atomic_path, failure_reason
 from toolkit.errors import ExportError, InputError
 
@@ -162,7 +163,7 @@ def quantize_static(
     quant_format: Literal["QDQ", "QOperator"] = "QDQ",
     nodes_to_exclude: list[str] | None = None,
     strip: bool = True,
-) -> dict:
+) -> FileSettings:
     """Static int8 quantization of `src` calibrated on `reader` (rewound first when it can be); nodes in
     `nodes_to_exclude` stay float. `reduce_range=None` decides by CPU (see `_reduce_range`). Returns the
     settings used."""
@@ -185,17 +186,17 @@ def quantize_static(
         nodes_to_exclude=nodes_to_exclude,
     )
     _run_static(src, dst, reader, options, strip=strip)
-    return {
-        "mode": "static",
-        "format": quant_format,
-        "activations": activation_type,
-        "weights": weight_type,
-        "per_channel": per_channel,
-        "reduce_range": reduce_range,
-        "reduce_range_reason": why,
-        "calibration": method,
-        "nodes_excluded": sorted(nodes_to_exclude or ()),
-    }
+    return FileSettings(
+        mode="static",
+        format=quant_format,
+        activations=activation_type,
+        weights=weight_type,
+        per_channel=per_channel,
+        reduce_range=reduce_range,
+        reduce_range_reason=why,
+        calibration=method,
+        nodes_excluded=sorted(nodes_to_exclude or ()),
+    )
 
 
 def _nodes(path: Path):
@@ -211,7 +212,7 @@ def quantize_dynamic(
     per_channel: bool = False,
     float_embeddings: bool = False,
     strip: bool = True,
-) -> dict:
+) -> FileSettings:
     """Dynamic int8: weights quantized offline, activations at run time (no calibration data);
     `float_embeddings` keeps embedding lookups (Gather) float."""
     from onnxruntime.quantization import QuantType
@@ -235,17 +236,19 @@ def quantize_dynamic(
             raise ExportError(f"{src}: ONNX dynamic quantization failed: {failure_reason(e)}") from e
         if strip:
             strip_metadata(tmp, tmp)
-    return {
-        "mode": "dynamic",
-        "format": "QOperator",
-        "activations": "uint8 (at run time)",
-        "weights": "int8",
-        "per_channel": per_channel,
-        "embeddings": "float" if float_embeddings else "int8",
-    }
+    return FileSettings(
+        mode="dynamic",
+        format="QOperator",
+        activations="uint8 (at run time)",
+        weights="int8",
+        per_channel=per_channel,
+        embeddings="float" if float_embeddings else "int8",
+    )
 
 
-def convert_fp16(src: str | Path, dst: str | Path, *, keep_io_types: bool = True, strip: bool = True) -> dict:
+def convert_fp16(
+    src: str | Path, dst: str | Path, *, keep_io_types: bool = True, strip: bool = True
+) -> FileSettings:
     """Weights and activations in float16; inputs/outputs stay float32 unless `keep_io_types=False`."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -260,4 +263,4 @@ def convert_fp16(src: str | Path, dst: str | Path, *, keep_io_types: bool = True
             raise ExportError(f"{src}: ONNX fp16 conversion failed: {failure_reason(e)}") from e
         if strip:
             strip_metadata(tmp, tmp)
-    return {"mode": "fp16", "keep_io_types": keep_io_types}
+    return FileSettings(mode="fp16", keep_io_types=keep_io_types)

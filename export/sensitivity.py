@@ -8,18 +8,28 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.manifest import LayerSensitivity
+from benchmarks.manifest import AccuracyBudget, FileSettings, LayerSensitivity
 from export._files import atomic_path
 from export.parity import accuracy
 from export.quantize import preprocess, quantizable_nodes, quantize_static
 from toolkit.errors import InputError
 
-__all__ = ["layer_sensitivity", "quantize_with_max_drop", "accuracy"]
+__all__ = ["BudgetedInt8", "layer_sensitivity", "quantize_with_max_drop", "accuracy"]
+
+
+@dataclass(frozen=True)
+class BudgetedInt8:
+    """What `quantize_with_max_drop` did: the kept file's settings (its `accuracy_budget` among them) and the
+    layers it ranked, costliest first (none when all-int8 met the budget)."""
+
+    settings: FileSettings
+    layers: list[LayerSensitivity]
 
 
 def _prepared(src: str | Path, tmpdir: str) -> Path:
@@ -70,10 +80,11 @@ def quantize_with_max_drop(
     *,
     max_accuracy_drop: float,
     **quant: Any,
-) -> dict:
+) -> BudgetedInt8:
     """Static int8 with the most sensitive layers kept float, one more at a time, until accuracy on
     (`x`, `y`) is within `max_accuracy_drop` points of `src`. When even all-float layers miss it, `dst` is
-    the closest file found and `met` is False. Returns the layers kept float, accuracies and settings."""
+    the closest file found and `met` is False. Returns the settings (layers kept float, accuracies) and the
+    layers ranked."""
     if max_accuracy_drop < 0:
         raise InputError(f"max_accuracy_drop must be >= 0 accuracy points, got {max_accuracy_drop}")
     base = accuracy(src, x, y)
@@ -101,14 +112,13 @@ def quantize_with_max_drop(
         with atomic_path(dst) as tmp:
             shutil.copyfile(best_path, tmp)
     acc, kept_float, settings = best
-    return {
-        "met": met(acc),
-        "max_accuracy_drop": max_accuracy_drop,
-        "fp32_accuracy": base,
-        "all_int8_accuracy": all_int8,
-        "accuracy": acc,
-        "drop": round(100 * (base - acc), 4),
-        "kept_float": kept_float,
-        "sensitivity": [r.model_dump() for r in ranked],
-        "quantization": settings,
-    }
+    budget = AccuracyBudget(
+        met=met(acc),
+        max_accuracy_drop=max_accuracy_drop,
+        fp32_accuracy=base,
+        all_int8_accuracy=all_int8,
+        accuracy=acc,
+        drop=round(100 * (base - acc), 4),
+        kept_float=kept_float,
+    )
+    return BudgetedInt8(settings=settings.merged(accuracy_budget=budget), layers=ranked)

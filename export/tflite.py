@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from benchmarks.manifest import FileSettings
 from export._files import atomic_path, failure_reason
 from toolkit.errors import ExportError, InputError
 
@@ -149,7 +150,7 @@ def export_tflite(model, sample, dst: str | Path, *, layout: Layout = "NCHW") ->
     return _convert(*_with_layout(model, sample, layout), Path(dst), "fp32")
 
 
-def export_tflite_fp16(model, sample, dst: str | Path, *, layout: Layout = "NCHW") -> dict:
+def export_tflite_fp16(model, sample, dst: str | Path, *, layout: Layout = "NCHW") -> FileSettings:
     """float16 weights (dequantized to float32 at load), float32 compute and I/O. Returns the settings."""
     check_tflite_options(sample, layout=layout)
     _litert_torch()
@@ -158,7 +159,7 @@ def export_tflite_fp16(model, sample, dst: str | Path, *, layout: Layout = "NCHW
 
     model, sample = _with_layout(model, sample, layout)
     _convert(model, sample, Path(dst), "fp16", quant_config=full_fp16_recipe())
-    return {"mode": "fp16", "format": "ai-edge-quantizer", "weights": "float16", "activations": "float32"}
+    return FileSettings(mode="fp16", format="ai-edge-quantizer", weights="float16", activations="float32")
 
 
 def _pt2e(model, sample, dst: Path, what: str, quantizer, calibration: Iterable) -> tuple[object, int]:
@@ -178,7 +179,7 @@ def _pt2e(model, sample, dst: Path, what: str, quantizer, calibration: Iterable)
     return converted, n
 
 
-def export_tflite_dynamic_int8(model, sample, dst: str | Path, *, layout: Layout = "NCHW") -> dict:
+def export_tflite_dynamic_int8(model, sample, dst: str | Path, *, layout: Layout = "NCHW") -> FileSettings:
     """Dynamic-range int8 by PT2E: per-channel int8 weights, activations quantized at run time."""
     check_tflite_options(sample, layout=layout)
     _litert_torch()
@@ -194,13 +195,9 @@ def export_tflite_dynamic_int8(model, sample, dst: str | Path, *, layout: Layout
     model, sample = _with_layout(model, sample, layout)
     converted, _ = _pt2e(model, sample, Path(dst), "dynamic-int8", quantizer, [sample])
     _convert(converted, sample, Path(dst), "dynamic-int8", quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    return {
-        "mode": "dynamic",
-        "format": "PT2E",
-        "activations": "int8 (at run time)",
-        "weights": "int8",
-        "per_channel": True,
-    }
+    return FileSettings(
+        mode="dynamic", format="PT2E", activations="int8 (at run time)", weights="int8", per_channel=True
+    )
 
 
 def int8_quantizer(*, per_channel: bool, qat: bool = False):
@@ -214,9 +211,17 @@ def int8_quantizer(*, per_channel: bool, qat: bool = False):
     return PT2EQuantizer().set_global(dataclasses.replace(config, is_qat=False))
 
 
-def _int8_settings(per_channel: bool, io: str, **how) -> dict:
-    return {"mode": "static", "format": "PT2E", "activations": "int8", "weights": "int8",
-            "per_channel": per_channel, **how, "io": io}  # fmt: skip
+def _int8_settings(per_channel: bool, io: str, *, calibration: str, calibration_samples: int) -> FileSettings:
+    return FileSettings(
+        mode="static",
+        format="PT2E",
+        activations="int8",
+        weights="int8",
+        per_channel=per_channel,
+        calibration=calibration,
+        calibration_samples=calibration_samples,
+        io=io,
+    )
 
 
 def export_tflite_int8(
@@ -228,7 +233,7 @@ def export_tflite_int8(
     per_channel: bool = True,
     io: IOType = "int8",
     layout: Layout = "NCHW",
-) -> dict:
+) -> FileSettings:
     """Full-integer int8 .tflite by PT2E, calibrated on NCHW tensors shaped like `sample`; returns settings.
 
     `io="int8"` keeps int8 input/output tensors; `io="float"` adds float32 ones (QUANTIZE/DEQUANTIZE inside).

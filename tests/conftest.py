@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.manifest import LayoutSearch
+
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
@@ -202,12 +204,12 @@ def write_manifest_for(bundle: Path, models: list[dict], **top) -> Path:
 from tests.text_data import text_run  # noqa: E402, F401  (one text run per session, shared by modules)
 
 
-def assert_kept_the_fastest_passing(search: dict) -> None:
+def assert_kept_the_fastest_passing(search: LayoutSearch) -> None:
     """Among the passing layouts within the margin of the fastest: the default, else the first in preference
     order (noise between near-equal layouts does not pick)."""
-    passed = {t["layout"]: t["p50_us"] for t in search["tried"] if t["passed"]}
+    passed = {t.layout: t.p50_us for t in search.tried if t.passed}
     fastest = min(passed.values())
-    near = [k for k in search["preference"] if k in passed and passed[k] <= fastest * (1 + search["margin"])]
-    kept = search["default"] if search["default"] in near else near[0]
-    assert search["kept"] == kept and search["fp32_p50_us"] > 0 and search["margin"] == 0.05
-    assert search["faster_than_fp32"] == (passed[kept] < search["fp32_p50_us"])
+    near = [k for k in search.preference if k in passed and passed[k] <= fastest * (1 + search.margin)]
+    kept = search.default if search.default in near else near[0]
+    assert search.kept == kept and search.fp32_p50_us > 0 and search.margin == 0.05
+    assert search.faster_than_fp32 == (passed[kept] < search.fp32_p50_us)

@@ -37,6 +37,7 @@ def test_stages_write_their_files(tiny_run):
 
 
 def test_manifest_describes_and_checks_every_file(tiny_run):
+    from benchmarks.manifest import LayoutSearch
     from export._files import sha256_file
     from tests.conftest import assert_kept_the_fastest_passing
     from tests.test_models import student_macs_by_hand, teacher_macs_by_hand
@@ -61,7 +62,7 @@ def test_manifest_describes_and_checks_every_file(tiny_run):
                 search["trigger"].startswith("auto: the default layout")
                 and q["per_channel_reason"] == "layout search"
             )
-            assert_kept_the_fastest_passing(search)
+            assert_kept_the_fastest_passing(LayoutSearch.model_validate(search))
         else:
             assert q["per_channel"] is False and q["per_channel_reason"].startswith("auto: no grouped convs")
     assert int8["student_kd_int8.onnx"]["quantization"]["format"] in ("QDQ", "QOperator")

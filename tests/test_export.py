@@ -86,7 +86,7 @@ def test_int8_formats_track_torch(mixed):
     model, x, ref, tmp = mixed
     export_onnx(model, torch.from_numpy(x[:1]), tmp / "q.onnx")
     settings = quantize_static(tmp / "q.onnx", tmp / "q_int8.onnx", ArrayCalibrationReader(x, batch_size=16))
-    assert settings["format"] == "QDQ" and settings["weights"] == "int8"
+    assert settings.format == "QDQ" and settings.weights == "int8"
     calib = (torch.from_numpy(x[i : i + 1]) for i in range(len(x)))
     export_tflite_int8(model, torch.from_numpy(x[:1]), tmp / "q_int8.tflite", calib)
     for path in (tmp / "q_int8.onnx", tmp / "q_int8.tflite"):
@@ -151,7 +151,7 @@ def test_onnx_dynamic_int8_and_fp16(mixed):
     export_onnx(model, torch.from_numpy(x[:1]), tmp / "d.onnx")
     dyn = quantize_dynamic(tmp / "d.onnx", tmp / "d_int8.onnx")
     fp16 = convert_fp16(tmp / "d.onnx", tmp / "d_fp16.onnx")
-    assert dyn["mode"] == "dynamic" and fp16["keep_io_types"] is True
+    assert dyn.mode == "dynamic" and fp16.keep_io_types is True
     out16 = run_file(tmp / "d_fp16.onnx", x)
     assert out16.dtype == np.float32  # float32 in and out, float16 inside
     np.testing.assert_allclose(out16, ref, rtol=0, atol=5e-2)

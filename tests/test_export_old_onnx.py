@@ -13,6 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from typer.testing import CliRunner  # noqa: E402
 
+from benchmarks.manifest import FileSettings  # noqa: E402
 from export._files import quiet_converters  # noqa: E402
 from export.bundle import validate_manifest  # noqa: E402
 from export.from_onnx import export_from_onnx  # noqa: E402
@@ -229,7 +230,7 @@ def test_a_written_file_asking_for_weights_fails_in_one_short_line(zoo, tmp_path
 
     def quantize_dynamic(src, dst):
         _weights_as_inputs(zoo / "model_dyn.onnx", dst)
-        return {"mode": "dynamic"}
+        return FileSettings(mode="dynamic")
 
     monkeypatch.setattr(export.quantize, "quantize_dynamic", quantize_dynamic)
     manifest = export_from_onnx(zoo / "model_dyn.onnx", tmp_path, int8="dynamic")

@@ -15,9 +15,11 @@ pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper  # noqa: E402
 
+from benchmarks.manifest import FileSettings  # noqa: E402
 from benchmarks.outputs import run_file  # noqa: E402
 from export._files import quiet_converters  # noqa: E402
 from export.onnx import (  # noqa: E402
+    SimplifyStats,
     export_onnx,
     node_count,
     simplify_onnx,
@@ -112,7 +114,7 @@ _TOOLS = [
 def test_simplify_folds_constants_and_keeps_outputs(student, tmp_path, tool):
     _foldable(tmp_path / "f.onnx")
     info = simplify_onnx(tmp_path / "f.onnx", tmp_path / "f_s.onnx", tool=tool)
-    assert info == {"tool": tool, "nodes_before": 4, "nodes_after": 2}
+    assert info == SimplifyStats(tool=tool, nodes_before=4, nodes_after=2)
     x = np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)
     np.testing.assert_allclose(
         run_file(tmp_path / "f_s.onnx", x), run_file(tmp_path / "f.onnx", x), rtol=1e-6
@@ -121,7 +123,7 @@ def test_simplify_folds_constants_and_keeps_outputs(student, tmp_path, tool):
     # BN folded into its conv: Conv-Relu-MaxPool per stage, GAP as ReduceMean, flatten, then the linear head
     lean = ["Conv", "Relu", "MaxPool"] * 3 + ["ReduceMean", "Reshape", "Gemm"]
     assert [n.op_type for n in onnx.load(str(tmp_path / "s.onnx")).graph.node] == lean
-    assert info["nodes_after"] == info["nodes_before"] == node_count(student.fp32) == len(lean)
+    assert info.nodes_after == info.nodes_before == node_count(student.fp32) == len(lean)
     np.testing.assert_allclose(run_file(tmp_path / "s.onnx", student.x), student.ref, rtol=1e-4, atol=1e-4)
     assert size_breakdown(tmp_path / "s.onnx")["value_info"] == 0  # stripped after the tool
 
@@ -132,15 +134,15 @@ def test_simplify_without_onnxslim(tmp_path, monkeypatch):
     _foldable(tmp_path / "f.onnx")
     with pytest.raises(ExportError, match="onnxslim is not installed; install edgekd's simplify extra"):
         simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx", tool="onnxslim")
-    assert simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx")["tool"] == "ort"
+    assert simplify_onnx(tmp_path / "f.onnx", tmp_path / "out.onnx").tool == "ort"
 
 
 def test_strip_keeps_outputs_identical_and_shrinks(student, tmp_path):
     raw = size_breakdown(student.raw)
     assert raw["metadata"] > 0.1 * raw["total"]  # stack traces, FX nodes, scopes from torch.onnx
     info = strip_metadata(student.raw, tmp_path / "s.onnx")
-    assert info["metadata_props"] > 50 and info["value_info"] > 0
-    assert info["bytes_after"] < info["bytes_before"] - raw["metadata"] * 0.9
+    assert info.metadata_props > 50 and info.value_info > 0
+    assert info.bytes_after < info.bytes_before - raw["metadata"] * 0.9
     stripped = size_breakdown(tmp_path / "s.onnx")
     assert (
         stripped["metadata"] == stripped["value_info"] == 0 and stripped["weights"] > 0.95 * stripped["total"]
@@ -148,7 +150,7 @@ def test_strip_keeps_outputs_identical_and_shrinks(student, tmp_path):
     out = run_file(student.raw, student.x)
     assert np.array_equal(run_file(tmp_path / "s.onnx", student.x), out)
     info = strip_metadata(tmp_path / "s.onnx", tmp_path / "c.onnx", compact_names=True)
-    assert info["compact_names"] and info["bytes_after"] < info["bytes_before"]
+    assert info.compact_names and info.bytes_after < info.bytes_before
     assert np.array_equal(run_file(tmp_path / "c.onnx", student.x), out)
     graph = onnx.load(str(tmp_path / "c.onnx")).graph
     assert [i.name for i in graph.input] == ["input"] and [o.name for o in graph.output] == ["logits"]
@@ -185,14 +187,14 @@ def test_quantize_static_options_are_recorded(student, tmp_path):
         nodes_to_exclude=[first_conv],
         method="percentile",
     )
-    assert q["activations"] == "int8" and q["format"] == "QOperator" and q["calibration"] == "percentile"
-    assert q["reduce_range"] is False and q["reduce_range_reason"] == "set by caller"
-    assert q["nodes_excluded"] == [first_conv]
+    assert q.activations == "int8" and q.format == "QOperator" and q.calibration == "percentile"
+    assert q.reduce_range is False and q.reduce_range_reason == "set by caller"
+    assert q.nodes_excluded == [first_conv]
     ops = [n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node]
     assert ops.count("Conv") == 1 and ops.count("QLinearConv") == 2  # the excluded conv stays float
     assert (run_file(tmp_path / "q.onnx", student.x).argmax(1) == student.ref.argmax(1)).mean() > 0.95
     auto = quantize_static(student.fp32, tmp_path / "a.onnx", reader)
-    assert auto["reduce_range_reason"].startswith("auto: ") and auto["weights"] == "int8"
+    assert auto.reduce_range_reason.startswith("auto: ") and auto.weights == "int8"
 
 
 @pytest.mark.parametrize(
@@ -230,7 +232,9 @@ def test_per_channel_below_opset_13_is_refused(student, tmp_path):
 def test_dynamic_int8_and_fp16_pass_parity(student, tmp_path):
     dyn = quantize_dynamic(student.fp32, tmp_path / "dyn.onnx")
     fp16 = convert_fp16(student.fp32, tmp_path / "fp16.onnx")
-    assert dyn["mode"] == "dynamic" and fp16 == {"mode": "fp16", "keep_io_types": True}
+    assert dyn.mode == "dynamic" and fp16 == FileSettings(mode="fp16", keep_io_types=True)
+    in_manifest = {"mode": "fp16", "keep_io_types": True}  # the keys given, as the manifest writes them
+    assert fp16.model_dump(exclude_unset=True) == in_manifest
     ops = {n.op_type for n in onnx.load(str(tmp_path / "dyn.onnx")).graph.node}
     assert {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"} <= ops
     dyn_tol = "dynamic-int8" if "dynamic-int8" in TOLERANCES else "int8"
@@ -300,4 +304,4 @@ def test_dynamic_int8_keeps_embeddings_float_where_int8_ones_cost_agreement(tmp_
             )
             assert table_types == {TensorProto.FLOAT}
         else:
-            assert "embeddings_reason" not in q and TensorProto.UINT8 in table_types
+            assert "embeddings_reason" not in q.model_fields_set and TensorProto.UINT8 in table_types

@@ -106,10 +106,10 @@ def test_each_mode_passes_parity_with_its_tolerance(student, stem, precision):
 
 def test_settings_name_the_mode(student):
     settings = student.settings
-    assert settings["fp16"]["weights"] == "float16" and settings["fp16"]["activations"] == "float32"
-    assert settings["dynamic-int8"]["mode"] == "dynamic" and settings["dynamic-int8"]["weights"] == "int8"
-    assert settings["int8"]["io"] == "int8" and settings["int8-float-io"]["io"] == "float"
-    assert settings["int8"]["calibration_samples"] == 16 and settings["int8"]["per_channel"] is True
+    assert settings["fp16"].weights == "float16" and settings["fp16"].activations == "float32"
+    assert settings["dynamic-int8"].mode == "dynamic" and settings["dynamic-int8"].weights == "int8"
+    assert settings["int8"].io == "int8" and settings["int8-float-io"].io == "float"
+    assert settings["int8"].calibration_samples == 16 and settings["int8"].per_channel is True
 
 
 def test_sizes_shrink_with_precision(student):

@@ -213,7 +213,7 @@ def _tiny_rows(tiny_run):
 def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp_path):
     """Every layout written, checked and timed against the fp32 file; the kept one is the fastest that
     passed, its settings say which it is, and the manifest's typed settings accept the record."""
-    from benchmarks.manifest import FileSettings
+    from benchmarks.manifest import FileSettings, LayoutSearch
     from export.int8_layouts import LAYOUTS, onnx_layouts, search_int8_layout
     from toolkit.data import ArrayCalibrationReader
 
@@ -223,16 +223,17 @@ def test_int8_layout_search_keeps_the_fastest_layout_within_parity(tiny_run, tmp
     fp32 = tiny_run / "bundle" / "student_kd.onnx"
     writers = onnx_layouts(fp32, reader, method="minmax")
     settings = search_int8_layout(fp32, dst, writers, x[32:], backend="onnxruntime", rounds=1, runs=50)
-    search = settings["layout_search"]
-    assert len(search["tried"]) == len(LAYOUTS) == 8 and search["trigger"] == "asked in config"
-    assert search["default"] is None
+    search = settings.layout_search
+    assert len(search.tried) == len(LAYOUTS) == 8 and search.trigger == "asked in config"
+    assert search.default is None
     assert_kept_the_fastest_passing(search)
-    fmt, granularity, types = search["kept"].split()
-    assert settings["format"] == fmt and settings["per_channel"] == (granularity == "per-channel")
-    assert (
-        settings["activations"] == {"U8S8": "uint8", "S8S8": "int8"}[types] and settings["weights"] == "int8"
-    )
-    assert FileSettings.model_validate(settings).layout_search.model_dump(exclude_unset=True) == search
+    fmt, granularity, types = search.kept.split()
+    assert settings.format == fmt and settings.per_channel == (granularity == "per-channel")
+    assert settings.activations == {"U8S8": "uint8", "S8S8": "int8"}[types] and settings.weights == "int8"
+    # every field given (the manifest records them all), and the record survives the manifest's JSON
+    assert search.model_fields_set == set(LayoutSearch.model_fields)
+    dumped = settings.model_dump(mode="json", exclude_unset=True)
+    assert FileSettings.model_validate(dumped) == settings
     ops = {n.op_type for n in onnx.load(str(dst)).graph.node}
     assert ("QLinearConv" in ops) == (fmt == "QOperator") and ("QuantizeLinear" in ops)
     out = __import__("onnxruntime").InferenceSession(str(dst)).run(None, {"input": x[:1]})[0]
@@ -256,18 +257,16 @@ def test_auto_searches_only_where_the_default_layout_runs_slower_than_its_refere
         onnx_layouts(fp32, reader, method="minmax"), dynamic=lambda dst: quantize.quantize_dynamic(fp32, dst)
     )
     slow = int8_file("auto", fp32, tmp_path / "a.onnx", writers, "dynamic", x[32:], backend="onnxruntime")
-    search = slow["layout_search"]
-    assert (
-        search["trigger"].startswith("auto: the default layout (dynamic) ran") and len(search["tried"]) == 9
-    )
+    search = slow.layout_search
+    assert search.trigger.startswith("auto: the default layout (dynamic) ran") and len(search.tried) == 9
     assert_kept_the_fastest_passing(search)
-    assert search["kept"] != "dynamic" and slow["mode"] == "static"
+    assert search.kept != "dynamic" and slow.mode == "static"
     fast = int8_file(
         "auto", dynamic, tmp_path / "b.onnx", writers, "QDQ per-tensor U8S8", x[32:], backend="onnxruntime"
     )
-    assert "layout_search" not in fast and fast["format"] == "QDQ" and fast["per_channel"] is False
+    assert "layout_search" not in fast.model_fields_set and fast.format == "QDQ" and fast.per_channel is False
     never = int8_file(False, fp32, tmp_path / "c.onnx", writers, "dynamic", x[32:], backend="onnxruntime")
-    assert "layout_search" not in never and never["mode"] == "dynamic"
+    assert "layout_search" not in never.model_fields_set and never.mode == "dynamic"
 
 
 def test_tflite_layout_search_times_every_pt2e_layout_in_litert(tiny_run, tmp_path):
@@ -287,13 +286,13 @@ def test_tflite_layout_search_times_every_pt2e_layout_in_litert(tiny_run, tmp_pa
     writers = tflite_layouts(model, sample, x[:16], layout="NCHW", ios=("int8", "float"))
     dst = tmp_path / "int8.tflite"
     settings = search_int8_layout(fp32, dst, writers, x[32:], backend="litert", rounds=1, runs=50)
-    search = settings["layout_search"]
-    assert {t["layout"] for t in search["tried"]} == {
+    search = settings.layout_search
+    assert {t.layout for t in search.tried} == {
         f"{g}, {io} io" for g in ("per-channel", "per-tensor") for io in ("int8", "float")
     }
     assert_kept_the_fastest_passing(search)
-    granularity, io, _ = search["kept"].replace(",", "").split()
-    assert settings["per_channel"] == (granularity == "per-channel") and settings["io"] == io
+    granularity, io, _ = search.kept.replace(",", "").split()
+    assert settings.per_channel == (granularity == "per-channel") and settings.io == io
     from benchmarks.outputs import run_file
 
     assert run_file(dst, x[:4], backend="litert").shape == (4, 10)  # batch-1 file, run row by row

@@ -85,15 +85,19 @@ def test_tiny_budget_keeps_exactly_the_two_outlier_convs_float(outlier, tmp_path
     assert expected_drop <= budget
 
     res = quantize_with_max_drop(path, tmp_path / "q.onnx", reader, x, y, max_accuracy_drop=budget)
-    assert sorted(res["kept_float"]) == sorted(convs[:2])
-    assert res["kept_float"] == [r["node"] for r in res["sensitivity"][:2]]  # costliest first
+    budget_record = res.settings.accuracy_budget
+    assert sorted(budget_record.kept_float) == sorted(convs[:2])
+    assert budget_record.kept_float == [r.node for r in res.layers[:2]]  # costliest first
     assert _sha256(tmp_path / "q.onnx") == _sha256(expected)
     all_layers = {name for name, _ in quantizable_nodes(path)}
     assert _int8_weight_nodes(tmp_path / "q.onnx") == all_layers - set(convs[:2])  # the rest stay int8
-    assert res["met"] and res["fp32_accuracy"] == base
-    assert (res["accuracy"], res["all_int8_accuracy"]) == (accuracy(expected, x, y), accuracy(all_int8, x, y))
-    assert res["drop"] == round(100 * (base - res["accuracy"]), 4) <= budget
-    assert res["quantization"]["nodes_excluded"] == sorted(convs[:2])
+    assert budget_record.met and budget_record.fp32_accuracy == base
+    assert (budget_record.accuracy, budget_record.all_int8_accuracy) == (
+        accuracy(expected, x, y),
+        accuracy(all_int8, x, y),
+    )
+    assert budget_record.drop == round(100 * (base - budget_record.accuracy), 4) <= budget
+    assert res.settings.nodes_excluded == sorted(convs[:2]) and res.settings.mode == "static"
 
 
 class _AddNet(torch.nn.Module):
@@ -140,19 +144,21 @@ def test_unreachable_budget_keeps_the_closest_file(tmp_path):
     assert 0 < closest < len(candidates) - 1, accs
 
     res = quantize_with_max_drop(path, tmp_path / "q.onnx", reader, x, y, max_accuracy_drop=1.0)
-    assert not res["met"] and res["fp32_accuracy"] == 1.0
-    assert res["kept_float"] == candidates[closest]
+    budget = res.settings.accuracy_budget
+    assert not budget.met and budget.fp32_accuracy == 1.0
+    assert budget.kept_float == candidates[closest]
     assert _sha256(tmp_path / "q.onnx") == hashes[closest]
-    assert res["accuracy"] == accs[closest] and res["all_int8_accuracy"] == accs[0]
-    assert res["drop"] == round(100 * (1.0 - accs[closest]), 4) > 1.0
-    assert [r["node"] for r in res["sensitivity"]] == ranking  # it did search, all layers in turn
+    assert budget.accuracy == accs[closest] and budget.all_int8_accuracy == accs[0]
+    assert budget.drop == round(100 * (1.0 - accs[closest]), 4) > 1.0
+    assert [r.node for r in res.layers] == ranking  # it did search, all layers in turn
 
 
 def test_generous_budget_quantizes_everything(outlier, tmp_path):
     path, reader, x, y, _ = outlier
     res = quantize_with_max_drop(path, tmp_path / "q.onnx", reader, x, y, max_accuracy_drop=100)
-    assert res["met"] and res["kept_float"] == [] and res["sensitivity"] == []
-    assert res["accuracy"] == res["all_int8_accuracy"]
+    budget = res.settings.accuracy_budget
+    assert budget.met and budget.kept_float == [] and res.layers == []
+    assert budget.accuracy == budget.all_int8_accuracy
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def _write(job: ExportJob) -> FileSettings:
             shutil.copyfile(fp32, tmp)
         return FileSettings(exporter=e.onnx_exporter, opset=e.opset, simplified=e.simplify)
     if job.precision == "fp16":
-        return FileSettings(**quantize.convert_fp16(fp32, job.dst))
+        return quantize.convert_fp16(fp32, job.dst)
     if job.precision == "dynamic-int8":
         return _dynamic_int8(job, fp32)
     return _static_int8(job, fp32)
@@ -59,7 +59,7 @@ def _dynamic_int8(job: ExportJob, fp32: Path) -> FileSettings:
     from export.parity import TOLERANCES
 
     per_channel = job.settings.onnx_dynamic_per_channel
-    settings = FileSettings(**quantize.quantize_dynamic(fp32, job.dst, per_channel=per_channel))
+    settings = quantize.quantize_dynamic(fp32, job.dst, per_channel=per_channel)
     if job.x_val.dtype.kind not in "iu" or not len(job.x_val):
         return settings
     agreement = top1_agreement_with(job.dst, fp32, job.x_val, backend="onnxruntime")
@@ -70,7 +70,7 @@ def _dynamic_int8(job: ExportJob, fp32: Path) -> FileSettings:
     why = (
         f"int8 embeddings: {agreement:.2%} top-1 agreement with fp32 on the validation rows, below {need:.0%}"
     )
-    return FileSettings(**settings, embeddings_reason=why)
+    return settings.merged(embeddings_reason=why)
 
 
 def _fixed_batch(path: Path) -> int | None:
@@ -99,15 +99,13 @@ def _static_int8(job: ExportJob, fp32: Path) -> FileSettings:
         r = quantize_with_max_drop(
             fp32, job.dst, reader, job.x_val, job.y_val, max_accuracy_drop=e.max_accuracy_drop, **quant
         )
-        layers = r.pop("sensitivity")
-        sensitivity = Sensitivity(split="validation", layers=layers)
-        return FileSettings(**r.pop("quantization"), accuracy_budget=r, sensitivity=sensitivity)
+        return r.settings.merged(sensitivity=Sensitivity(split="validation", layers=r.layers))
     from export.int8_layouts import int8_file, onnx_layouts
 
     default = f"{e.onnx_int8_format} {'per-channel' if job.per_channel else 'per-tensor'} U8S8"
     writers = onnx_layouts(fp32, reader, method=e.calibration_method)
-    settings = FileSettings(
-        **int8_file(e.onnx_int8_search, fp32, job.dst, writers, default, job.x_val, backend="onnxruntime")
+    settings = int8_file(
+        e.onnx_int8_search, fp32, job.dst, writers, default, job.x_val, backend="onnxruntime"
     )
     if e.sensitivity and job.name == "student_kd":
         from export.sensitivity import layer_sensitivity

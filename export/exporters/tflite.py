@@ -34,9 +34,9 @@ def write_tflite(job: ExportJob) -> FileSettings | None:
             shutil.copyfile(_tflite_fp32(job), tmp)
         return None
     if job.precision == "fp16":
-        return FileSettings(**tflite.export_tflite_fp16(*args, layout=layout))
+        return tflite.export_tflite_fp16(*args, layout=layout)
     if job.precision == "dynamic-int8":
-        return FileSettings(**tflite.export_tflite_dynamic_int8(*args, layout=layout))
+        return tflite.export_tflite_dynamic_int8(*args, layout=layout)
     return _static_int8(job)
 
 
@@ -52,9 +52,7 @@ def _static_int8(job: ExportJob) -> FileSettings:
     default = f"{'per-channel' if job.per_channel else 'per-tensor'}, {io} io"
     x_val = job.x_val.transpose(0, 2, 3, 1) if e.tflite_layout == "NHWC" else job.x_val
     fp32 = _tflite_fp32(job)
-    settings = FileSettings(
-        **int8_file(e.tflite_int8_search, fp32, job.dst, writers, default, x_val, backend="litert")
-    )
+    settings = int8_file(e.tflite_int8_search, fp32, job.dst, writers, default, x_val, backend="litert")
     if job.qat is None:  # the pipeline offers quantization-aware distillation for students only
         return settings
     return settings.merged(qat=_qat(job, settings, fp32, x_val))
