@@ -363,3 +363,19 @@ def test_which_runtime_names_each_runtimes_fastest_file_per_model(tmp_path):
     setup = "native, 1 thread(s), batch 1, 1 stream(s)"
     assert line.startswith(f"**student_kd** ({setup}): onnxruntime onnx int8 0.08")
     assert "; litert tflite fp32 0.2" in line and line.endswith("onnxruntime fastest, 2.50× litert's p50.")
+
+
+def test_training_section_says_which_images_kept_their_labels(tmp_path: Path) -> None:
+    import json
+
+    run = write_run(tmp_path / "run")
+    path = run / "distill/summary.json"
+    summary = json.loads(path.read_text())
+    summary["data"] = {"kind": "idx", "root": "/data", "train": 1000, "val": 5000, "test": 10000}
+    summary["data"] |= {"labeled": 1000, "unlabeled": 54000, "label_budget": "100 per class, seed 0"}
+    path.write_text(json.dumps(summary))
+    md = build_report(run).markdown_path.read_text()
+    assert (
+        "Label budget (100 per class, seed 0): the 1,000 training images are the labeled ones; 54,000 more "
+        "had their labels dropped, and no model trained on them." in md
+    )

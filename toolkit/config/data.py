@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from toolkit.config.fields import first_error
+from toolkit.data.budget import LabelBudget
 from toolkit.data.kinds import DATA_KINDS
 from toolkit.errors import InputError
 
@@ -51,6 +52,9 @@ class DataConfig(BaseModel):
     workers: int = Field(0, ge=0)  # DataLoader worker processes reading training batches
     limit_train: int | None = Field(None, ge=1)
     limit_test: int | None = Field(None, ge=1)
+    # Keep N labels per class (or a fraction) of the training split; the other rows become an unlabeled
+    # pool whose labels no training path sees (`toolkit/data/budget.py`).
+    label_budget: LabelBudget | None = None
     # Besides these, each kind's own fields (its `DataKind.options`), e.g. image_folder's resize, npz's
     # layout, text kinds' tokenizer and seq_len: `toolkit/data/load.py`, `toolkit/data/text.py`.
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from benchmarks.manifest import ImageStep, Preprocessing, TokenPreprocessing
 from benchmarks.preprocess import image_steps, model_input
+from toolkit.data.budget import LabeledRows
 from toolkit.data.idx import read_idx
 from toolkit.data.store import FloatView, RowStore
 from toolkit.errors import DataError
@@ -63,6 +64,10 @@ class DataSplits:
     steps: list[ImageStep] = field(default_factory=list)
     tokens: TokenPreprocessing | None = None
     vocab_size: int | None = None  # text: the tokenizer's vocabulary (token ids are below it)
+    # Under a label budget (`toolkit.data.budget`): the training rows whose labels were dropped, and which
+    # rows kept theirs. None: every training row is labeled.
+    pool_x: np.ndarray | RowStore | None = None
+    labeled: LabeledRows | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

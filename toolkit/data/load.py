@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from benchmarks.preprocess import image_steps
+from toolkit.data.budget import apply_label_budget
 from toolkit.data.datasets import DataSplits, load_idx_splits, splits_from_arrays
 from toolkit.data.kinds import FACTORY_SPEC, DataKind, data_kind, register_data_kind
 from toolkit.data.split import stratified_split
@@ -61,8 +62,12 @@ class FactoryOptions(ArraysOptions):
 
 
 def load_splits(data, seed: int) -> DataSplits:
-    """The train/val/test splits `data` (a `DataConfig`) describes, with their preprocessing."""
-    return data_kind(data.kind).read(data, seed)
+    """The train/val/test splits `data` (a `DataConfig`) describes, with their preprocessing; under
+    `data.label_budget`, train holds the labeled rows and `pool_x` the others, without labels."""
+    splits = data_kind(data.kind).read(data, seed)
+    if data.label_budget is None:
+        return splits
+    return apply_label_budget(splits, data.label_budget, data.root or data.kind)
 
 
 def _idx(data, seed: int) -> DataSplits:

@@ -106,6 +106,8 @@ def _train_info(ctx: _Ctx, spec, model, settings, history: list[dict], t0: float
         "augment": settings.augment,
         "views": settings.views.to_dict() if settings.views is not None else None,
         **({"kept_epoch": kept + 1} if kept is not None else {}),
+        # under a label budget, what it trained on: the labeled rows only (the pool is not used yet)
+        **({"labeled_images": len(ctx.splits.train_y), "unlabeled_images": 0} if ctx.splits.labeled else {}),
         # the kept (or last) epoch's validation pass ran on these final weights: not repeated
         **_evaluate(model, ctx.xs, ctx.splits, ctx.device, last.get("val_accuracy")),
     }

@@ -67,6 +67,19 @@ def _students(ctx: _Ctx, teachers: list, entries: dict[str, dict]) -> None:
         ctx.run.checkpoint("student_scratch").unlink(missing_ok=True)
 
 
+def _label_budget(splits) -> dict:
+    """The data's label-budget fields, set only when a budget kept some labels."""
+    if splits.labeled is None:
+        return {}
+    pool = len(splits.pool_x) if splits.pool_x is not None else 0
+    return dict(
+        labeled=len(splits.train_y),
+        unlabeled=pool,
+        label_budget=splits.labeled.budget,
+        labeled_rows_sha256=splits.labeled.sha256,
+    )
+
+
 def _summary(ctx: _Ctx, entries: dict[str, dict], *, compare: bool) -> DistillSummary:
     """The typed summary: the data's sizes, each model's entry and, with the scratch control (`compare`),
     KD vs scratch per seed and the validation warnings."""
@@ -82,6 +95,7 @@ def _summary(ctx: _Ctx, entries: dict[str, dict], *, compare: bool) -> DistillSu
         val=len(s.val_y),
         test=len(s.test_y),
         classes=list(s.labels),
+        **_label_budget(s),
     )
     tail = {}
     if compare:

@@ -299,11 +299,18 @@ def _data_para(training: DistillSummary) -> list[Block]:
     data = training.data
     classes = data.classes or []
     names = f": {', '.join(classes[:50])}{' …' if len(classes) > 50 else ''}" if classes else ""
+    budget = ""
+    if data.labeled is not None:
+        budget = (
+            f" Label budget ({data.label_budget}): the {data.labeled:,} training {_unit(training)} are the "
+            f"labeled ones; {data.unlabeled or 0:,} more had their labels dropped, and no model trained on "
+            "them."
+        )
     return [
         para(
             f"Data: {data.kind} `{data.root}`, {data.train:,} training / {data.val:,} "
             f"validation / {data.test:,} test {_unit(training)}; {len(classes) or 'an unknown number of'} "
-            f"classes{names}."
+            f"classes{names}.{budget}"
         )
     ]
 

@@ -42,6 +42,12 @@ class DataSizes(_Strict):
     val: int = Field(ge=0)
     test: int = Field(ge=0)
     classes: list[str] | None = None
+    # Under a label budget: the training rows that kept their label (`train` counts them too), the rows
+    # whose labels were dropped (the unlabeled pool), the rule, and a hash of the kept rows' indices.
+    labeled: int | None = Field(None, ge=0)
+    unlabeled: int | None = Field(None, ge=0)
+    label_budget: str | None = None
+    labeled_rows_sha256: str | None = None
 
 
 class EmbeddingsFile(_Strict):
@@ -81,6 +87,9 @@ class ModelSummary(_Strict):
     # frozen-encoder teachers: per split, the cached sentence embeddings' file and the seconds computing
     # them took (None: read from the cache)
     embeddings: dict[str, EmbeddingsFile] | None = None
+    # Under a label budget: the labeled and unlabeled training images this model trained on.
+    labeled_images: int | None = Field(None, ge=0)
+    unlabeled_images: int | None = Field(None, ge=0)
 
 
 class SeedResult(_Strict):
