@@ -67,7 +67,8 @@ def table(record: Path = RECORD) -> str:
     machine = records[0].machine or {}
     day = min(r.timestamp for r in records)[:10]
     rounds = max(r.rounds for r in rows)
-    kd, scratch = (summary.get(n, {}).get("val_accuracy") for n in ("student_kd", "student_scratch"))
+    models = summary.models if summary is not None else {}
+    kd, scratch = (models[n].val_accuracy if n in models else None for n in ("student_kd", "student_scratch"))
     lines = [
         f"Measured by `{provenance['command']}` at commit {provenance['commit']} on {day}, "
         f"{machine.get('cpu_model', 'unknown CPU')} ({machine.get('affinity_cores', '?')} cores usable); "

@@ -65,8 +65,8 @@ def _distill(tmp_path, name: str, y_train: np.ndarray) -> dict:
         yaml.safe_dump(
             {
                 "data": {"kind": "npz", "root": str(data), "label_budget": {"per_class": 8, "seed": 3}},
-                "teacher": {"arch": "cnn_teacher", "epochs": 2, "batch_size": 16, "lr": 0.003},
-                "student": {"arch": "cnn_student", "epochs": 2, "batch_size": 16, "lr": 0.005},
+                "teacher": {"arch": "cnn_teacher", "epochs": 1, "batch_size": 16, "lr": 0.003},
+                "student": {"arch": "cnn_student", "epochs": 1, "batch_size": 16, "lr": 0.005},
             }
         )
     )
