@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from toolkit.data.store import take_rows
 from toolkit.errors import DataError, InputError
 
 __all__ = ["LabelBudget", "LabeledRows", "label_budget_rows", "apply_label_budget"]
@@ -55,19 +56,20 @@ class LabeledRows:
 def label_budget_rows(y: np.ndarray, budget: LabelBudget, where: object) -> LabeledRows:
     """Walk the rows in a seeded random order and keep each one whose class has not yet met its quota (a
     smaller class keeps all its rows): the first rows of every class in one order, independent of the rest."""
-    walk = np.random.default_rng(budget.seed).permutation(len(y))
     classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise DataError(f"{where}: the label budget keeps a single class; a classifier needs two or more")
+    walk = np.random.default_rng(budget.seed).permutation(len(y))
+    walked = y[walk]
     if budget.per_class is not None:
         quota = np.minimum(counts, budget.per_class)
     else:
         quota = np.maximum(1, np.round(budget.fraction * counts)).astype(int)
     seen = np.zeros(len(walk), np.int64)  # how many rows of its class the walk has met up to each step
     for c in classes:
-        mine = y[walk] == c
+        mine = walked == c
         seen[mine] = np.arange(1, mine.sum() + 1)
-    keep = seen <= quota[np.searchsorted(classes, y[walk])]
-    if len(classes) < 2:
-        raise DataError(f"{where}: the label budget keeps a single class; a classifier needs two or more")
+    keep = seen <= quota[np.searchsorted(classes, walked)]
     kept = np.sort(walk[keep])
     digest = hashlib.sha256(kept.astype(np.int64).tobytes()).hexdigest()
     decided = int(np.flatnonzero(keep)[-1]) + 1
@@ -79,12 +81,8 @@ def apply_label_budget(splits, budget: LabelBudget, where: object):
     rows = label_budget_rows(np.asarray(splits.train_y), budget, where)
     return replace(
         splits,
-        train_x=_take(splits.train_x, rows.kept),
+        train_x=take_rows(splits.train_x, rows.kept),
         train_y=np.asarray(splits.train_y)[rows.kept],
-        pool_x=_take(splits.train_x, rows.pool) if len(rows.pool) else None,
+        pool_x=take_rows(splits.train_x, rows.pool) if len(rows.pool) else None,
         labeled=rows,
     )
-
-
-def _take(x, idx: np.ndarray):
-    return x.subset(idx) if hasattr(x, "subset") else x[idx]

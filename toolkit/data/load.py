@@ -14,6 +14,7 @@ from toolkit.data.budget import apply_label_budget
 from toolkit.data.datasets import DataSplits, load_idx_splits, splits_from_arrays
 from toolkit.data.kinds import FACTORY_SPEC, DataKind, data_kind, register_data_kind
 from toolkit.data.split import stratified_split
+from toolkit.data.store import take_rows
 
 __all__ = [
     "load_splits",
@@ -130,15 +131,11 @@ def _finish(parts: dict, data, labels, steps, where) -> DataSplits:
         x, y = parts["train"]
         keep = np.random.default_rng(0).permutation(len(y))[: data.limit_train]
         keep.sort()
-        parts["train"] = (_take(x, keep), y[keep])
+        parts["train"] = (take_rows(x, keep), y[keep])
     if data.limit_test is not None:
         x, y = parts["test"]
-        parts["test"] = (_take(x, np.arange(min(len(y), data.limit_test))), y[: data.limit_test])
+        parts["test"] = (take_rows(x, np.arange(min(len(y), data.limit_test))), y[: data.limit_test])
     return splits_from_arrays(parts, labels=labels, steps=steps, mean=data.mean, std=data.std, where=where)
-
-
-def _take(x, idx: np.ndarray):
-    return x.subset(idx) if hasattr(x, "subset") else x[idx]
 
 
 register_data_kind(DataKind("idx", _idx, options=IdxOptions, default_root=DEFAULT_IDX_ROOT))

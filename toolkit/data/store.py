@@ -14,7 +14,7 @@ import numpy as np
 from benchmarks.manifest import Preprocessing
 from benchmarks.preprocess import to_float
 
-__all__ = ["RowStore", "FloatView"]
+__all__ = ["RowStore", "FloatView", "take_rows"]
 
 
 class RowStore:
@@ -91,3 +91,8 @@ class FloatView:
     def __getitem__(self, key) -> np.ndarray:
         x = np.asarray(self.images[key])
         return to_float(x, self.pre, channel_axis=0 if x.ndim == 3 else 1)  # one image, or a batch
+
+
+def take_rows(x, idx: np.ndarray):
+    """Rows `idx` of an in-memory array, or of a `RowStore` (a store of the same files, those rows only)."""
+    return x.subset(idx) if isinstance(x, RowStore) else x[idx]
