@@ -69,7 +69,6 @@ def _logits_key(ctx: _Ctx, name: str, info: dict, *extra) -> str:
     """The teacher (its file or checkpoint, its config with any input adapter) and the images it scored."""
     parts = [info.get("source_sha256") or sha256_file(ctx.run.checkpoint(name)), ctx.cfg.seed]
     parts += [[t.model_dump(mode="json") for t in ctx.cfg.teachers], ctx.cfg.data.model_dump(mode="json")]
-    parts.append(ctx.cfg.data.options.model_dump(mode="json") if ctx.cfg.data.options is not None else None)
     return hashlib.sha256(json.dumps([*parts, *extra], sort_keys=True, default=str).encode()).hexdigest()
 
 
